@@ -1,0 +1,83 @@
+"""What every loclin measurement callback shares: logging at an exact step and a summary."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+
+class MeasurementCallback(Callback):
+    """Base class: ``summary()`` feeds summary.json, ``figures()`` feeds TensorBoard images.
+
+    Scalars go straight to the logger at the step they describe (not through ``self.log``,
+    whose ``log_every_n_steps`` would drop measurements made at a stride).
+    """
+
+    def log_scalars(self, trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
+        if trainer.logger is not None and metrics:
+            trainer.logger.log_metrics(metrics, step=step)
+
+    def log_figures(self, trainer: L.Trainer, step: int) -> None:
+        if trainer.logger is None or not trainer.is_global_zero:
+            return
+        writer = getattr(trainer.logger, "experiment", None)
+        if writer is None or not hasattr(writer, "add_figure"):
+            return
+        for tag, figure in self.figures().items():
+            writer.add_figure(tag, figure, global_step=step, close=True)
+
+    def figures(self) -> dict[str, Any]:
+        return {}
+
+    def memory_bytes(self) -> int:
+        """Bytes of bounded state this callback holds (windows, stored bases)."""
+        return 0
+
+    def summary(self) -> dict[str, Any]:
+        """``{"metrics": {name: {value, definition, baseline?}}, "curves": {...}}``."""
+        return {}
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.log_figures(trainer, trainer.global_step)
+
+
+def metric(value: float, definition: str, baseline: float | None = None) -> dict[str, Any]:
+    """One headline number with the name of its definition (and its random baseline)."""
+    entry: dict[str, Any] = {"value": value, "definition": definition}
+    if baseline is not None:
+        entry["baseline"] = baseline
+    return entry
+
+
+class Averages:
+    """Running mean and standard deviation of named scalars (plain floats: checkpoint-safe)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, list[float]] = {}
+
+    def add(self, name: str, value: float) -> None:
+        acc = self.sums.setdefault(name, [0.0, 0.0, 0])
+        acc[0] += value
+        acc[1] += value * value
+        acc[2] += 1
+
+    def mean(self, name: str) -> float:
+        total, _, n = self.sums.get(name, (0.0, 0.0, 0))
+        return total / n if n else float("nan")
+
+    def std(self, name: str) -> float:
+        total, total_sq, n = self.sums.get(name, (0.0, 0.0, 0))
+        if n < 2:
+            return float("nan") if n == 0 else 0.0
+        return max(total_sq / n - (total / n) ** 2, 0.0) ** 0.5
+
+    def count(self, name: str) -> int:
+        return int(self.sums.get(name, (0, 0, 0))[2])
+
+    def state_dict(self) -> dict:
+        return {name: list(acc) for name, acc in self.sums.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sums = {name: list(acc) for name, acc in state.items()}

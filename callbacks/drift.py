@@ -1,0 +1,117 @@
+"""Drift of the rolling basis against lag (SCIENCE.md 4).
+
+Every ``stride`` steps the rolling basis B_t is snapshotted into a ring that reaches back
+``max(lags)`` steps. Each new snapshot is compared with every older one at lag t − s:
+overlap ‖B_sᵀB_t‖_F²/k, Grassmann distance, and stale-basis capture cap(B_s, v_t) of the
+vector just taken. Averages over t give the drift curve; the half-life is the lag at which
+the mean overlap halves. Memory: (max_lag/stride + 1)·D·k·4 bytes.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+
+from callbacks.base import Averages, MeasurementCallback, metric
+from callbacks.gradient_window import GradientWindowCallback
+from callbacks.rolling_basis import RollingBasisCallback
+from geometry import capture, compare_subspaces, half_life, random_capture_baseline
+
+HEADLINE_LAG = 100
+
+
+class DriftCallback(MeasurementCallback):
+    def __init__(self, window: GradientWindowCallback, rolling: RollingBasisCallback, stride: int = 25, lags: tuple[int, ...] = (25, 50, 100, 200, 400)):
+        if any(lag % stride for lag in lags):
+            raise ValueError(f"every drift lag must be a multiple of the drift stride {stride}, got {list(lags)}")
+        self.window = window
+        self.rolling = rolling
+        self.source = rolling.source
+        self.stride = stride
+        self.logged_lags = tuple(sorted(lags))
+        self.max_lag = self.logged_lags[-1]
+        self.curve_lags = list(range(0, self.max_lag + 1, stride))
+        self.ring: list[tuple[int, torch.Tensor]] = []
+        self.averages = Averages()
+        self.heatmap: list[tuple[int, int, float]] = []
+
+    @property
+    def state_key(self) -> str:
+        return f"Drift[{self.source}]"
+
+    def memory_bytes(self) -> int:
+        return (self.max_lag // self.stride + 1) * self.window.dim * self.rolling.k * 4
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        step = self.rolling.current_step
+        fresh = step == self.window.latest_step[self.source]
+        if not fresh or step % self.stride or (self.ring and self.ring[-1][0] == step):
+            return
+        basis = self.rolling.current_basis
+        vector = self.window.latest(self.source)
+        self.averages.add("stale_capture_lag0", capture(basis, vector))
+        logs = {}
+        self.ring = [(s, b) for s, b in self.ring if step - s <= self.max_lag]
+        for past_step, past_basis in self.ring:
+            lag = step - past_step
+            comparison = compare_subspaces(past_basis, basis)
+            stale = capture(past_basis, vector)
+            self.averages.add(f"overlap_lag{lag}", comparison["overlap"])
+            self.averages.add(f"grassmann_lag{lag}", comparison["grassmann"])
+            self.averages.add(f"stale_capture_lag{lag}", stale)
+            self.heatmap.append((past_step, step, comparison["overlap"]))
+            if lag in self.logged_lags:
+                logs[f"drift/{self.source}/overlap_lag{lag}"] = comparison["overlap"]
+                logs[f"drift/{self.source}/stale_capture_lag{lag}"] = stale
+                logs[f"drift/{self.source}/grassmann_lag{lag}"] = comparison["grassmann"]
+        self.ring.append((step, basis))
+        self.log_scalars(trainer, logs, step)
+
+    def curve(self) -> dict[str, list[float]]:
+        lags = [lag for lag in self.curve_lags[1:] if self.averages.count(f"overlap_lag{lag}")]
+        return {
+            "lags": [0] + lags,
+            "overlap": [1.0] + [self.averages.mean(f"overlap_lag{lag}") for lag in lags],
+            "overlap_std": [0.0] + [self.averages.std(f"overlap_lag{lag}") for lag in lags],
+            "grassmann": [0.0] + [self.averages.mean(f"grassmann_lag{lag}") for lag in lags],
+            "stale_capture": [self.averages.mean("stale_capture_lag0")] + [self.averages.mean(f"stale_capture_lag{lag}") for lag in lags],
+            "pairs": [self.averages.count("stale_capture_lag0")] + [self.averages.count(f"overlap_lag{lag}") for lag in lags],
+        }
+
+    def summary(self) -> dict:
+        curve = self.curve()
+        if len(curve["lags"]) < 2:
+            return {}
+        src = self.source
+        baseline = random_capture_baseline(self.rolling.k, self.window.dim)
+        metrics = {
+            f"{src}.half_life": metric(half_life(curve["lags"][1:], curve["overlap"][1:]), "half_life (SCIENCE.md 4): lag where mean overlap falls to 0.5, steps; inf = beyond the largest lag"),
+            f"{src}.max_lag": metric(float(curve["lags"][-1]), "largest lag on the drift curve, steps"),
+        }
+        if HEADLINE_LAG in curve["lags"]:
+            i = curve["lags"].index(HEADLINE_LAG)
+            metrics[f"{src}.overlap_lag100"] = metric(curve["overlap"][i], "overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag 100; < 0.5 reads as substantial drift", baseline)
+            metrics[f"{src}.stale_capture_lag100"] = metric(curve["stale_capture"][i], "stale-basis capture (SCIENCE.md 4) cap(B_s, v_{s+100}), energy", baseline)
+        s, t, ov = zip(*self.heatmap) if self.heatmap else ((), (), ())
+        return {"metrics": metrics, "curves": {f"{src}.drift": curve, f"{src}.heatmap": {"s": list(s), "t": list(t), "overlap": list(ov)}}}
+
+    def figures(self) -> dict:
+        from loclin.plots import drift_curve_figure, drift_heatmap_figure
+
+        curve = self.curve()
+        if len(curve["lags"]) < 2:
+            return {}
+        baseline = random_capture_baseline(self.rolling.k, self.window.dim)
+        s, t, ov = zip(*self.heatmap)
+        return {
+            f"drift/{self.source}/curve": drift_curve_figure({self.source: curve}, baseline),
+            f"drift/{self.source}/heatmap": drift_heatmap_figure(s, t, ov, title=f"{self.source} basis overlap"),
+        }
+
+    def state_dict(self) -> dict:
+        return {"ring": list(self.ring), "averages": self.averages.state_dict(), "heatmap": list(self.heatmap)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.ring = list(state_dict["ring"])
+        self.averages.load_state_dict(state_dict["averages"])
+        self.heatmap = [tuple(x) for x in state_dict["heatmap"]]

@@ -1,0 +1,118 @@
+"""Capture per-step gradients g_t and updates u_t = θ_{t+1} − θ_t into bounded windows.
+
+g_t is read in ``on_before_optimizer_step`` (after backward and, under DDP, after the
+all-reduce; before gradient clipping). u_t is θ after the optimizer step minus θ before it,
+so it includes Adam's preconditioning, momentum and weight decay. Step t is the number of
+optimizer steps taken before g_t was computed.
+
+Non-finite vectors are counted and skipped, so one NaN never poisons a basis.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+
+from callbacks.base import MeasurementCallback
+from callbacks.parameter_vector import ParameterVector
+from geometry.window import VectorWindow
+
+SOURCES = ("grad", "update")
+
+
+class GradientWindowCallback(MeasurementCallback):
+    def __init__(self, window: int, sources: Sequence[str] = SOURCES, groups: Sequence[str] | None = None):
+        unknown = set(sources) - set(SOURCES)
+        if unknown:
+            raise ValueError(f"unknown window source(s) {sorted(unknown)}; expected some of {SOURCES}")
+        self.capacity = window
+        self.sources = tuple(sources)
+        self.groups = list(groups) if groups else None
+        self.vector: ParameterVector | None = None
+        self.windows: dict[str, VectorWindow] = {}
+        self.nonfinite = {s: 0 for s in self.sources}
+        self.latest_step: dict[str, int] = {s: -1 for s in self.sources}
+        self._theta_before: torch.Tensor | None = None
+        self._pending_state: dict | None = None
+
+    @property
+    def state_key(self) -> str:
+        return f"GradientWindow[{','.join(self.sources)}]"
+
+    @property
+    def dim(self) -> int:
+        return self.vector.dim
+
+    def latest(self, source: str) -> torch.Tensor:
+        """The vector committed most recently for ``source`` (a view; valid until the next push)."""
+        window = self.windows[source]
+        return window.rows[(window.count - 1) % window.capacity]
+
+    def memory_bytes(self) -> int:
+        extra = self._theta_before.numel() * 4 if self._theta_before is not None else 0
+        return sum(w.nbytes for w in self.windows.values()) + extra
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.vector is not None:
+            return
+        self.vector = ParameterVector(pl_module.parameter_groups(), self.groups)
+        self.windows = {s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices) for s in self.sources}
+        if "update" in self.sources:
+            self._theta_before = torch.zeros(self.vector.dim)
+        if self._pending_state is not None:
+            self._apply_state(self._pending_state)
+        rank_zero_info(
+            f"[loclin] measuring D={self.vector.dim:,} parameters in {len(self.vector.slices)} groups; "
+            f"windows {'+'.join(self.sources)} of W={self.capacity}: {self.memory_bytes() / 2**20:.1f} MiB"
+        )
+
+    def _commit(self, source: str, step: int) -> None:
+        window = self.windows[source]
+        if torch.isfinite(window.next_slot()).all():
+            window.commit(step)
+            self.latest_step[source] = step
+        else:
+            self.nonfinite[source] += 1
+            rank_zero_warn(f"[loclin] non-finite {source} at step {step} skipped by the geometry ({self.nonfinite[source]} so far)")
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        step = trainer.global_step
+        if "grad" in self.windows:
+            self.vector.write_grads(self.windows["grad"].next_slot())
+            self._commit("grad", step)
+        if self._theta_before is not None:
+            self.vector.write_values(self._theta_before)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if "update" not in self.windows:
+            return
+        slot = self.windows["update"].next_slot()
+        self.vector.write_values(slot)
+        slot.sub_(self._theta_before)
+        self._commit("update", trainer.global_step - 1)
+
+    def summary(self) -> dict:
+        return {"metrics": {}, "counts": {f"nonfinite_{s}": n for s, n in self.nonfinite.items()}, "dim": self.dim}
+
+    def state_dict(self) -> dict:
+        return {
+            "windows": {s: w.state_dict() for s, w in self.windows.items()},
+            "nonfinite": dict(self.nonfinite),
+            "latest_step": dict(self.latest_step),
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.vector is None:
+            self._pending_state = state_dict
+        else:
+            self._apply_state(state_dict)
+
+    def _apply_state(self, state: dict) -> None:
+        for source, window_state in state["windows"].items():
+            self.windows[source].load_state_dict(window_state)
+        self.nonfinite.update(state["nonfinite"])
+        self.latest_step.update(state["latest_step"])
+        self._pending_state = None

@@ -1,0 +1,162 @@
+"""Per-task gradient geometry, the primary object for claim C1 (SCIENCE.md 1, 3).
+
+Every ``stride`` steps, at the current θ, for each task T: the gradients of T's loss on
+``n_batches`` + ``n_heldout`` fresh single-task batches. The first n_batches form G_T; its
+top-k basis B_T gives the spectrum (energy, effective rank); the held-out gradients, which
+were not in G_T, give cap(B_T, g_T^held) against k/D. Across tasks: the overlap matrix
+ov(B_T, B_T') (do tasks share one plane?) and the cross-capture matrix cap(B_T, g_T'^held).
+Against the previous probe: ov(B_T(t − stride), B_T(t)) and the stale capture of today's
+held-out gradient by last probe's basis. The mean gradient ḡ_T of each probe is kept for
+bases built from it later (the multi-task plane).
+
+Gradients come from ``torch.autograd.grad`` on ``pl_module.loss(batch)``, so the training
+gradients in ``.grad`` are never touched. Cost per probe: (n_batches + n_heldout)·K
+forward/backward passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import lightning as L
+import torch
+
+from callbacks.base import Averages, MeasurementCallback, metric
+from callbacks.gradient_window import GradientWindowCallback
+from geometry import capture, compare_subspaces, random_capture_baseline, spectrum_summary, topk_basis
+
+
+class PerTaskGradientCallback(MeasurementCallback):
+    def __init__(self, window: GradientWindowCallback, tasks: Sequence[str], stride: int = 500, n_batches: int = 8, n_heldout: int = 2, k: int = 4):
+        if not 1 <= k <= n_batches:
+            raise ValueError(f"per-task k must be in 1..n_batches={n_batches}, got {k}")
+        self.window = window
+        self.tasks = list(tasks)
+        self.stride = stride
+        self.n_batches = n_batches
+        self.n_heldout = n_heldout
+        self.k = k
+        self.bases: dict[str, torch.Tensor] = {}
+        self.mean_gradients: dict[str, torch.Tensor] = {}
+        self.probe_step = -1
+        self.averages = Averages()
+        self.overlap_sum: torch.Tensor | None = None
+        self.cross_capture_sum: torch.Tensor | None = None
+        self.probes = 0
+
+    @property
+    def state_key(self) -> str:
+        return "PerTaskGradient"
+
+    def memory_bytes(self) -> int:
+        per_task = (self.k + 1) * self.window.dim * 4
+        transient = (self.n_batches + self.n_heldout) * self.window.dim * 4
+        return len(self.tasks) * per_task + transient
+
+    def task_gradient(self, pl_module: L.LightningModule, batch: dict) -> torch.Tensor:
+        batch = {key: value.to(pl_module.device) for key, value in batch.items()}
+        with torch.enable_grad():
+            loss = pl_module.loss(batch)
+            grads = torch.autograd.grad(loss, self.window.vector.params, allow_unused=True)
+        return self.window.vector.flatten(grads)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        step = trainer.global_step
+        if step % self.stride or step == self.probe_step:
+            return
+        self.probe(trainer, pl_module, step)
+
+    def probe(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        datamodule = trainer.datamodule
+        bases, heldout, logs = {}, {}, {}
+        for task in self.tasks:
+            grads = torch.stack(
+                [self.task_gradient(pl_module, datamodule.probe_batch(task, (step, i))) for i in range(self.n_batches + self.n_heldout)]
+            )
+            window, held = grads[: self.n_batches], grads[self.n_batches :]
+            basis, singular_values = topk_basis(window, self.k)
+            bases[task], heldout[task] = basis, held
+            stats = spectrum_summary(singular_values, self.k)
+            stats["heldout_capture"] = float(torch.tensor([capture(basis, g) for g in held]).mean())
+            if task in self.bases:
+                stats["overlap_prev_probe"] = compare_subspaces(self.bases[task], basis)["overlap"]
+                stats["stale_capture_prev_probe"] = float(torch.tensor([capture(self.bases[task], g) for g in held]).mean())
+            for name, value in stats.items():
+                self.averages.add(f"{task}/{name}", value)
+                logs[f"pertask/{task}/{name}"] = value
+            self.mean_gradients[task] = window.mean(0)
+        n = len(self.tasks)
+        overlap = torch.zeros(n, n, dtype=torch.float64)
+        cross = torch.zeros(n, n, dtype=torch.float64)
+        for i, a in enumerate(self.tasks):
+            for j, b in enumerate(self.tasks):
+                overlap[i, j] = compare_subspaces(bases[a], bases[b])["overlap"] if i != j else 1.0
+                cross[i, j] = float(torch.tensor([capture(bases[a], g) for g in heldout[b]]).mean())
+        off_diagonal = ~torch.eye(n, dtype=torch.bool)
+        if n > 1:
+            logs["pertask/cross_task_overlap_mean"] = float(overlap[off_diagonal].mean())
+            logs["pertask/cross_task_capture_mean"] = float(cross[off_diagonal].mean())
+            self.averages.add("cross_task_overlap_mean", logs["pertask/cross_task_overlap_mean"])
+            self.averages.add("cross_task_capture_mean", logs["pertask/cross_task_capture_mean"])
+        self.overlap_sum = overlap if self.overlap_sum is None else self.overlap_sum + overlap
+        self.cross_capture_sum = cross if self.cross_capture_sum is None else self.cross_capture_sum + cross
+        self.bases, self.probe_step = bases, step
+        self.probes += 1
+        self.log_scalars(trainer, logs, step)
+
+    def summary(self) -> dict:
+        if not self.probes:
+            return {}
+        baseline = random_capture_baseline(self.k, self.window.dim)
+        metrics = {}
+        for task in self.tasks:
+            metrics[f"pertask.{task}.heldout_capture"] = metric(self.averages.mean(f"{task}/heldout_capture"), f"heldout_capture (SCIENCE.md 3) of fresh task gradients by the top-{self.k} per-task basis, energy, mean over probes", baseline)
+            metrics[f"pertask.{task}.energy_topk"] = metric(self.averages.mean(f"{task}/energy_topk"), f"energy_topk (SCIENCE.md 1) of {self.n_batches} per-task gradients", self.k / self.n_batches)
+            if self.averages.count(f"{task}/overlap_prev_probe"):
+                metrics[f"pertask.{task}.overlap_prev_probe"] = metric(self.averages.mean(f"{task}/overlap_prev_probe"), f"overlap (SCIENCE.md 4) of the per-task basis with the one {self.stride} steps earlier", baseline)
+        heldout = [metrics[f"pertask.{t}.heldout_capture"]["value"] for t in self.tasks]
+        metrics["pertask.heldout_capture_mean"] = metric(sum(heldout) / len(heldout), "heldout_capture (SCIENCE.md 3), per-task bases, mean over tasks and probes, energy", baseline)
+        if len(self.tasks) > 1:
+            metrics["pertask.cross_task_overlap_mean"] = metric(self.averages.mean("cross_task_overlap_mean"), "overlap (SCIENCE.md 4) between different tasks' bases, mean off-diagonal", baseline)
+            metrics["pertask.cross_task_capture_mean"] = metric(self.averages.mean("cross_task_capture_mean"), "capture of task T' held-out gradients by task T's basis, mean off-diagonal", baseline)
+        return {
+            "metrics": metrics,
+            "curves": {
+                "pertask": {
+                    "tasks": self.tasks,
+                    "overlap_matrix": (self.overlap_sum / self.probes).tolist(),
+                    "cross_capture_matrix": (self.cross_capture_sum / self.probes).tolist(),
+                    "probes": self.probes,
+                }
+            },
+        }
+
+    def figures(self) -> dict:
+        from loclin.plots import matrix_figure
+
+        if not self.probes:
+            return {}
+        return {
+            "pertask/overlap_matrix": matrix_figure((self.overlap_sum / self.probes).tolist(), self.tasks, "overlap of per-task bases"),
+            "pertask/cross_capture_matrix": matrix_figure((self.cross_capture_sum / self.probes).tolist(), self.tasks, "cap(B_row, held-out g_col)"),
+        }
+
+    def state_dict(self) -> dict:
+        return {
+            "bases": dict(self.bases),
+            "mean_gradients": dict(self.mean_gradients),
+            "probe_step": self.probe_step,
+            "averages": self.averages.state_dict(),
+            "overlap_sum": self.overlap_sum,
+            "cross_capture_sum": self.cross_capture_sum,
+            "probes": self.probes,
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.bases = dict(state_dict["bases"])
+        self.mean_gradients = dict(state_dict["mean_gradients"])
+        self.probe_step = state_dict["probe_step"]
+        self.averages.load_state_dict(state_dict["averages"])
+        self.overlap_sum = state_dict["overlap_sum"]
+        self.cross_capture_sum = state_dict["cross_capture_sum"]
+        self.probes = state_dict["probes"]

@@ -1,0 +1,1 @@
+"""LightningDataModules. Import the concrete modules directly (``datamodules.synthetic``)."""

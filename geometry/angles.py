@@ -1,0 +1,61 @@
+"""Comparing two subspaces (SCIENCE.md measurement 4).
+
+For orthonormal bases B1 (D×k1), B2 (D×k2) and σ_i the singular values of B1ᵀB2:
+    principal angles    θ_i = arccos σ_i            (ascending)
+    overlap             ov = ‖B1ᵀB2‖_F² / k = (1/k) Σ cos² θ_i,  k = max(k1, k2)
+    Grassmann distance  d_G = sqrt(Σ θ_i²)
+A random k-subspace has expected overlap k/D with any fixed one.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def principal_angles(basis_a: torch.Tensor, basis_b: torch.Tensor) -> torch.Tensor:
+    """Principal angles (radians, ascending) between the column spans of two orthonormal bases.
+
+    Uses the cosine formula; for the tiny angles between nearly equal subspaces the sine
+    formula is more accurate, so angles whose cosine is above cos(0.1) are recomputed from the
+    residual B2 − B1 B1ᵀ B2 (Björck & Golub, as scipy.linalg.subspace_angles does).
+    """
+    a = basis_a.to(torch.float64)
+    b = basis_b.to(torch.float64)
+    if a.shape[1] < b.shape[1]:
+        a, b = b, a
+    cosines = torch.linalg.svdvals(a.T @ b).clamp(-1.0, 1.0)
+    angles = torch.arccos(cosines)
+    small = cosines > torch.cos(torch.tensor(0.1, dtype=torch.float64))
+    if small.any():
+        residual = b - a @ (a.T @ b)
+        sines = torch.linalg.svdvals(residual).flip(0).clamp(0.0, 1.0)
+        angles = torch.where(small, torch.arcsin(sines), angles)
+    return angles
+
+
+def overlap(basis_a: torch.Tensor, basis_b: torch.Tensor) -> float:
+    """‖B1ᵀB2‖_F² / max(k1, k2): 1 for equal subspaces, 0 for orthogonal ones."""
+    k = max(basis_a.shape[1], basis_b.shape[1])
+    if k == 0:
+        return float("nan")
+    cross = basis_a.T @ basis_b.to(basis_a.dtype)
+    return float(cross.double().pow(2).sum()) / k
+
+
+def grassmann_distance(basis_a: torch.Tensor, basis_b: torch.Tensor) -> float:
+    """Geodesic distance sqrt(Σ θ_i²) on the Grassmannian."""
+    return float(principal_angles(basis_a, basis_b).pow(2).sum().sqrt())
+
+
+def compare_subspaces(basis_a: torch.Tensor, basis_b: torch.Tensor) -> dict[str, float]:
+    """Overlap, Grassmann distance and mean principal angle from one SVD of B1ᵀB2.
+
+    For equal dimensions ‖B1ᵀB2‖_F² = Σ cos² θ_i, so the overlap follows from the angles.
+    """
+    angles = principal_angles(basis_a, basis_b)
+    k = max(basis_a.shape[1], basis_b.shape[1])
+    return {
+        "overlap": float(angles.cos().pow(2).sum()) / k,
+        "grassmann": float(angles.pow(2).sum().sqrt()),
+        "mean_angle": float(angles.mean()),
+    }

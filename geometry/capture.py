@@ -1,0 +1,35 @@
+"""Capture of a vector by a subspace (SCIENCE.md measurement 2).
+
+For an orthonormal basis B (D×k) and a vector v:
+    energy capture  cap(B, v) = ‖Bᵀv‖² / ‖v‖²        (the default for every headline)
+    norm capture    sqrt(cap(B, v))
+A Haar-random k-subspace of R^D captures exactly k/D in expectation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def capture(basis: torch.Tensor, vector: torch.Tensor) -> float:
+    """Energy capture ‖Bᵀv‖²/‖v‖² of ``vector`` (D,) by the orthonormal columns of ``basis``."""
+    v = vector.reshape(-1)
+    norm_sq = float(v.double().pow(2).sum())
+    if norm_sq == 0.0:
+        return float("nan")
+    if basis.shape[1] == 0:
+        return 0.0
+    coords = basis.T @ v.to(basis.dtype)
+    return float(coords.double().pow(2).sum()) / norm_sq
+
+
+def capture_norm(basis: torch.Tensor, vector: torch.Tensor) -> float:
+    """Norm capture ‖Bᵀv‖/‖v‖ = sqrt(energy capture)."""
+    return math.sqrt(capture(basis, vector))
+
+
+def random_capture_baseline(k: int, dim: int) -> float:
+    """Expected energy capture of any fixed vector by a uniformly random k-subspace: k/D."""
+    return k / dim

@@ -1,0 +1,66 @@
+"""Orthonormal bases of spans of vectors, computed through the small Gram matrix.
+
+A window holds W vectors of dimension D (W << D) as the rows of X ∈ R^{W×D}. Its top-k left
+singular vectors (as columns of B ∈ R^{D×k}) follow from the W×W Gram X Xᵀ = V Λ Vᵀ:
+
+    s_i = sqrt(λ_i),    B = Xᵀ V_k diag(1/s_k)
+
+so no D×D (or D×W SVD) is ever formed. The eigen-decomposition runs in float64.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Singular values below this fraction of the largest are treated as zero (rank deficiency).
+RELATIVE_RANK_TOL = 1e-6
+
+
+def orthonormalize(vectors: torch.Tensor) -> torch.Tensor:
+    """Orthonormal basis (D×r, columns) of span of the columns of ``vectors`` (D×m), by QR.
+
+    Columns that are (numerically) in the span of earlier ones are dropped, so r <= m.
+    """
+    if vectors.ndim == 1:
+        vectors = vectors[:, None]
+    q, r = torch.linalg.qr(vectors, mode="reduced")
+    diag = r.diagonal().abs()
+    if diag.numel() == 0:
+        return q[:, :0]
+    keep = diag > RELATIVE_RANK_TOL * diag.max().clamp_min(torch.finfo(r.dtype).tiny)
+    return q[:, keep]
+
+
+def gram_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Singular values (descending) and right singular vectors of X from its Gram X Xᵀ.
+
+    Returns ``(s, V)`` with ``s`` of shape (W,) and ``V`` (W×W), columns ordered like ``s``.
+    Negative round-off eigenvalues are clipped to zero.
+    """
+    evals, evecs = torch.linalg.eigh(gram.to(torch.float64))
+    order = torch.argsort(evals, descending=True)
+    s = evals[order].clamp_min(0.0).sqrt()
+    return s, evecs[:, order]
+
+
+def basis_from_rows(rows: torch.Tensor, gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k left singular basis B (D×k') of the rows of ``rows`` (W×D) given their Gram.
+
+    k' = min(k, numerical rank). Returns ``(B, s)`` where ``s`` holds all W singular values
+    (descending). B is re-orthonormalised by QR to remove float32 round-off.
+    """
+    s, v = gram_eigh(gram)
+    rank = int((s > RELATIVE_RANK_TOL * s[0].clamp_min(1e-300)).sum()) if s.numel() else 0
+    k_eff = min(k, rank)
+    if k_eff == 0:
+        return rows.new_zeros(rows.shape[1], 0), s
+    coeff = (v[:, :k_eff] / s[:k_eff]).to(rows.dtype)  # W×k'
+    basis = rows.T @ coeff  # D×k'
+    basis, _ = torch.linalg.qr(basis, mode="reduced")
+    return basis, s
+
+
+def topk_basis(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k left singular basis of the rows of ``rows`` (W×D); see :func:`basis_from_rows`."""
+    gram = rows.to(torch.float64) @ rows.to(torch.float64).T
+    return basis_from_rows(rows, gram, k)

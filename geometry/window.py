@@ -1,0 +1,99 @@
+"""A bounded window of D-dimensional vectors with its Gram matrix kept up to date.
+
+The window is a ring of W rows (X ∈ R^{W×D}, float32, W·D·4 bytes). When a vector enters
+slot j, row and column j of the Gram X Xᵀ are recomputed from the vectors themselves
+(X x_j, W·D flops), so the Gram never accumulates error and a basis refresh costs only a
+W×W eigen-decomposition plus one D×W×k product.
+
+``group_slices`` partitions the D coordinates into named parameter groups; each group keeps
+its own Gram (their sum is the full Gram), so per-group spectra come for free. The same
+identity is what makes a sharded window cheap: the Gram of a window split across ranks is
+the sum of the shards' Grams.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from geometry.subspace import basis_from_rows
+
+
+class VectorWindow:
+    """Ring buffer of the last ``capacity`` vectors with per-group Gram matrices."""
+
+    def __init__(self, dim: int, capacity: int, group_slices: dict[str, tuple[int, int]] | None = None):
+        if capacity < 1:
+            raise ValueError(f"window capacity must be >= 1, got {capacity}")
+        self.dim = dim
+        self.capacity = capacity
+        self.group_slices = dict(group_slices or {"all": (0, dim)})
+        self.rows = torch.zeros(capacity, dim, dtype=torch.float32)
+        self.group_grams = {name: torch.zeros(capacity, capacity, dtype=torch.float64) for name in self.group_slices}
+        self.steps = torch.full((capacity,), -1, dtype=torch.long)
+        self.count = 0  # vectors ever pushed
+
+    @property
+    def nbytes(self) -> int:
+        return self.rows.numel() * 4 + sum(g.numel() * 8 for g in self.group_grams.values())
+
+    @property
+    def size(self) -> int:
+        """Number of filled slots (min(count, capacity))."""
+        return min(self.count, self.capacity)
+
+    def next_slot(self) -> torch.Tensor:
+        """The row the next push will occupy; fill it in place, then call :meth:`commit`."""
+        return self.rows[self.count % self.capacity]
+
+    def commit(self, step: int) -> None:
+        """Register the vector written into :meth:`next_slot` as the one taken at ``step``."""
+        j = self.count % self.capacity
+        x = self.rows[j]
+        for name, (start, stop) in self.group_slices.items():
+            col = (self.rows[:, start:stop] @ x[start:stop]).double()
+            gram = self.group_grams[name]
+            gram[j, :] = col
+            gram[:, j] = col
+        self.steps[j] = step
+        self.count += 1
+
+    def push(self, vector: torch.Tensor, step: int) -> None:
+        self.next_slot().copy_(vector.reshape(-1))
+        self.commit(step)
+
+    def gram(self, group: str | None = None) -> torch.Tensor:
+        """Gram of the filled rows (size×size, float64), for one group or for all coordinates."""
+        n = self.size
+        if group is not None:
+            return self.group_grams[group][:n, :n]
+        return sum(g[:n, :n] for g in self.group_grams.values())
+
+    def filled_rows(self) -> torch.Tensor:
+        return self.rows[: self.size]
+
+    def basis(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-k orthonormal basis (D×k) of the window and all its singular values."""
+        return basis_from_rows(self.filled_rows(), self.gram(), k)
+
+    def singular_values(self, group: str | None = None) -> torch.Tensor:
+        evals = torch.linalg.eigvalsh(self.gram(group))
+        return evals.flip(0).clamp_min(0.0).sqrt()
+
+    def state_dict(self) -> dict:
+        return {
+            "rows": self.rows.clone(),
+            "group_grams": {k: v.clone() for k, v in self.group_grams.items()},
+            "steps": self.steps.clone(),
+            "count": self.count,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if tuple(state["rows"].shape) != (self.capacity, self.dim):
+            raise ValueError(
+                f"window state has shape {tuple(state['rows'].shape)}, expected {(self.capacity, self.dim)}"
+            )
+        self.rows.copy_(state["rows"])
+        for name, gram in state["group_grams"].items():
+            self.group_grams[name].copy_(gram)
+        self.steps.copy_(state["steps"])
+        self.count = int(state["count"])

@@ -1,0 +1,1 @@
+"""LightningModules. Import the concrete modules directly (``lightning_modules.synthetic``)."""

@@ -1,0 +1,1 @@
+"""Shared plumbing for train.py and analyze.py: config, run directories, summaries, plots."""

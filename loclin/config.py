@@ -1,0 +1,188 @@
+"""Experiment configuration: a dataclass schema, YAML files and ``key=value`` overrides.
+
+``load_config`` merges, in order, the schema defaults, the YAML file and the command-line
+dotlist, then checks every value that could only fail later (window sizes, lags, task
+names). Any problem raises :class:`ConfigError` with one line naming the key. This module
+imports only omegaconf and the task registry (numpy), so a bad config fails in a fraction
+of a second, before torch or Lightning are imported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from datamodules.tasks import TASK_NAMES
+
+
+class ConfigError(ValueError):
+    """A user's configuration mistake; the message is one line naming the key."""
+
+
+@dataclass
+class DataConfig:
+    tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))
+    train_tasks: list[str] | None = None  # subset trained on; null = all of ``tasks``
+    modulus: int = 17  # values are 0..modulus-1; add/mul are mod this
+    length: int = 5  # sequence length of copy/reverse/sort/majority (odd for majority)
+    batch_size: int = 64
+    batch_mode: str = "mixed"  # mixed: tasks drawn per example; single: one task per batch
+    heldout_size: int = 512  # held-out examples per task with a large input space
+    heldout_fraction: float = 0.2  # share of a small input space (add, mul, majority) held out
+
+
+@dataclass
+class ModelConfig:
+    n_layers: int = 2
+    d_model: int = 128
+    n_heads: int = 4
+    d_ff: int = 512
+    dropout: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    warmup_steps: int = 100
+
+
+@dataclass
+class TrainerConfig:
+    max_steps: int = 4000
+    eval_every: int = 500  # validation and checkpoint cadence (one "epoch"), steps
+    log_every_n_steps: int = 10
+    accelerator: str = "cpu"
+    devices: int = 1
+    strategy: str = "auto"
+    precision: str = "32-true"
+    progress_bar: bool = True
+
+
+@dataclass
+class PerTaskConfig:
+    enabled: bool = True
+    stride: int = 500  # steps between probes
+    n_batches: int = 8  # gradients per task forming the per-task window
+    n_heldout: int = 2  # fresh gradients per task for held-out capture
+    k: int = 4
+
+
+@dataclass
+class GeometryConfig:
+    enabled: bool = True
+    groups: list[str] | None = None  # parameter groups measured; null = all trainable
+    window: int = 32  # W, vectors per window
+    k: int = 8  # basis rank
+    sources: list[str] = field(default_factory=lambda: ["grad", "update"])
+    basis_stride: int = 10  # steps between rolling-basis refreshes
+    heldout_horizon: int = 8  # H: each basis captures the next H vectors
+    drift_sources: list[str] = field(default_factory=lambda: ["grad"])
+    drift_stride: int = 50  # steps between drift snapshots (multiple of basis_stride)
+    drift_lags: list[int] = field(default_factory=lambda: [50, 100, 200, 400])
+    per_task: PerTaskConfig = field(default_factory=PerTaskConfig)
+
+
+@dataclass
+class ExperimentConfig:
+    experiment: str = "synthetic"
+    seed: int = 0
+    output_root: str = "runs"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    geometry: GeometryConfig = field(default_factory=GeometryConfig)
+
+
+def _one_line(error: OmegaConfBaseException, origin: str) -> str:
+    message = str(error).splitlines()[0] if str(error) else type(error).__name__
+    key = getattr(error, "full_key", None)
+    where = f" (key '{key}')" if key else ""
+    return f"{origin}: {message}{where}"
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None) -> DictConfig:
+    """Schema ← YAML file ← ``key=value`` overrides, validated. Raises ConfigError."""
+    config = OmegaConf.structured(ExperimentConfig)
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file '{path}' not found")
+        try:
+            file_config = OmegaConf.load(path)
+        except Exception as error:  # yaml.YAMLError and friends
+            raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        try:
+            config = OmegaConf.merge(config, file_config)
+        except OmegaConfBaseException as error:
+            raise ConfigError(_one_line(error, str(path))) from None
+    for item in overrides or []:
+        if "=" not in item:
+            raise ConfigError(f"command-line override '{item}' is not of the form key=value")
+    try:
+        config = OmegaConf.merge(config, OmegaConf.from_dotlist(list(overrides or [])))
+    except OmegaConfBaseException as error:
+        raise ConfigError(_one_line(error, "command line")) from None
+    validate(config)
+    return config
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def validate(c: DictConfig) -> None:
+    """Checks that the schema's types cannot express. One ConfigError per first problem."""
+    d, m, o, t, g = c.data, c.model, c.optim, c.trainer, c.geometry
+    unknown = [name for name in d.tasks if name not in TASK_NAMES]
+    _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known tasks are {list(TASK_NAMES)}")
+    _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(TASK_NAMES)))
+    if d.train_tasks is not None:
+        outside = [name for name in d.train_tasks if name not in d.tasks]
+        _require(not outside, f"data.train_tasks: {outside} not in data.tasks {list(d.tasks)}")
+        _require(len(d.train_tasks) > 0, "data.train_tasks is empty; use null to train on all tasks")
+    _require(d.modulus >= 2, f"data.modulus={d.modulus} must be >= 2")
+    _require(d.length >= 1, f"data.length={d.length} must be >= 1")
+    _require("majority" not in d.tasks or d.length % 2 == 1, f"data.length={d.length} must be odd for the majority task")
+    _require(d.batch_size >= 1, f"data.batch_size={d.batch_size} must be >= 1")
+    _require(d.batch_mode in ("mixed", "single"), f"data.batch_mode='{d.batch_mode}' must be 'mixed' or 'single'")
+    _require(0 < d.heldout_fraction < 1, f"data.heldout_fraction={d.heldout_fraction} must be in (0, 1)")
+    _require(d.heldout_size >= 1, f"data.heldout_size={d.heldout_size} must be >= 1")
+    _require(m.n_layers >= 1 and m.d_model >= 1 and m.d_ff >= 1, "model.n_layers, model.d_model and model.d_ff must be >= 1")
+    _require(m.n_heads >= 1 and m.d_model % m.n_heads == 0, f"model.d_model={m.d_model} must be divisible by model.n_heads={m.n_heads}")
+    _require(0 <= m.dropout < 1, f"model.dropout={m.dropout} must be in [0, 1)")
+    _require(o.lr > 0, f"optim.lr={o.lr} must be > 0")
+    _require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be >= 0")
+    _require(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas={list(o.betas)} must be two numbers in [0, 1)")
+    _require(o.warmup_steps >= 0, f"optim.warmup_steps={o.warmup_steps} must be >= 0")
+    _require(t.max_steps >= 1, f"trainer.max_steps={t.max_steps} must be >= 1")
+    _require(t.eval_every >= 1, f"trainer.eval_every={t.eval_every} must be >= 1")
+    _require(t.devices >= 1, f"trainer.devices={t.devices} must be >= 1")
+    if not g.enabled:
+        return
+    _require(g.window >= 1, f"geometry.window={g.window} must be >= 1")
+    _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
+    _require(g.window <= t.max_steps, f"geometry.window={g.window} is longer than the run (trainer.max_steps={t.max_steps})")
+    _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
+    _require(set(g.drift_sources) <= set(g.sources), f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}")
+    _require(g.basis_stride >= 1, f"geometry.basis_stride={g.basis_stride} must be >= 1")
+    _require(g.heldout_horizon >= 1, f"geometry.heldout_horizon={g.heldout_horizon} must be >= 1")
+    _require(g.drift_stride >= 1 and g.drift_stride % g.basis_stride == 0, f"geometry.drift_stride={g.drift_stride} must be a positive multiple of geometry.basis_stride={g.basis_stride}")
+    if g.drift_sources:
+        _require(len(g.drift_lags) > 0, "geometry.drift_lags is empty")
+        bad = [lag for lag in g.drift_lags if lag <= 0 or lag % g.drift_stride]
+        _require(not bad, f"geometry.drift_lags {bad} must be positive multiples of geometry.drift_stride={g.drift_stride}")
+        longest = max(g.drift_lags) + g.window
+        _require(longest <= t.max_steps, f"geometry.drift_lags up to {max(g.drift_lags)} plus geometry.window={g.window} need {longest} steps, more than trainer.max_steps={t.max_steps}")
+    p = g.per_task
+    if p.enabled:
+        _require(p.stride >= 1, f"geometry.per_task.stride={p.stride} must be >= 1")
+        _require(p.n_batches >= 1 and p.n_heldout >= 1, "geometry.per_task.n_batches and n_heldout must be >= 1")
+        _require(1 <= p.k <= p.n_batches, f"geometry.per_task.k={p.k} must be between 1 and geometry.per_task.n_batches={p.n_batches}")
+        _require(p.stride <= t.max_steps, f"geometry.per_task.stride={p.stride} is longer than the run (trainer.max_steps={t.max_steps})")

@@ -1,0 +1,104 @@
+"""Figures shared by TensorBoard images (callbacks) and analyze.py; each takes plain data.
+
+Functions taking ``series`` accept {label: data} so analyze.py can overlay several runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def spectrum_figure(series: dict[str, Sequence[float]], k: int, title: str = "window spectrum") -> Figure:
+    """Energy fraction s_i²/Σs² per singular index (log scale), top-k shaded."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, fractions in series.items():
+        x = np.arange(1, len(fractions) + 1)
+        ax.plot(x, fractions, marker="o", ms=3, label=label)
+    ax.axvspan(0.5, k + 0.5, color="tab:green", alpha=0.1, label=f"top-{k}")
+    ax.set_yscale("log")
+    ax.set_xlabel("singular index i")
+    ax.set_ylabel("energy fraction $s_i^2/\\Sigma s^2$")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def heldout_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], baseline: float) -> Figure:
+    """Held-out capture cap(B_t, g_{t+h}) against h, with the random k/D baseline."""
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for label, (h, capture) in series.items():
+        ax.plot(h, capture, marker="o", ms=3, label=label)
+    ax.axhline(baseline, color="gray", ls="--", label=f"random k/D = {baseline:.2g}")
+    ax.set_yscale("log")
+    ax.set_xlabel("steps ahead h")
+    ax.set_ylabel("held-out energy capture")
+    ax.set_title("held-out capture of future gradients")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: float) -> Figure:
+    """Overlap ‖B_sᵀB_t‖²/k and stale-basis capture cap(B_s, g_t) against lag t − s."""
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, curve in series.items():
+        lags = np.asarray(curve["lags"], dtype=float)
+        ov = np.asarray(curve["overlap"], dtype=float)
+        sd = np.asarray(curve.get("overlap_std", np.zeros_like(ov)), dtype=float)
+        (line,) = axes[0].plot(lags, ov, marker="o", ms=3, label=label)
+        axes[0].fill_between(lags, ov - sd, ov + sd, color=line.get_color(), alpha=0.15)
+        axes[1].plot(lags, curve["stale_capture"], marker="o", ms=3, label=label)
+    for ax, ylabel in zip(axes, ("overlap $\\|B_s^T B_t\\|_F^2/k$", "stale capture cap$(B_s, g_t)$")):
+        ax.axhline(baseline, color="gray", ls="--", label=f"random k/D = {baseline:.2g}")
+        ax.set_xlabel("lag t − s (steps)")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    axes[0].axhline(0.5, color="tab:red", ls=":", lw=0.8)
+    axes[0].set_title("basis drift")
+    axes[1].set_title("how much an old basis still explains")
+    fig.tight_layout()
+    return fig
+
+
+def drift_heatmap_figure(steps_a: Sequence[int], steps_b: Sequence[int], overlaps: Sequence[float], title: str = "basis overlap") -> Figure:
+    """Overlap between the bases at steps s and t; blank beyond the largest measured lag."""
+    times = np.unique(np.concatenate([np.asarray(steps_a), np.asarray(steps_b)]))
+    index = {int(t): i for i, t in enumerate(times)}
+    grid = np.full((len(times), len(times)), np.nan)
+    np.fill_diagonal(grid, 1.0)
+    for s, t, ov in zip(steps_a, steps_b, overlaps):
+        grid[index[int(s)], index[int(t)]] = grid[index[int(t)], index[int(s)]] = ov
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    extent = (times[0], times[-1], times[-1], times[0]) if len(times) > 1 else None
+    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", extent=extent, interpolation="nearest")
+    fig.colorbar(image, ax=ax, label="overlap")
+    ax.set_xlabel("step t")
+    ax.set_ylabel("step s")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def matrix_figure(matrix: Sequence[Sequence[float]], labels: Sequence[str], title: str, vmax: float = 1.0) -> Figure:
+    """A labelled square matrix (e.g. overlaps between tasks' gradient bases)."""
+    m = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(4.6, 4))
+    image = ax.imshow(m, vmin=0, vmax=vmax, cmap="magma")
+    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if m[i, j] < 0.6 * vmax else "k")
+    fig.colorbar(image, ax=ax)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

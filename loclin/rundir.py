@@ -1,0 +1,90 @@
+"""Run directories: ``<root>/<experiment>/version_<n>/``, never reused, written atomically."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "config.yaml"
+SUMMARY_FILE = "summary.json"
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+
+
+class RunDirError(OSError):
+    """A run directory cannot be created or read; the message is one line."""
+
+
+def create_run_dir(root: str | Path, experiment: str) -> Path:
+    """Create the first free ``version_<n>`` under root/experiment (atomic: mkdir fails if taken)."""
+    parent = Path(root) / experiment
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunDirError(f"cannot create run directory under '{parent}': {error.strerror}") from None
+    existing = [int(p.name.split("_")[1]) for p in parent.glob("version_*") if p.name.split("_")[1].isdigit()]
+    version = max(existing, default=-1) + 1
+    while True:
+        candidate = parent / f"version_{version}"
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            version += 1
+        except OSError as error:
+            raise RunDirError(f"cannot create run directory '{candidate}': {error.strerror}") from None
+
+
+def check_resumable(run_dir: str | Path) -> tuple[Path, Path]:
+    """(config file, last checkpoint) of a run to resume, or RunDirError naming what is missing."""
+    run_dir = Path(run_dir)
+    config, checkpoint = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    if not run_dir.is_dir():
+        raise RunDirError(f"run directory '{run_dir}' not found")
+    if not config.is_file():
+        raise RunDirError(f"'{run_dir}' has no {CONFIG_FILE}; is it a loclin run directory?")
+    if not checkpoint.is_file():
+        raise RunDirError(f"'{run_dir}' has no checkpoint yet ({checkpoint}); start a new run instead")
+    return config, checkpoint
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write through a temporary file in the same directory and rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    """inf/nan are not JSON: write them as the strings "inf", "-inf", "nan"."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, data: dict) -> None:
+    atomic_write_text(path, json.dumps(_json_safe(data), indent=2) + "\n")
+
+
+def read_summary(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / SUMMARY_FILE
+    if not path.is_file():
+        raise RunDirError(f"'{run_dir}' has no {SUMMARY_FILE} (did the run finish?)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise RunDirError(f"{path}: not valid JSON ({error.msg})") from None

@@ -1,0 +1,21 @@
+"""The custom-scalars layout: one "drift" panel with every lag's curve together."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+
+def drift_layout(drift_sources: Sequence[str], sources: Sequence[str], tasks: Sequence[str]) -> dict:
+    """Layout for SummaryWriter.add_custom_scalars: {category: {chart: [kind, [tag regexes]]}}."""
+    layout: dict[str, dict[str, list]] = {"drift": {}, "geometry": {}, "tasks": {}}
+    for source in drift_sources:
+        layout["drift"][f"{source}: overlap, all lags"] = ["Multiline", [rf"drift/{source}/overlap_lag\d+"]]
+        layout["drift"][f"{source}: stale-basis capture, all lags"] = ["Multiline", [rf"drift/{source}/stale_capture_lag\d+"]]
+    for source in sources:
+        layout["geometry"][f"{source}: top-k energy per group"] = ["Multiline", [rf"geometry/{source}/energy_topk.*"]]
+        layout["geometry"][f"{source}: held-out capture"] = ["Multiline", [rf"geometry/{source}/heldout_capture_h\d+"]]
+    layout["tasks"]["held-out accuracy"] = ["Multiline", [rf"val/({'|'.join(tasks)})/acc"]]
+    layout["tasks"]["per-task held-out gradient capture"] = ["Multiline", [r"pertask/[a-z]+/heldout_capture"]]
+    return layout
+
