@@ -1,10 +1,15 @@
 """Drift of the rolling basis against lag (SCIENCE.md 4).
 
-Every ``stride`` steps the rolling basis B_t is snapshotted into a ring that reaches back
-``max(lags)`` steps. Each new snapshot is compared with every older one at lag t − s:
-overlap ‖B_sᵀB_t‖_F²/k, Grassmann distance, and stale-basis capture cap(B_s, v_t) of the
-vector just taken. Averages over t give the drift curve; the half-life is the lag at which
-the mean overlap halves. Memory: (max_lag/stride + 1)·D·k·4 bytes.
+Every ``stride`` steps the rolling basis B_t is snapshotted. A snapshot at step s is kept
+only while some lag L of the ladder still needs it (s a multiple of L and t − s < L), so
+lag L is sampled at the pairs (s, s + L) with s a multiple of L: short lags get many
+pairs, long lags fewer but disjoint ones, and at most len(lags) + 1 bases are held
+(memory (len(lags) + 1)·D·k·4 bytes, whatever the largest lag).
+
+Each new snapshot B_t is compared with every kept B_s: overlap ‖B_sᵀB_t‖_F²/k, Grassmann
+distance, and stale-basis capture cap(B_s, v_t) of the vector just taken. Averages over
+pairs at each ladder lag give the drift curve; the half-life is the lag at which the mean
+overlap halves. Every comparison also lands in the drift heatmap.
 """
 
 from __future__ import annotations
@@ -30,8 +35,8 @@ class DriftCallback(MeasurementCallback):
         self.stride = stride
         self.logged_lags = tuple(sorted(lags))
         self.max_lag = self.logged_lags[-1]
-        self.curve_lags = list(range(0, self.max_lag + 1, stride))
         self.ring: list[tuple[int, torch.Tensor]] = []
+        self.last_snapshot = -1
         self.averages = Averages()
         self.heatmap: list[tuple[int, int, float]] = []
 
@@ -40,35 +45,40 @@ class DriftCallback(MeasurementCallback):
         return f"Drift[{self.source}]"
 
     def memory_bytes(self) -> int:
-        return (self.max_lag // self.stride + 1) * self.window.dim * self.rolling.k * 4
+        return (len(self.logged_lags) + 1) * self.window.dim * self.rolling.k * 4
+
+    def _still_needed(self, snapshot_step: int, now: int) -> bool:
+        return any(snapshot_step % lag == 0 and now - snapshot_step < lag for lag in self.logged_lags)
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         step = self.rolling.current_step
         fresh = step == self.window.latest_step[self.source]
-        if not fresh or step % self.stride or (self.ring and self.ring[-1][0] == step):
+        if not fresh or step % self.stride or step == self.last_snapshot:
             return
+        self.last_snapshot = step
         basis = self.rolling.current_basis
         vector = self.window.latest(self.source)
         self.averages.add("stale_capture_lag0", capture(basis, vector))
         logs = {}
-        self.ring = [(s, b) for s, b in self.ring if step - s <= self.max_lag]
         for past_step, past_basis in self.ring:
             lag = step - past_step
             comparison = compare_subspaces(past_basis, basis)
             stale = capture(past_basis, vector)
-            self.averages.add(f"overlap_lag{lag}", comparison["overlap"])
-            self.averages.add(f"grassmann_lag{lag}", comparison["grassmann"])
-            self.averages.add(f"stale_capture_lag{lag}", stale)
             self.heatmap.append((past_step, step, comparison["overlap"]))
             if lag in self.logged_lags:
+                self.averages.add(f"overlap_lag{lag}", comparison["overlap"])
+                self.averages.add(f"grassmann_lag{lag}", comparison["grassmann"])
+                self.averages.add(f"stale_capture_lag{lag}", stale)
                 logs[f"drift/{self.source}/overlap_lag{lag}"] = comparison["overlap"]
                 logs[f"drift/{self.source}/stale_capture_lag{lag}"] = stale
                 logs[f"drift/{self.source}/grassmann_lag{lag}"] = comparison["grassmann"]
-        self.ring.append((step, basis))
+        self.ring = [(s, b) for s, b in self.ring if self._still_needed(s, step)]
+        if self._still_needed(step, step):
+            self.ring.append((step, basis))
         self.log_scalars(trainer, logs, step)
 
     def curve(self) -> dict[str, list[float]]:
-        lags = [lag for lag in self.curve_lags[1:] if self.averages.count(f"overlap_lag{lag}")]
+        lags = [lag for lag in self.logged_lags if self.averages.count(f"overlap_lag{lag}")]
         return {
             "lags": [0] + lags,
             "overlap": [1.0] + [self.averages.mean(f"overlap_lag{lag}") for lag in lags],
@@ -88,10 +98,10 @@ class DriftCallback(MeasurementCallback):
             f"{src}.half_life": metric(half_life(curve["lags"][1:], curve["overlap"][1:]), "half_life (SCIENCE.md 4): lag where mean overlap falls to 0.5, steps; inf = beyond the largest lag"),
             f"{src}.max_lag": metric(float(curve["lags"][-1]), "largest lag on the drift curve, steps"),
         }
-        if HEADLINE_LAG in curve["lags"]:
-            i = curve["lags"].index(HEADLINE_LAG)
-            metrics[f"{src}.overlap_lag100"] = metric(curve["overlap"][i], "overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag 100; < 0.5 reads as substantial drift", baseline)
-            metrics[f"{src}.stale_capture_lag100"] = metric(curve["stale_capture"][i], "stale-basis capture (SCIENCE.md 4) cap(B_s, v_{s+100}), energy", baseline)
+        for lag, overlap_value, stale in zip(curve["lags"][1:], curve["overlap"][1:], curve["stale_capture"][1:]):
+            note = "; < 0.5 at lag 100 reads as substantial drift" if lag == HEADLINE_LAG else ""
+            metrics[f"{src}.overlap_lag{lag}"] = metric(overlap_value, f"overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag {lag}{note}", baseline)
+            metrics[f"{src}.stale_capture_lag{lag}"] = metric(stale, f"stale-basis capture (SCIENCE.md 4) cap(B_s, v_(s+{lag})), energy", baseline)
         s, t, ov = zip(*self.heatmap) if self.heatmap else ((), (), ())
         return {"metrics": metrics, "curves": {f"{src}.drift": curve, f"{src}.heatmap": {"s": list(s), "t": list(t), "overlap": list(ov)}}}
 
@@ -109,9 +119,10 @@ class DriftCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
-        return {"ring": list(self.ring), "averages": self.averages.state_dict(), "heatmap": list(self.heatmap)}
+        return {"ring": list(self.ring), "last_snapshot": self.last_snapshot, "averages": self.averages.state_dict(), "heatmap": list(self.heatmap)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.ring = list(state_dict["ring"])
+        self.last_snapshot = state_dict["last_snapshot"]
         self.averages.load_state_dict(state_dict["averages"])
         self.heatmap = [tuple(x) for x in state_dict["heatmap"]]

@@ -35,7 +35,6 @@ class GradientWindowCallback(MeasurementCallback):
         self.windows: dict[str, VectorWindow] = {}
         self.nonfinite = {s: 0 for s in self.sources}
         self.latest_step: dict[str, int] = {s: -1 for s in self.sources}
-        self._theta_before: torch.Tensor | None = None
         self._pending_state: dict | None = None
 
     @property
@@ -52,16 +51,13 @@ class GradientWindowCallback(MeasurementCallback):
         return window.rows[(window.count - 1) % window.capacity]
 
     def memory_bytes(self) -> int:
-        extra = self._theta_before.numel() * 4 if self._theta_before is not None else 0
-        return sum(w.nbytes for w in self.windows.values()) + extra
+        return sum(w.nbytes for w in self.windows.values())
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.vector is not None:
             return
         self.vector = ParameterVector(pl_module.parameter_groups(), self.groups)
         self.windows = {s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices) for s in self.sources}
-        if "update" in self.sources:
-            self._theta_before = torch.zeros(self.vector.dim)
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
         rank_zero_info(
@@ -71,7 +67,7 @@ class GradientWindowCallback(MeasurementCallback):
 
     def _commit(self, source: str, step: int) -> None:
         window = self.windows[source]
-        if torch.isfinite(window.next_slot()).all():
+        if torch.isfinite(window.next_slot().sum()):  # one pass; a NaN or inf anywhere makes the sum non-finite
             window.commit(step)
             self.latest_step[source] = step
         else:
@@ -83,15 +79,13 @@ class GradientWindowCallback(MeasurementCallback):
         if "grad" in self.windows:
             self.vector.write_grads(self.windows["grad"].next_slot())
             self._commit("grad", step)
-        if self._theta_before is not None:
-            self.vector.write_values(self._theta_before)
+        if "update" in self.windows:  # θ_t goes into the update slot; the step turns it into u_t
+            self.vector.write_values(self.windows["update"].next_slot())
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if "update" not in self.windows:
             return
-        slot = self.windows["update"].next_slot()
-        self.vector.write_values(slot)
-        slot.sub_(self._theta_before)
+        self.vector.subtract_from_values(self.windows["update"].next_slot())
         self._commit("update", trainer.global_step - 1)
 
     def summary(self) -> dict:

@@ -51,6 +51,15 @@ class ParameterVector:
             out[offset : offset + n].copy_(p.detach().reshape(-1))
             offset += n
 
+    def subtract_from_values(self, out: torch.Tensor) -> None:
+        """In place: ``out`` ← θ − ``out`` (turns a stored θ_t into θ_{t+1} − θ_t in one pass)."""
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            segment = out[offset : offset + n]
+            torch.sub(p.detach().reshape(-1), segment, out=segment)
+            offset += n
+
     def flatten(self, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """Concatenate per-parameter tensors (e.g. from torch.autograd.grad) in this order."""
         return torch.cat(

@@ -1,7 +1,7 @@
 """The synthetic multitask datamodule: seeded batches of algorithmic tasks.
 
-Every training batch is a pure function of (seed, global batch index), so a resumed run sees
-exactly the batches an uninterrupted run would. An "epoch" is a block of
+Every training batch is a pure function of (seed, global step), so a resumed run sees exactly
+the batches an uninterrupted run would. An "epoch" is a block of
 ``steps_per_epoch`` batches (it sets the validation and checkpoint cadence, not a pass over
 a dataset). Probe batches of a single task (for per-task gradients) are a function of
 (seed, task, probe key) and never overlap the held-out split.
@@ -9,7 +9,7 @@ a dataset). Probe batches of a single task (for per-task gradients) are a functi
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import lightning as L
 import numpy as np
@@ -29,18 +29,17 @@ def to_batch(tokens: np.ndarray, mask: np.ndarray, task_index: np.ndarray) -> di
     return {"input": tokens_t[:, :-1], "target": targets, "task": torch.from_numpy(task_index)}
 
 
-class BlockSampler(Sampler[int]):
-    """Yields global batch indices epoch·n … epoch·n + n − 1 (Lightning calls set_epoch)."""
+class StepSampler(Sampler[int]):
+    """Yields global batch indices g, g+1, … (``steps_per_epoch`` of them), where g is the
+    trainer's global step when the epoch starts, so batch i is always trained at step i,
+    also after a resume (Lightning's epoch counter can be off by one there)."""
 
-    def __init__(self, steps_per_epoch: int):
+    def __init__(self, steps_per_epoch: int, first_step: Callable[[], int]):
         self.steps_per_epoch = steps_per_epoch
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
+        self.first_step = first_step
 
     def __iter__(self) -> Iterator[int]:
-        start = self.epoch * self.steps_per_epoch
+        start = self.first_step()
         return iter(range(start, start + self.steps_per_epoch))
 
     def __len__(self) -> int:
@@ -113,7 +112,11 @@ class SyntheticTasksDataModule(L.LightningDataModule):
         batches = SeededBatches(
             [self.samplers[n] for n in self.train_task_names], self.batch_size, self.seed, self.single_task_batches
         )
-        return DataLoader(batches, batch_size=None, sampler=BlockSampler(self.steps_per_epoch))
+        return DataLoader(batches, batch_size=None, sampler=StepSampler(self.steps_per_epoch, self._global_step))
+
+    def _global_step(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.global_step if trainer is not None else 0
 
     def heldout_batch(self, task: str) -> dict[str, torch.Tensor]:
         sampler = self.samplers[task]

@@ -15,13 +15,13 @@ import torch
 
 def capture(basis: torch.Tensor, vector: torch.Tensor) -> float:
     """Energy capture ‖Bᵀv‖²/‖v‖² of ``vector`` (D,) by the orthonormal columns of ``basis``."""
-    v = vector.reshape(-1)
-    norm_sq = float(v.double().pow(2).sum())
+    v = vector.reshape(-1).to(basis.dtype)
+    norm_sq = float(torch.linalg.vector_norm(v)) ** 2
     if norm_sq == 0.0:
         return float("nan")
     if basis.shape[1] == 0:
         return 0.0
-    coords = basis.T @ v.to(basis.dtype)
+    coords = basis.T @ v
     return float(coords.double().pow(2).sum()) / norm_sq
 
 

@@ -1,9 +1,11 @@
 """A bounded window of D-dimensional vectors with its Gram matrix kept up to date.
 
-The window is a ring of W rows (X ∈ R^{W×D}, float32, W·D·4 bytes). When a vector enters
-slot j, row and column j of the Gram X Xᵀ are recomputed from the vectors themselves
-(X x_j, W·D flops), so the Gram never accumulates error and a basis refresh costs only a
-W×W eigen-decomposition plus one D×W×k product.
+The window is a ring of W rows (X ∈ R^{W×D}, float32, W·D·4 bytes). The Gram X Xᵀ is kept
+up to date lazily: slots written since the last read are marked dirty, and reading the Gram
+recomputes their rows and columns from the vectors themselves in one GEMM
+(X_dirty Xᵀ, n_dirty·W·D flops, one pass over the window). Pushing a vector is therefore a
+plain copy, the Gram never accumulates round-off, and a basis refresh costs that GEMM, a
+W×W eigen-decomposition and one D×W×k product.
 
 ``group_slices`` partitions the D coordinates into named parameter groups; each group keeps
 its own Gram (their sum is the full Gram), so per-group spectra come for free. The same
@@ -31,6 +33,7 @@ class VectorWindow:
         self.group_grams = {name: torch.zeros(capacity, capacity, dtype=torch.float64) for name in self.group_slices}
         self.steps = torch.full((capacity,), -1, dtype=torch.long)
         self.count = 0  # vectors ever pushed
+        self._dirty: set[int] = set()
 
     @property
     def nbytes(self) -> int:
@@ -48,14 +51,21 @@ class VectorWindow:
     def commit(self, step: int) -> None:
         """Register the vector written into :meth:`next_slot` as the one taken at ``step``."""
         j = self.count % self.capacity
-        x = self.rows[j]
-        for name, (start, stop) in self.group_slices.items():
-            col = (self.rows[:, start:stop] @ x[start:stop]).double()
-            gram = self.group_grams[name]
-            gram[j, :] = col
-            gram[:, j] = col
+        self._dirty.add(j)
         self.steps[j] = step
         self.count += 1
+
+    def _refresh_gram(self) -> None:
+        if not self._dirty:
+            return
+        dirty = torch.tensor(sorted(self._dirty))
+        for name, (start, stop) in self.group_slices.items():
+            block = self.rows[:, start:stop]
+            cross = (block[dirty] @ block.T).double()  # n_dirty × W
+            gram = self.group_grams[name]
+            gram[dirty, :] = cross
+            gram[:, dirty] = cross.T
+        self._dirty.clear()
 
     def push(self, vector: torch.Tensor, step: int) -> None:
         self.next_slot().copy_(vector.reshape(-1))
@@ -63,6 +73,7 @@ class VectorWindow:
 
     def gram(self, group: str | None = None) -> torch.Tensor:
         """Gram of the filled rows (size×size, float64), for one group or for all coordinates."""
+        self._refresh_gram()
         n = self.size
         if group is not None:
             return self.group_grams[group][:n, :n]
@@ -80,6 +91,7 @@ class VectorWindow:
         return evals.flip(0).clamp_min(0.0).sqrt()
 
     def state_dict(self) -> dict:
+        self._refresh_gram()
         return {
             "rows": self.rows.clone(),
             "group_grams": {k: v.clone() for k, v in self.group_grams.items()},
@@ -97,3 +109,4 @@ class VectorWindow:
             self.group_grams[name].copy_(gram)
         self.steps.copy_(state["steps"])
         self.count = int(state["count"])
+        self._dirty.clear()

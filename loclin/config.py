@@ -80,10 +80,10 @@ class GeometryConfig:
     k: int = 8  # basis rank
     sources: list[str] = field(default_factory=lambda: ["grad", "update"])
     basis_stride: int = 10  # steps between rolling-basis refreshes
-    heldout_horizon: int = 8  # H: each basis captures the next H vectors
-    drift_sources: list[str] = field(default_factory=lambda: ["grad"])
-    drift_stride: int = 50  # steps between drift snapshots (multiple of basis_stride)
-    drift_lags: list[int] = field(default_factory=lambda: [50, 100, 200, 400])
+    heldout_lags: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # h: each basis captures v_(t+h)
+    drift_sources: list[str] = field(default_factory=lambda: ["grad", "update"])
+    drift_stride: int = 10  # steps between drift snapshots (multiple of basis_stride)
+    drift_lags: list[int] = field(default_factory=lambda: [10, 20, 50, 100, 200, 400])
     per_task: PerTaskConfig = field(default_factory=PerTaskConfig)
 
 
@@ -172,14 +172,16 @@ def validate(c: DictConfig) -> None:
     _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
     _require(set(g.drift_sources) <= set(g.sources), f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}")
     _require(g.basis_stride >= 1, f"geometry.basis_stride={g.basis_stride} must be >= 1")
-    _require(g.heldout_horizon >= 1, f"geometry.heldout_horizon={g.heldout_horizon} must be >= 1")
+    _require(len(g.heldout_lags) > 0 and min(g.heldout_lags) >= 1, f"geometry.heldout_lags={list(g.heldout_lags)} must be positive step counts")
     _require(g.drift_stride >= 1 and g.drift_stride % g.basis_stride == 0, f"geometry.drift_stride={g.drift_stride} must be a positive multiple of geometry.basis_stride={g.basis_stride}")
     if g.drift_sources:
         _require(len(g.drift_lags) > 0, "geometry.drift_lags is empty")
         bad = [lag for lag in g.drift_lags if lag <= 0 or lag % g.drift_stride]
         _require(not bad, f"geometry.drift_lags {bad} must be positive multiples of geometry.drift_stride={g.drift_stride}")
-        longest = max(g.drift_lags) + g.window
-        _require(longest <= t.max_steps, f"geometry.drift_lags up to {max(g.drift_lags)} plus geometry.window={g.window} need {longest} steps, more than trainer.max_steps={t.max_steps}")
+        for lag in g.drift_lags:
+            # lag L is sampled at pairs (s, s + L) with s a multiple of L and a full window at s
+            needed = -(-(g.window - 1) // lag) * lag + lag + 1
+            _require(needed <= t.max_steps, f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {needed} steps, more than trainer.max_steps={t.max_steps}")
     p = g.per_task
     if p.enabled:
         _require(p.stride >= 1, f"geometry.per_task.stride={p.stride} must be >= 1")

@@ -59,7 +59,7 @@ def build_geometry_callbacks(cfg: DictConfig) -> list[MeasurementCallback]:
     if not g.enabled:
         return []
     window = GradientWindowCallback(g.window, sources=list(g.sources), groups=list(g.groups) if g.groups else None)
-    rolling = {s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, horizon=g.heldout_horizon) for s in g.sources}
+    rolling = {s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags)) for s in g.sources}
     drift = [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(g.drift_lags)) for s in g.drift_sources]
     callbacks: list[MeasurementCallback] = [window, *rolling.values(), *drift]
     p = g.per_task
@@ -71,7 +71,14 @@ def build_geometry_callbacks(cfg: DictConfig) -> list[MeasurementCallback]:
 def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback]) -> L.Trainer:
     t = cfg.trainer
     logger = TensorBoardLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name, default_hp_metric=False)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / CHECKPOINT_DIR, save_top_k=0, save_last=True, save_on_train_epoch_end=True)
+    # monitor=None + save_top_k=1: one rolling file, rewritten at the end of every "epoch"
+    checkpoint = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINT_DIR,
+        filename=Path(LAST_CHECKPOINT).stem,
+        save_top_k=1,
+        save_on_train_epoch_end=True,
+        enable_version_counter=False,
+    )
     return L.Trainer(
         max_steps=t.max_steps,
         max_epochs=-1,

@@ -1,0 +1,107 @@
+"""Training-step time and memory of the geometry callbacks, on against off, in one process.
+
+    python benchmarks/callback_overhead.py [--config conf/synthetic.yaml] [--steps 1000]
+
+Each variant trains the same model from the same seed for --steps steps. A step is timed
+from on_train_batch_start (first callback) to on_train_batch_end (last callback), so it
+includes forward, backward, optimizer and every measurement done at that step. Median and
+mean per step are printed as ratios against the "off" baseline of this run: the median is
+the typical step, the mean includes the strided work (basis refreshes, drift snapshots,
+per-task probes) amortised. Memory is the bounded state the callbacks hold (exact bytes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import lightning as L  # noqa: E402
+from lightning.pytorch.callbacks import Callback  # noqa: E402
+from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
+
+from loclin.config import load_config  # noqa: E402
+from loclin.experiment import build_datamodule, build_geometry_callbacks, build_module  # noqa: E402
+
+
+class StepClock:
+    """Two callbacks sharing one clock: put ``start`` first and ``stop`` last in the list."""
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.durations: list[float] = []
+        self._t0 = 0.0
+        clock = self
+
+        class Start(Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+                clock._t0 = time.perf_counter()
+
+        class Stop(Callback):
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+                if trainer.global_step > clock.warmup:
+                    clock.durations.append(time.perf_counter() - clock._t0)
+
+        self.start, self.stop = Start(), Stop()
+
+
+def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_dir: str) -> dict:
+    cfg = load_config(config, [f"trainer.max_steps={steps}", f"trainer.eval_every={steps}", *overrides])
+    L.seed_everything(cfg.seed, verbose=False)
+    datamodule = build_datamodule(cfg)
+    module = build_module(cfg, datamodule)
+    measurements = build_geometry_callbacks(cfg)
+    clock = StepClock(warmup)
+    trainer = L.Trainer(
+        max_steps=steps,
+        accelerator="cpu",
+        devices=1,
+        logger=TensorBoardLogger(log_dir, name="bench"),
+        callbacks=[clock.start, *measurements, clock.stop],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        use_distributed_sampler=False,
+    )
+    trainer.fit(module, datamodule=datamodule)
+    return {
+        "median_ms": 1e3 * statistics.median(clock.durations),
+        "mean_ms": 1e3 * statistics.fmean(clock.durations),
+        "memory_mib": sum(cb.memory_bytes() for cb in measurements) / 2**20,
+        "dim": measurements[0].dim if measurements else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="conf/synthetic.yaml")
+    parser.add_argument("--steps", type=int, default=1000, help="steps per variant (>= per-task stride to include a probe)")
+    parser.add_argument("--warmup", type=int, default=50)
+    args = parser.parse_args()
+    variants = {
+        "off": ["geometry.enabled=false"],
+        "on (default)": [],
+        "on, no per-task probe": ["geometry.per_task.enabled=false"],
+        "on, W=64": ["geometry.window=64"],
+    }
+    with tempfile.TemporaryDirectory() as log_dir:
+        results = {name: run_variant(args.config, o, args.steps, args.warmup, log_dir) for name, o in variants.items()}
+    base = results["off"]
+    print(f"\n{args.config}: {args.steps} steps per variant, D = {results['on (default)']['dim']:,}")
+    print(f"{'variant':<24}{'median ms':>10}{'ratio':>8}{'mean ms':>10}{'ratio':>8}{'state MiB':>11}")
+    for name, r in results.items():
+        print(
+            f"{name:<24}{r['median_ms']:>10.2f}{r['median_ms'] / base['median_ms']:>8.3f}"
+            f"{r['mean_ms']:>10.2f}{r['mean_ms'] / base['mean_ms']:>8.3f}{r['memory_mib']:>11.1f}"
+        )
+
+
+if __name__ == "__main__":
+    main()

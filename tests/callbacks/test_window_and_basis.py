@@ -1,0 +1,130 @@
+"""Window capture, rolling basis, held-out capture and drift against brute-force references."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import subspace_angles
+
+from callbacks import DriftCallback, GradientWindowCallback, RollingBasisCallback
+from tests.callbacks.conftest import StepDriver
+
+D = 4 * 6 + 4 + 1  # ToyModule: first (4x6), second weight (1x4) and bias (1)
+
+
+def stream_in_subspace(n: int, basis: torch.Tensor, seed: int) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return [basis @ torch.randn(basis.shape[1], generator=g) for _ in range(n)]
+
+
+def test_window_holds_gradients_and_sgd_updates(toy):
+    window = GradientWindowCallback(window=5)
+    driver = StepDriver(toy, [window], lr=0.1)
+    grads = [torch.randn(D) for _ in range(7)]
+    for g in grads:
+        driver.step(g)
+    assert window.dim == D
+    assert window.vector.slices == {"first": (0, 24), "second": (24, 29)}
+    for source, expected in (("grad", grads), ("update", [-0.1 * g for g in grads])):
+        w = window.windows[source]
+        for slot, step in enumerate(w.steps.tolist()):
+            torch.testing.assert_close(w.rows[slot], expected[step], rtol=1e-5, atol=1e-6)
+    assert window.latest_step == {"grad": 6, "update": 6}
+
+
+def test_nonfinite_gradients_are_skipped_and_counted(toy):
+    window = GradientWindowCallback(window=4, sources=["grad"])
+    driver = StepDriver(toy, [window])
+    driver.step(torch.randn(D))
+    bad = torch.randn(D)
+    bad[3] = float("nan")
+    with pytest.warns(UserWarning, match="non-finite grad at step 1"):
+        driver.step(bad)
+    driver.step(torch.randn(D))
+    assert window.nonfinite["grad"] == 1
+    assert window.windows["grad"].count == 2
+    assert torch.isfinite(window.windows["grad"].gram()).all()
+
+
+def test_rolling_basis_matches_svd_and_heldout_capture_matches_projection(toy):
+    window = GradientWindowCallback(window=6, sources=["grad"])
+    rolling = RollingBasisCallback(window, "grad", k=2, stride=3, heldout_lags=(1, 2))
+    driver = StepDriver(toy, [window, rolling])
+    grads = [torch.randn(D) for _ in range(9)]
+    for g in grads[:6]:
+        driver.step(g)
+    assert rolling.refreshes == 0  # the window is first full at step 5, not a multiple of 3
+    driver.step(grads[6])  # step 6: first refresh, window = g_1..g_6
+    assert rolling.current_step == 6
+    last = torch.stack(grads[1:7]).double().numpy()
+    u = np.linalg.svd(last.T, full_matrices=False)[0][:, :2]
+    assert subspace_angles(rolling.current_basis.double().numpy(), u).max() < 1e-4
+    driver.step(grads[7])
+    expected = np.linalg.norm(u.T @ grads[7].double().numpy()) ** 2 / np.linalg.norm(grads[7].double().numpy()) ** 2
+    assert rolling.averages.mean("heldout_h1") == pytest.approx(expected, rel=1e-4)
+
+
+def test_heldout_capture_is_one_inside_a_fixed_plane_and_k_over_d_for_noise(toy):
+    plane = torch.linalg.qr(torch.randn(D, 3))[0]
+    window = GradientWindowCallback(window=6, sources=["grad"])
+    rolling = RollingBasisCallback(window, "grad", k=3, stride=2, heldout_lags=(1, 2, 3))
+    driver = StepDriver(toy, [window, rolling], lr=0.0)
+    for g in stream_in_subspace(30, plane, seed=1):
+        driver.step(g)
+    assert rolling.averages.mean("heldout_h1") == pytest.approx(1.0, abs=1e-5)
+    assert rolling.summary()["metrics"]["grad.energy_topk"]["value"] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_drift_of_a_fixed_plane_is_zero_and_of_noise_is_near_baseline(toy):
+    def run(stream):
+        window = GradientWindowCallback(window=4, sources=["grad"])
+        rolling = RollingBasisCallback(window, "grad", k=2, stride=2, heldout_lags=(1, 2))
+        drift = DriftCallback(window, rolling, stride=4, lags=(4, 8, 16))
+        driver = StepDriver(toy, [window, rolling, drift], lr=0.0)
+        for g in stream:
+            driver.step(g)
+        return drift
+
+    plane = torch.linalg.qr(torch.randn(D, 2))[0]
+    fixed = run(stream_in_subspace(60, plane, seed=2)).summary()
+    curve = fixed["curves"]["grad.drift"]
+    np.testing.assert_allclose(curve["overlap"], 1.0, atol=1e-5)
+    assert fixed["metrics"]["grad.half_life"]["value"] == math.inf
+
+    g = torch.Generator().manual_seed(5)
+    noise = run([torch.randn(D, generator=g) for _ in range(400)]).summary()
+    curve = noise["curves"]["grad.drift"]
+    # independent windows: the overlap of two random 2-planes in R^29 averages k/D = 0.069
+    assert np.mean(curve["overlap"][2:]) == pytest.approx(2 / D, rel=0.35)
+    assert noise["metrics"]["grad.half_life"]["value"] < 4
+
+
+def test_callback_state_round_trip_resumes_identically(toy):
+    def build():
+        window = GradientWindowCallback(window=4)
+        rolling = RollingBasisCallback(window, "grad", k=2, stride=2, heldout_lags=(1, 2))
+        drift = DriftCallback(window, rolling, stride=2, lags=(2, 4))
+        return [window, rolling, drift]
+
+    g = torch.Generator().manual_seed(9)
+    stream = [torch.randn(D, generator=g) for _ in range(20)]
+    reference = build()
+    driver = StepDriver(toy, reference, lr=0.0)
+    for v in stream:
+        driver.step(v)
+
+    first = build()
+    driver = StepDriver(toy, first, lr=0.0)
+    for v in stream[:11]:
+        driver.step(v)
+    states = [cb.state_dict() for cb in first]
+    resumed = build()
+    driver2 = StepDriver(toy, resumed, lr=0.0)
+    for cb, state in zip(resumed, states):
+        cb.load_state_dict(state)
+    driver2.trainer.global_step = 11
+    for v in stream[11:]:
+        driver2.step(v)
+    assert resumed[1].summary()["metrics"] == reference[1].summary()["metrics"]
+    assert resumed[2].summary() == reference[2].summary()

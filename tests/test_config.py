@@ -1,0 +1,72 @@
+"""Config loading: schema, overrides and one-line errors with exit code 2, nothing written."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from loclin.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "conf" / "tiny_synthetic.yaml"
+
+
+def test_yaml_and_overrides_merge_over_the_schema():
+    cfg = load_config(TINY, ["geometry.k=2", "optim.lr=0.01"])
+    assert cfg.geometry.k == 2
+    assert cfg.optim.lr == 0.01
+    assert cfg.geometry.window == 8  # from the file
+    assert cfg.model.dropout == 0.0  # from the schema
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["geometry.windw=4"], "windw"),
+        (["geometry.window=abc"], "geometry.window"),
+        (["geometry.window=0"], "geometry.window=0"),
+        (["geometry.k=9"], "geometry.k=9"),
+        (["optim.lr=-1"], "optim.lr=-1"),
+        (["data.tasks=[add,foo]"], "unknown task"),
+        (["data.tasks=[]"], "data.tasks is empty"),
+        (["geometry.drift_lags=[10,500]"], "trainer.max_steps=200"),
+        (["geometry.drift_lags=[15]"], "multiple"),
+        (["geometry.window=300"], "longer than the run"),
+        (["data.length=4"], "odd"),
+        (["trainer.max_steps"], "key=value"),
+    ],
+)
+def test_bad_values_raise_one_line_naming_the_key(overrides, fragment):
+    with pytest.raises(ConfigError) as error:
+        load_config(TINY, overrides)
+    message = str(error.value)
+    assert fragment in message
+    assert "\n" not in message
+
+
+def test_missing_file():
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(REPO / "conf" / "nope.yaml")
+
+
+def test_every_shipped_config_is_valid():
+    for path in sorted((REPO / "conf").glob("*.yaml")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--config", str(TINY), "geometry.windw=4"],
+        ["--config", str(TINY), "geometry.window=abc"],
+        ["--config", "conf/does_not_exist.yaml"],
+        ["--resume", "runs/never/version_0"],
+    ],
+)
+def test_cli_error_is_one_line_exit_2_and_writes_nothing(tmp_path, args):
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"output_root={tmp_path / 'runs'}"] if args[0] == "--config" else [sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("loclin: error:"), result.stderr
+    assert list(tmp_path.iterdir()) == []

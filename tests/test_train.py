@@ -1,0 +1,108 @@
+"""End to end on the tiny config: run directory, summary, no overwrite, exact resume, analyze."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lightning.pytorch.callbacks import Callback
+
+from loclin.config import load_config
+from loclin.experiment import run_experiment
+from loclin.rundir import create_run_dir
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "conf" / "tiny_synthetic.yaml"
+
+
+class Crash(Callback):
+    """Simulates a killed process: raises once ``global_step`` reaches ``at``."""
+
+    def __init__(self, at: int):
+        self.at = at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step >= self.at:
+            raise RuntimeError("simulated kill")
+
+
+def run_tiny(root: Path, *overrides: str, extra_callbacks=None, resume_dir: Path | None = None):
+    cfg = load_config(TINY, [f"output_root={root}", *overrides])
+    if resume_dir is not None:
+        return run_experiment(cfg, resume_dir, resume_from=resume_dir / "checkpoints" / "last.ckpt")
+    run_dir = create_run_dir(cfg.output_root, cfg.experiment)
+    return run_experiment(cfg, run_dir, extra_callbacks=extra_callbacks)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    summary = run_tiny(root)
+    return root, summary
+
+
+def test_run_directory_holds_config_events_checkpoint_summary(reference_run):
+    root, summary = reference_run
+    run_dir = root / "tiny_synthetic" / "version_0"
+    assert (run_dir / "config.yaml").is_file()
+    assert list(run_dir.glob("events.out.tfevents.*"))
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    on_disk = json.loads((run_dir / "summary.json").read_text())
+    assert on_disk["steps"] == 200
+    metrics = on_disk["metrics"]
+    for name in ("grad.energy_topk", "grad.heldout_capture_h1", "grad.overlap_lag20", "grad.half_life", "update.energy_topk", "pertask.heldout_capture_mean", "task.add.acc"):
+        assert name in metrics, name
+        assert "definition" in metrics[name]
+    # the geometry is far from random even on the tiny model
+    assert metrics["grad.heldout_capture_h1"]["value"] > 20 * metrics["grad.heldout_capture_h1"]["baseline"]
+    assert on_disk["curves"]["grad.drift"]["lags"][-1] == 80
+
+
+def test_second_run_never_overwrites_the_first(tmp_path):
+    first = create_run_dir(tmp_path, "exp")
+    (first / "marker").write_text("keep")
+    second = create_run_dir(tmp_path, "exp")
+    assert first.name == "version_0" and second.name == "version_1"
+    assert (first / "marker").read_text() == "keep"
+
+
+def _close(a, b):
+    if isinstance(a, str) or isinstance(b, str):
+        return a == b
+    return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+
+
+def test_killed_run_resumes_to_the_same_summary(reference_run, tmp_path):
+    _, reference = reference_run
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_tiny(tmp_path, extra_callbacks=[Crash(at=130)])
+    run_dir = tmp_path / "tiny_synthetic" / "version_0"
+    assert not (run_dir / "summary.json").exists()
+    resumed = run_tiny(tmp_path, resume_dir=run_dir)
+    assert resumed["steps"] == reference["steps"]
+    assert resumed["metrics"].keys() == reference["metrics"].keys()
+    for name, entry in reference["metrics"].items():
+        assert _close(resumed["metrics"][name]["value"], entry["value"]), name
+    heat, reference_heat = resumed["curves"]["grad.heatmap"], reference["curves"]["grad.heatmap"]
+    assert heat["s"] == reference_heat["s"] and heat["t"] == reference_heat["t"]
+    assert heat["overlap"] == pytest.approx(reference_heat["overlap"], rel=1e-6)
+
+
+def test_analyze_prints_table_and_writes_plots_and_report(reference_run, tmp_path):
+    root, _ = reference_run
+    out = tmp_path / "analysis"
+    result = subprocess.run([sys.executable, str(REPO / "analyze.py"), str(root), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "tiny_synthetic/version_0" in result.stdout
+    report = (out / "report.md").read_text()
+    for png in ("spectrum_grad.png", "drift_curve_grad.png", "heldout_capture_grad.png", "drift_heatmap_grad_0.png"):
+        assert (out / png).stat().st_size > 1000
+        assert f"({png})" in report
+
+
+def test_analyze_of_a_missing_run_is_one_line(tmp_path):
+    result = subprocess.run([sys.executable, str(REPO / "analyze.py"), str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr
