@@ -90,6 +90,8 @@ def main() -> None:
         "on (default)": [],
         "on, no per-task probe": ["geometry.per_task.enabled=false"],
         "on, W=64": ["geometry.window=64"],
+        "on, strides 25/50": ["geometry.basis_stride=25", "geometry.drift_stride=50", "geometry.drift_lags=[50,100,200,400]", "geometry.per_task.stride=1000"],
+        "on, grad only": ["geometry.sources=[grad]", "geometry.drift_sources=[grad]"],
     }
     with tempfile.TemporaryDirectory() as log_dir:
         results = {name: run_variant(args.config, o, args.steps, args.warmup, log_dir) for name, o in variants.items()}

@@ -6,6 +6,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.utilities import rank_zero_info
 
 
 class MeasurementCallback(Callback):
@@ -41,6 +42,22 @@ class MeasurementCallback(Callback):
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.log_figures(trainer, trainer.global_step)
+
+
+class MemoryReport(Callback):
+    """Prints, once the measurement callbacks are set up, the bytes each may hold at most."""
+
+    def __init__(self, measurements: list[MeasurementCallback]):
+        self.measurements = measurements
+        self.printed = False
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        if self.printed:
+            return
+        self.printed = True
+        sizes = {cb.state_key: cb.memory_bytes() for cb in self.measurements}
+        parts = ", ".join(f"{name} {size / 2**20:.1f}" for name, size in sizes.items())
+        rank_zero_info(f"[loclin] geometry state (MiB, upper bounds): {parts}; total {sum(sizes.values()) / 2**20:.1f}")
 
 
 def metric(value: float, definition: str, baseline: float | None = None) -> dict[str, Any]:

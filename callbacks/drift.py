@@ -6,10 +6,11 @@ lag L is sampled at the pairs (s, s + L) with s a multiple of L: short lags get 
 pairs, long lags fewer but disjoint ones, and at most len(lags) + 1 bases are held
 (memory (len(lags) + 1)·D·k·4 bytes, whatever the largest lag).
 
-Each new snapshot B_t is compared with every kept B_s: overlap ‖B_sᵀB_t‖_F²/k, Grassmann
-distance, and stale-basis capture cap(B_s, v_t) of the vector just taken. Averages over
-pairs at each ladder lag give the drift curve; the half-life is the lag at which the mean
-overlap halves. Every comparison also lands in the drift heatmap.
+Each new snapshot B_t is compared with the kept B_s at ladder lags t − s (about
+Σ_L stride/L comparisons per snapshot; each reads a D×k basis): overlap ‖B_sᵀB_t‖_F²/k,
+Grassmann distance, and stale-basis capture cap(B_s, v_t) of the vector just taken.
+Averages over pairs at each lag give the drift curve; the half-life is the lag at which the
+mean overlap halves. Every comparison also lands in the drift heatmap (step s against lag).
 """
 
 from __future__ import annotations
@@ -62,16 +63,17 @@ class DriftCallback(MeasurementCallback):
         logs = {}
         for past_step, past_basis in self.ring:
             lag = step - past_step
+            if lag not in self.logged_lags:
+                continue
             comparison = compare_subspaces(past_basis, basis)
             stale = capture(past_basis, vector)
             self.heatmap.append((past_step, step, comparison["overlap"]))
-            if lag in self.logged_lags:
-                self.averages.add(f"overlap_lag{lag}", comparison["overlap"])
-                self.averages.add(f"grassmann_lag{lag}", comparison["grassmann"])
-                self.averages.add(f"stale_capture_lag{lag}", stale)
-                logs[f"drift/{self.source}/overlap_lag{lag}"] = comparison["overlap"]
-                logs[f"drift/{self.source}/stale_capture_lag{lag}"] = stale
-                logs[f"drift/{self.source}/grassmann_lag{lag}"] = comparison["grassmann"]
+            self.averages.add(f"overlap_lag{lag}", comparison["overlap"])
+            self.averages.add(f"grassmann_lag{lag}", comparison["grassmann"])
+            self.averages.add(f"stale_capture_lag{lag}", stale)
+            logs[f"drift/{self.source}/overlap_lag{lag}"] = comparison["overlap"]
+            logs[f"drift/{self.source}/stale_capture_lag{lag}"] = stale
+            logs[f"drift/{self.source}/grassmann_lag{lag}"] = comparison["grassmann"]
         self.ring = [(s, b) for s, b in self.ring if self._still_needed(s, step)]
         if self._still_needed(step, step):
             self.ring.append((step, basis))
@@ -103,7 +105,7 @@ class DriftCallback(MeasurementCallback):
             metrics[f"{src}.overlap_lag{lag}"] = metric(overlap_value, f"overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag {lag}{note}", baseline)
             metrics[f"{src}.stale_capture_lag{lag}"] = metric(stale, f"stale-basis capture (SCIENCE.md 4) cap(B_s, v_(s+{lag})), energy", baseline)
         s, t, ov = zip(*self.heatmap) if self.heatmap else ((), (), ())
-        return {"metrics": metrics, "curves": {f"{src}.drift": curve, f"{src}.heatmap": {"s": list(s), "t": list(t), "overlap": list(ov)}}}
+        return {"metrics": metrics, "curves": {f"{src}.drift": curve, f"{src}.heatmap": {"s": list(s), "t": list(t), "overlap": list(ov), "lags": list(self.logged_lags)}}}
 
     def figures(self) -> dict:
         from loclin.plots import drift_curve_figure, drift_heatmap_figure
@@ -115,7 +117,7 @@ class DriftCallback(MeasurementCallback):
         s, t, ov = zip(*self.heatmap)
         return {
             f"drift/{self.source}/curve": drift_curve_figure({self.source: curve}, baseline),
-            f"drift/{self.source}/heatmap": drift_heatmap_figure(s, t, ov, title=f"{self.source} basis overlap"),
+            f"drift/{self.source}/heatmap": drift_heatmap_figure(s, t, ov, self.logged_lags, title=f"{self.source} basis overlap"),
         }
 
     def state_dict(self) -> dict:

@@ -23,7 +23,13 @@ import torch
 
 from callbacks.base import Averages, MeasurementCallback, metric
 from callbacks.gradient_window import GradientWindowCallback
-from geometry import capture, compare_subspaces, random_capture_baseline, spectrum_summary, topk_basis
+from geometry import (
+    capture,
+    compare_subspaces,
+    random_capture_baseline,
+    spectrum_summary,
+    topk_basis,
+)
 
 
 class PerTaskGradientCallback(MeasurementCallback):

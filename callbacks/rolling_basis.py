@@ -3,7 +3,9 @@
 Every ``stride`` steps, once the window is full, B_t = top-k left singular vectors of
 [v_{t−W+1} … v_t] (SCIENCE.md 1). Each B_t then captures later vectors, which were not in
 its window: cap(B_t, v_{t+h}) for h in ``heldout_lags`` (default 1, 2, 4, 8), against k/D
-(SCIENCE.md 3). Each capture reads the D×k basis once, so the lags are sparse on purpose.
+(SCIENCE.md 3). Those captures are computed at the next refresh, in one product with the
+window rows that arrived since (all still in the window because stride <= W), so a step
+between refreshes costs nothing here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import torch
 
 from callbacks.base import Averages, MeasurementCallback, metric
 from callbacks.gradient_window import GradientWindowCallback
-from geometry import capture, random_capture_baseline, spectrum_summary
+from geometry import capture_rows, random_capture_baseline, spectrum_summary
 
 SPECTRUM_NAMES = ("energy_topk", "effective_rank", "participation_ratio")
 
@@ -43,32 +45,36 @@ class RollingBasisCallback(MeasurementCallback):
         return f"geometry/{self.source}"
 
     def memory_bytes(self) -> int:
-        return (len(self.pending) + 1) * self.window.dim * self.k * 4
+        """Upper bound: the current basis plus those still waiting for held-out vectors."""
+        waiting = -(-self.horizon // self.stride) + 1
+        return (waiting + 1) * self.window.dim * self.k * 4
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         step = self.window.latest_step[self.source]
         if step == self._last_seen:
             return  # nothing new entered the window (non-finite vector skipped)
         self._last_seen = step
-        vector = self.window.latest(self.source)
-        logs = self._heldout_captures(step, vector)
         window = self.window.windows[self.source]
-        if window.size == window.capacity and step % self.stride == 0:
-            logs.update(self._refresh(step, window))
+        if window.size < window.capacity or step % self.stride:
+            return
+        logs = self._heldout_captures(step, window)
+        logs.update(self._refresh(step, window))
         self.log_scalars(trainer, logs, step)
 
-    def _heldout_captures(self, step: int, vector: torch.Tensor) -> dict[str, float]:
+    def _heldout_captures(self, step: int, window) -> dict[str, float]:
+        """Captures cap(B_s, v_(s+h)) for every v that entered the window since the last refresh."""
         logs = {}
-        still_pending = []
+        slot_steps = window.steps.tolist()
         for basis_step, basis in self.pending:
-            h = step - basis_step
-            if h in self.heldout_lags:
-                value = capture(basis, vector)
+            lag_of = {basis_step + h: h for h in self.heldout_lags if self.current_step < basis_step + h <= step}
+            slots = [slot for slot, s in enumerate(slot_steps) if s in lag_of]
+            if not slots:
+                continue
+            for slot, value in zip(slots, capture_rows(basis, window.rows[slots]).tolist()):
+                h = lag_of[slot_steps[slot]]
                 self.averages.add(f"heldout_h{h}", value)
                 logs[f"{self.prefix}/heldout_capture_h{h}"] = value
-            if h < self.horizon:
-                still_pending.append((basis_step, basis))
-        self.pending = still_pending
+        self.pending = [(s, b) for s, b in self.pending if s + self.horizon > step]
         return logs
 
     def _refresh(self, step: int, window) -> dict[str, float]:

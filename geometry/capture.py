@@ -25,6 +25,13 @@ def capture(basis: torch.Tensor, vector: torch.Tensor) -> float:
     return float(coords.double().pow(2).sum()) / norm_sq
 
 
+def capture_rows(basis: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """Energy capture of each row of ``rows`` (n×D) by ``basis``, in one pass over the basis."""
+    coords = (rows.to(basis.dtype) @ basis).double()  # n×k
+    norms = torch.linalg.vector_norm(rows, dim=1).double() ** 2
+    return coords.pow(2).sum(1) / norms
+
+
 def capture_norm(basis: torch.Tensor, vector: torch.Tensor) -> float:
     """Norm capture ‖Bᵀv‖/‖v‖ = sqrt(energy capture)."""
     return math.sqrt(capture(basis, vector))

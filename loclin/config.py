@@ -171,7 +171,7 @@ def validate(c: DictConfig) -> None:
     _require(g.window <= t.max_steps, f"geometry.window={g.window} is longer than the run (trainer.max_steps={t.max_steps})")
     _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
     _require(set(g.drift_sources) <= set(g.sources), f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}")
-    _require(g.basis_stride >= 1, f"geometry.basis_stride={g.basis_stride} must be >= 1")
+    _require(1 <= g.basis_stride <= g.window, f"geometry.basis_stride={g.basis_stride} must be between 1 and geometry.window={g.window}")
     _require(len(g.heldout_lags) > 0 and min(g.heldout_lags) >= 1, f"geometry.heldout_lags={list(g.heldout_lags)} must be positive step counts")
     _require(g.drift_stride >= 1 and g.drift_stride % g.basis_stride == 0, f"geometry.drift_stride={g.drift_stride} must be a positive multiple of geometry.basis_stride={g.basis_stride}")
     if g.drift_sources:

@@ -11,11 +11,23 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks import DriftCallback, GradientWindowCallback, PerTaskGradientCallback, RollingBasisCallback
-from callbacks.base import MeasurementCallback, metric
+from callbacks import (
+    DriftCallback,
+    GradientWindowCallback,
+    PerTaskGradientCallback,
+    RollingBasisCallback,
+)
+from callbacks.base import MeasurementCallback, MemoryReport, metric
 from datamodules.synthetic import SyntheticTasksDataModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
-from loclin.rundir import CHECKPOINT_DIR, CONFIG_FILE, LAST_CHECKPOINT, SUMMARY_FILE, atomic_write_text, write_json
+from loclin.rundir import (
+    CHECKPOINT_DIR,
+    CONFIG_FILE,
+    LAST_CHECKPOINT,
+    SUMMARY_FILE,
+    atomic_write_text,
+    write_json,
+)
 from loclin.tensorboard import drift_layout
 
 
@@ -81,7 +93,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback]) -> 
     )
     return L.Trainer(
         max_steps=t.max_steps,
-        max_epochs=-1,
+        max_epochs=-(-t.max_steps // t.eval_every),  # an "epoch" is eval_every steps
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
@@ -116,7 +128,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume_from: Path | None = No
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     measurements = build_geometry_callbacks(cfg)
-    trainer = build_trainer(cfg, run_dir, [*measurements, *(extra_callbacks or [])])
+    reports = [MemoryReport(measurements)] if measurements else []
+    trainer = build_trainer(cfg, run_dir, [*measurements, *reports, *(extra_callbacks or [])])
     if trainer.is_global_zero and measurements:
         trainer.logger.experiment.add_custom_scalars(drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks))
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)

@@ -69,20 +69,24 @@ def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: 
     return fig
 
 
-def drift_heatmap_figure(steps_a: Sequence[int], steps_b: Sequence[int], overlaps: Sequence[float], title: str = "basis overlap") -> Figure:
-    """Overlap between the bases at steps s and t; blank beyond the largest measured lag."""
-    times = np.unique(np.concatenate([np.asarray(steps_a), np.asarray(steps_b)]))
-    index = {int(t): i for i, t in enumerate(times)}
-    grid = np.full((len(times), len(times)), np.nan)
-    np.fill_diagonal(grid, 1.0)
-    for s, t, ov in zip(steps_a, steps_b, overlaps):
-        grid[index[int(s)], index[int(t)]] = grid[index[int(t)], index[int(s)]] = ov
-    fig, ax = plt.subplots(figsize=(5, 4.4))
-    extent = (times[0], times[-1], times[-1], times[0]) if len(times) > 1 else None
-    image = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", extent=extent, interpolation="nearest")
-    fig.colorbar(image, ax=ax, label="overlap")
-    ax.set_xlabel("step t")
-    ax.set_ylabel("step s")
+def drift_heatmap_figure(steps_a: Sequence[int], steps_b: Sequence[int], overlaps: Sequence[float], lags: Sequence[int], title: str = "basis overlap") -> Figure:
+    """Overlap between the bases at steps s and t = s + L, drawn as step s against lag L.
+
+    This is the band of the s×t overlap matrix that was measured (lags of the drift ladder),
+    unrolled so that each lag is one row: a row that darkens along s means drift at that lag
+    changed during training.
+    """
+    s = np.asarray(steps_a)
+    lag = np.asarray(steps_b) - s
+    keep = np.isin(lag, lags)
+    rows = np.searchsorted(np.asarray(sorted(lags)), lag[keep])
+    columns = max(1, len(set(s.tolist())))
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    image = ax.scatter(s[keep], rows, c=np.asarray(overlaps)[keep], vmin=0, vmax=1, cmap="viridis", marker="s", s=max(4.0, 600.0 / columns))
+    fig.colorbar(image, ax=ax, label="overlap $\\|B_s^T B_{s+L}\\|_F^2/k$")
+    ax.set_yticks(range(len(lags)), [str(v) for v in sorted(lags)])
+    ax.set_xlabel("step s")
+    ax.set_ylabel("lag L (steps)")
     ax.set_title(title)
     fig.tight_layout()
     return fig

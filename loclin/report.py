@@ -110,7 +110,13 @@ def render_markdown(rows: list[list[str]]) -> str:
 
 def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
     """Write PNGs; returns (caption, file name) pairs for the report."""
-    from loclin.plots import drift_curve_figure, drift_heatmap_figure, heldout_figure, matrix_figure, spectrum_figure
+    from loclin.plots import (
+        drift_curve_figure,
+        drift_heatmap_figure,
+        heldout_figure,
+        matrix_figure,
+        spectrum_figure,
+    )
 
     written: list[tuple[str, str]] = []
 
@@ -135,7 +141,8 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
         for source in ("grad", "update"):
             heat = s["curves"].get(f"{source}.heatmap")
             if heat and heat["s"]:
-                save(drift_heatmap_figure(heat["s"], heat["t"], heat["overlap"], title=f"{run_label(s)} {source} basis overlap"), f"drift_heatmap_{source}_{i}.png", f"Overlap between {source} bases at steps s and t ({run_label(s)})")
+                lags = heat.get("lags") or s["curves"][f"{source}.drift"]["lags"][1:]
+                save(drift_heatmap_figure(heat["s"], heat["t"], heat["overlap"], lags, title=f"{run_label(s)} {source} basis overlap"), f"drift_heatmap_{source}_{i}.png", f"Overlap between {source} bases at steps s and t ({run_label(s)})")
         pertask = s["curves"].get("pertask")
         if pertask:
             save(matrix_figure(pertask["overlap_matrix"], pertask["tasks"], "overlap of per-task bases"), f"pertask_overlap_{i}.png", f"Overlap between tasks' gradient bases ({run_label(s)})")

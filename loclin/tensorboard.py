@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-
 def drift_layout(drift_sources: Sequence[str], sources: Sequence[str], tasks: Sequence[str]) -> dict:
     """Layout for SummaryWriter.add_custom_scalars: {category: {chart: [kind, [tag regexes]]}}."""
     layout: dict[str, dict[str, list]] = {"drift": {}, "geometry": {}, "tasks": {}}

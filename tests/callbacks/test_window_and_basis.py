@@ -51,7 +51,7 @@ def test_rolling_basis_matches_svd_and_heldout_capture_matches_projection(toy):
     window = GradientWindowCallback(window=6, sources=["grad"])
     rolling = RollingBasisCallback(window, "grad", k=2, stride=3, heldout_lags=(1, 2))
     driver = StepDriver(toy, [window, rolling])
-    grads = [torch.randn(D) for _ in range(9)]
+    grads = [torch.randn(D) for _ in range(10)]
     for g in grads[:6]:
         driver.step(g)
     assert rolling.refreshes == 0  # the window is first full at step 5, not a multiple of 3
@@ -60,9 +60,13 @@ def test_rolling_basis_matches_svd_and_heldout_capture_matches_projection(toy):
     last = torch.stack(grads[1:7]).double().numpy()
     u = np.linalg.svd(last.T, full_matrices=False)[0][:, :2]
     assert subspace_angles(rolling.current_basis.double().numpy(), u).max() < 1e-4
-    driver.step(grads[7])
-    expected = np.linalg.norm(u.T @ grads[7].double().numpy()) ** 2 / np.linalg.norm(grads[7].double().numpy()) ** 2
-    assert rolling.averages.mean("heldout_h1") == pytest.approx(expected, rel=1e-4)
+    for g in grads[7:10]:  # held-out captures of g_7 (h=1), g_8 (h=2) are made at the step-9 refresh
+        driver.step(g)
+    assert rolling.current_step == 9
+    for h in (1, 2):
+        v = grads[6 + h].double().numpy()
+        expected = np.linalg.norm(u.T @ v) ** 2 / np.linalg.norm(v) ** 2
+        assert rolling.averages.mean(f"heldout_h{h}") == pytest.approx(expected, rel=1e-4)
 
 
 def test_heldout_capture_is_one_inside_a_fixed_plane_and_k_over_d_for_noise(toy):

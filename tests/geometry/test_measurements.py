@@ -10,6 +10,7 @@ from scipy.linalg import subspace_angles
 from geometry import (
     capture,
     capture_norm,
+    capture_rows,
     compare_subspaces,
     effective_rank,
     grassmann_distance,
@@ -49,6 +50,12 @@ def test_capture_of_vectors_inside_and_orthogonal():
     v = torch.tensor([1.0, 0, 1.0, 0, 0, 0])
     assert capture(basis, v) == pytest.approx(0.5)
     assert capture_norm(basis, v) == pytest.approx(math.sqrt(0.5))
+
+
+def test_capture_rows_equals_one_at_a_time():
+    basis = random_basis(40, 3, seed=1).float()
+    rows = torch.randn(5, 40)
+    np.testing.assert_allclose(capture_rows(basis, rows).numpy(), [capture(basis, r) for r in rows], rtol=1e-6)
 
 
 def test_random_subspace_capture_is_k_over_d_within_sampling_error():

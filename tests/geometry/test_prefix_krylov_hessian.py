@@ -1,0 +1,92 @@
+"""Prefix bases, the Krylov quadratic, and Lanczos on Hessian-vector products."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.linalg import orth
+
+from geometry.hessian import flat_hvp, lanczos_top_eigenpairs
+from geometry.prefix import prefix_capture_curve
+from geometry.quadratic import gradient_descent, power_law_spectrum
+
+
+def brute_force_capture(rows: np.ndarray, delta: np.ndarray, m: int) -> float:
+    basis = orth(rows[:m].T)
+    return float(np.sum((basis.T @ delta) ** 2) / np.sum(delta**2))
+
+
+def test_prefix_capture_matches_separate_orthonormalisation():
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(6, 40))
+    rows[3] = rows[0] - 2 * rows[1]  # a dependent update adds nothing
+    delta = rng.normal(size=40)
+    curve = prefix_capture_curve(torch.from_numpy(rows), torch.from_numpy(delta), [1, 2, 3, 4, 5, 6, 8])
+    assert 8 not in curve
+    for m, value in curve.items():
+        assert value == pytest.approx(brute_force_capture(rows, delta, m), abs=1e-10)
+    assert curve[4] == pytest.approx(curve[3])
+
+
+@pytest.fixture(scope="module")
+def krylov_toy():
+    spectrum = power_law_spectrum(2000)
+    offset = torch.randn(2000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    return gradient_descent(spectrum, offset, steps=1000)
+
+
+def test_krylov_toy_prefix_capture_rises_to_the_quoted_values(krylov_toy):
+    curve = prefix_capture_curve(krylov_toy.updates, krylov_toy.displacement, [1, 2, 4, 8, 16, 32])
+    values = [curve[m] for m in (1, 2, 4, 8, 16, 32)]
+    assert all(a < b for a, b in zip(values, values[1:]))
+    quoted = [0.06, 0.16, 0.33, 0.76, 0.975, 0.993]  # SCIENCE.md 7 (one seed of an isotropic start)
+    np.testing.assert_allclose(values, quoted, atol=0.06)
+    assert krylov_toy.loss_end < 0.05 * krylov_toy.loss_start
+
+
+def test_krylov_toy_top_hessian_capture_is_tiny(krylov_toy):
+    delta = krylov_toy.displacement
+    top8 = float(delta[:8].pow(2).sum() / delta.pow(2).sum())  # H = diag(1/i): top eigenvectors are e_1..e_8
+    assert top8 < 0.02
+    assert 8 / 2000 < 0.01
+
+
+def test_start_gradient_of_grade_r_is_captured_fully_at_m_equal_r():
+    spectrum = power_law_spectrum(300)
+    offset = torch.zeros(300, dtype=torch.float64)
+    offset[[0, 2, 9, 49, 299]] = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.5], dtype=torch.float64)  # 5 distinct eigenvalues
+    run = gradient_descent(spectrum, offset, steps=400, keep=8)
+    curve = prefix_capture_curve(run.updates, run.displacement, [4, 5, 8])
+    assert curve[4] < 0.99
+    assert curve[5] == pytest.approx(1.0, abs=1e-8)
+
+
+def test_lanczos_matches_dense_eigendecomposition():
+    rng = np.random.default_rng(1)
+    q = np.linalg.qr(rng.normal(size=(80, 80)))[0]
+    eigenvalues = np.concatenate([[9.0, 7.0, 5.0, 4.0], rng.uniform(-1, 1, size=76)])
+    dense = torch.from_numpy(q @ np.diag(eigenvalues) @ q.T)
+    values, vectors = lanczos_top_eigenpairs(lambda v: (dense @ v.double()).float(), 80, k=4, iterations=60)
+    np.testing.assert_allclose(values.numpy(), [9.0, 7.0, 5.0, 4.0], rtol=1e-4)
+    overlap = np.abs(vectors.numpy().T @ q[:, :4])
+    np.testing.assert_allclose(np.sort(overlap.max(axis=1)), 1.0, atol=1e-3)
+
+
+def test_hessian_vector_products_match_the_dense_hessian():
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 1))
+    x, y = torch.randn(16, 3), torch.randn(16, 1)
+    names = [n for n, _ in model.named_parameters()]
+    hvp = flat_hvp(model, lambda call, params: ((call(x) - y) ** 2).mean(), names)
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+    sizes = [p.numel() for p in model.parameters()]
+    shapes = [p.shape for p in model.parameters()]
+
+    def loss_of_flat(theta):
+        params = {n: c.view(s) for n, c, s in zip(names, theta.split(sizes), shapes)}
+        return ((torch.func.functional_call(model, params, (x,)) - y) ** 2).mean()
+
+    dense = torch.autograd.functional.hessian(loss_of_flat, flat)
+    v = torch.randn(flat.numel())
+    torch.testing.assert_close(hvp(v), dense @ v, rtol=1e-4, atol=1e-5)
+    values, _ = lanczos_top_eigenpairs(hvp, flat.numel(), k=3, iterations=flat.numel())
+    np.testing.assert_allclose(values.numpy(), np.sort(np.linalg.eigvalsh(dense.double().numpy()))[::-1][:3], rtol=1e-3, atol=1e-5)
