@@ -93,7 +93,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback]) -> 
     )
     return L.Trainer(
         max_steps=t.max_steps,
-        max_epochs=-(-t.max_steps // t.eval_every),  # an "epoch" is eval_every steps
+        max_epochs=-1,  # max_steps ends the run; a bound here would trip over Lightning's epoch count after a resume
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
