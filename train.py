@@ -35,12 +35,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.resume is not None:
             if args.overrides:
                 raise ConfigError("--resume takes no overrides: a resumed run keeps the config it started with")
-            config_path, checkpoint = check_resumable(args.resume)
-            cfg = load_config(config_path)
+            cfg = load_config(check_resumable(args.resume))
             run_dir = args.resume
         else:
             cfg = load_config(args.config, args.overrides)
-            checkpoint = None
             run_dir = create_run_dir(cfg.output_root, cfg.experiment)
     except (ConfigError, RunDirError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)
@@ -48,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from loclin.experiment import run_experiment  # heavy imports only after the config is valid
 
-    run_experiment(cfg, Path(run_dir), resume_from=checkpoint)
+    run_experiment(cfg, Path(run_dir), resume=args.resume is not None)
     print(f"[loclin] run directory: {run_dir}")
     print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")
     return 0

@@ -21,13 +21,15 @@ class ParameterVector:
         if unknown:
             raise ValueError(f"unknown parameter group(s) {unknown}; the module has {list(groups)}")
         self.params: list[nn.Parameter] = []
+        self.names: list[str] = []
         self.slices: dict[str, tuple[int, int]] = {}
         offset = 0
         for group in chosen:
             start = offset
-            for _, param in groups[group]:
+            for name, param in groups[group]:
                 if param.requires_grad:
                     self.params.append(param)
+                    self.names.append(name)
                     offset += param.numel()
             if offset > start:
                 self.slices[group] = (start, offset)
@@ -50,6 +52,29 @@ class ParameterVector:
             n = p.numel()
             out[offset : offset + n].copy_(p.detach().reshape(-1))
             offset += n
+
+    def values(self) -> torch.Tensor:
+        """A new flat copy of θ."""
+        out = torch.empty(self.dim)
+        self.write_values(out)
+        return out
+
+    @torch.no_grad()
+    def load_values(self, flat: torch.Tensor) -> None:
+        """Set the parameters from a flat vector (the inverse of :meth:`write_values`)."""
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.copy_(flat[offset : offset + n].view_as(p))
+            offset += n
+
+    def layout(self) -> list[tuple[int, tuple[int, ...]]]:
+        """(offset, shape) of every parameter inside the flat vector."""
+        offsets, offset = [], 0
+        for p in self.params:
+            offsets.append((offset, tuple(p.shape)))
+            offset += p.numel()
+        return offsets
 
     def subtract_from_values(self, out: torch.Tensor) -> None:
         """In place: ``out`` ← θ − ``out`` (turns a stored θ_t into θ_{t+1} − θ_t in one pass)."""

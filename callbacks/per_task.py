@@ -23,6 +23,7 @@ import torch
 
 from callbacks.base import Averages, MeasurementCallback, metric
 from callbacks.gradient_window import GradientWindowCallback
+from callbacks.parameter_vector import ParameterVector
 from geometry import (
     capture,
     compare_subspaces,
@@ -30,6 +31,15 @@ from geometry import (
     spectrum_summary,
     topk_basis,
 )
+
+
+def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dict) -> torch.Tensor:
+    """Flat gradient of ``module.loss(batch)`` w.r.t. the measured parameters (.grad untouched)."""
+    batch = {key: value.to(module.device) for key, value in batch.items()}
+    with torch.enable_grad():
+        loss = module.loss(batch)
+        grads = torch.autograd.grad(loss, vector.params, allow_unused=True)
+    return vector.flatten(grads)
 
 
 class PerTaskGradientCallback(MeasurementCallback):
@@ -59,13 +69,6 @@ class PerTaskGradientCallback(MeasurementCallback):
         transient = (self.n_batches + self.n_heldout) * self.window.dim * 4
         return len(self.tasks) * per_task + transient
 
-    def task_gradient(self, pl_module: L.LightningModule, batch: dict) -> torch.Tensor:
-        batch = {key: value.to(pl_module.device) for key, value in batch.items()}
-        with torch.enable_grad():
-            loss = pl_module.loss(batch)
-            grads = torch.autograd.grad(loss, self.window.vector.params, allow_unused=True)
-        return self.window.vector.flatten(grads)
-
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
         if step % self.stride or step == self.probe_step:
@@ -77,7 +80,7 @@ class PerTaskGradientCallback(MeasurementCallback):
         bases, heldout, logs = {}, {}, {}
         for task in self.tasks:
             grads = torch.stack(
-                [self.task_gradient(pl_module, datamodule.probe_batch(task, (step, i))) for i in range(self.n_batches + self.n_heldout)]
+                [task_gradient(pl_module, self.window.vector, datamodule.probe_batch(task, (step, i))) for i in range(self.n_batches + self.n_heldout)]
             )
             window, held = grads[: self.n_batches], grads[self.n_batches :]
             basis, singular_values = topk_basis(window, self.k)

@@ -49,17 +49,19 @@ class StepSampler(Sampler[int]):
 class SeededBatches(Dataset):
     """dataset[i] is training batch i: ``batch_size`` examples of the chosen tasks."""
 
-    def __init__(self, samplers: Sequence[TaskSampler], batch_size: int, seed: int, single_task: bool):
+    def __init__(self, samplers: Sequence[TaskSampler], batch_size: int, seed: int, single_task: bool, phase: int = 0):
         self.samplers = list(samplers)
         self.batch_size = batch_size
         self.seed = seed
         self.single_task = single_task
+        # phase 0 keeps the single-phase seeding; later phases draw fresh, distinct batches
+        self.key = (seed, 1) if phase == 0 else (seed, 1, 1000 + phase)
 
     def __len__(self) -> int:  # only a bound; the sampler decides which indices are drawn
         return 2**62
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, 1, index])
+        rng = np.random.default_rng([*self.key, index])
         if self.single_task:
             choice = np.full(self.batch_size, index % len(self.samplers))
         else:
@@ -100,6 +102,7 @@ class SyntheticTasksDataModule(L.LightningDataModule):
         self.single_task_batches = batch_mode == "single"
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
+        self.phase = 0
         self.samplers = {
             name: TaskSampler(TASKS[name], self.vocab, heldout_size, heldout_fraction, seed) for name in self.task_names
         }
@@ -108,9 +111,14 @@ class SyntheticTasksDataModule(L.LightningDataModule):
     def chance_accuracy(self) -> dict[str, float]:
         return {name: 1.0 / TASKS[name].answer_values(self.vocab.modulus) for name in self.task_names}
 
+    def set_phase(self, phase: int, train_tasks: Sequence[str]) -> None:
+        """Train the next ``Trainer.fit`` on ``train_tasks``, with batches seeded by the phase."""
+        self.phase = phase
+        self.train_task_names = list(train_tasks)
+
     def train_dataloader(self) -> DataLoader:
         batches = SeededBatches(
-            [self.samplers[n] for n in self.train_task_names], self.batch_size, self.seed, self.single_task_batches
+            [self.samplers[n] for n in self.train_task_names], self.batch_size, self.seed, self.single_task_batches, self.phase
         )
         return DataLoader(batches, batch_size=None, sampler=StepSampler(self.steps_per_epoch, self._global_step))
 

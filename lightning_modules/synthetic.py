@@ -55,8 +55,16 @@ class SyntheticMultitaskModule(L.LightningModule):
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         return {g: [(f"model.{n}", p) for n, p in params] for g, params in self.model.parameter_groups().items()}
 
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)
+
+    @staticmethod
+    def answer_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over answer tokens (targets != IGNORE_INDEX)."""
+        return F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX)
+
     def per_token_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.model(batch["input"])
+        logits = self(batch["input"])
         losses = F.cross_entropy(logits.transpose(1, 2), batch["target"], ignore_index=IGNORE_INDEX, reduction="none")
         return logits, losses
 
@@ -64,6 +72,14 @@ class SyntheticMultitaskModule(L.LightningModule):
         """Mean cross-entropy over the batch's answer tokens."""
         _, losses = self.per_token_loss(batch)
         return losses.sum() / (batch["target"] != IGNORE_INDEX).sum()
+
+    @torch.no_grad()
+    def evaluate_batch(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Answer-token loss and accuracy on one batch (for function-space checks)."""
+        logits, losses = self.per_token_loss(batch)
+        answer = batch["target"] != IGNORE_INDEX
+        correct = (logits.argmax(-1) == batch["target"]) & answer
+        return {"loss": float(losses.sum() / answer.sum()), "acc": float(correct.sum() / answer.sum())}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         _, losses = self.per_token_loss(batch)
@@ -90,6 +106,12 @@ class SyntheticMultitaskModule(L.LightningModule):
             for key, value in metrics.compute().items():
                 self.log(f"val/{name}/{key}", value)
             metrics.reset()
+
+    def on_train_start(self) -> None:
+        """Carry AdamW's state over from the previous phase when a phase asks for it."""
+        state = getattr(self, "carried_optimizer_state", None)
+        if state is not None:
+            self.trainer.optimizers[0].load_state_dict(state)
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -88,6 +88,32 @@ class GeometryConfig:
 
 
 @dataclass
+class PhaseConfig:
+    name: str = "train"
+    steps: int = 1000
+    tasks: list[str] | None = None  # trained on; null = data.train_tasks (recovery fills in defaults)
+    lr: float | None = None  # null = optim.lr
+    fresh_optimizer: bool = True  # false: carry AdamW's state over from the previous phase
+
+
+@dataclass
+class RecoveryConfig:
+    enabled: bool = False
+    target: str = "add"  # task T that is degraded and recovered
+    degrade_phase: str = "degrade"  # starts at θ*, ends at θ_0
+    recover_phase: str = "recover"  # starts at θ_0, ends at θ_R
+    degradation: str = "interference"  # interference (D1) | negation (D2) | noise (D3) | reset (D4)
+    negation_scale: float = 1.0  # D2: θ_0 = θ* − λ τ, τ = θ* − θ_init (the phase-1 displacement)
+    noise_scale: float = 0.05  # D3: θ_0 = θ* + ρ ‖θ*‖ ξ/‖ξ‖
+    reset_group: str = "block1.mlp"  # D4: parameter group re-initialised
+    k: int = 8  # rank of every static basis (equal k)
+    prefix_ms: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    static_batches: int = 8  # per-task gradients at θ* for S1 and S2
+    hessian_iterations: int = 40  # Lanczos steps for S5
+    hurt_threshold: float = 0.1  # accuracy drop on T below which the degradation "did not hurt"
+
+
+@dataclass
 class ExperimentConfig:
     experiment: str = "synthetic"
     seed: int = 0
@@ -97,6 +123,18 @@ class ExperimentConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
+    phases: list[PhaseConfig] = field(default_factory=list)  # empty: one "train" phase of trainer.max_steps
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+
+
+DEGRADATIONS = ("interference", "negation", "noise", "reset")
+
+
+def phase_plan(c: DictConfig) -> list[DictConfig]:
+    """The phases to run: the configured list, or one "train" phase of trainer.max_steps."""
+    if c.phases:
+        return list(c.phases)
+    return [OmegaConf.create({"name": "train", "steps": c.trainer.max_steps, "tasks": None, "lr": None, "fresh_optimizer": True})]
 
 
 def _one_line(error: OmegaConfBaseException, origin: str) -> str:
@@ -162,13 +200,15 @@ def validate(c: DictConfig) -> None:
     _require(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas={list(o.betas)} must be two numbers in [0, 1)")
     _require(o.warmup_steps >= 0, f"optim.warmup_steps={o.warmup_steps} must be >= 0")
     _require(t.max_steps >= 1, f"trainer.max_steps={t.max_steps} must be >= 1")
+    validate_phases(c)
+    first_steps = phase_plan(c)[0].steps
     _require(t.eval_every >= 1, f"trainer.eval_every={t.eval_every} must be >= 1")
     _require(t.devices >= 1, f"trainer.devices={t.devices} must be >= 1")
     if not g.enabled:
         return
     _require(g.window >= 1, f"geometry.window={g.window} must be >= 1")
     _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
-    _require(g.window <= t.max_steps, f"geometry.window={g.window} is longer than the run (trainer.max_steps={t.max_steps})")
+    _require(g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)")
     _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
     _require(set(g.drift_sources) <= set(g.sources), f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}")
     _require(1 <= g.basis_stride <= g.window, f"geometry.basis_stride={g.basis_stride} must be between 1 and geometry.window={g.window}")
@@ -181,10 +221,46 @@ def validate(c: DictConfig) -> None:
         for lag in g.drift_lags:
             # lag L is sampled at pairs (s, s + L) with s a multiple of L and a full window at s
             needed = -(-(g.window - 1) // lag) * lag + lag + 1
-            _require(needed <= t.max_steps, f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {needed} steps, more than trainer.max_steps={t.max_steps}")
+            _require(needed <= first_steps, f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {needed} steps, more than the first phase's {first_steps}")
     p = g.per_task
     if p.enabled:
         _require(p.stride >= 1, f"geometry.per_task.stride={p.stride} must be >= 1")
         _require(p.n_batches >= 1 and p.n_heldout >= 1, "geometry.per_task.n_batches and n_heldout must be >= 1")
         _require(1 <= p.k <= p.n_batches, f"geometry.per_task.k={p.k} must be between 1 and geometry.per_task.n_batches={p.n_batches}")
-        _require(p.stride <= t.max_steps, f"geometry.per_task.stride={p.stride} is longer than the run (trainer.max_steps={t.max_steps})")
+        _require(p.stride <= first_steps, f"geometry.per_task.stride={p.stride} is longer than the first phase ({first_steps} steps)")
+
+
+def validate_phases(c: DictConfig) -> None:
+    names = [p.name for p in c.phases]
+    _require(len(set(names)) == len(names), f"phases: names must be unique, got {names}")
+    for i, p in enumerate(c.phases):
+        _require(p.steps >= 0, f"phases[{i}].steps={p.steps} must be >= 0")
+        _require(p.lr is None or p.lr > 0, f"phases[{i}].lr={p.lr} must be > 0")
+        if p.tasks is not None:
+            outside = [t for t in p.tasks if t not in c.data.tasks]
+            _require(not outside, f"phases[{i}].tasks: {outside} not in data.tasks {list(c.data.tasks)}")
+            _require(len(p.tasks) > 0, f"phases[{i}].tasks is empty")
+    if c.phases:
+        _require(c.phases[0].steps >= 1, f"phases[0].steps={c.phases[0].steps} must be >= 1 (the first phase trains)")
+    r = c.recovery
+    if not r.enabled:
+        return
+    _require(r.target in c.data.tasks, f"recovery.target='{r.target}' is not in data.tasks {list(c.data.tasks)}")
+    _require(r.degradation in DEGRADATIONS, f"recovery.degradation='{r.degradation}' must be one of {list(DEGRADATIONS)}")
+    for key in ("degrade_phase", "recover_phase"):
+        _require(r[key] in names, f"recovery.{key}='{r[key]}' is not among the phases {names}")
+    degrade, recover = names.index(r.degrade_phase), names.index(r.recover_phase)
+    _require(0 < degrade < recover, f"phases must run training, then '{r.degrade_phase}', then '{r.recover_phase}'")
+    degrade_steps, recover_steps = c.phases[degrade].steps, c.phases[recover].steps
+    if r.degradation == "interference":
+        _require(degrade_steps >= 1, f"recovery.degradation=interference needs phases[{degrade}].steps >= 1")
+        tasks = c.phases[degrade].tasks
+        _require(tasks is None or r.target not in tasks, f"phases[{degrade}].tasks must not contain the target '{r.target}' for interference")
+    else:
+        _require(degrade_steps == 0, f"recovery.degradation={r.degradation} is applied at once: set phases[{degrade}].steps to 0")
+    _require(r.k >= 1, f"recovery.k={r.k} must be >= 1")
+    _require(len(r.prefix_ms) > 0 and min(r.prefix_ms) >= 1, f"recovery.prefix_ms={list(r.prefix_ms)} must be positive")
+    _require(max(r.prefix_ms) <= recover_steps, f"recovery.prefix_ms up to {max(r.prefix_ms)} needs that many recovery steps; phases[{recover}].steps={recover_steps}")
+    _require(r.static_batches >= r.k, f"recovery.static_batches={r.static_batches} must be >= recovery.k={r.k} (S1 is a top-k basis of that many gradients)")
+    _require(r.noise_scale > 0 and r.negation_scale > 0, "recovery.noise_scale and recovery.negation_scale must be > 0")
+    _require(0 <= r.hurt_threshold <= 1, f"recovery.hurt_threshold={r.hurt_threshold} must be in [0, 1]")

@@ -1,7 +1,16 @@
-"""Build and run one experiment from a validated config: data, module, callbacks, Trainer."""
+"""Build and run one experiment from a validated config: data, module, callbacks, Trainer.
+
+An experiment is a sequence of phases (``phases`` in the config, or one "train" phase), each
+its own ``Trainer.fit`` with its own tasks, step budget, optimizer state and measurement
+callbacks, in one run directory and one TensorBoard run (later phases continue the step
+axis). A completed phase leaves ``phases/<name>.json`` and ``checkpoints/<name>/end.ckpt``;
+a killed run resumes at the first incomplete phase, from its ``last.ckpt`` if it has one.
+With ``recovery.enabled`` the phases form the recovery protocol of SCIENCE.md 5–7.
+"""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -9,6 +18,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks import (
@@ -18,13 +28,21 @@ from callbacks import (
     RollingBasisCallback,
 )
 from callbacks.base import MeasurementCallback, MemoryReport, metric
+from callbacks.parameter_vector import ParameterVector
+from callbacks.recovery import RecoveryCallback
 from datamodules.synthetic import SyntheticTasksDataModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
+from loclin.config import phase_plan
+from loclin.recovery import degrade, freeze_static_bases
 from loclin.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
+    END_CHECKPOINT,
     LAST_CHECKPOINT,
+    PHASES_DIR,
+    RECOVERY_DIR,
     SUMMARY_FILE,
+    atomic_torch_save,
     atomic_write_text,
     write_json,
 )
@@ -65,35 +83,54 @@ def build_module(cfg: DictConfig, datamodule: SyntheticTasksDataModule) -> Synth
     )
 
 
-def build_geometry_callbacks(cfg: DictConfig) -> list[MeasurementCallback]:
+def feasible_lags(cfg: DictConfig, steps: int) -> list[int]:
+    """Drift lags L that have a pair (s, s + L), s a multiple of L after the window fills."""
+    window = cfg.geometry.window
+    return [lag for lag in cfg.geometry.drift_lags if -(-(window - 1) // lag) * lag + lag + 1 <= steps]
+
+
+def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True) -> list[MeasurementCallback]:
     """Window first: later callbacks read what it captured in the same hook call."""
     g = cfg.geometry
-    if not g.enabled:
+    if not g.enabled or steps < g.window:
         return []
     window = GradientWindowCallback(g.window, sources=list(g.sources), groups=list(g.groups) if g.groups else None)
     rolling = {s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags)) for s in g.sources}
-    drift = [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(g.drift_lags)) for s in g.drift_sources]
+    lags = feasible_lags(cfg, steps)
+    drift = [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources] if lags else []
     callbacks: list[MeasurementCallback] = [window, *rolling.values(), *drift]
     p = g.per_task
-    if p.enabled:
+    if p.enabled and per_task and p.stride <= steps:
         callbacks.append(PerTaskGradientCallback(window, list(cfg.data.tasks), stride=p.stride, n_batches=p.n_batches, n_heldout=p.n_heldout, k=p.k))
     return callbacks
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback]) -> L.Trainer:
+class PhaseLogger(TensorBoardLogger):
+    """TensorBoard logger whose steps continue across phases (step + offset of the phase)."""
+
+    step_offset = 0
+
+    def log_metrics(self, metrics, step=None):
+        super().log_metrics(metrics, None if step is None else step + self.step_offset)
+
+
+def build_logger(run_dir: Path) -> PhaseLogger:
+    return PhaseLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name, default_hp_metric=False)
+
+
+def build_trainer(cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbacks: list[Callback], steps: int) -> L.Trainer:
     t = cfg.trainer
-    logger = TensorBoardLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name, default_hp_metric=False)
     # monitor=None + save_top_k=1: one rolling file, rewritten at the end of every "epoch"
     checkpoint = ModelCheckpoint(
-        dirpath=run_dir / CHECKPOINT_DIR,
+        dirpath=phase_dir,
         filename=Path(LAST_CHECKPOINT).stem,
         save_top_k=1,
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
     return L.Trainer(
-        max_steps=t.max_steps,
-        max_epochs=-1,  # max_steps ends the run; a bound here would trip over Lightning's epoch count after a resume
+        max_steps=steps,
+        max_epochs=-1,  # max_steps ends the phase; a bound here would trip over Lightning's epoch count after a resume
         accelerator=t.accelerator,
         devices=t.devices,
         strategy=t.strategy,
@@ -105,6 +142,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, callbacks: list[Callback]) -> 
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         deterministic=True,
+        inference_mode=False,  # metric states made in one phase's validation are updated in the next
     )
 
 
@@ -119,48 +157,161 @@ def task_metrics(results: list[dict[str, float]], datamodule: SyntheticTasksData
     return metrics
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path, resume_from: Path | None = None, extra_callbacks: list[Callback] | None = None) -> dict:
-    """Train, measure, and write config.yaml, TensorBoard events, checkpoints and summary.json."""
+def phase_tasks(cfg: DictConfig, phase: DictConfig) -> list[str]:
+    """A phase's training tasks; recovery fills in D1's "all but T" and recovery's "T only"."""
+    if phase.tasks is not None:
+        return list(phase.tasks)
+    r = cfg.recovery
+    if r.enabled and phase.name == r.degrade_phase:
+        return [t for t in cfg.data.tasks if t != r.target]
+    if r.enabled and phase.name == r.recover_phase:
+        return [r.target]
+    return list(cfg.data.train_tasks or cfg.data.tasks)
+
+
+def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_callbacks: list[Callback] | None = None) -> dict:
+    """Run every phase; write config.yaml, TensorBoard events, checkpoints and summary.json."""
     started = time.time()
-    if resume_from is None:
+    if not resume:
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
-    measurements = build_geometry_callbacks(cfg)
-    reports = [MemoryReport(measurements)] if measurements else []
-    trainer = build_trainer(cfg, run_dir, [*measurements, *reports, *(extra_callbacks or [])])
-    if trainer.is_global_zero and measurements:
-        trainer.logger.experiment.add_custom_scalars(drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks))
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume_from) if resume_from else None)
-    results = trainer.validate(module, datamodule=datamodule, verbose=False)
-    summary = collect_summary(cfg, run_dir, trainer, measurements, task_metrics(results, datamodule))
+    logger = build_logger(run_dir)
+    if cfg.geometry.enabled:
+        logger.experiment.add_custom_scalars(drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks))
+    recovery = Recovery(cfg, run_dir, module, datamodule) if cfg.recovery.enabled else None
+    plan = phase_plan(cfg)
+    summary = base_summary(cfg, run_dir, plan)
+    offset, restore_from, optimizer_state = 0, None, None
+    for index, phase in enumerate(plan):
+        phase_dir = run_dir / CHECKPOINT_DIR / phase.name
+        part_file, end_checkpoint = run_dir / PHASES_DIR / f"{phase.name}.json", phase_dir / END_CHECKPOINT
+        if part_file.is_file() and end_checkpoint.is_file():  # completed by an earlier process
+            merge_part(summary, json.loads(part_file.read_text()))
+            offset, restore_from = offset + phase.steps, end_checkpoint
+            continue
+        last_checkpoint = phase_dir / LAST_CHECKPOINT
+        if restore_from is not None and not last_checkpoint.is_file():
+            previous = torch.load(restore_from, weights_only=False)
+            module.load_state_dict(previous["state_dict"])
+            optimizer_state = (previous.get("optimizer_states") or [None])[0]
+        restore_from = None
+        datamodule.set_phase(index, phase_tasks(cfg, phase))
+        module.hparams.lr = phase.lr or cfg.optim.lr
+        module.carried_optimizer_state = None if phase.fresh_optimizer else optimizer_state
+        logger.step_offset = offset
+        measurements = build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
+        phase_callbacks: list[MeasurementCallback] = list(measurements)
+        if recovery is not None:
+            phase_callbacks += recovery.before_phase(phase, last_checkpoint.is_file())
+        reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
+        trainer = build_trainer(cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps)
+        if phase.steps > 0:
+            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.is_file() else None)
+            optimizer_state = trainer.optimizers[0].state_dict()
+        results = trainer.validate(module, datamodule=datamodule, verbose=False)
+        part = phase_summary(phase, index, trainer, phase_callbacks, task_metrics(results, datamodule))
+        if recovery is not None:
+            recovery.after_phase(phase, measurements)
+        if trainer.is_global_zero:
+            (run_dir / PHASES_DIR).mkdir(exist_ok=True)
+            write_json(part_file, part)
+        trainer.save_checkpoint(phase_dir / f".{END_CHECKPOINT}.tmp")
+        if trainer.is_global_zero:
+            (phase_dir / f".{END_CHECKPOINT}.tmp").replace(end_checkpoint)
+        merge_part(summary, part)
+        offset += phase.steps
+    if recovery is not None:
+        recovery.finish(summary)
     summary["wall_seconds_this_process"] = time.time() - started
-    if trainer.is_global_zero:
-        write_json(run_dir / SUMMARY_FILE, summary)
+    write_json(run_dir / SUMMARY_FILE, summary)
     return summary
 
 
-def collect_summary(cfg: DictConfig, run_dir: Path, trainer: L.Trainer, measurements: list[MeasurementCallback], task_metrics: dict) -> dict:
-    summary = {
+def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict:
+    return {
         "experiment": cfg.experiment,
         "run_dir": str(run_dir),
         "seed": cfg.seed,
-        "steps": trainer.global_step,
-        "checkpoint": str(run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT),
+        "steps": sum(p.steps for p in plan),
+        "phases": [{"name": p.name, "steps": p.steps, "tasks": phase_tasks(cfg, p)} for p in plan],
         "geometry": {"window": cfg.geometry.window, "k": cfg.geometry.k},
-        "metrics": dict(task_metrics),
+        "metrics": {},
         "curves": {},
-        "memory_bytes": {cb.state_key: cb.memory_bytes() for cb in measurements},
+        "memory_bytes": {},
         "torch_threads": torch.get_num_threads(),
     }
-    for callback in measurements:
-        part = callback.summary()
-        summary["metrics"].update(part.get("metrics", {}))
-        summary["curves"].update(part.get("curves", {}))
-        if "dim" in part:
-            summary["geometry"]["dim"] = part["dim"]
-            summary["geometry"]["random_baseline_k_over_D"] = cfg.geometry.k / part["dim"]
-        if "counts" in part:
-            summary["counts"] = part["counts"]
-    return summary
+
+
+def phase_summary(phase: DictConfig, index: int, trainer: L.Trainer, callbacks: list[MeasurementCallback], task_metrics: dict) -> dict:
+    """One phase's numbers. The first phase's names are bare (``grad.energy_topk``); later
+    phases are prefixed with the phase name (``recover.grad.overlap_lag100``)."""
+    prefix = "" if index == 0 else f"{phase.name}."
+    part = {"metrics": {f"{prefix}{n}": v for n, v in task_metrics.items()}, "curves": {}, "memory_bytes": {}, "counts": {}, "geometry": {}}
+    for callback in callbacks:
+        result = callback.summary()
+        part["metrics"].update({f"{prefix}{n}": v for n, v in result.get("metrics", {}).items() if not n.startswith("recovery.")})
+        part["metrics"].update({n: v for n, v in result.get("metrics", {}).items() if n.startswith("recovery.")})
+        part["curves"].update({(n if n.startswith("recovery.") else f"{prefix}{n}"): c for n, c in result.get("curves", {}).items()})
+        part["memory_bytes"][f"{prefix}{callback.state_key}"] = callback.memory_bytes()
+        if "dim" in result:
+            part["geometry"]["dim"] = result["dim"]
+        part["counts"].update({f"{prefix}{n}": c for n, c in result.get("counts", {}).items()})
+    return part
+
+
+def merge_part(summary: dict, part: dict) -> None:
+    for key in ("metrics", "curves", "memory_bytes"):
+        summary[key].update(part.get(key, {}))
+    summary.setdefault("counts", {}).update(part.get("counts", {}))
+    if "dim" in part.get("geometry", {}):
+        summary["geometry"]["dim"] = part["geometry"]["dim"]
+        summary["geometry"]["random_baseline_k_over_D"] = summary["geometry"]["k"] / part["geometry"]["dim"]
+
+
+class Recovery:
+    """The recovery protocol's bookkeeping across phases: θ_init, θ*, static bases, D2–D4."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, module: SyntheticMultitaskModule, datamodule: SyntheticTasksDataModule):
+        self.cfg, self.r = cfg, cfg.recovery
+        self.datamodule = datamodule
+        self.dir = run_dir / RECOVERY_DIR
+        self.dir.mkdir(exist_ok=True)
+        self.module = module
+        self.vector = ParameterVector(module.parameter_groups(), list(cfg.geometry.groups) if cfg.geometry.groups else None)
+        init_file = self.dir / "theta_init.pt"
+        if not init_file.is_file():
+            atomic_torch_save(self.vector.values(), init_file)
+        self.theta_init = torch.load(init_file)
+        self.names = [p.name for p in phase_plan(cfg)]
+        self.star_phase = self.names[self.names.index(self.r.degrade_phase) - 1]
+
+    def before_phase(self, phase: DictConfig, resuming_mid_phase: bool) -> list[MeasurementCallback]:
+        if phase.name == self.r.degrade_phase and self.r.degradation != "interference":
+            degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
+        if phase.name == self.r.recover_phase:
+            frozen = torch.load(self.dir / "static.pt")
+            return [RecoveryCallback(self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms))]
+        return []
+
+    def after_phase(self, phase: DictConfig, measurements: list[MeasurementCallback]) -> None:
+        """At the end of the phase before the degradation (θ*): freeze the static bases."""
+        if phase.name != self.star_phase:
+            return
+        rolling = next((cb for cb in measurements if isinstance(cb, RollingBasisCallback) and cb.source == "grad"), None)
+        rolling_basis = rolling.current_basis if rolling is not None else None
+        bases = freeze_static_bases(self.module, self.datamodule, self.vector, self.r, self.theta_init, rolling_basis, list(self.cfg.data.tasks), self.cfg.seed)
+        atomic_torch_save({"bases": bases, "theta_star": self.vector.values()}, self.dir / "static.pt")
+
+    def finish(self, summary: dict) -> None:
+        """Say plainly whether the degradation hurt T; name θ*, θ_0, θ_R's phases."""
+        m, target = summary["metrics"], self.r.target
+        before = m.get("recovery.theta_star.acc", {}).get("value")
+        after = m.get("recovery.theta_0.acc", {}).get("value")
+        if before is None or after is None:
+            return
+        hurt = before - after >= self.r.hurt_threshold
+        m["recovery.degradation_hurt"] = metric(float(hurt), f"1 if task-{target} accuracy fell by >= {self.r.hurt_threshold} from θ* to θ_0")
+        if not hurt:
+            rank_zero_warn(f"[loclin] the degradation did not hurt task '{target}': accuracy {before:.3f} at θ* -> {after:.3f} at θ_0 (threshold {self.r.hurt_threshold})")

@@ -106,3 +106,23 @@ def matrix_figure(matrix: Sequence[Sequence[float]], labels: Sequence[str], titl
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def prefix_capture_figure(series: dict[str, dict[str, Sequence[float]]], statics: dict[str, float], baseline: float) -> Figure:
+    """Prefix capture cap(P_m, Δ) against m (updates and gradients), static bases as lines."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, curve in series.items():
+        (line,) = ax.plot(curve["m"], curve["updates"], marker="o", label=f"{label}: P_m from updates")
+        if curve.get("gradients"):
+            ax.plot(curve["m"], curve["gradients"], marker="s", ls="--", color=line.get_color(), label=f"{label}: P_m from gradients")
+    for i, (name, value) in enumerate(sorted(statics.items())):
+        ax.axhline(value, color=plt.cm.tab10(i % 10), ls=":", lw=1, label=f"{name}: {value:.3f}")
+    ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"random k/D = {baseline:.2g}")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("prefix length m")
+    ax.set_ylabel("cap(B, Δ), energy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("recovery displacement captured")
+    ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig

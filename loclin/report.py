@@ -7,6 +7,14 @@ from pathlib import Path
 
 from loclin.rundir import RunDirError, read_summary
 
+RECOVERY_COLUMNS = [
+    ("cap_P8", "recovery.capture.P8_updates", "capture of Δ by the first 8 recovery updates"),
+    ("cap_S1", "recovery.capture.S1_task_gradients", "capture of Δ by the task's gradient basis at θ*"),
+    ("cap_S5", "recovery.capture.S5_hessian", "capture of Δ by the top-k Hessian eigenvectors at θ*"),
+    ("rec_ov100", "recover.grad.overlap_lag100", "gradient-basis overlap at lag 100 during recovery"),
+    ("rec_half_life", "recover.grad.half_life", "half-life of the gradient basis during recovery"),
+]
+
 COLUMNS = [
     ("energy_k", "grad.energy_topk", "top-k energy of the gradient window"),
     ("heldout_h1", "grad.heldout_capture_h1", "held-out capture of the next gradient"),
@@ -54,10 +62,28 @@ def run_label(summary: dict) -> str:
     return "/".join(Path(summary["run_dir"]).parts[-2:])
 
 
+def columns_for(summaries: list[dict]) -> list[tuple[str, str, str]]:
+    has_recovery = any("recovery.table" in s["curves"] for s in summaries)
+    return COLUMNS + (RECOVERY_COLUMNS if has_recovery else [])
+
+
+def mean_std(values: list[float]) -> str:
+    finite = [v for v in values if not math.isnan(v)]
+    if not finite:
+        return "–"
+    mean = sum(finite) / len(finite)
+    std = (sum((v - mean) ** 2 for v in finite) / max(1, len(finite) - 1)) ** 0.5
+    return f"{fmt(mean)} ± {fmt(std)}"
+
+
 def headline_table(summaries: list[dict]) -> list[list[str]]:
-    header = ["run", "seed", "steps", "D", "k/D", *(c[0] for c in COLUMNS), "acc_mean", "acc_min"]
+    """One row per run, then one "mean ± std" row per experiment run with several seeds."""
+    columns = columns_for(summaries)
+    header = ["run", "seed", "steps", "D", "k/D", *(c[0] for c in columns), "acc_mean", "acc_min"]
     rows = [header]
+    groups: dict[str, list[dict]] = {}
     for s in summaries:
+        groups.setdefault(s["experiment"], []).append(s)
         accs = {n.split(".")[1]: value(s, n) for n in s["metrics"] if n.startswith("task.") and n.endswith(".acc")}
         worst = min(accs, key=accs.get) if accs else None
         rows.append(
@@ -67,11 +93,28 @@ def headline_table(summaries: list[dict]) -> list[list[str]]:
                 str(s["steps"]),
                 str(s["geometry"].get("dim", "–")),
                 fmt(s["geometry"].get("random_baseline_k_over_D", float("nan"))),
-                *(fmt(value(s, c[1])) for c in COLUMNS),
+                *(fmt(value(s, c[1])) for c in columns),
                 fmt(sum(accs.values()) / len(accs)) if accs else "–",
                 f"{fmt(accs[worst])} ({worst})" if worst else "–",
             ]
         )
+    for experiment, runs in groups.items():
+        if len({r["seed"] for r in runs}) > 1:
+            seeds = ",".join(str(r["seed"]) for r in runs)
+            rows.append([f"{experiment} (mean ± std)", seeds, "", "", "", *(mean_std([value(r, c[1]) for r in runs]) for c in columns), "", ""])
+    return rows
+
+
+def recovery_table(summary: dict) -> list[list[str]]:
+    """Capture of Δ and the function-space check for every static and prefix basis."""
+    table = summary["curves"]["recovery.table"]
+    dim = summary["geometry"].get("dim", float("nan"))
+    rows = [["basis", "k", "cap(B, Δ)", "k/D", "T loss at θ_0 + P_B Δ", "T acc at θ_0 + P_B Δ"]]
+    for name, row in table.items():
+        if "capture" in row:
+            rows.append([name, str(row["k"]), fmt(row["capture"]), fmt(row["k"] / dim), fmt(row["loss"]), fmt(row["acc"])])
+    for point in ("theta_star", "theta_0", "theta_R"):
+        rows.append([point, "", "", "", fmt(table[point]["loss"]), fmt(table[point]["acc"])])
     return rows
 
 
@@ -115,6 +158,7 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
         drift_heatmap_figure,
         heldout_figure,
         matrix_figure,
+        prefix_capture_figure,
         spectrum_figure,
     )
 
@@ -134,9 +178,17 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
         heldout = {run_label(s): (s["curves"][f"{source}.heldout"]["h"], s["curves"][f"{source}.heldout"]["capture"]) for s in summaries if s["curves"].get(f"{source}.heldout", {}).get("h")}
         if heldout:
             save(heldout_figure(heldout, baseline), f"heldout_capture_{source}.png", f"Held-out capture of future {source} vectors against steps ahead")
-        drift = {run_label(s): s["curves"][f"{source}.drift"] for s in summaries if f"{source}.drift" in s["curves"]}
-        if drift:
-            save(drift_curve_figure(drift, baseline), f"drift_curve_{source}.png", f"Drift of the {source} basis against lag, with the k/D baseline")
+        for phase in ("", "recover."):
+            drift = {run_label(s): s["curves"][f"{phase}{source}.drift"] for s in summaries if f"{phase}{source}.drift" in s["curves"]}
+            if drift:
+                name = f"drift_curve_{phase.replace('.', '_')}{source}.png"
+                during = " during recovery" if phase else ""
+                save(drift_curve_figure(drift, baseline), name, f"Drift of the {source} basis{during} against lag, with the k/D baseline")
+    prefix = {run_label(s): s["curves"]["recovery.prefix"] for s in summaries if "recovery.prefix" in s["curves"]}
+    if prefix:
+        first = next(s for s in summaries if "recovery.table" in s["curves"])
+        statics = {n: r["capture"] for n, r in first["curves"]["recovery.table"].items() if n.startswith("S")}
+        save(prefix_capture_figure(prefix, statics, first["curves"]["recovery.table"]["S7_random"]["k"] / first["geometry"]["dim"]), "prefix_capture.png", "Capture of the recovery displacement by prefix bases P_m against m, static bases (first run) as lines")
     for i, s in enumerate(summaries):
         for source in ("grad", "update"):
             heat = s["curves"].get(f"{source}.heatmap")
@@ -156,7 +208,7 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     out.mkdir(parents=True, exist_ok=True)
     table = headline_table(summaries)
     plots = write_plots(summaries, out)
-    legend = "\n".join(f"- `{short}`: {long} (`{name}`)" for short, name, long in COLUMNS)
+    legend = "\n".join(f"- `{short}`: {long} (`{name}`)" for short, name, long in columns_for(summaries))
     parts = [
         "# loclin report",
         "",
@@ -172,7 +224,33 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     ]
     for s in summaries:
         parts += [f"## Tasks: {run_label(s)}", "", render_markdown(task_table(s)), ""]
+        if "recovery.table" in s["curves"]:
+            parts += [f"## Recovery: {run_label(s)}", "", render_markdown(recovery_table(s)), "", verdict(s), ""]
     parts += ["## Plots", ""]
     parts += [f"### {caption}\n\n![{caption}]({name})\n" for caption, name in plots]
     (out / "report.md").write_text("\n".join(parts))
     return render_text(table)
+
+
+def verdict(summary: dict) -> str:
+    """The fixed-task-plane reading the numbers support (SCIENCE.md 6, 7), in one paragraph."""
+    table = summary["curves"]["recovery.table"]
+    learned = {n: r["capture"] for n, r in table.items() if n.startswith("S") and not n.startswith("S6") and not n.startswith("S7")}
+    best_name = max(learned, key=learned.get)
+    k = table[best_name]["k"]
+    prefix = table.get(f"P{k}_updates", {}).get("capture", float("nan"))
+    ratio = prefix / learned[best_name] if learned[best_name] > 0 else float("inf")
+    hurt = summary["metrics"].get("recovery.degradation_hurt", {}).get("value", 1.0)
+    lines = [
+        f"Best static basis learned before recovery: {best_name}, capturing {fmt(learned[best_name])} of Δ; "
+        f"the first {k} recovery updates capture {fmt(prefix)} ({fmt(ratio)}× as much) at equal k = {k}."
+    ]
+    if prefix > 0.5 and learned[best_name] < 0.3:
+        lines.append("The fixed-task-plane hypothesis is rejected here: no static basis holds the recovery direction, a short trajectory prefix does.")
+    elif prefix > learned[best_name]:
+        lines.append("Prefix bases beat every static basis, but not by the margin of a clear rejection (static < 0.3, prefix > 0.5).")
+    else:
+        lines.append("A static basis captures as much as the prefix: the fixed-task-plane hypothesis is not rejected by this run.")
+    if not hurt:
+        lines.append("Caution: the degradation did not hurt the target task (see recovery.degradation_hurt).")
+    return " ".join(lines)

@@ -12,7 +12,10 @@ from typing import Any
 CONFIG_FILE = "config.yaml"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
+LAST_CHECKPOINT = "last.ckpt"  # rewritten every trainer.eval_every steps within a phase
+END_CHECKPOINT = "end.ckpt"  # written once a phase is complete
+PHASES_DIR = "phases"  # one JSON per completed phase
+RECOVERY_DIR = "recovery"  # θ_init, and θ* with the static bases frozen there
 
 
 class RunDirError(OSError):
@@ -39,17 +42,19 @@ def create_run_dir(root: str | Path, experiment: str) -> Path:
             raise RunDirError(f"cannot create run directory '{candidate}': {error.strerror}") from None
 
 
-def check_resumable(run_dir: str | Path) -> tuple[Path, Path]:
-    """(config file, last checkpoint) of a run to resume, or RunDirError naming what is missing."""
+def check_resumable(run_dir: str | Path) -> Path:
+    """The config file of a run to resume, or RunDirError naming what is missing."""
     run_dir = Path(run_dir)
-    config, checkpoint = run_dir / CONFIG_FILE, run_dir / CHECKPOINT_DIR / LAST_CHECKPOINT
+    config = run_dir / CONFIG_FILE
     if not run_dir.is_dir():
         raise RunDirError(f"run directory '{run_dir}' not found")
     if not config.is_file():
         raise RunDirError(f"'{run_dir}' has no {CONFIG_FILE}; is it a loclin run directory?")
-    if not checkpoint.is_file():
-        raise RunDirError(f"'{run_dir}' has no checkpoint yet ({checkpoint}); start a new run instead")
-    return config, checkpoint
+    if (run_dir / SUMMARY_FILE).is_file():
+        raise RunDirError(f"'{run_dir}' already finished ({SUMMARY_FILE} exists); start a new run instead")
+    if not any((run_dir / CHECKPOINT_DIR).rglob("*.ckpt")):
+        raise RunDirError(f"'{run_dir}' has no checkpoint yet; start a new run instead")
+    return config
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
@@ -74,6 +79,15 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_json_safe(v) for v in value]
     return value
+
+
+def atomic_torch_save(obj, path: str | Path) -> None:
+    import torch
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def write_json(path: str | Path, data: dict) -> None:

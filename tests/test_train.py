@@ -31,7 +31,7 @@ class Crash(Callback):
 def run_tiny(root: Path, *overrides: str, extra_callbacks=None, resume_dir: Path | None = None):
     cfg = load_config(TINY, [f"output_root={root}", *overrides])
     if resume_dir is not None:
-        return run_experiment(cfg, resume_dir, resume_from=resume_dir / "checkpoints" / "last.ckpt")
+        return run_experiment(cfg, resume_dir, resume=True)
     run_dir = create_run_dir(cfg.output_root, cfg.experiment)
     return run_experiment(cfg, run_dir, extra_callbacks=extra_callbacks)
 
@@ -48,7 +48,9 @@ def test_run_directory_holds_config_events_checkpoint_summary(reference_run):
     run_dir = root / "tiny_synthetic" / "version_0"
     assert (run_dir / "config.yaml").is_file()
     assert list(run_dir.glob("events.out.tfevents.*"))
-    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "train" / "last.ckpt").is_file()
+    assert (run_dir / "checkpoints" / "train" / "end.ckpt").is_file()
+    assert (run_dir / "phases" / "train.json").is_file()
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["steps"] == 200
     metrics = on_disk["metrics"]

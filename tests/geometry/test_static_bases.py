@@ -6,7 +6,13 @@ import torch
 from scipy.linalg import subspace_angles
 
 from geometry import capture
-from geometry.static_bases import go_back_direction, mean_gradient_plane, project, random_basis, task_vector_basis
+from geometry.static_bases import (
+    go_back_direction,
+    mean_gradient_plane,
+    project,
+    random_basis,
+    task_vector_basis,
+)
 
 
 def test_task_vector_basis_is_eckart_young_per_layer():

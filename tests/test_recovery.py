@@ -1,0 +1,119 @@
+"""The recovery protocol on the tiny config: bases, prefix curve, degradations, exact resume."""
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from omegaconf import OmegaConf
+
+from callbacks.parameter_vector import ParameterVector
+from datamodules.synthetic import SyntheticTasksDataModule
+from lightning_modules.synthetic import SyntheticMultitaskModule
+from loclin.config import ConfigError, load_config
+from loclin.experiment import run_experiment
+from loclin.recovery import degrade
+from loclin.rundir import create_run_dir
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "conf" / "tiny_recovery.yaml"
+
+
+class CrashInPhase(Callback):
+    def __init__(self, phase: int, at: int):
+        self.phase, self.at = phase, at
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.datamodule.phase == self.phase and trainer.global_step >= self.at:
+            raise RuntimeError("simulated kill")
+
+
+def run(root: Path, extra=None, resume_dir=None):
+    cfg = load_config(TINY, [f"output_root={root}"])
+    if resume_dir is not None:
+        return run_experiment(cfg, resume_dir, resume=True)
+    return run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment), extra_callbacks=extra)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    return run(tmp_path_factory.mktemp("runs"))
+
+
+def test_every_basis_is_measured_and_prefix_capture_grows_with_m(reference):
+    metrics = reference["metrics"]
+    for name in ("S1_task_gradients", "S2_mean_gradient_plane", "S3_task_vector", "S4_rolling_end_of_training", "S5_hessian", "S6_go_back", "S7_random", "P8_updates", "P8_gradients"):
+        value = metrics[f"recovery.capture.{name}"]["value"]
+        assert 0.0 <= value <= 1.0 + 1e-9, name
+        assert f"recovery.projected_acc.{name}" in metrics
+    curve = reference["curves"]["recovery.prefix"]
+    assert curve["m"] == [1, 2, 4, 8, 16, 32]
+    assert all(a <= b + 1e-12 for a, b in zip(curve["updates"], curve["updates"][1:]))  # nested spans
+    assert metrics["recovery.theta_0.acc"]["value"] < metrics["recovery.theta_star.acc"]["value"]
+    assert metrics["recovery.degradation_hurt"]["value"] == 1.0
+    assert "recover.grad.overlap_lag10" in metrics and "degrade.task.copy.acc" in metrics
+
+
+def test_killed_mid_recovery_resumes_to_the_same_numbers(reference, tmp_path):
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run(tmp_path, extra=[CrashInPhase(phase=2, at=50)])
+    run_dir = tmp_path / "tiny_recovery" / "version_0"
+    assert (run_dir / "checkpoints" / "recover" / "last.ckpt").is_file()
+    resumed = run(tmp_path, resume_dir=run_dir)
+    for name, entry in reference["metrics"].items():
+        a, b = resumed["metrics"][name]["value"], entry["value"]
+        assert math.isclose(a, b, rel_tol=1e-5, abs_tol=1e-7), name
+
+
+def tiny_module():
+    torch.manual_seed(0)
+    dm = SyntheticTasksDataModule(tasks=["add", "copy"], modulus=7, length=3)
+    module = SyntheticMultitaskModule(dm.vocab.size, dm.vocab.seq_len, dm.task_names, n_layers=2, d_model=8, n_heads=2, d_ff=16)
+    return module, ParameterVector(module.parameter_groups())
+
+
+def test_negation_and_noise_degradations_are_exact():
+    module, vector = tiny_module()
+    theta_star = vector.values()
+    theta_init = theta_star + torch.randn(vector.dim)
+    cfg = OmegaConf.create({"negation_scale": 0.5, "noise_scale": 0.1, "reset_group": "block1.mlp"})
+    degrade("negation", module, vector, theta_init, cfg, seed=0)
+    torch.testing.assert_close(vector.values(), theta_star - 0.5 * (theta_star - theta_init))
+    vector.load_values(theta_star)
+    degrade("noise", module, vector, theta_init, cfg, seed=0)
+    kick = vector.values() - theta_star
+    assert float(kick.norm()) == pytest.approx(0.1 * float(theta_star.norm()), rel=1e-5)
+
+
+def test_reset_reinitialises_only_the_named_group():
+    module, vector = tiny_module()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(1.0)
+    before = {n: p.detach().clone() for n, p in module.named_parameters()}
+    degrade("reset", module, vector, vector.values(), OmegaConf.create({"reset_group": "block1.mlp"}), seed=0)
+    reset = {n for n, _ in module.parameter_groups()["block1.mlp"]}
+    for name, param in module.named_parameters():
+        if name in reset:
+            assert not torch.equal(param, before[name]), name
+            if ".ln" in name and name.endswith("weight"):
+                assert torch.all(param == 1.0)
+        else:
+            assert torch.equal(param, before[name]), name
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["recovery.degradation=noise"], "set phases[1].steps to 0"),
+        (["recovery.prefix_ms=[1,64]"], "needs that many recovery steps"),
+        (["recovery.target=sort"], "not in data.tasks"),
+        (["recovery.recover_phase=nope"], "not among the phases"),
+        (["recovery.degradation=melt"], "must be one of"),
+    ],
+)
+def test_recovery_config_errors(overrides, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_config(TINY, overrides)
