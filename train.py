@@ -44,9 +44,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 
-    from loclin.experiment import run_experiment  # heavy imports only after the config is valid
+    if cfg.kind == "quadratic":
+        from loclin.quadratic_experiment import run_quadratic
 
-    run_experiment(cfg, Path(run_dir), resume=args.resume is not None)
+        run_quadratic(cfg, Path(run_dir))
+    else:
+        from loclin.experiment import run_experiment  # heavy imports only after the config is valid
+
+        run_experiment(cfg, Path(run_dir), resume=args.resume is not None)
     print(f"[loclin] run directory: {run_dir}")
     print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")
     return 0

@@ -40,7 +40,7 @@ def nested_prefix_basis(vectors: torch.Tensor) -> torch.Tensor:
 
 def prefix_capture_curve(vectors: torch.Tensor, displacement: torch.Tensor, ms: Sequence[int]) -> dict[int, float]:
     """Energy capture cap(P_m, Δ) for each m in ``ms`` (m larger than the rows available is skipped)."""
-    basis = nested_prefix_basis(vectors)
+    basis = nested_prefix_basis(vectors[: max(ms)])
     delta = displacement.reshape(-1).to(torch.float64)
     contributions = (basis.T @ delta).pow(2)
     cumulative = torch.cumsum(contributions, 0) / delta.pow(2).sum()

@@ -44,18 +44,22 @@ def gram_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def reorthonormalize(basis: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
-    """Remove round-off from a nearly orthonormal D×k basis (Cholesky-QR, one k×k check).
+    """Remove round-off from a nearly orthonormal D×k basis.
 
-    If ‖BᵀB − I‖_max <= tol, B is returned as is; else B ← B L⁻ᵀ with L Lᵀ = BᵀB, which
-    spans the same space and is orthonormal to working precision. Cheaper than a Householder
-    QR of a tall matrix: one D·k² GEMM and, rarely, one triangular solve.
+    If ‖BᵀB − I‖_max <= tol, B is returned as is. Otherwise Cholesky-QR (B ← B L⁻ᵀ with
+    L Lᵀ = BᵀB: one GEMM and one triangular solve), and, when BᵀB is too ill-conditioned for
+    that (a window whose small singular values are lost in float32), Householder QR.
     """
     gram = (basis.T @ basis).double()
     eye = torch.eye(gram.shape[0], dtype=torch.float64)
     if gram.numel() == 0 or (gram - eye).abs().max() <= tol:
         return basis
-    chol = torch.linalg.cholesky(gram)
-    return torch.linalg.solve_triangular(chol.to(basis.dtype), basis.T, upper=False).T
+    chol, info = torch.linalg.cholesky_ex(gram)
+    if int(info) == 0:
+        fixed = torch.linalg.solve_triangular(chol.to(basis.dtype), basis.T, upper=False).T
+        if ((fixed.T @ fixed).double() - eye).abs().max() <= tol:
+            return fixed
+    return torch.linalg.qr(basis, mode="reduced")[0]
 
 
 def basis_from_rows(rows: torch.Tensor, gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -114,7 +114,21 @@ class RecoveryConfig:
 
 
 @dataclass
+class QuadraticConfig:
+    dim: int = 2000
+    exponent: float = 1.0  # λ_i = 1 / i^exponent
+    steps: int = 1000
+    lr_scale: float = 0.9  # η = lr_scale / λ_max
+    prefix_ms: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32])
+    k: int = 8  # top-k Hessian eigenspace
+    window: int = 16  # rolling gradient basis
+    k_rolling: int = 4
+    drift_lags: list[int] = field(default_factory=lambda: [25, 100, 200, 400])
+
+
+@dataclass
 class ExperimentConfig:
+    kind: str = "synthetic"  # synthetic: train the transformer; quadratic: the Krylov sanity experiment
     experiment: str = "synthetic"
     seed: int = 0
     output_root: str = "runs"
@@ -125,6 +139,7 @@ class ExperimentConfig:
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
     phases: list[PhaseConfig] = field(default_factory=list)  # empty: one "train" phase of trainer.max_steps
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
 
 
 DEGRADATIONS = ("interference", "negation", "noise", "reset")
@@ -177,6 +192,12 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(c: DictConfig) -> None:
     """Checks that the schema's types cannot express. One ConfigError per first problem."""
+    _require(c.kind in ("synthetic", "quadratic"), f"kind='{c.kind}' must be 'synthetic' or 'quadratic'")
+    if c.kind == "quadratic":
+        q = c.quadratic
+        _require(q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2, "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge")
+        _require(max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window, "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window")
+        return
     d, m, o, t, g = c.data, c.model, c.optim, c.trainer, c.geometry
     unknown = [name for name in d.tasks if name not in TASK_NAMES]
     _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known tasks are {list(TASK_NAMES)}")

@@ -283,7 +283,7 @@ class Recovery:
         init_file = self.dir / "theta_init.pt"
         if not init_file.is_file():
             atomic_torch_save(self.vector.values(), init_file)
-        self.theta_init = torch.load(init_file)
+        self.theta_init = torch.load(init_file, weights_only=True)
         self.names = [p.name for p in phase_plan(cfg)]
         self.star_phase = self.names[self.names.index(self.r.degrade_phase) - 1]
 
@@ -291,7 +291,7 @@ class Recovery:
         if phase.name == self.r.degrade_phase and self.r.degradation != "interference":
             degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
         if phase.name == self.r.recover_phase:
-            frozen = torch.load(self.dir / "static.pt")
+            frozen = torch.load(self.dir / "static.pt", weights_only=True)
             return [RecoveryCallback(self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms))]
         return []
 

@@ -1,0 +1,80 @@
+"""The Krylov sanity experiment (SCIENCE.md 7) through the same geometry code as training runs.
+
+GD on L(θ) = ½ (θ − θ°)ᵀ diag(λ) (θ − θ°), λ_i = 1/i^exponent: prefix capture cap(P_m, Δ),
+the top-k Hessian eigenspace's capture of Δ (S5), and the drift of a rolling gradient basis,
+written to summary.json under the same names as a recovery run so analyze.py reads both.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from callbacks.base import metric
+from geometry import (
+    VectorWindow,
+    capture,
+    compare_subspaces,
+    half_life,
+    prefix_capture_curve,
+    random_capture_baseline,
+)
+from geometry.quadratic import gradient_descent, power_law_spectrum
+from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
+
+
+def rolling_drift(gradients: torch.Tensor, window: int, k: int, lags: list[int]) -> dict[int, float]:
+    """Mean overlap between rolling top-k bases of the gradient stream at each lag."""
+    ring = VectorWindow(gradients.shape[1], window)
+    bases = {}
+    for t, g in enumerate(gradients):
+        ring.push(g.float(), t)
+        if ring.size == window:
+            bases[t] = ring.basis(k)[0]
+    curve = {}
+    for lag in lags:
+        values = [compare_subspaces(bases[s], bases[s + lag])["overlap"] for s in bases if s + lag in bases and s % lag == 0]
+        if values:
+            curve[lag] = sum(values) / len(values)
+    return curve
+
+
+def run_quadratic(cfg: DictConfig, run_dir: Path) -> dict:
+    started = time.time()
+    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    q = cfg.quadratic
+    spectrum = power_law_spectrum(q.dim, q.exponent)
+    offset = torch.randn(q.dim, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
+    keep = max(max(q.prefix_ms), max(q.drift_lags) + q.window + max(q.drift_lags))
+    run = gradient_descent(spectrum, offset, q.steps, q.lr_scale, keep=min(keep, q.steps))
+    curve = prefix_capture_curve(run.updates, run.displacement, list(q.prefix_ms))
+    delta = run.displacement
+    top = torch.eye(q.dim, dtype=torch.float64)[:, : q.k]  # λ is sorted descending: e_1..e_k
+    hessian = capture(top, delta)
+    drift = rolling_drift(run.gradients, q.window, q.k_rolling, list(q.drift_lags))
+    metrics = {f"recovery.capture.P{m}_updates": metric(v, f"capture (SCIENCE.md 7) cap(P_{m}, Δ), energy", random_capture_baseline(m, q.dim)) for m, v in curve.items()}
+    metrics["recovery.capture.S5_hessian"] = metric(hessian, f"capture of Δ by the top-{q.k} Hessian eigenvectors", random_capture_baseline(q.k, q.dim))
+    metrics.update({f"grad.overlap_lag{lag}": metric(v, f"overlap of rolling (W={q.window}, k={q.k_rolling}) gradient bases at lag {lag}", q.k_rolling / q.dim) for lag, v in drift.items()})
+    metrics["grad.half_life"] = metric(half_life(list(drift), list(drift.values())), "half_life (SCIENCE.md 4) of the rolling gradient basis, steps")
+    metrics["loss_drop"] = metric(1 - run.loss_end / run.loss_start, "fraction of the initial loss removed by GD")
+    summary = {
+        "experiment": cfg.experiment,
+        "run_dir": str(run_dir),
+        "seed": cfg.seed,
+        "steps": q.steps,
+        "geometry": {"dim": q.dim, "k": q.k, "window": q.window, "random_baseline_k_over_D": q.k / q.dim},
+        "metrics": metrics,
+        "curves": {
+            "recovery.prefix": {"m": list(curve), "updates": list(curve.values())},
+            "recovery.table": {
+                **{f"P{m}_updates": {"capture": v, "k": m} for m, v in curve.items()},
+                "S5_hessian": {"capture": hessian, "k": q.k},
+            },
+        },
+        "wall_seconds_this_process": time.time() - started,
+    }
+    write_json(run_dir / SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,26 @@
+"""conf/quadratic.yaml end to end: the Krylov figures of SCIENCE.md 7 in summary.json."""
+
+from pathlib import Path
+
+import pytest
+
+from loclin.config import load_config
+from loclin.quadratic_experiment import run_quadratic
+from loclin.report import build_report
+from loclin.rundir import create_run_dir
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_quadratic_experiment_meets_the_quoted_figures(tmp_path):
+    cfg = load_config(REPO / "conf" / "quadratic.yaml", [f"output_root={tmp_path}"])
+    summary = run_quadratic(cfg, create_run_dir(tmp_path, cfg.experiment))
+    m = summary["metrics"]
+    prefix = [m[f"recovery.capture.P{k}_updates"]["value"] for k in (1, 2, 4, 8, 16, 32)]
+    assert all(a < b for a, b in zip(prefix, prefix[1:]))
+    assert prefix[3] == pytest.approx(0.76, abs=0.05)
+    assert prefix[5] > 0.98
+    assert m["recovery.capture.S5_hessian"]["value"] < 0.03
+    assert m["loss_drop"]["value"] > 0.95
+    build_report([tmp_path], tmp_path / "analysis")
+    assert "rejected" in (tmp_path / "analysis" / "report.md").read_text()
