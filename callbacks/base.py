@@ -26,8 +26,9 @@ class MeasurementCallback(Callback):
         writer = getattr(trainer.logger, "experiment", None)
         if writer is None or not hasattr(writer, "add_figure"):
             return
+        offset = getattr(trainer.logger, "step_offset", 0)  # later phases continue the step axis
         for tag, figure in self.figures().items():
-            writer.add_figure(tag, figure, global_step=step, close=True)
+            writer.add_figure(tag, figure, global_step=step + offset, close=True)
 
     def figures(self) -> dict[str, Any]:
         return {}

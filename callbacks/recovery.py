@@ -1,5 +1,8 @@
 """Recovery capture (SCIENCE.md 5–7): how much of Δ = θ_R − θ_0 each basis explains.
 
+With ``constrained_m`` > 0 the recovery is also re-run from θ_0 with every step projected
+onto θ_0 + span(P_m) ("can the prefix basis alone recover the task?").
+
 During the recover phase this callback keeps θ_0 and the first M updates u_0 … u_{M−1} and
 gradients g_0 … g_{M−1} (M = max(prefix_ms); 2·M·D·4 bytes). At the end it forms the prefix
 bases P_m = orth(u_0 … u_{m−1}) (and the gradient variant), adds S6 = (θ* − θ_0)/‖·‖ to the
@@ -21,7 +24,8 @@ from geometry.static_bases import go_back_direction, project
 
 
 class RecoveryCallback(MeasurementCallback):
-    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int]):
+    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0):
+        self.constrained_m = constrained_m
         self.vector = vector
         self.static_bases = static_bases
         self.theta_star = theta_star
@@ -74,9 +78,35 @@ class RecoveryCallback(MeasurementCallback):
         for name, theta in (("theta_0", self.theta_zero), ("theta_R", theta_end), ("theta_star", self.theta_star)):
             self.vector.load_values(theta)
             rows[name] = pl_module.evaluate_batch(heldout)
-        self.vector.load_values(theta_end)
         self.results = {"rows": rows, "delta_norm": float(delta.norm()), "go_back_norm": float((self.theta_star - self.theta_zero).norm())}
+        name = f"P{self.constrained_m}_updates"
+        if name in bases:
+            rows[f"constrained_{name}"] = self.constrained_recovery(trainer, pl_module, bases[name], heldout)
+        self.vector.load_values(theta_end)
         super().on_train_end(trainer, pl_module)
+
+    def constrained_recovery(self, trainer: L.Trainer, pl_module: L.LightningModule, basis: torch.Tensor, heldout: dict) -> dict:
+        """Re-run the recovery from θ_0 with every step projected back onto θ_0 + span(basis).
+
+        Same batches, a fresh optimizer and schedule from ``configure_optimizers``; returns T's
+        held-out loss/accuracy at the end and the capture of the constrained displacement
+        (1 up to round-off, a check on the projection).
+        """
+        self.vector.load_values(self.theta_zero)
+        setup = pl_module.configure_optimizers()
+        optimizer, schedule = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
+        batches = trainer.datamodule.train_dataloader().dataset
+        with torch.enable_grad():
+            for step in range(trainer.global_step):
+                batch = {key: value.to(pl_module.device) for key, value in batches[step].items()}
+                optimizer.zero_grad(set_to_none=True)
+                pl_module.loss(batch).backward()
+                optimizer.step()
+                schedule.step()
+                self.vector.load_values(self.theta_zero + project(basis, self.vector.values() - self.theta_zero))
+        optimizer.zero_grad(set_to_none=True)
+        moved = self.vector.values() - self.theta_zero
+        return {"capture_of_own_displacement": capture(basis, moved), "k": int(basis.shape[1]), **pl_module.evaluate_batch(heldout)}
 
     def summary(self) -> dict:
         if not self.results:
@@ -87,6 +117,10 @@ class RecoveryCallback(MeasurementCallback):
             if "capture" in row:
                 metrics[f"recovery.capture.{name}"] = metric(row["capture"], f"capture (SCIENCE.md 2) cap(B, Δ) of the recovery displacement, energy, k={row['k']}", random_capture_baseline(row["k"], dim))
                 metrics[f"recovery.projected_acc.{name}"] = metric(row["acc"], f"task-{self.target} held-out accuracy at θ_0 + P_B Δ (function-space check)")
+        for name, row in rows.items():
+            if name.startswith("constrained_"):
+                metrics[f"recovery.{name}.acc"] = metric(row["acc"], f"task-{self.target} held-out accuracy after re-running the recovery inside θ_0 + span({name[12:]})")
+                metrics[f"recovery.{name}.loss"] = metric(row["loss"], f"task-{self.target} held-out loss after re-running the recovery inside θ_0 + span({name[12:]})")
         for point in ("theta_star", "theta_0", "theta_R"):
             metrics[f"recovery.{point}.acc"] = metric(rows[point]["acc"], f"task-{self.target} held-out accuracy at {point}")
             metrics[f"recovery.{point}.loss"] = metric(rows[point]["loss"], f"task-{self.target} held-out loss at {point}")

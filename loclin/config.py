@@ -111,6 +111,7 @@ class RecoveryConfig:
     static_batches: int = 8  # per-task gradients at θ* for S1 and S2
     hessian_iterations: int = 40  # Lanczos steps for S5
     hurt_threshold: float = 0.1  # accuracy drop on T below which the degradation "did not hurt"
+    constrained_m: int = 8  # re-run the recovery inside θ_0 + span(P_m); 0 = skip
 
 
 @dataclass
@@ -284,4 +285,5 @@ def validate_phases(c: DictConfig) -> None:
     _require(max(r.prefix_ms) <= recover_steps, f"recovery.prefix_ms up to {max(r.prefix_ms)} needs that many recovery steps; phases[{recover}].steps={recover_steps}")
     _require(r.static_batches >= r.k, f"recovery.static_batches={r.static_batches} must be >= recovery.k={r.k} (S1 is a top-k basis of that many gradients)")
     _require(r.noise_scale > 0 and r.negation_scale > 0, "recovery.noise_scale and recovery.negation_scale must be > 0")
+    _require(r.constrained_m == 0 or r.constrained_m in r.prefix_ms, f"recovery.constrained_m={r.constrained_m} must be 0 or one of recovery.prefix_ms={list(r.prefix_ms)}")
     _require(0 <= r.hurt_threshold <= 1, f"recovery.hurt_threshold={r.hurt_threshold} must be in [0, 1]")

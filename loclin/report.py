@@ -248,7 +248,9 @@ def verdict(summary: dict) -> str:
     best_name = max(learned, key=learned.get)
     k = table[best_name]["k"]
     prefix_name = f"P{k}_updates"
-    prefix = table.get(prefix_name, {}).get("capture", float("nan"))
+    if prefix_name not in table:
+        return f"No prefix basis of the static bases' k = {k} was measured (add {k} to recovery.prefix_ms): no verdict at equal k."
+    prefix = table[prefix_name]["capture"]
     ratio = prefix / learned[best_name] if learned[best_name] > 0 else float("inf")
     lines = [
         f"Best static basis learned before recovery: {best_name}, capturing {fmt(learned[best_name])} of Δ; "
@@ -259,6 +261,9 @@ def verdict(summary: dict) -> str:
         if abs(span) > 1e-9:
             share = {n: (table[n]["acc"] - table["theta_0"]["acc"]) / span for n in (best_name, prefix_name) if n in table}
             lines.append("Share of the target's accuracy recovered by θ_0 + P_B Δ: " + ", ".join(f"{n} {fmt(v)}" for n, v in share.items()) + ".")
+    constrained = [n for n in table if n.startswith("constrained_")]
+    for name in constrained:
+        lines.append(f"Re-running the recovery inside θ_0 + span({name[12:]}) reaches accuracy {fmt(table[name]['acc'])} (unconstrained θ_R: {fmt(table.get('theta_R', {}).get('acc', float('nan')))}).")
     if learned[best_name] < 0.3 and ratio >= 3:
         strength = "strongly " if prefix > 0.5 else ""
         lines.append(f"The fixed-task-plane hypothesis is {strength}rejected here: no static basis holds the recovery direction, a short trajectory prefix holds {fmt(ratio)}× more of it.")

@@ -54,6 +54,9 @@ def test_every_basis_is_measured_and_prefix_capture_grows_with_m(reference):
     assert metrics["recovery.theta_0.acc"]["value"] < metrics["recovery.theta_star.acc"]["value"]
     assert metrics["recovery.degradation_hurt"]["value"] == 1.0
     assert "recover.grad.overlap_lag10" in metrics and "degrade.task.copy.acc" in metrics
+    constrained = reference["curves"]["recovery.table"]["constrained_P8_updates"]
+    assert constrained["capture_of_own_displacement"] == pytest.approx(1.0, abs=1e-4)  # stayed in θ_0 + span(P8)
+    assert 0.0 <= metrics["recovery.constrained_P8_updates.acc"]["value"] <= 1.0
 
 
 def test_killed_mid_recovery_resumes_to_the_same_numbers(reference, tmp_path):
