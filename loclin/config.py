@@ -146,6 +146,12 @@ class ExperimentConfig:
 DEGRADATIONS = ("interference", "negation", "noise", "reset")
 
 
+def parameter_group_names(c: DictConfig) -> list[str]:
+    """The synthetic model's parameter groups (as TinyDecoder.parameter_groups names them)."""
+    blocks = [f"block{i}.{part}" for i in range(c.model.n_layers) for part in ("attn", "mlp")]
+    return ["embed", *blocks, "head"]
+
+
 def phase_plan(c: DictConfig) -> list[DictConfig]:
     """The phases to run: the configured list, or one "train" phase of trainer.max_steps."""
     if c.phases:
@@ -178,10 +184,13 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"command-line override '{item}' is not of the form key=value")
-    try:
-        config = OmegaConf.merge(config, OmegaConf.from_dotlist(list(overrides or [])))
-    except OmegaConfBaseException as error:
-        raise ConfigError(_one_line(error, "command line")) from None
+    for item in overrides or []:
+        try:
+            config = OmegaConf.merge(config, OmegaConf.from_dotlist([item]))
+        except OmegaConfBaseException as error:
+            raise ConfigError(_one_line(error, "command line")) from None
+        except (TypeError, ValueError) as error:  # e.g. phases.1.steps=0: a list is replaced whole
+            raise ConfigError(f"command line: cannot apply '{item}' ({error}); give a list as a whole, e.g. phases=[...]") from None
     validate(config)
     return config
 
@@ -229,6 +238,9 @@ def validate(c: DictConfig) -> None:
     if not g.enabled:
         return
     _require(g.window >= 1, f"geometry.window={g.window} must be >= 1")
+    if g.groups:
+        unknown_groups = [name for name in g.groups if name not in parameter_group_names(c)]
+        _require(not unknown_groups, f"geometry.groups: unknown group(s) {unknown_groups}; the model has {parameter_group_names(c)}")
     _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
     _require(g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)")
     _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
@@ -280,6 +292,8 @@ def validate_phases(c: DictConfig) -> None:
         _require(tasks is None or r.target not in tasks, f"phases[{degrade}].tasks must not contain the target '{r.target}' for interference")
     else:
         _require(degrade_steps == 0, f"recovery.degradation={r.degradation} is applied at once: set phases[{degrade}].steps to 0")
+    if r.degradation == "reset":
+        _require(r.reset_group in parameter_group_names(c), f"recovery.reset_group='{r.reset_group}' is not a parameter group; the model has {parameter_group_names(c)}")
     _require(r.k >= 1, f"recovery.k={r.k} must be >= 1")
     _require(len(r.prefix_ms) > 0 and min(r.prefix_ms) >= 1, f"recovery.prefix_ms={list(r.prefix_ms)} must be positive")
     _require(max(r.prefix_ms) <= recover_steps, f"recovery.prefix_ms up to {max(r.prefix_ms)} needs that many recovery steps; phases[{recover}].steps={recover_steps}")

@@ -18,7 +18,6 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
-from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks import (
@@ -28,21 +27,17 @@ from callbacks import (
     RollingBasisCallback,
 )
 from callbacks.base import MeasurementCallback, MemoryReport, metric
-from callbacks.parameter_vector import ParameterVector
-from callbacks.recovery import RecoveryCallback
 from datamodules.synthetic import SyntheticTasksDataModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.config import phase_plan
-from loclin.recovery import degrade, freeze_static_bases
+from loclin.recovery import Recovery
 from loclin.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     END_CHECKPOINT,
     LAST_CHECKPOINT,
     PHASES_DIR,
-    RECOVERY_DIR,
     SUMMARY_FILE,
-    atomic_torch_save,
     atomic_write_text,
     write_json,
 )
@@ -204,7 +199,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         measurements = build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
         phase_callbacks: list[MeasurementCallback] = list(measurements)
         if recovery is not None:
-            phase_callbacks += recovery.before_phase(phase, last_checkpoint.is_file())
+            phase_callbacks += recovery.before_phase(phase)
         reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
         trainer = build_trainer(cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps)
         if phase.steps > 0:
@@ -268,50 +263,3 @@ def merge_part(summary: dict, part: dict) -> None:
     if "dim" in part.get("geometry", {}):
         summary["geometry"]["dim"] = part["geometry"]["dim"]
         summary["geometry"]["random_baseline_k_over_D"] = summary["geometry"]["k"] / part["geometry"]["dim"]
-
-
-class Recovery:
-    """The recovery protocol's bookkeeping across phases: θ_init, θ*, static bases, D2–D4."""
-
-    def __init__(self, cfg: DictConfig, run_dir: Path, module: SyntheticMultitaskModule, datamodule: SyntheticTasksDataModule):
-        self.cfg, self.r = cfg, cfg.recovery
-        self.datamodule = datamodule
-        self.dir = run_dir / RECOVERY_DIR
-        self.dir.mkdir(exist_ok=True)
-        self.module = module
-        self.vector = ParameterVector(module.parameter_groups(), list(cfg.geometry.groups) if cfg.geometry.groups else None)
-        init_file = self.dir / "theta_init.pt"
-        if not init_file.is_file():
-            atomic_torch_save(self.vector.values(), init_file)
-        self.theta_init = torch.load(init_file, weights_only=True)
-        self.names = [p.name for p in phase_plan(cfg)]
-        self.star_phase = self.names[self.names.index(self.r.degrade_phase) - 1]
-
-    def before_phase(self, phase: DictConfig, resuming_mid_phase: bool) -> list[MeasurementCallback]:
-        if phase.name == self.r.degrade_phase and self.r.degradation != "interference":
-            degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
-        if phase.name == self.r.recover_phase:
-            frozen = torch.load(self.dir / "static.pt", weights_only=True)
-            return [RecoveryCallback(self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m)]
-        return []
-
-    def after_phase(self, phase: DictConfig, measurements: list[MeasurementCallback]) -> None:
-        """At the end of the phase before the degradation (θ*): freeze the static bases."""
-        if phase.name != self.star_phase:
-            return
-        rolling = next((cb for cb in measurements if isinstance(cb, RollingBasisCallback) and cb.source == "grad"), None)
-        rolling_basis = rolling.current_basis if rolling is not None else None
-        bases = freeze_static_bases(self.module, self.datamodule, self.vector, self.r, self.theta_init, rolling_basis, list(self.cfg.data.tasks), self.cfg.seed)
-        atomic_torch_save({"bases": bases, "theta_star": self.vector.values()}, self.dir / "static.pt")
-
-    def finish(self, summary: dict) -> None:
-        """Say plainly whether the degradation hurt T; name θ*, θ_0, θ_R's phases."""
-        m, target = summary["metrics"], self.r.target
-        before = m.get("recovery.theta_star.acc", {}).get("value")
-        after = m.get("recovery.theta_0.acc", {}).get("value")
-        if before is None or after is None:
-            return
-        hurt = before - after >= self.r.hurt_threshold
-        m["recovery.degradation_hurt"] = metric(float(hurt), f"1 if task-{target} accuracy fell by >= {self.r.hurt_threshold} from θ* to θ_0")
-        if not hurt:
-            rank_zero_warn(f"[loclin] the degradation did not hurt task '{target}': accuracy {before:.3f} at θ* -> {after:.3f} at θ_0 (threshold {self.r.hurt_threshold})")

@@ -1,18 +1,27 @@
-"""The recovery protocol's operations on a model (SCIENCE.md 5, 6): degradations D2–D4 and
-the static bases frozen at θ*. Pure geometry lives in ``geometry/``; this module only reads
-the model through ``parameter_groups()``, ``loss(batch)`` and ``forward``.
+"""The recovery protocol across phases (SCIENCE.md 5–7): θ_init, the degradations D2–D4, the
+static bases frozen at θ*, and the RecoveryCallback of the recover phase. Pure geometry lives
+in ``geometry/``; this module reads the model only through ``parameter_groups()``,
+``loss(batch)``, ``forward`` and ``answer_loss``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from omegaconf import DictConfig
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from callbacks.base import MeasurementCallback, metric
 from callbacks.parameter_vector import ParameterVector
 from callbacks.per_task import task_gradient
+from callbacks.recovery import RecoveryCallback
+from callbacks.rolling_basis import RollingBasisCallback
 from geometry import flat_hvp, lanczos_top_eigenpairs, orthonormalize, topk_basis
 from geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
+from loclin.config import phase_plan
+from loclin.rundir import RECOVERY_DIR, atomic_torch_save
 
 
 def degrade(kind: str, module, vector: ParameterVector, theta_init: torch.Tensor, cfg, seed: int) -> None:
@@ -73,3 +82,51 @@ def hessian_basis(module, datamodule, vector: ParameterVector, task: str, k: int
     with sdpa_kernel(SDPBackend.MATH):
         _, eigenvectors = lanczos_top_eigenpairs(hvp, vector.dim, k, iterations=iterations, seed=seed)
     return eigenvectors
+
+
+class Recovery:
+    """The recovery protocol's bookkeeping across phases: θ_init, θ*, static bases, D2–D4."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, module, datamodule):
+        self.cfg, self.r = cfg, cfg.recovery
+        self.datamodule = datamodule
+        self.dir = run_dir / RECOVERY_DIR
+        self.dir.mkdir(exist_ok=True)
+        self.module = module
+        self.vector = ParameterVector(module.parameter_groups(), list(cfg.geometry.groups) if cfg.geometry.groups else None)
+        init_file = self.dir / "theta_init.pt"
+        if not init_file.is_file():
+            atomic_torch_save(self.vector.values(), init_file)
+        self.theta_init = torch.load(init_file, weights_only=True)
+        self.names = [p.name for p in phase_plan(cfg)]
+        self.star_phase = self.names[self.names.index(self.r.degrade_phase) - 1]
+
+    def before_phase(self, phase: DictConfig) -> list[MeasurementCallback]:
+        """Apply an instant degradation (D2–D4) or attach the RecoveryCallback."""
+        if phase.name == self.r.degrade_phase and self.r.degradation != "interference":
+            degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
+        if phase.name == self.r.recover_phase:
+            frozen = torch.load(self.dir / "static.pt", weights_only=True)
+            return [RecoveryCallback(self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m)]
+        return []
+
+    def after_phase(self, phase: DictConfig, measurements: list[MeasurementCallback]) -> None:
+        """At the end of the phase before the degradation (θ*): freeze the static bases."""
+        if phase.name != self.star_phase:
+            return
+        rolling = next((cb for cb in measurements if isinstance(cb, RollingBasisCallback) and cb.source == "grad"), None)
+        rolling_basis = rolling.current_basis if rolling is not None else None
+        bases = freeze_static_bases(self.module, self.datamodule, self.vector, self.r, self.theta_init, rolling_basis, list(self.cfg.data.tasks), self.cfg.seed)
+        atomic_torch_save({"bases": bases, "theta_star": self.vector.values()}, self.dir / "static.pt")
+
+    def finish(self, summary: dict) -> None:
+        """Say plainly whether the degradation hurt T; name θ*, θ_0, θ_R's phases."""
+        m, target = summary["metrics"], self.r.target
+        before = m.get("recovery.theta_star.acc", {}).get("value")
+        after = m.get("recovery.theta_0.acc", {}).get("value")
+        if before is None or after is None:
+            return
+        hurt = before - after >= self.r.hurt_threshold
+        m["recovery.degradation_hurt"] = metric(float(hurt), f"1 if task-{target} accuracy fell by >= {self.r.hurt_threshold} from θ* to θ_0")
+        if not hurt:
+            rank_zero_warn(f"[loclin] the degradation did not hurt task '{target}': accuracy {before:.3f} at θ* -> {after:.3f} at θ_0 (threshold {self.r.hurt_threshold})")

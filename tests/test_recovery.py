@@ -115,6 +115,9 @@ def test_reset_reinitialises_only_the_named_group():
         (["recovery.target=sort"], "not in data.tasks"),
         (["recovery.recover_phase=nope"], "not among the phases"),
         (["recovery.degradation=melt"], "must be one of"),
+        (["recovery.degradation=reset", "phases=[{name: train, steps: 200}, {name: degrade, steps: 0}, {name: recover, steps: 60}]"], "recovery.reset_group='block1.mlp' is not a parameter group"),
+        (["phases.1.steps=0"], "give a list as a whole"),
+        (["geometry.groups=[block7.mlp]"], "unknown group"),
     ],
 )
 def test_recovery_config_errors(overrides, fragment):
