@@ -70,3 +70,24 @@ def test_cli_error_is_one_line_exit_2_and_writes_nothing(tmp_path, args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loclin: error:"), result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_refuses_a_finished_run_and_a_run_without_checkpoint(tmp_path):
+    from loclin.rundir import RunDirError, check_resumable
+
+    run = tmp_path / "exp" / "version_0"
+    (run / "checkpoints" / "train").mkdir(parents=True)
+    (run / "config.yaml").write_text("experiment: exp\n")
+    with pytest.raises(RunDirError, match="no checkpoint yet"):
+        check_resumable(run)
+    (run / "checkpoints" / "train" / "last.ckpt").write_bytes(b"x")
+    assert check_resumable(run) == run / "config.yaml"
+    (run / "summary.json").write_text("{}")
+    with pytest.raises(RunDirError, match="already finished"):
+        check_resumable(run)
+
+
+@pytest.mark.parametrize("overrides", [["kind=cubic"], ["kind=quadratic", "quadratic.lr_scale=2.5"], ["kind=quadratic", "quadratic.prefix_ms=[5000]"]])
+def test_bad_kind_and_quadratic_values(overrides):
+    with pytest.raises(ConfigError):
+        load_config(REPO / "conf" / "quadratic.yaml", overrides)
