@@ -6,8 +6,7 @@ top-k basis B_T gives the spectrum (energy, effective rank); the held-out gradie
 were not in G_T, give cap(B_T, g_T^held) against k/D. Across tasks: the overlap matrix
 ov(B_T, B_T') (do tasks share one plane?) and the cross-capture matrix cap(B_T, g_T'^held).
 Against the previous probe: ov(B_T(t − stride), B_T(t)) and the stale capture of today's
-held-out gradient by last probe's basis. The mean gradient ḡ_T of each probe is kept for
-bases built from it later (the multi-task plane).
+held-out gradient by last probe's basis.
 
 Gradients come from ``torch.autograd.grad`` on ``pl_module.loss(batch)``, so the training
 gradients in ``.grad`` are never touched. Cost per probe: (n_batches + n_heldout)·K
@@ -53,7 +52,6 @@ class PerTaskGradientCallback(MeasurementCallback):
         self.n_heldout = n_heldout
         self.k = k
         self.bases: dict[str, torch.Tensor] = {}
-        self.mean_gradients: dict[str, torch.Tensor] = {}
         self.probe_step = -1
         self.averages = Averages()
         self.overlap_sum: torch.Tensor | None = None
@@ -65,7 +63,7 @@ class PerTaskGradientCallback(MeasurementCallback):
         return "PerTaskGradient"
 
     def memory_bytes(self) -> int:
-        per_task = (self.k + 1) * self.window.dim * 4
+        per_task = self.k * self.window.dim * 4
         transient = (self.n_batches + self.n_heldout) * self.window.dim * 4
         return len(self.tasks) * per_task + transient
 
@@ -93,7 +91,6 @@ class PerTaskGradientCallback(MeasurementCallback):
             for name, value in stats.items():
                 self.averages.add(f"{task}/{name}", value)
                 logs[f"pertask/{task}/{name}"] = value
-            self.mean_gradients[task] = window.mean(0)
         n = len(self.tasks)
         overlap = torch.zeros(n, n, dtype=torch.float64)
         cross = torch.zeros(n, n, dtype=torch.float64)
@@ -153,7 +150,6 @@ class PerTaskGradientCallback(MeasurementCallback):
     def state_dict(self) -> dict:
         return {
             "bases": dict(self.bases),
-            "mean_gradients": dict(self.mean_gradients),
             "probe_step": self.probe_step,
             "averages": self.averages.state_dict(),
             "overlap_sum": self.overlap_sum,
@@ -163,7 +159,6 @@ class PerTaskGradientCallback(MeasurementCallback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.bases = dict(state_dict["bases"])
-        self.mean_gradients = dict(state_dict["mean_gradients"])
         self.probe_step = state_dict["probe_step"]
         self.averages.load_state_dict(state_dict["averages"])
         self.overlap_sum = state_dict["overlap_sum"]

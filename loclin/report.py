@@ -46,8 +46,7 @@ def value(summary: dict, name: str) -> float:
     entry = summary["metrics"].get(name)
     if entry is None:
         return float("nan")
-    v = entry["value"]
-    return float(v)  # "inf" and "nan" are stored as strings and parse back
+    return float(entry["value"])  # "inf" and "nan" are stored as strings and parse back
 
 
 def fmt(x: float) -> str:
