@@ -37,14 +37,7 @@ def degrade(kind: str, module, vector: ParameterVector, theta_init: torch.Tensor
         groups = module.parameter_groups()
         if cfg.reset_group not in groups:
             raise ValueError(f"recovery.reset_group='{cfg.reset_group}' is not a parameter group; the module has {list(groups)}")
-        with torch.no_grad():
-            for name, param in groups[cfg.reset_group]:  # as TinyDecoder initialises them
-                if ".ln" in name:
-                    param.fill_(1.0 if name.endswith("weight") else 0.0)
-                elif param.ndim == 1:
-                    param.zero_()
-                else:
-                    param.copy_(0.02 * torch.randn(param.shape, generator=generator))
+        module.reset_group(cfg.reset_group, generator)
     else:
         raise ValueError(f"unknown degradation '{kind}'")
 
@@ -75,7 +68,7 @@ def hessian_basis(module, datamodule, vector: ParameterVector, task: str, k: int
     batch = datamodule.probe_batch(task, (10**6 + 1, 0))
 
     def loss_of(call, params):
-        return module.answer_loss(call(batch["input"]), batch["target"])
+        return module.answer_loss(call(batch["input"], batch.get("attention_mask")), batch["target"])
 
     hvp = flat_hvp(module, loss_of, vector.names)
     # the fused CPU attention kernels have no forward-mode AD; the math kernel does

@@ -3,7 +3,8 @@
 import numpy as np
 import torch
 
-from datamodules.synthetic import IGNORE_INDEX, SeededBatches, SyntheticTasksDataModule
+from datamodules.phased import IGNORE_INDEX, SeededBatches
+from datamodules.synthetic import SyntheticTasksDataModule
 from datamodules.tasks import TASK_NAMES, TASKS, TaskSampler, Vocabulary
 
 
@@ -42,7 +43,7 @@ def test_training_never_draws_heldout_inputs():
 
 def test_batches_are_a_function_of_seed_and_index():
     dm = SyntheticTasksDataModule(tasks=["add", "sort"], modulus=7, length=3, batch_size=8, seed=3)
-    data = SeededBatches(list(dm.samplers.values()), 8, seed=3, single_task=False)
+    data = SeededBatches(list(dm.samplers.values()), 8, seed=3, single_task=False, collate=dm.collate)
     a, b, c = data[5], data[5], data[6]
     assert torch.equal(a["input"], b["input"]) and not torch.equal(a["input"], c["input"])
     targets = a["target"]

@@ -1,0 +1,132 @@
+"""What every loclin datamodule shares: batches indexed by the global step, phases, task subsets.
+
+Every training batch is a pure function of (seed, phase, global step), so a resumed run sees
+exactly the batches an uninterrupted run would. An "epoch" is a block of ``steps_per_epoch``
+batches (it sets the validation and checkpoint cadence, not a pass over a dataset).
+
+A subclass holds one *sampler* per task (``samplers[name]``, each with ``task_index`` and
+``sample(rng, n)``) and a ``collate(parts)`` that turns ``[(sampler, sample), …]`` into a
+batch dict (``input``, ``target``, ``task`` and, if padded, ``attention_mask``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+IGNORE_INDEX = -100
+
+Collate = Callable[[list[tuple[Any, Any]]], dict[str, torch.Tensor]]
+
+
+class StepSampler(Sampler[int]):
+    """Yields global batch indices g, g+1, … (``steps_per_epoch`` of them), where g is the
+    trainer's global step when the epoch starts, so batch i is always trained at step i,
+    also after a resume (Lightning's epoch counter can be off by one there)."""
+
+    def __init__(self, steps_per_epoch: int, first_step: Callable[[], int]):
+        self.steps_per_epoch = steps_per_epoch
+        self.first_step = first_step
+
+    def __iter__(self) -> Iterator[int]:
+        start = self.first_step()
+        return iter(range(start, start + self.steps_per_epoch))
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+
+class SeededBatches(Dataset):
+    """dataset[i] is training batch i: ``batch_size`` examples of the chosen tasks."""
+
+    def __init__(self, samplers: Sequence[Any], batch_size: int, seed: int, single_task: bool, collate: Collate, phase: int = 0):
+        self.samplers = list(samplers)
+        self.batch_size = batch_size
+        self.single_task = single_task
+        self.collate = collate
+        # phase 0 keeps the single-phase seeding; later phases draw fresh, distinct batches
+        self.key = (seed, 1) if phase == 0 else (seed, 1, 1000 + phase)
+
+    def __len__(self) -> int:  # only a bound; the sampler decides which indices are drawn
+        return 2**62
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([*self.key, index])
+        if self.single_task:
+            choice = np.full(self.batch_size, index % len(self.samplers))
+        else:
+            choice = rng.integers(0, len(self.samplers), size=self.batch_size)
+        parts = []
+        for i, sampler in enumerate(self.samplers):
+            n = int((choice == i).sum())
+            if n:
+                parts.append((sampler, sampler.sample(rng, n)))
+        return self.collate(parts)
+
+
+class PhasedDataModule(L.LightningDataModule):
+    """Train on any subset of tasks per phase; validate every task on its held-out split."""
+
+    samplers: dict[str, Any]
+
+    def __init__(self, tasks: Sequence[str], train_tasks: Sequence[str] | None, batch_size: int, batch_mode: str, steps_per_epoch: int, seed: int):
+        super().__init__()
+        self.task_names = list(tasks)
+        self.train_task_names = list(train_tasks) if train_tasks else list(tasks)
+        self.batch_size = batch_size
+        self.single_task_batches = batch_mode == "single"
+        self.steps_per_epoch = steps_per_epoch
+        self.seed = seed
+        self.phase = 0
+
+    def collate(self, parts: list[tuple[Any, Any]]) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def heldout_batch(self, task: str) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def set_phase(self, phase: int, train_tasks: Sequence[str]) -> None:
+        """Train the next ``Trainer.fit`` on ``train_tasks``, with batches seeded by the phase."""
+        self.phase = phase
+        self.train_task_names = list(train_tasks)
+
+    def train_dataloader(self) -> DataLoader:
+        samplers = [self.samplers[n] for n in self.train_task_names]
+        batches = SeededBatches(samplers, self.batch_size, self.seed, self.single_task_batches, self.collate, self.phase)
+        return DataLoader(batches, batch_size=None, sampler=StepSampler(self.steps_per_epoch, self._global_step))
+
+    def _global_step(self) -> int:
+        trainer = getattr(self, "trainer", None)
+        return trainer.global_step if trainer is not None else 0
+
+    def probe_batch(self, task: str, key: Sequence[int], size: int | None = None) -> dict[str, torch.Tensor]:
+        """A single-task training-distribution batch, a pure function of (seed, task, key)."""
+        sampler = self.samplers[task]
+        rng = np.random.default_rng([self.seed, 2, sampler.task_index, *key])
+        return self.collate([(sampler, sampler.sample(rng, size or self.batch_size))])
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """One loader per task over its held-out split (batches of ``eval_batch_size``)."""
+        return [DataLoader(BatchSlices(self.heldout_batch(name), self.eval_batch_size), batch_size=None) for name in self.task_names]
+
+    eval_batch_size = 512
+
+
+class BatchSlices(Dataset):
+    """Consecutive row slices of one batch dict."""
+
+    def __init__(self, batch: dict[str, torch.Tensor], size: int):
+        self.batch = batch
+        self.size = size
+        self.rows = len(batch["task"])
+
+    def __len__(self) -> int:
+        return -(-self.rows // self.size)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {key: value[index * self.size : (index + 1) * self.size] for key, value in self.batch.items()}
