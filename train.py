@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from loclin.config import ConfigError, load_config
+from loclin.model_source import ModelSourceError, resolve_model_source
 from loclin.rundir import RunDirError, check_resumable, create_run_dir
 
 EXIT_USAGE = 2
@@ -29,6 +30,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_model_sources(cfg) -> None:
+    """A LoRA run's model and tokenizer must be loadable before a run directory is made."""
+    if cfg.kind == "lora":
+        for name in (cfg.lm.model, cfg.lm.tokenizer):
+            if name:
+                resolve_model_source(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -36,11 +45,13 @@ def main(argv: list[str] | None = None) -> int:
             if args.overrides:
                 raise ConfigError("--resume takes no overrides: a resumed run keeps the config it started with")
             cfg = load_config(check_resumable(args.resume))
+            check_model_sources(cfg)
             run_dir = args.resume
         else:
             cfg = load_config(args.config, args.overrides)
+            check_model_sources(cfg)
             run_dir = create_run_dir(cfg.output_root, cfg.experiment)
-    except (ConfigError, RunDirError) as error:
+    except (ConfigError, RunDirError, ModelSourceError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE
 

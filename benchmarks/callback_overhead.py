@@ -1,6 +1,7 @@
 """Training-step time and memory of the geometry callbacks, on against off, in one process.
 
     python benchmarks/callback_overhead.py [--config conf/synthetic.yaml] [--steps 1000]
+    python benchmarks/callback_overhead.py --config conf/lora_smollm2.yaml --steps 200 --variants off default no-probe
 
 Each variant trains the same model from the same seed for --steps steps. A step is timed
 from on_train_batch_start (first callback) to on_train_batch_end (last callback), so it
@@ -25,8 +26,11 @@ import lightning as L  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from loclin.config import load_config  # noqa: E402
-from loclin.experiment import build_datamodule, build_geometry_callbacks, build_module  # noqa: E402
+from loclin.config import (
+    load_config,  # noqa: E402
+    phase_plan,  # noqa: E402
+)
+from loclin.experiment import build_geometry_callbacks, build_module_and_data  # noqa: E402
 
 
 class StepClock:
@@ -51,11 +55,12 @@ class StepClock:
 
 
 def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_dir: str) -> dict:
-    cfg = load_config(config, [f"trainer.max_steps={steps}", f"trainer.eval_every={steps}", *overrides])
+    # the first phase of the config alone (no recovery), for exactly ``steps`` steps
+    cfg = load_config(config, ["phases=[]", "recovery.enabled=false", f"trainer.max_steps={steps}", f"trainer.eval_every={steps}", *overrides])
     L.seed_everything(cfg.seed, verbose=False)
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule)
-    measurements = build_geometry_callbacks(cfg)
+    module, datamodule = build_module_and_data(cfg)
+    datamodule.set_phase(0, list(cfg.data.train_tasks or cfg.data.tasks))
+    measurements = build_geometry_callbacks(cfg, phase_plan(cfg)[0].steps)
     clock = StepClock(warmup)
     trainer = L.Trainer(
         max_steps=steps,
@@ -79,24 +84,29 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
     }
 
 
+VARIANTS = {
+    "off": ("off", ["geometry.enabled=false"]),
+    "default": ("on (default)", []),
+    "no-probe": ("on, no per-task probe", ["geometry.per_task.enabled=false"]),
+    "w64": ("on, W=64", ["geometry.window=64"]),
+    "strides": ("on, strides 25/50", ["geometry.basis_stride=25", "geometry.drift_stride=50", "geometry.drift_lags=[50,100,200,400]", "geometry.per_task.stride=1000"]),
+    "grad-only": ("on, grad only", ["geometry.sources=[grad]", "geometry.drift_sources=[grad]"]),
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="conf/synthetic.yaml")
     parser.add_argument("--steps", type=int, default=1000, help="steps per variant (>= per-task stride to include a probe)")
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="which variants to time ('off' always runs)")
     args = parser.parse_args()
-    variants = {
-        "off": ["geometry.enabled=false"],
-        "on (default)": [],
-        "on, no per-task probe": ["geometry.per_task.enabled=false"],
-        "on, W=64": ["geometry.window=64"],
-        "on, strides 25/50": ["geometry.basis_stride=25", "geometry.drift_stride=50", "geometry.drift_lags=[50,100,200,400]", "geometry.per_task.stride=1000"],
-        "on, grad only": ["geometry.sources=[grad]", "geometry.drift_sources=[grad]"],
-    }
+    chosen = ["off", *(v for v in args.variants if v != "off")]
     with tempfile.TemporaryDirectory() as log_dir:
-        results = {name: run_variant(args.config, o, args.steps, args.warmup, log_dir) for name, o in variants.items()}
+        results = {VARIANTS[v][0]: run_variant(args.config, VARIANTS[v][1], args.steps, args.warmup, log_dir) for v in chosen}
     base = results["off"]
-    print(f"\n{args.config}: {args.steps} steps per variant, D = {results['on (default)']['dim']:,}")
+    dims = [r["dim"] for r in results.values() if r["dim"]]
+    print(f"\n{args.config}: {args.steps} steps per variant, D = {dims[0] if dims else 0:,}")
     print(f"{'variant':<24}{'median ms':>10}{'ratio':>8}{'mean ms':>10}{'ratio':>8}{'state MiB':>11}")
     for name, r in results.items():
         print(

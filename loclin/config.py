@@ -16,6 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.tasks import TASK_NAMES
+from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
+from loclin.assets import AssetError, asset_path
+
+KINDS = ("synthetic", "lora", "quadratic")
+ASSET_PREFIX = "asset:"
 
 
 class ConfigError(ValueError):
@@ -32,6 +37,7 @@ class DataConfig:
     batch_mode: str = "mixed"  # mixed: tasks drawn per example; single: one task per batch
     heldout_size: int = 512  # held-out examples per task with a large input space
     heldout_fraction: float = 0.2  # share of a small input space (add, mul, majority) held out
+    corpus: str = "asset:brown-corpus"  # lora: text file (or asset holding brown.txt) for reverse/nextword
 
 
 @dataclass
@@ -41,6 +47,22 @@ class ModelConfig:
     n_heads: int = 4
     d_ff: int = 512
     dropout: float = 0.0
+
+
+@dataclass
+class LoraAdapterConfig:
+    rank: int = 8  # r
+    alpha: float = 16.0  # ΔW = (alpha / r) B A
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  # GPT-2: [c_attn]
+    fan_in_fan_out: bool | None = None  # null: true when the targets are GPT-2 Conv1D layers
+
+
+@dataclass
+class LMConfig:
+    model: str = "asset:smollm2-135m-instruct"  # asset:NAME, a local directory, or a hub id
+    tokenizer: str | None = None  # null: the model's own
+    lora: LoraAdapterConfig = field(default_factory=LoraAdapterConfig)
 
 
 @dataclass
@@ -129,12 +151,13 @@ class QuadraticConfig:
 
 @dataclass
 class ExperimentConfig:
-    kind: str = "synthetic"  # synthetic: train the transformer; quadratic: the Krylov sanity experiment
+    kind: str = "synthetic"  # synthetic: the tiny transformer; lora: an adapter on a causal LM; quadratic: Krylov check
     experiment: str = "synthetic"
     seed: int = 0
     output_root: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    lm: LMConfig = field(default_factory=LMConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     geometry: GeometryConfig = field(default_factory=GeometryConfig)
@@ -147,7 +170,9 @@ DEGRADATIONS = ("interference", "negation", "noise", "reset")
 
 
 def parameter_group_names(c: DictConfig) -> list[str]:
-    """The synthetic model's parameter groups (as TinyDecoder.parameter_groups names them)."""
+    """The model's parameter groups (as the module's ``parameter_groups()`` names them)."""
+    if c.kind == "lora":
+        return ["lora_A", "lora_B"]
     blocks = [f"block{i}.{part}" for i in range(c.model.n_layers) for part in ("attn", "mlp")]
     return ["embed", *blocks, "head"]
 
@@ -202,16 +227,19 @@ def _require(condition: bool, message: str) -> None:
 
 def validate(c: DictConfig) -> None:
     """Checks that the schema's types cannot express. One ConfigError per first problem."""
-    _require(c.kind in ("synthetic", "quadratic"), f"kind='{c.kind}' must be 'synthetic' or 'quadratic'")
+    _require(c.kind in KINDS, f"kind='{c.kind}' must be one of {list(KINDS)}")
     if c.kind == "quadratic":
         q = c.quadratic
         _require(q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2, "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge")
         _require(max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window, "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window")
         return
     d, m, o, t, g = c.data, c.model, c.optim, c.trainer, c.geometry
-    unknown = [name for name in d.tasks if name not in TASK_NAMES]
-    _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known tasks are {list(TASK_NAMES)}")
-    _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(TASK_NAMES)))
+    known = TEXT_TASK_NAMES if c.kind == "lora" else TASK_NAMES
+    unknown = [name for name in d.tasks if name not in known]
+    _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known {c.kind} tasks are {list(known)}")
+    _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(known)))
+    if c.kind == "lora":
+        validate_lm(c)
     if d.train_tasks is not None:
         outside = [name for name in d.train_tasks if name not in d.tasks]
         _require(not outside, f"data.train_tasks: {outside} not in data.tasks {list(d.tasks)}")
@@ -262,6 +290,34 @@ def validate(c: DictConfig) -> None:
         _require(p.n_batches >= 1 and p.n_heldout >= 1, "geometry.per_task.n_batches and n_heldout must be >= 1")
         _require(1 <= p.k <= p.n_batches, f"geometry.per_task.k={p.k} must be between 1 and geometry.per_task.n_batches={p.n_batches}")
         _require(p.stride <= first_steps, f"geometry.per_task.stride={p.stride} is longer than the first phase ({first_steps} steps)")
+
+
+def resolve_asset_file(reference: str, filename: str) -> Path:
+    """``asset:NAME`` → <cache>/NAME/filename; anything else is a path. AssetError if missing."""
+    if reference.startswith(ASSET_PREFIX):
+        return asset_path(reference[len(ASSET_PREFIX) :]) / filename
+    return Path(reference).expanduser()
+
+
+def validate_lm(c: DictConfig) -> None:
+    """The LoRA section and the files it needs (assets, corpus); the hub is checked at load."""
+    lm, lora = c.lm, c.lm.lora
+    _require(bool(lm.model), "lm.model is empty; give asset:NAME, a local directory or a hub id")
+    _require(lora.rank >= 1 and lora.alpha > 0, f"lm.lora.rank={lora.rank} must be >= 1 and lm.lora.alpha={lora.alpha} > 0")
+    _require(0 <= lora.dropout < 1, f"lm.lora.dropout={lora.dropout} must be in [0, 1)")
+    _require(len(lora.target_modules) > 0, "lm.lora.target_modules is empty; e.g. [q_proj, v_proj] (Llama) or [c_attn] (GPT-2)")
+    for key in ("model", "tokenizer"):
+        if lm[key] and lm[key].startswith(ASSET_PREFIX):
+            try:
+                asset_path(lm[key][len(ASSET_PREFIX) :])
+            except AssetError as error:
+                raise ConfigError(f"lm.{key}: {error}") from None
+    if any(name in CORPUS_TASKS for name in c.data.tasks):
+        try:
+            corpus = resolve_asset_file(c.data.corpus, "brown.txt")
+        except AssetError as error:
+            raise ConfigError(f"data.corpus: {error}") from None
+        _require(corpus.is_file(), f"data.corpus='{c.data.corpus}': file {corpus} not found (tasks {list(CORPUS_TASKS)} need it)")
 
 
 def validate_phases(c: DictConfig) -> None:

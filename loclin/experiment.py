@@ -27,9 +27,14 @@ from callbacks import (
     RollingBasisCallback,
 )
 from callbacks.base import MeasurementCallback, MemoryReport, metric
+from datamodules.phased import PhasedDataModule
 from datamodules.synthetic import SyntheticTasksDataModule
+from datamodules.text import TextTasksDataModule
+from datamodules.text_tasks import CORPUS_TASKS
+from lightning_modules.answer_tokens import AnswerTokenModule
+from lightning_modules.causal_lm import CausalLMLoRAModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
-from loclin.config import phase_plan
+from loclin.config import phase_plan, resolve_asset_file
 from loclin.recovery import Recovery
 from loclin.rundir import (
     CHECKPOINT_DIR,
@@ -42,6 +47,49 @@ from loclin.rundir import (
     write_json,
 )
 from loclin.tensorboard import drift_layout
+
+
+def build_module_and_data(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDataModule]:
+    """The module and its datamodule for ``cfg.kind`` (a LoRA module brings the tokenizer)."""
+    if cfg.kind == "lora":
+        module = build_lora_module(cfg)
+        return module, build_text_datamodule(cfg, module.tokenizer)
+    datamodule = build_datamodule(cfg)
+    return build_module(cfg, datamodule), datamodule
+
+
+def build_lora_module(cfg: DictConfig) -> CausalLMLoRAModule:
+    lm, o = cfg.lm, cfg.optim
+    return CausalLMLoRAModule(
+        model_name=lm.model,
+        task_names=list(cfg.data.tasks),
+        tokenizer_name=lm.tokenizer,
+        rank=lm.lora.rank,
+        alpha=lm.lora.alpha,
+        lora_dropout=lm.lora.dropout,
+        target_modules=list(lm.lora.target_modules),
+        fan_in_fan_out=lm.lora.fan_in_fan_out,
+        lr=o.lr,
+        weight_decay=o.weight_decay,
+        betas=tuple(o.betas),
+        warmup_steps=o.warmup_steps,
+    )
+
+
+def build_text_datamodule(cfg: DictConfig, tokenizer) -> TextTasksDataModule:
+    d = cfg.data
+    needs_corpus = any(task in CORPUS_TASKS for task in d.tasks)
+    return TextTasksDataModule(
+        tokenizer,
+        tasks=list(d.tasks),
+        train_tasks=list(d.train_tasks) if d.train_tasks is not None else None,
+        corpus=resolve_asset_file(d.corpus, "brown.txt") if needs_corpus else None,
+        batch_size=d.batch_size,
+        batch_mode=d.batch_mode,
+        heldout_size=d.heldout_size,
+        steps_per_epoch=cfg.trainer.eval_every,
+        seed=cfg.seed,
+    )
 
 
 def build_datamodule(cfg: DictConfig) -> SyntheticTasksDataModule:
@@ -141,7 +189,7 @@ def build_trainer(cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbac
     )
 
 
-def task_metrics(results: list[dict[str, float]], datamodule: SyntheticTasksDataModule) -> dict:
+def task_metrics(results: list[dict[str, float]], datamodule: PhasedDataModule) -> dict:
     """Held-out loss/accuracy/exact-match per task from ``Trainer.validate`` results."""
     merged = {key: value for result in results for key, value in result.items()}
     metrics = {}
@@ -170,8 +218,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
     if not resume:
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg)
-    module = build_module(cfg, datamodule)
+    module, datamodule = build_module_and_data(cfg)
     logger = build_logger(run_dir)
     if cfg.geometry.enabled:
         logger.experiment.add_custom_scalars(drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks))
@@ -189,7 +236,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         last_checkpoint = phase_dir / LAST_CHECKPOINT
         if restore_from is not None and not last_checkpoint.is_file():
             previous = torch.load(restore_from, weights_only=False)
-            module.load_state_dict(previous["state_dict"])
+            module.load_state_dict(previous["state_dict"], strict=module.strict_loading)
             optimizer_state = (previous.get("optimizer_states") or [None])[0]
         restore_from = None
         datamodule.set_phase(index, phase_tasks(cfg, phase))

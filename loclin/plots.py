@@ -109,12 +109,15 @@ def matrix_figure(matrix: Sequence[Sequence[float]], labels: Sequence[str], titl
 
 
 def prefix_capture_figure(series: dict[str, dict[str, Sequence[float]]], statics: dict[str, float], baseline: float) -> Figure:
-    """Prefix capture cap(P_m, Δ) against m (updates and gradients), static bases as lines."""
+    """Prefix capture cap(P_m, Δ) against m (updates, gradients and, for LoRA, effective weight
+    space), static bases as lines."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, curve in series.items():
         (line,) = ax.plot(curve["m"], curve["updates"], marker="o", label=f"{label}: P_m from updates")
         if curve.get("gradients"):
             ax.plot(curve["m"], curve["gradients"], marker="s", ls="--", color=line.get_color(), label=f"{label}: P_m from gradients")
+        if curve.get("effective_updates"):
+            ax.plot(curve["m"], curve["effective_updates"], marker="^", ls="-.", color=line.get_color(), label=f"{label}: effective weights (α/r)BA")
     for i, (name, value) in enumerate(sorted(statics.items())):
         ax.axhline(value, color=plt.cm.tab10(i % 10), ls=":", lw=1, label=f"{name}: {value:.3f}")
     ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"random k/D = {baseline:.2g}")

@@ -19,6 +19,7 @@ from callbacks.per_task import task_gradient
 from callbacks.recovery import RecoveryCallback
 from callbacks.rolling_basis import RollingBasisCallback
 from geometry import flat_hvp, lanczos_top_eigenpairs, orthonormalize, topk_basis
+from geometry.lora import LoraFactors
 from geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
 from loclin.config import phase_plan
 from loclin.rundir import RECOVERY_DIR, atomic_torch_save
@@ -77,6 +78,18 @@ def hessian_basis(module, datamodule, vector: ParameterVector, task: str, k: int
     return eigenvectors
 
 
+def lora_factors(module, vector: ParameterVector) -> list[LoraFactors]:
+    """Where each adapted layer's A and B sit in the measured vector (none for other modules)."""
+    if not hasattr(module, "lora_layers"):
+        return []
+    where = {name: placement for name, placement in zip(vector.names, vector.layout())}
+    return [
+        LoraFactors(where[a][0], where[a][1], where[b][0], where[b][1], scale)
+        for a, b, scale in module.lora_layers()
+        if a in where and b in where
+    ]
+
+
 class Recovery:
     """The recovery protocol's bookkeeping across phases: θ_init, θ*, static bases, D2–D4."""
 
@@ -100,7 +113,7 @@ class Recovery:
             degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
         if phase.name == self.r.recover_phase:
             frozen = torch.load(self.dir / "static.pt", weights_only=True)
-            return [RecoveryCallback(self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m)]
+            return [RecoveryCallback(self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m, lora_factors(self.module, self.vector))]
         return []
 
     def after_phase(self, phase: DictConfig, measurements: list[MeasurementCallback]) -> None:

@@ -115,6 +115,9 @@ def recovery_table(summary: dict) -> list[list[str]]:
     for point in ("theta_star", "theta_0", "theta_R"):
         if point in table:
             rows.append([point, "", "", "", fmt(table[point]["loss"]), fmt(table[point]["acc"])])
+    curve = summary["curves"].get("recovery.prefix", {})
+    for m, value in zip(curve.get("m", []), curve.get("effective_updates", [])):
+        rows.append([f"P{m}_updates, effective (α/r)BA", str(m), fmt(value), fmt(m / curve["effective_dim"]), "", ""])
     return rows
 
 
@@ -128,7 +131,7 @@ def task_table(summary: dict) -> list[list[str]]:
             [
                 task,
                 fmt(acc["value"]),
-                fmt(acc["baseline"]),
+                fmt(acc.get("baseline", float("nan"))),
                 fmt(value(summary, f"task.{task}.exact")),
                 fmt(value(summary, f"task.{task}.loss")),
                 fmt(float(capture.get("value", "nan"))),

@@ -1,0 +1,73 @@
+"""Text tasks tokenized with a causal LM's tokenizer, with the phase/step interface of
+:mod:`datamodules.phased` (seeded batches by global step, task subsets per phase, probe
+batches, one held-out loader per task).
+
+An example is ``prompt + answer`` tokenized as two pieces (no special tokens), so the answer
+tokens are exactly ``tokenizer(answer)``. Batches are right-padded with the pad token
+(or EOS) and carry an ``attention_mask``; targets are IGNORE_INDEX except on answer tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from datamodules.phased import IGNORE_INDEX, PhasedDataModule
+from datamodules.text_tasks import Example, TextTask, build_text_tasks
+
+
+def encode_examples(tokenizer, examples: Sequence[Example], task_index: Sequence[int]) -> dict[str, torch.Tensor]:
+    """Next-token inputs/targets of (prompt, answer) pairs, right-padded, loss on answers only."""
+    prompts = tokenizer([p for p, _ in examples], add_special_tokens=False)["input_ids"]
+    answers = tokenizer([a for _, a in examples], add_special_tokens=False)["input_ids"]
+    sequences = [p + a for p, a in zip(prompts, answers)]
+    length = max(len(s) for s in sequences) - 1
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    inputs = torch.full((len(sequences), length), pad, dtype=torch.long)
+    targets = torch.full((len(sequences), length), IGNORE_INDEX, dtype=torch.long)
+    mask = torch.zeros((len(sequences), length), dtype=torch.long)
+    for row, (prompt, sequence) in enumerate(zip(prompts, sequences)):
+        n = len(sequence) - 1
+        inputs[row, :n] = torch.tensor(sequence[:-1])
+        mask[row, :n] = 1
+        first_answer = len(prompt) - 1  # the position whose next token is the answer's first
+        targets[row, first_answer:n] = torch.tensor(sequence[len(prompt) :])
+    return {"input": inputs, "target": targets, "attention_mask": mask, "task": torch.tensor(list(task_index))}
+
+
+class TextTasksDataModule(PhasedDataModule):
+    """Templated and Brown-corpus text tasks for LoRA adapters on causal LMs."""
+
+    eval_batch_size = 64
+
+    def __init__(
+        self,
+        tokenizer,
+        tasks: Sequence[str],
+        train_tasks: Sequence[str] | None = None,
+        corpus: Path | None = None,
+        batch_size: int = 16,
+        batch_mode: str = "mixed",
+        heldout_size: int = 128,
+        steps_per_epoch: int = 100,
+        seed: int = 0,
+    ):
+        super().__init__(tasks, train_tasks, batch_size, batch_mode, steps_per_epoch, seed)
+        self.tokenizer = tokenizer
+        self.samplers: dict[str, TextTask] = build_text_tasks(self.task_names, corpus, heldout_size, seed)
+
+    @property
+    def chance_accuracy(self) -> dict[str, float | None]:
+        return {name: (1.0 / t.answer_values if t.answer_values else None) for name, t in self.samplers.items()}
+
+    def collate(self, parts: list[tuple[TextTask, list[Example]]]) -> dict[str, torch.Tensor]:
+        examples = [example for _, chunk in parts for example in chunk]
+        index = [task.task_index for task, chunk in parts for _ in chunk]
+        return encode_examples(self.tokenizer, examples, index)
+
+    def heldout_batch(self, task: str) -> dict[str, torch.Tensor]:
+        sampler = self.samplers[task]
+        examples = sampler.heldout
+        return encode_examples(self.tokenizer, examples, [sampler.task_index] * len(examples))

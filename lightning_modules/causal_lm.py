@@ -1,0 +1,113 @@
+"""A LoRA adapter (peft) on a pretrained causal LM, trained on answer tokens of text tasks.
+
+One code path loads any causal LM: ``asset:NAME`` (a folder of the loclin asset cache), a local
+directory, or a Hugging Face hub id, through ``AutoModelForCausalLM`` / ``AutoTokenizer``. The
+base model is frozen and runs without dropout (the measured loss must be a deterministic
+function of the adapter); only the LoRA matrices train. They form two parameter groups,
+``lora_A`` and ``lora_B`` (every adapted layer, in model order): θ = (A ‖ B) is the raw space the
+callbacks measure. The effective weight change of layer ℓ is ΔW_ℓ = (α/r) B_ℓ A_ℓ.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from datamodules.text_tasks import TEXT_TASK_NAMES
+from lightning_modules.answer_tokens import AnswerTokenModule
+from loclin.model_source import ModelSourceError, resolve_model_source
+
+
+def load_causal_lm(name: str, tokenizer_name: str | None = None):
+    """(model in float32 with every dropout off, tokenizer) through one ``from_pretrained`` path."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source, offline = resolve_model_source(name)
+    tokenizer_source, tokenizer_offline = resolve_model_source(tokenizer_name) if tokenizer_name else (source, offline)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, local_files_only=offline)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, local_files_only=tokenizer_offline)
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return model, tokenizer
+
+
+def uses_conv1d(model: nn.Module, target_modules: Sequence[str]) -> bool:
+    """True when the targeted layers are GPT-2 style Conv1D (weight stored in×out)."""
+    from transformers.pytorch_utils import Conv1D
+
+    return any(isinstance(m, Conv1D) for n, m in model.named_modules() if n.split(".")[-1] in target_modules)
+
+
+class CausalLMLoRAModule(AnswerTokenModule):
+    def __init__(
+        self,
+        model_name: str,
+        task_names: list[str],
+        tokenizer_name: str | None = None,
+        rank: int = 8,
+        alpha: float = 16.0,
+        lora_dropout: float = 0.0,
+        target_modules: Sequence[str] = ("q_proj", "v_proj"),
+        fan_in_fan_out: bool | None = None,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 20,
+    ):
+        super().__init__(task_names, TEXT_TASK_NAMES)
+        self.save_hyperparameters()
+        from peft import LoraConfig, get_peft_model
+
+        base, self.tokenizer = load_causal_lm(model_name, tokenizer_name)
+        targets = list(target_modules)
+        present = {n.split(".")[-1] for n, _ in base.named_modules()}
+        missing = [t for t in targets if t not in present]
+        if missing:
+            raise ModelSourceError(f"lora.target_modules {missing} are not modules of {type(base).__name__}; it has e.g. {sorted(present)[:12]}")
+        if fan_in_fan_out is None:
+            fan_in_fan_out = uses_conv1d(base, targets)
+        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=lora_dropout, target_modules=targets, fan_in_fan_out=fan_in_fan_out, bias="none")
+        self.model = get_peft_model(base.train(), config)  # train mode is harmless: dropout is off
+        self.strict_loading = False  # checkpoints hold the adapter only; the base model is reloaded
+
+    def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.model(input_ids=tokens, attention_mask=attention_mask, use_cache=False).logits
+
+    def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
+        trainable = self.trainable_parameters()
+        return {group: [(n, p) for n, p in trainable if f".{group}." in n] for group in ("lora_A", "lora_B")}
+
+    def lora_layers(self) -> list[tuple[str, str, float]]:
+        """(name of A, name of B, scaling α/r) of every adapted layer: ΔW = scaling · B A."""
+        names = [n for n, _ in self.trainable_parameters()]
+        layers = []
+        for a_name in (n for n in names if ".lora_A." in n):
+            b_name = a_name.replace(".lora_A.", ".lora_B.")
+            layer = self.get_submodule(a_name.split(".lora_A.")[0])
+            adapter = a_name.split(".lora_A.")[1].split(".")[0]
+            layers.append((a_name, b_name, float(layer.scaling[adapter])))
+        return layers
+
+    def reset_group(self, group: str, generator: torch.Generator) -> None:
+        """D4 as peft initialises LoRA: A Kaiming-uniform, B zero."""
+        with torch.no_grad():
+            for _, param in self.parameter_groups()[group]:
+                if group == "lora_B":
+                    param.zero_()
+                else:
+                    nn.init.kaiming_uniform_(param, a=math.sqrt(5), generator=generator)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {n for n, _ in self.trainable_parameters()}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Adapter-only state dicts: every trainable tensor must be there, the base may not."""
+        missing = [n for n, _ in self.trainable_parameters() if n not in state_dict]
+        if missing:
+            raise KeyError(f"checkpoint lacks adapter tensors, e.g. {missing[:2]}")
+        return super().load_state_dict(state_dict, strict=False, assign=assign)

