@@ -33,9 +33,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def check_model_sources(cfg) -> None:
     """A LoRA run's model and tokenizer must be loadable before a run directory is made."""
     if cfg.kind == "lora":
-        for name in (cfg.lm.model, cfg.lm.tokenizer):
-            if name:
-                resolve_model_source(name)
+        resolve_model_source(cfg.lm.model)
+        if cfg.lm.tokenizer:
+            resolve_model_source(cfg.lm.tokenizer, "tokenizer_config.json")
 
 
 def main(argv: list[str] | None = None) -> int:

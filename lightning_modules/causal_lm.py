@@ -26,7 +26,7 @@ def load_causal_lm(name: str, tokenizer_name: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source, offline = resolve_model_source(name)
-    tokenizer_source, tokenizer_offline = resolve_model_source(tokenizer_name) if tokenizer_name else (source, offline)
+    tokenizer_source, tokenizer_offline = resolve_model_source(tokenizer_name, "tokenizer_config.json") if tokenizer_name else (source, offline)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, local_files_only=offline)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, local_files_only=tokenizer_offline)
     for module in model.modules():

@@ -11,6 +11,7 @@ import socket
 from pathlib import Path
 from urllib.parse import urlparse
 
+from loclin.assets import asset_path
 from loclin.config import ASSET_PREFIX
 
 
@@ -30,24 +31,23 @@ def _hub_reachable(timeout: float = 3.0) -> str | None:
     return None
 
 
-def resolve_model_source(name: str) -> tuple[str, bool]:
+def resolve_model_source(name: str, marker: str = "config.json") -> tuple[str, bool]:
     """(what ``from_pretrained`` gets, whether to stay offline) for ``asset:NAME``, a local
-    directory or a hub id. A hub id that is neither cached nor reachable fails at once,
+    directory (holding ``marker``: config.json for a model, tokenizer_config.json for a
+    tokenizer) or a hub id. A hub id that is neither cached nor reachable fails at once,
     instead of after transformers' retries."""
     if name.startswith(ASSET_PREFIX):
-        from loclin.assets import asset_path
-
         return str(asset_path(name[len(ASSET_PREFIX) :])), True
     path = Path(name).expanduser()
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise ModelSourceError(f"'{name}' is a directory without config.json; save a model there with save_pretrained")
+        if not (path / marker).is_file():
+            raise ModelSourceError(f"'{name}' is a directory without {marker}; save one there with save_pretrained")
         return str(path), True
     if name.startswith((".", "/", "~")) or name.count("/") > 1:
         raise ModelSourceError(f"model directory '{name}' does not exist")
     from huggingface_hub import try_to_load_from_cache
 
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    if isinstance(try_to_load_from_cache(name, marker), str):
         return name, True
     reason = _hub_reachable()
     if reason is not None:

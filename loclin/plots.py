@@ -108,6 +108,9 @@ def matrix_figure(matrix: Sequence[Sequence[float]], labels: Sequence[str], titl
     return fig
 
 
+PAPER_LORA_PREFIX_M, PAPER_LORA_PREFIX_CAPTURE = 8, 0.77  # arXiv 2606.10929, claim C4
+
+
 def prefix_capture_figure(series: dict[str, dict[str, Sequence[float]]], statics: dict[str, float], baseline: float) -> Figure:
     """Prefix capture cap(P_m, Δ) against m (updates, gradients and, for LoRA, effective weight
     space), static bases as lines."""
@@ -121,6 +124,8 @@ def prefix_capture_figure(series: dict[str, dict[str, Sequence[float]]], statics
     for i, (name, value) in enumerate(sorted(statics.items())):
         ax.axhline(value, color=plt.cm.tab10(i % 10), ls=":", lw=1, label=f"{name}: {value:.3f}")
     ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"random k/D = {baseline:.2g}")
+    if any(curve.get("effective_updates") for curve in series.values()):  # a LoRA run: the paper's C4 point
+        ax.plot([PAPER_LORA_PREFIX_M], [PAPER_LORA_PREFIX_CAPTURE], "k*", ms=10, label=f"paper, LoRA, m = 8: {PAPER_LORA_PREFIX_CAPTURE}")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("prefix length m")
     ax.set_ylabel("cap(B, Δ), energy")

@@ -5,6 +5,7 @@ import json
 import math
 from pathlib import Path
 
+import huggingface_hub
 import numpy as np
 import pytest
 import torch
@@ -14,6 +15,7 @@ import train
 from datamodules.text import TextTasksDataModule, encode_examples
 from loclin.config import ConfigError, load_config
 from loclin.experiment import build_lora_module, run_experiment
+from loclin.model_source import ModelSourceError, resolve_model_source
 from loclin.rundir import create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,7 +148,7 @@ def test_lora_gpt2_config_builds_from_a_local_gpt2_family_model(tiny_gpt2, tmp_p
 @pytest.mark.parametrize("config", ["lora_gpt2.yaml", "lora_distilgpt2.yaml"])
 def test_hub_configs_fail_fast_offline_and_write_nothing(config, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))  # a user's cached gpt2 must not count
     assert train.main(["--config", str(REPO / "conf" / config), f"output_root={tmp_path / 'runs'}"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "is not a local directory or in the Hugging Face cache" in error
@@ -179,3 +181,12 @@ def test_missing_asset_names_the_fetch_command(tmp_path, monkeypatch):
 def test_summary_json_is_plain_json(tiny_run):
     run_dir, _ = tiny_run
     assert json.loads((run_dir / "summary.json").read_text())["experiment"] == "tiny_lora"
+
+
+def test_model_sources_resolve_local_directories_and_refuse_bad_ones(tiny_gpt2, text_assets, tmp_path):
+    assert resolve_model_source(str(tiny_gpt2)) == (str(tiny_gpt2), True)
+    assert resolve_model_source(str(text_assets["tokenizer"]), "tokenizer_config.json")[1] is True
+    with pytest.raises(ModelSourceError, match="without config.json"):
+        resolve_model_source(str(text_assets["tokenizer"]))  # a tokenizer is not a model
+    with pytest.raises(ModelSourceError, match="does not exist"):
+        resolve_model_source(str(tmp_path / "missing"))
