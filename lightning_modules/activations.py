@@ -1,0 +1,77 @@
+"""The residual stream of a causal LM through forward hooks, also under peft.
+
+h_ℓ is the output of decoder block ℓ (before the final norm): ``hidden_states[ℓ + 1]`` of
+transformers' ``output_hidden_states`` for every block but the last, whose entry there has the
+final norm applied. Hooks live only inside a ``with`` block and are removed on exit, errors
+included, so a model measured is the model it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+
+def decoder_blocks(model: nn.Module) -> nn.ModuleList:
+    """The model's stack of decoder blocks: its longest ModuleList of one block class
+    (``transformer.h`` for GPT-2, ``model.layers`` for Llama/Qwen; peft wrappers included)."""
+    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0 and len({type(b) for b in m}) == 1]
+    if not stacks:
+        raise ValueError(f"{type(model).__name__} has no ModuleList of decoder blocks")
+    return max(stacks, key=len)
+
+
+def _hidden(output) -> torch.Tensor:
+    return output[0] if isinstance(output, tuple) else output
+
+
+@contextmanager
+def residual_stream(model: nn.Module) -> Iterator[dict[int, torch.Tensor]]:
+    """Within the block, every forward pass fills ``captured[ℓ]`` = h_ℓ (B×T×d) for all blocks."""
+    captured: dict[int, torch.Tensor] = {}
+    handles = []
+
+    def keep(index: int):
+        def hook(module, args, output):
+            captured[index] = _hidden(output)
+
+        return hook
+
+    try:
+        for index, block in enumerate(decoder_blocks(model)):
+            handles.append(block.register_forward_hook(keep(index)))
+        yield captured
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+@contextmanager
+def steering(model: nn.Module, layer: int, vector: torch.Tensor, start: torch.Tensor) -> Iterator[None]:
+    """Within the block, h_layer[b, t] += vector for every position t >= start[b] (the
+    positions after each row's prompt)."""
+    block = decoder_blocks(model)[layer]
+
+    def hook(module, args, output):
+        hidden = _hidden(output)
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        mask = (positions[None, :] >= start.to(hidden.device)[:, None]).to(hidden.dtype)[..., None]
+        steered = hidden + mask * vector.to(hidden.dtype)
+        return (steered, *output[1:]) if isinstance(output, tuple) else steered
+
+    handle = block.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def residual_at(model: nn.Module, forward, positions: torch.Tensor) -> torch.Tensor:
+    """h_ℓ at one position per row for every block: L×B×d. ``forward()`` runs the model once."""
+    with residual_stream(model) as captured:
+        forward()
+    rows = torch.arange(len(positions))
+    return torch.stack([captured[i][rows, positions] for i in range(len(captured))])
