@@ -32,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def check_model_sources(cfg) -> None:
     """A LoRA run's model and tokenizer must be loadable before a run directory is made."""
+    if cfg.kind == "steer":
+        resolve_model_source(cfg.steer.model)
     if cfg.kind == "lora":
         resolve_model_source(cfg.lm.model)
         if cfg.lm.tokenizer:
@@ -59,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from loclin.quadratic_experiment import run_quadratic
 
         run_quadratic(cfg, Path(run_dir))
+    elif cfg.kind == "steer":
+        from loclin.steer_experiment import run_steering
+
+        run_steering(cfg, Path(run_dir))
     else:
         from loclin.experiment import run_experiment  # heavy imports only after the config is valid
 

