@@ -209,6 +209,13 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     runs = find_runs(run_paths)
     summaries = [read_summary(r) for r in runs]
     out.mkdir(parents=True, exist_ok=True)
+    steer = [s.get("kind") == "steer" for s in summaries]
+    if any(steer):
+        if not all(steer):
+            raise RunDirError("steering runs and training runs have different reports; analyze them separately")
+        from loclin.steer_report import build_steer_report
+
+        return build_steer_report(summaries, runs, out, run_label)
     table = headline_table(summaries)
     plots = write_plots(summaries, out)
     legend = "\n".join(f"- `{short}`: {long} (`{name}`)" for short, name, long in columns_for(summaries))

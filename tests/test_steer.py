@@ -6,6 +6,7 @@ import math
 import pytest
 from transformers import AutoTokenizer
 
+import analyze
 import train
 from datamodules.contrast import ContrastItem, TemplateError, encode_contrasts
 
@@ -24,6 +25,10 @@ def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contr
     unsteered = {name: curves[name]["margin"][at_zero] for name in ("caa", "delta", "s", "random")}
     assert len(set(unsteered.values())) == 1  # α = 0 is the same model whatever the direction
     assert summary["items"] == {"train": 12, "heldout": 8}
+    out = tmp_path / "analysis"
+    assert analyze.main([str(tmp_path / "tiny_steer" / "version_0"), "--out", str(out)]) == 0
+    assert (out / "steer_layers_0.png").stat().st_size > 1000 and (out / "steer_curves_0.png").stat().st_size > 1000
+    assert "0.58" in (out / "report.md").read_text()
 
 
 def test_templates_that_merge_with_the_answer_are_one_line_errors(tiny_gpt2):
