@@ -91,3 +91,12 @@ def encode_contrasts(tokenizer, items: list[ContrastItem]) -> dict[str, torch.Te
         "positive_token": torch.tensor([p[t] for p, _, t in rows]),
         "negative_token": torch.tensor([n[t] for _, n, t in rows]),
     }
+
+
+def contrast_chunks(batch: dict[str, torch.Tensor], size: int):
+    """Consecutive chunks of ``size`` items, each cut to its own longest row."""
+    n = len(batch["answer_pos"])
+    for start in range(0, n, size):
+        part = {k: v[start : start + size] for k, v in batch.items()}
+        width = int(part["mask"].sum(1).max())  # drop columns that are padding for every row
+        yield {k: (v[:, :width] if v.ndim == 2 else v) for k, v in part.items()}

