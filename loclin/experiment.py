@@ -26,8 +26,8 @@ from callbacks import (
     PerTaskGradientCallback,
     RollingBasisCallback,
 )
-from callbacks.base import MeasurementCallback, MemoryReport, metric
 from callbacks.activation_shift import ActivationShiftCallback
+from callbacks.base import MeasurementCallback, MemoryReport, metric
 from datamodules.contrast import encode_contrasts, load_items, split_items
 from datamodules.phased import PhasedDataModule
 from datamodules.synthetic import SyntheticTasksDataModule
