@@ -230,8 +230,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module, datamodule = build_module_and_data(cfg)
     logger = build_logger(run_dir)
-    if cfg.geometry.enabled:
-        logger.experiment.add_custom_scalars(drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks))
+    if cfg.geometry.enabled or cfg.activation_shift.enabled:
+        logger.experiment.add_custom_scalars(drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks, cfg.activation_shift.enabled))
     recovery = Recovery(cfg, run_dir, module, datamodule) if cfg.recovery.enabled else None
     plan = phase_plan(cfg)
     summary = base_summary(cfg, run_dir, plan)

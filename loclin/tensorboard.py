@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
-def drift_layout(drift_sources: Sequence[str], sources: Sequence[str], tasks: Sequence[str]) -> dict:
+def drift_layout(drift_sources: Sequence[str], sources: Sequence[str], tasks: Sequence[str], activation_shift: bool = False) -> dict:
     """Layout for SummaryWriter.add_custom_scalars: {category: {chart: [kind, [tag regexes]]}}."""
     layout: dict[str, dict[str, list]] = {"drift": {}, "geometry": {}, "tasks": {}}
     for source in drift_sources:
@@ -16,5 +16,10 @@ def drift_layout(drift_sources: Sequence[str], sources: Sequence[str], tasks: Se
         layout["geometry"][f"{source}: held-out capture"] = ["Multiline", [rf"geometry/{source}/heldout_capture_h\d+"]]
     layout["tasks"]["held-out accuracy"] = ["Multiline", [rf"val/({'|'.join(tasks)})/acc"]]
     layout["tasks"]["per-task held-out gradient capture"] = ["Multiline", [r"pertask/[a-z]+/heldout_capture"]]
+    if activation_shift:
+        layout["activation"] = {
+            "cos(activation shift, CAA) per block": ["Multiline", [r"activation/cos_shift_caa/block\d+"]],
+            "cos with CAA: mean over blocks, last stride and since start": ["Multiline", [r"activation/cos_(total_)?shift_caa_mean"]],
+        }
     return layout
 

@@ -3,6 +3,7 @@ transformers' own loss, the tiny end-to-end recovery run, exact resume, offline 
 
 import json
 import math
+import re
 from pathlib import Path
 
 import huggingface_hub
@@ -17,6 +18,7 @@ from loclin.config import ConfigError, load_config
 from loclin.experiment import build_lora_module, run_experiment
 from loclin.model_source import ModelSourceError, resolve_model_source
 from loclin.rundir import create_run_dir
+from loclin.tensorboard import drift_layout
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "conf" / "tiny_lora.yaml"
@@ -201,3 +203,6 @@ def test_activation_shift_callback_logs_cosines_to_the_caa_vector(tiny_gpt2, con
     assert all(len(row) == 2 and all(-1 <= c <= 1 for c in row) for row in curve["cos_shift"])  # one per block
     assert curve["random_rms"] == pytest.approx(64**-0.5)
     assert -1 <= summary["metrics"]["activation.cos_shift_caa_mean"]["value"] <= 1
+    panels = drift_layout([], [], ["arith"], activation_shift=True)["activation"]  # the TensorBoard charts find the tags
+    per_block, means = (chart[1][0] for chart in panels.values())
+    assert re.fullmatch(per_block, "activation/cos_shift_caa/block1") and re.fullmatch(means, "activation/cos_total_shift_caa_mean")
