@@ -57,7 +57,7 @@ def load_items(source: str, folder: Path, template: str, yes: str, no: str) -> l
 def split_items(items: list[ContrastItem], n_train: int, n_heldout: int, seed: int) -> tuple[list[ContrastItem], list[ContrastItem]]:
     """Seeded disjoint (train, held-out) subsets."""
     if n_train + n_heldout > len(items):
-        raise TemplateError(f"{n_train} + {n_heldout} items asked for, the source has {len(items)}")
+        raise TemplateError(f"{n_train} + {n_heldout} items asked for, only {len(items)} are available (raise steer.max_tokens or lower the counts)")
     order = np.random.default_rng([seed, 9]).permutation(len(items))
     return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train : n_train + n_heldout]]
 

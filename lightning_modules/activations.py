@@ -80,7 +80,4 @@ def residual_at(model: nn.Module, forward, positions: torch.Tensor) -> torch.Ten
 def answer_residuals(model, call, part: dict[str, torch.Tensor], ids_key: str, offset: int = 0) -> torch.Tensor:
     """h_ℓ at each row's answer position t (+ offset) of a contrast batch (datamodules.contrast),
     for every block: L×B×d. ``call`` is the model or a functional call of it."""
-    with residual_stream(model) as captured:
-        call(input_ids=part[ids_key], attention_mask=part["mask"])
-    rows = torch.arange(len(part["answer_pos"]))
-    return torch.stack([captured[i][rows, part["answer_pos"] + offset] for i in range(len(captured))])
+    return residual_at(model, lambda: call(input_ids=part[ids_key], attention_mask=part["mask"]), part["answer_pos"] + offset)

@@ -32,7 +32,7 @@ from lightning_modules.activations import (
 from lightning_modules.causal_lm import load_causal_lm
 from loclin.config import resolve_asset_file
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
-from loclin.steering import apply_step_rule, loss_gradient, one_step_shift
+from loclin.steering import apply_step_rule, one_step_shift
 
 DIRECTIONS = ("caa", "delta", "s", "random")
 
@@ -47,7 +47,7 @@ def answer_loss(call, part: dict[str, torch.Tensor]) -> torch.Tensor:
 def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -> dict:
     s = cfg.steer
     n = len(batch["answer_pos"])
-    names = [name for name, _ in model.named_parameters()]
+    named = list(model.named_parameters())
     total_gradient, caa_sum, s_sum = None, None, None
     for part in contrast_chunks(batch, s.batch_size):
         with torch.no_grad():
@@ -55,23 +55,26 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
             negative = answer_residuals(model, model, part, "negative")
         caa_part = mean_difference(positive, negative) * len(part["answer_pos"])
         caa_sum = caa_part if caa_sum is None else caa_sum + caa_part
-        gradient = loss_gradient(model, names, lambda call, p=part: answer_loss(call, p) / n)
-        total_gradient = gradient if total_gradient is None else {k: total_gradient[k] + gradient[k] for k in gradient}
+        # one backward gives both ∇_θ L (the step) and ∂L/∂h_ℓ (s_ℓ)
         with residual_stream(model) as captured:
             loss = answer_loss(model, part) / n
         layers = [captured[i] for i in range(len(captured))]
-        grads = torch.autograd.grad(loss, layers)
+        grads = torch.autograd.grad(loss, [p for _, p in named] + layers)
+        gradient = {name: g for (name, _), g in zip(named, grads[: len(named)])}
+        total_gradient = gradient if total_gradient is None else {k: total_gradient[k] + gradient[k] for k in gradient}
         rows = torch.arange(len(part["answer_pos"]))
-        s_part = -torch.stack([g[rows, part["answer_pos"] - 1].sum(0) for g in grads]).double()
+        s_part = -torch.stack([g[rows, part["answer_pos"] - 1].sum(0) for g in grads[len(named) :]]).double()
         s_sum = s_part if s_sum is None else s_sum + s_part
     caa = caa_sum / n
 
     def readout(call):
         return torch.cat([answer_residuals(model, call, part, "positive") for part in contrast_chunks(batch, s.batch_size)], 1).double().mean(1)
 
+    with torch.no_grad():
+        base = readout(model)  # h at θ, shared by every shift
     sgd = apply_step_rule(total_gradient, "sgd")
-    shifts = {float(eta): one_step_shift(model, sgd, float(eta), readout) for eta in s.etas}
-    adam = one_step_shift(model, apply_step_rule(total_gradient, "adam_first_step"), float(s.adam_eta), readout)
+    shifts = {float(eta): one_step_shift(model, sgd, float(eta), readout, base) for eta in s.etas}
+    adam = one_step_shift(model, apply_step_rule(total_gradient, "adam_first_step"), float(s.adam_eta), readout, base)
     return {"caa": caa, "s": s_sum, "shifts": shifts, "adam": adam}
 
 

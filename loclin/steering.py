@@ -49,11 +49,14 @@ def step_direction(model: nn.Module, names: Sequence[str], loss_of: Callable[[Ca
 
 
 @torch.no_grad()
-def one_step_shift(model: nn.Module, direction: dict[str, torch.Tensor], eta: float, readout_of: Callable[[Call], torch.Tensor]) -> torch.Tensor:
-    """readout(θ − η d) − readout(θ) for a step direction d from :func:`step_direction`."""
+def one_step_shift(model: nn.Module, direction: dict[str, torch.Tensor], eta: float, readout_of: Callable[[Call], torch.Tensor], base: torch.Tensor | None = None) -> torch.Tensor:
+    """readout(θ − η d) − readout(θ) for a step direction d from :func:`step_direction`
+    (``base``: readout(θ) when the caller already has it)."""
     params = {n: p.detach() for n, p in model.named_parameters() if n in direction}
     stepped = {n: params[n] - eta * direction[n] for n in params}
-    return readout_of(_caller(model, stepped)) - readout_of(_caller(model, params))
+    if base is None:
+        base = readout_of(_caller(model, params))
+    return readout_of(_caller(model, stepped)) - base
 
 
 def first_order_shift(model: nn.Module, direction: dict[str, torch.Tensor], eta: float, readout_of: Callable[[Call], torch.Tensor]) -> torch.Tensor:

@@ -9,6 +9,7 @@ from transformers import AutoTokenizer
 import analyze
 import train
 from datamodules.contrast import ContrastItem, TemplateError, encode_contrasts
+from loclin.config import ConfigError, load_config
 
 
 def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contrast_assets, tmp_path):
@@ -39,3 +40,23 @@ def test_templates_that_merge_with_the_answer_are_one_line_errors(tiny_gpt2):
         encode_contrasts(tokenizer, [ContrastItem("Is it? Answer:", " Yes", " Yes")])
     batch = encode_contrasts(tokenizer, [ContrastItem("Is it? Answer:", " Yes", " No")])
     assert tokenizer.decode(batch["positive_token"]) == " Yes" and tokenizer.decode(batch["negative_token"]) == " No"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["steer.source=boolq"], "steer.source='boolq' must be coqa, statements or sycophancy"),
+        (["steer.alphas=[-2.0,0.0,2.0]"], "needs a nonzero α within 0.5 of 0"),
+        (["steer.etas=[0.0]"], "must be > 0"),
+        (["steer.model=asset:nope"], "steer.model: unknown asset 'nope'"),
+    ],
+)
+def test_steer_config_errors_are_one_line(overrides, fragment, tiny_gpt2, contrast_assets):
+    with pytest.raises(ConfigError) as error:
+        load_config("conf/tiny_steer.yaml", [f"steer.data={contrast_assets}", *overrides])
+    assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_activation_shift_needs_a_lora_run():
+    with pytest.raises(ConfigError, match="activation_shift needs kind: lora"):
+        load_config("conf/tiny_synthetic.yaml", ["activation_shift.enabled=true"])
