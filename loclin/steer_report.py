@@ -11,9 +11,9 @@ PAPER_COS_DELTA_CAA = 0.58  # arXiv 2606.10929, claim C6 (Qwen-0.5B, BoolQ state
 def steer_table(summaries: list[dict], label) -> list[list[str]]:
     from loclin.report import fmt, value
 
-    rows = [["run", "max cos(δ, v)", "mean cos(δ, v)", "max cos(s, v)", "max cos(Adam δ, v)", "random RMS", "slope v̂", "slope δ̂", "slope ŝ", "slope random", "δ̂ : v̂", "paper cos(δ, v)"]]
+    rows = [["run", "max cos(δ, v)", "mean cos(δ, v)", "max cos(s, v)", "max cos(Adam δ, v)", "random RMS", "slope v̂", "slope δ̂", "slope ŝ", "slope random", "δ̂ : v̂", "η spread", "paper cos(δ, v)"]]
     for s in summaries:
-        names = ["steer.cos_delta_caa.max", "steer.cos_delta_caa.mean", "steer.cos_s_caa.max", "steer.cos_adam_caa.max", "steer.random_rms", "steer.slope.caa", "steer.slope.delta", "steer.slope.s", "steer.slope.random", "steer.slope_ratio_delta_caa"]
+        names = ["steer.cos_delta_caa.max", "steer.cos_delta_caa.mean", "steer.cos_s_caa.max", "steer.cos_adam_caa.max", "steer.random_rms", "steer.slope.caa", "steer.slope.delta", "steer.slope.s", "steer.slope.random", "steer.slope_ratio_delta_caa", "steer.flatness_spread"]
         rows.append([label(s), *(fmt(value(s, n)) for n in names), fmt(PAPER_COS_DELTA_CAA)])
     return rows
 
@@ -32,6 +32,21 @@ def layer_figure(layers: dict, title: str):
     ax.set_ylabel("cosine with the CAA vector v_ℓ")
     ax.set_title(title)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+    fig.tight_layout()
+    return fig
+
+
+def flatness_figure(flatness: dict, title: str):
+    """cos(δ_ℓ(η), v_ℓ) per block for every η: flat in η means δ is first order in the step."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for eta, cosines in sorted(flatness.items(), key=lambda item: float(item[0])):
+        ax.plot(range(len(cosines)), cosines, marker="o", label=f"η = {float(eta):g}")
+    ax.set_xlabel("block ℓ")
+    ax.set_ylabel("cos(δ_ℓ(η), v_ℓ)")
+    ax.set_title(f"{title}: flatness in the step size")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -61,6 +76,7 @@ def build_steer_report(summaries: list[dict], runs: list[Path], out: Path, label
     for i, s in enumerate(summaries):
         for name, figure, caption in (
             (f"steer_layers_{i}.png", layer_figure(s["curves"]["steer.layers"], label(s)), "Cosine with the CAA vector per block, random band"),
+            (f"steer_flatness_{i}.png", flatness_figure(s["curves"]["steer.flatness"], label(s)), "cos(δ, v) per block at each step size η"),
             (f"steer_curves_{i}.png", curves_figure(s["curves"]["steer.curves"], label(s)), "Steering curves on held-out items"),
         ):
             figure.savefig(out / name, dpi=120)

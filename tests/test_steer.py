@@ -28,7 +28,7 @@ def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contr
     assert summary["items"] == {"train": 12, "heldout": 8}
     out = tmp_path / "analysis"
     assert analyze.main([str(tmp_path / "tiny_steer" / "version_0"), "--out", str(out)]) == 0
-    assert (out / "steer_layers_0.png").stat().st_size > 1000 and (out / "steer_curves_0.png").stat().st_size > 1000
+    assert all((out / f"steer_{kind}_0.png").stat().st_size > 1000 for kind in ("layers", "flatness", "curves"))
     assert "0.58" in (out / "report.md").read_text()
 
 

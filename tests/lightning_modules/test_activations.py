@@ -116,3 +116,36 @@ def test_random_direction_cosines_have_rms_one_over_sqrt_d():
     torch.testing.assert_close(baseline["rms"], baseline["expected_rms"], rtol=0.05, atol=0)
     assert (baseline["mean_abs"] < baseline["rms"]).all()  # E|c| = sqrt(2/π)/sqrt(d) < RMS
     assert cosine_per_layer(reference, 2 * reference).allclose(torch.ones(3, dtype=torch.float64))
+
+
+def tiny_decoder(family: str):
+    """A 2-block random decoder of each cache layout the steering configs meet."""
+    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
+
+    torch.manual_seed(0)
+    common = {"vocab_size": 97, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    config = {
+        "llama": lambda: LlamaConfig(**common),
+        "qwen2": lambda: Qwen2Config(**common),
+        "gemma3": lambda: Gemma3TextConfig(**common, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"]),
+    }[family]()
+    return AutoModelForCausalLM.from_config(config, dtype=torch.float64).eval()
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "gemma3"])
+def test_cached_steered_logits_equal_full_sequence_steering(family, lm):
+    from lightning_modules.activations import steered_last_logits
+
+    model = lm[0] if family == "gpt2" else tiny_decoder(family)
+    tokens = torch.randint(0, 97, (9,), generator=torch.Generator().manual_seed(1))
+    d = model.config.hidden_size
+    vectors = torch.randn(5, d, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    vectors[0] = 0
+    cached = steered_last_logits(model, 1, tokens, vectors)
+    for row, vector in enumerate(vectors):  # reference: the whole sequence, steered from its last position
+        with torch.no_grad(), steering(model, 1, vector, torch.tensor([len(tokens) - 1])):
+            full = model(input_ids=tokens[None]).logits[0, -1]
+        torch.testing.assert_close(cached[row], full, rtol=1e-9, atol=1e-9)
+    with torch.no_grad():
+        torch.testing.assert_close(cached[0], model(input_ids=tokens[None]).logits[0, -1], rtol=1e-9, atol=1e-9)
+    assert not torch.allclose(cached[1], cached[0])
