@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
         from loclin.steer_experiment import run_steering
 
         run_steering(cfg, Path(run_dir))
+    elif cfg.random_search.enabled:
+        from loclin.random_search_experiment import run_random_search
+
+        run_random_search(cfg, Path(run_dir), resume=args.resume is not None)
     else:
         from loclin.experiment import run_experiment  # heavy imports only after the config is valid
 

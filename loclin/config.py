@@ -182,6 +182,22 @@ class ActivationShiftConfig:
 
 
 @dataclass
+class RandomSearchConfig:
+    enabled: bool = False  # synthetic/lora runs: random search at points of the first phase (SCIENCE.md 8)
+    at_steps: list[int] = field(default_factory=lambda: [])  # probe points θ_s (geometry.window <= s <= steps − geometry.k)
+    sigma_multiples: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0])  # σ in units of σ_lin
+    samples: int = 1000  # perturbations per σ (best of N for N up to this)
+    best_of: list[int] = field(default_factory=lambda: [2, 10, 100, 1000])
+    n_star: int = 100  # N of the σ* and subspace comparisons
+    hutchinson_samples: int = 32  # Rademacher probes for tr H and ‖H‖_F²
+    batch_size: int = 256  # rows of the fixed (training-distribution) and held-out losses, split over tasks
+    subspaces: list[str] = field(default_factory=lambda: ["rolling", "prefix", "random"])  # k = geometry.k
+    subspace_samples: int = 200
+    chunk: int = 16  # perturbations per vmapped call
+    widths: list[int] = field(default_factory=lambda: [])  # synthetic: also probe these d_model (end of training) for the dimension sweep
+
+
+@dataclass
 class ExperimentConfig:
     kind: str = "synthetic"  # synthetic: the tiny transformer; lora: an adapter on a causal LM; quadratic: Krylov check
     experiment: str = "synthetic"
@@ -198,6 +214,7 @@ class ExperimentConfig:
     quadratic: QuadraticConfig = field(default_factory=QuadraticConfig)
     steer: SteerConfig = field(default_factory=SteerConfig)
     activation_shift: ActivationShiftConfig = field(default_factory=ActivationShiftConfig)
+    random_search: RandomSearchConfig = field(default_factory=RandomSearchConfig)
 
 
 DEGRADATIONS = ("interference", "negation", "noise", "reset")
@@ -310,6 +327,7 @@ def validate(c: DictConfig) -> None:
     first_steps = phase_plan(c)[0].steps
     _require(t.eval_every >= 1, f"trainer.eval_every={t.eval_every} must be >= 1")
     _require(t.devices >= 1, f"trainer.devices={t.devices} must be >= 1")
+    validate_random_search(c, first_steps)
     if not g.enabled:
         return
     _require(g.window >= 1, f"geometry.window={g.window} must be >= 1")
@@ -365,6 +383,29 @@ def validate_lm(c: DictConfig) -> None:
         except AssetError as error:
             raise ConfigError(f"data.corpus: {error}") from None
         _require(corpus.is_file(), f"data.corpus='{c.data.corpus}': file {corpus} not found (tasks {list(CORPUS_TASKS)} need it)")
+
+
+def validate_random_search(c: DictConfig, first_steps: int) -> None:
+    r, g = c.random_search, c.geometry
+    if not r.enabled:
+        return
+    _require(len(r.at_steps) > 0, "random_search.at_steps is empty; name the steps of the first phase to probe")
+    low = g.window if g.enabled else 0
+    high = first_steps - (g.k if g.enabled and "prefix" in r.subspaces else 0)
+    outside = [s for s in r.at_steps if not low <= s <= high]
+    _require(not outside, f"random_search.at_steps {outside} must lie in [{low}, {high}] (after the first window fills, and geometry.k updates before the end of the {first_steps}-step first phase)")
+    unknown = [name for name in r.subspaces if name not in ("rolling", "prefix", "random")]
+    _require(not unknown, f"random_search.subspaces: unknown {unknown}; choose from rolling, prefix, random")
+    needs = {"rolling": "grad", "prefix": "update"}
+    for name, source in needs.items():
+        _require(name not in r.subspaces or (g.enabled and source in g.sources), f"random_search.subspaces '{name}' needs geometry.enabled with '{source}' in geometry.sources")
+    _require(len(r.sigma_multiples) > 0 and all(m > 0 for m in r.sigma_multiples), f"random_search.sigma_multiples={list(r.sigma_multiples)} must be positive")
+    _require(list(r.sigma_multiples) == sorted(r.sigma_multiples), "random_search.sigma_multiples must be increasing")
+    _require(r.samples >= 2 and r.subspace_samples >= r.n_star and r.samples >= r.n_star >= 1, f"random_search: need samples >= n_star={r.n_star} and subspace_samples >= n_star (got {r.samples}, {r.subspace_samples})")
+    _require(r.hutchinson_samples >= 2 and r.batch_size >= len(c.data.train_tasks or c.data.tasks) and r.chunk >= 1, "random_search: hutchinson_samples >= 2, batch_size >= the number of tasks and chunk >= 1 are needed")
+    _require(not r.widths or c.kind == "synthetic", "random_search.widths is a synthetic-model sweep (kind: synthetic)")
+    bad = [w for w in r.widths if w < c.model.n_heads or w % c.model.n_heads]
+    _require(not bad, f"random_search.widths {bad} must be multiples of model.n_heads={c.model.n_heads}")
 
 
 def validate_steer(c: DictConfig) -> None:

@@ -28,6 +28,7 @@ from callbacks import (
 )
 from callbacks.activation_shift import ActivationShiftCallback
 from callbacks.base import MeasurementCallback, MemoryReport, metric
+from callbacks.random_search import RandomSearchCallback
 from datamodules.contrast import encode_contrasts, load_items, split_items
 from datamodules.phased import PhasedDataModule
 from datamodules.synthetic import SyntheticTasksDataModule
@@ -134,6 +135,13 @@ def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> Activ
     items = load_items(a.source, resolve_asset_file(a.data, ""), a.template, a.yes_answer, a.no_answer)
     probe, _ = split_items(items, min(a.n_items, len(items)), 0, cfg.seed)
     return ActivationShiftCallback(encode_contrasts(module.tokenizer, probe), stride=a.stride, batch_size=a.batch_size)
+
+
+def build_random_search(cfg: DictConfig, measurements: list[MeasurementCallback]) -> RandomSearchCallback:
+    """Reads the gradient window and the rolling gradient basis built just before it."""
+    window = next((m for m in measurements if isinstance(m, GradientWindowCallback)), None)
+    rolling = next((m for m in measurements if isinstance(m, RollingBasisCallback) and m.source == "grad"), None)
+    return RandomSearchCallback(cfg.random_search, cfg.geometry.k, cfg.seed, window, rolling)
 
 
 def feasible_lags(cfg: DictConfig, steps: int) -> list[int]:
@@ -256,6 +264,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         measurements = build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
         if cfg.activation_shift.enabled and phase.steps >= cfg.activation_shift.stride:
             measurements.append(build_activation_shift(cfg, module))
+        if cfg.random_search.enabled and index == 0:
+            measurements.append(build_random_search(cfg, measurements))
         phase_callbacks: list[MeasurementCallback] = list(measurements)
         if recovery is not None:
             phase_callbacks += recovery.before_phase(phase)
