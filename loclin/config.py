@@ -193,6 +193,7 @@ class RandomSearchConfig:
     batch_size: int = 256  # rows of the fixed (training-distribution) and held-out losses, split over tasks
     subspaces: list[str] = field(default_factory=lambda: ["rolling", "prefix", "random"])  # k = geometry.k
     subspace_samples: int = 200
+    vectorize: bool = True  # vmap over chunks of perturbations (benchmarks/random_search_throughput.py: pays on small models)
     chunk: int = 16  # perturbations per vmapped call
     widths: list[int] = field(default_factory=lambda: [])  # synthetic: also probe these d_model (end of training) for the dimension sweep
 
@@ -218,6 +219,7 @@ class ExperimentConfig:
 
 
 DEGRADATIONS = ("interference", "negation", "noise", "reset")
+SLOPE_RADIUS = 0.25  # steering slopes at α = 0 are fitted over |α| <= this (units of the residual norm)
 
 
 def parameter_group_names(c: DictConfig) -> list[str]:
@@ -413,7 +415,7 @@ def validate_steer(c: DictConfig) -> None:
     _require(s.source in ("coqa", "statements", "sycophancy"), f"steer.source='{s.source}' must be coqa, statements or sycophancy")
     _require(s.n_train >= 1 and s.n_heldout >= 1 and s.batch_size >= 1, "steer.n_train, steer.n_heldout and steer.batch_size must be >= 1")
     _require(len(s.etas) > 0 and all(e > 0 for e in s.etas) and s.adam_eta > 0, f"steer.etas={list(s.etas)} and steer.adam_eta must be > 0")
-    _require(any(abs(a) <= 0.5 and a != 0 for a in s.alphas), f"steer.alphas={list(s.alphas)} needs a nonzero α within 0.5 of 0 for the slope")
+    _require(any(abs(a) <= SLOPE_RADIUS and a != 0 for a in s.alphas), f"steer.alphas={list(s.alphas)} needs a nonzero α within {SLOPE_RADIUS} of 0 for the slope")
     for key in ("model", "data"):
         if s[key].startswith(ASSET_PREFIX):
             try:

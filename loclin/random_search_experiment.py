@@ -25,13 +25,14 @@ def width_config(cfg: DictConfig, width: int) -> DictConfig:
     sub = OmegaConf.merge(cfg, {"experiment": f"{cfg.experiment}_d{width}", "model": {"d_model": width, "d_ff": 4 * width}})
     sub.random_search.widths = []
     sub.random_search.at_steps = [cfg.random_search.at_steps[-1]]
+    sub.random_search.subspaces = []  # Proposition C is measured on the configured width
     return sub
 
 
 def width_row(width: int, point: dict, cfg: DictConfig) -> dict:
     """The D-dependence of one trained width, read at its last probe point."""
     small = point["fixed"][0]
-    n = max(m for m in cfg.best_of if m <= cfg.samples)
+    n = cfg.n_star  # best of all ``samples`` is one draw's extreme; N = n_star averages many subsets
     return {
         "width": width,
         "dim": point["dim"],
@@ -61,6 +62,7 @@ def run_random_search(cfg: DictConfig, run_dir: Path, resume: bool = False) -> d
                 sub_summary = json.loads((sub_dir / SUMMARY_FILE).read_text())
             else:
                 print(f"[loclin] dimension sweep: d_model={width}", flush=True)
+                sub_dir.mkdir(parents=True, exist_ok=True)
                 sub_summary = run_experiment(width_config(cfg, width), sub_dir, resume=(sub_dir / CONFIG_FILE).is_file())
             point = sub_summary["curves"]["random_search.points"][-1]
         rows.append(width_row(width, point, cfg.random_search))

@@ -236,6 +236,11 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
         parts += [f"## Tasks: {run_label(s)}", "", render_markdown(task_table(s)), ""]
         if "recovery.table" in s["curves"]:
             parts += [f"## Recovery: {run_label(s)}", "", render_markdown(recovery_table(s)), "", verdict(s), ""]
+    for index, s in enumerate(summaries):
+        if "random_search.points" in s["curves"]:
+            from loclin.random_search_report import random_search_section
+
+            parts += random_search_section(s, run_label(s), out, index)
     parts += ["## Plots", ""]
     parts += [f"### {caption}\n\n![{caption}]({name})\n" for caption, name in plots]
     (out / "report.md").write_text("\n".join(parts))

@@ -30,7 +30,7 @@ from lightning_modules.activations import (
     steered_last_logits,
 )
 from lightning_modules.causal_lm import load_causal_lm
-from loclin.config import resolve_asset_file
+from loclin.config import SLOPE_RADIUS, resolve_asset_file
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
 from loclin.steering import apply_step_rule, one_step_shift
 
@@ -102,8 +102,9 @@ def steering_curves(model, batch: dict[str, torch.Tensor], directions: dict[str,
 
 
 def slope_at_zero(alphas: list[float], values: list[float]) -> float:
-    """Least-squares slope of values against α over the α within 0.5 of 0."""
-    points = [(a, v) for a, v in zip(alphas, values) if abs(a) <= 0.5 + 1e-9]
+    """Least-squares slope of values against α over the α within SLOPE_RADIUS of 0 (larger
+    steps leave the linear regime: α = 1 adds a vector as long as the residual itself)."""
+    points = [(a, v) for a, v in zip(alphas, values) if abs(a) <= SLOPE_RADIUS + 1e-9]
     xs = torch.tensor([a for a, _ in points], dtype=torch.float64)
     ys = torch.tensor([v for _, v in points], dtype=torch.float64)
     xs_centered = xs - xs.mean()

@@ -46,7 +46,7 @@ def test_templates_that_merge_with_the_answer_are_one_line_errors(tiny_gpt2):
     ("overrides", "fragment"),
     [
         (["steer.source=boolq"], "steer.source='boolq' must be coqa, statements or sycophancy"),
-        (["steer.alphas=[-2.0,0.0,2.0]"], "needs a nonzero α within 0.5 of 0"),
+        (["steer.alphas=[-2.0,0.0,0.5,2.0]"], "needs a nonzero α within 0.25 of 0"),
         (["steer.etas=[0.0]"], "must be > 0"),
         (["steer.model=asset:nope"], "steer.model: unknown asset 'nope'"),
     ],
