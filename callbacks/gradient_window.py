@@ -17,20 +17,21 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from callbacks.base import MeasurementCallback
-from callbacks.parameter_vector import ParameterVector
+from callbacks.parameter_vector import ParameterVector, SketchedParameterVector
 from geometry.window import VectorWindow
 
 SOURCES = ("grad", "update")
 
 
 class GradientWindowCallback(MeasurementCallback):
-    def __init__(self, window: int, sources: Sequence[str] = SOURCES, groups: Sequence[str] | None = None):
+    def __init__(self, window: int, sources: Sequence[str] = SOURCES, groups: Sequence[str] | None = None, sketch_dim: int | None = None, seed: int = 0):
         unknown = set(sources) - set(SOURCES)
         if unknown:
             raise ValueError(f"unknown window source(s) {sorted(unknown)}; expected some of {SOURCES}")
         self.capacity = window
         self.sources = tuple(sources)
         self.groups = list(groups) if groups else None
+        self.sketch_dim, self.seed = sketch_dim, seed
         self.vector: ParameterVector | None = None
         self.windows: dict[str, VectorWindow] = {}
         self.nonfinite = {s: 0 for s in self.sources}
@@ -50,18 +51,27 @@ class GradientWindowCallback(MeasurementCallback):
         window = self.windows[source]
         return window.rows[(window.count - 1) % window.capacity]
 
+    @property
+    def input_dim(self) -> int:
+        """D, the number of measured parameters (the window holds ``dim`` = m < D when sketched)."""
+        return getattr(self.vector, "input_dim", self.vector.dim)
+
     def memory_bytes(self) -> int:
-        return sum(w.nbytes for w in self.windows.values())
+        return sum(w.nbytes for w in self.windows.values()) + getattr(self.vector, "nbytes", 0)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if self.vector is not None:
             return
         self.vector = ParameterVector(pl_module.parameter_groups(), self.groups)
+        sketched = ""
+        if self.sketch_dim:
+            self.vector = SketchedParameterVector(self.vector, self.sketch_dim, self.seed)
+            sketched = f", CountSketch to m={self.vector.dim:,} ({self.vector.nbytes / 2**20:.1f} MiB of hashes)"
         self.windows = {s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices) for s in self.sources}
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
         rank_zero_info(
-            f"[loclin] measuring D={self.vector.dim:,} parameters in {len(self.vector.slices)} groups; "
+            f"[loclin] measuring D={self.input_dim:,} parameters in {len(self.vector.slices)} groups{sketched}; "
             f"windows {'+'.join(self.sources)} of W={self.capacity}: {self.memory_bytes() / 2**20:.1f} MiB"
         )
 
@@ -89,7 +99,10 @@ class GradientWindowCallback(MeasurementCallback):
         self._commit("update", trainer.global_step - 1)
 
     def summary(self) -> dict:
-        return {"metrics": {}, "counts": {f"nonfinite_{s}": n for s, n in self.nonfinite.items()}, "dim": self.dim}
+        result = {"metrics": {}, "counts": {f"nonfinite_{s}": n for s, n in self.nonfinite.items()}, "dim": self.input_dim}
+        if self.sketch_dim:
+            result["sketch_dim"] = self.dim
+        return result
 
     def state_dict(self) -> dict:
         return {

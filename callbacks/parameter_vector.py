@@ -90,3 +90,56 @@ class ParameterVector:
         return torch.cat(
             [torch.zeros(p.numel()) if t is None else t.detach().reshape(-1).float() for p, t in zip(self.params, tensors)]
         )
+
+
+class SketchedParameterVector:
+    """The window-facing half of ParameterVector (``dim``, ``slices``, ``write_grads``,
+    ``write_values``, ``subtract_from_values``) writing S v instead of v, S a seeded
+    CountSketch per parameter group (geometry.sketch): a window then holds W×m floats instead
+    of W×D, and bases, spectra, captures and drift are estimated in sketch space.
+    u_t = θ_{t+1} − θ_t is sketched as S θ_{t+1} − S θ_t (S is linear); S θ_{t+1} is kept and
+    reused as the next step's S θ while no parameter has changed (tensor version counters),
+    so a step costs two sketch passes (gradient, values), not three."""
+
+    def __init__(self, vector: ParameterVector, sketch_dim: int, seed: int = 0):
+        from geometry.sketch import CountSketch
+
+        self.vector = vector
+        self.sketch = CountSketch({g: stop - start for g, (start, stop) in vector.slices.items()}, sketch_dim, seed)
+        self.dim = self.sketch.dim
+        self.input_dim = vector.dim
+        self.slices = self.sketch.blocks
+        self.names = vector.names
+        self.pieces: list[tuple[nn.Parameter, str, int]] = []  # (parameter, group, offset in the group)
+        offset = 0
+        for param in vector.params:
+            group = next(g for g, (start, stop) in vector.slices.items() if start <= offset < stop)
+            self.pieces.append((param, group, offset - vector.slices[group][0]))
+            offset += param.numel()
+        self._scratch = torch.zeros(self.dim)
+        self._scratch_versions: tuple[int, ...] | None = None  # parameter versions _scratch was sketched at
+
+    @property
+    def nbytes(self) -> int:
+        return self.sketch.nbytes + self._scratch.numel() * 4
+
+    def _versions(self) -> tuple[int, ...]:
+        return tuple(p._version for p, _, _ in self.pieces)
+
+    @torch.no_grad()
+    def write_grads(self, out: torch.Tensor) -> None:
+        self.sketch.apply_pieces(((g, o, p.grad) for p, g, o in self.pieces if p.grad is not None), out)
+
+    @torch.no_grad()
+    def write_values(self, out: torch.Tensor) -> None:
+        if self._scratch_versions is not None and self._scratch_versions == self._versions():
+            out.copy_(self._scratch)
+            return
+        self.sketch.apply_pieces(((g, o, p.detach()) for p, g, o in self.pieces), out)
+
+    def subtract_from_values(self, out: torch.Tensor) -> None:
+        """In place: ``out`` ← S θ − ``out``."""
+        self._scratch_versions = None
+        self.write_values(self._scratch)
+        self._scratch_versions = self._versions()
+        torch.sub(self._scratch, out, out=out)

@@ -99,6 +99,7 @@ class GeometryConfig:
     enabled: bool = True
     groups: list[str] | None = None  # parameter groups measured; null = all trainable
     window: int = 32  # W, vectors per window
+    sketch_dim: int | None = None  # m: keep CountSketch S v (m floats) instead of v (D floats); null = exact (geometry/sketch.py)
     k: int = 8  # basis rank
     sources: list[str] = field(default_factory=lambda: ["grad", "update"])
     basis_stride: int = 10  # steps between rolling-basis refreshes
@@ -337,6 +338,10 @@ def validate(c: DictConfig) -> None:
         unknown_groups = [name for name in g.groups if name not in parameter_group_names(c)]
         _require(not unknown_groups, f"geometry.groups: unknown group(s) {unknown_groups}; the model has {parameter_group_names(c)}")
     _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
+    if g.sketch_dim is not None:
+        _require(g.sketch_dim >= 2 * g.window, f"geometry.sketch_dim={g.sketch_dim} must be at least 2 × geometry.window={g.window}")
+        users = [name for name, on in (("geometry.per_task", g.per_task.enabled), ("recovery", c.recovery.enabled), ("random_search", c.random_search.enabled)) if on]
+        _require(not users, f"geometry.sketch_dim sketches the windows, bases and drift only; {', '.join(users)} need exact D-vectors: disable them or set geometry.sketch_dim=null")
     _require(g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)")
     _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
     _require(set(g.drift_sources) <= set(g.sources), f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}")

@@ -155,7 +155,7 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
     g = cfg.geometry
     if not g.enabled or steps < g.window:
         return []
-    window = GradientWindowCallback(g.window, sources=list(g.sources), groups=list(g.groups) if g.groups else None)
+    window = GradientWindowCallback(g.window, sources=list(g.sources), groups=list(g.groups) if g.groups else None, sketch_dim=g.sketch_dim, seed=cfg.seed)
     rolling = {s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags)) for s in g.sources}
     lags = feasible_lags(cfg, steps)
     drift = [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources] if lags else []
