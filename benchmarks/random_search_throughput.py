@@ -64,7 +64,7 @@ def main() -> None:
         batches = [datamodule.probe_batch(task, (1, 0), cfg.random_search.batch_size // len(tasks)) for task in tasks]
         vector = ParameterVector(module.parameter_groups())
         deltas = 1e-3 * torch.randn(args.samples, vector.dim, generator=torch.Generator().manual_seed(0))
-        rate_naive, reference = timed(lambda d: naive(module, vector, batches, d), deltas)
+        rate_naive, reference = timed(lambda d, m=module, v=vector, b=batches: naive(m, v, b, d), deltas)
         label = f"d_model={width}" if width else cfg.experiment
         print(f"{label:>14} {vector.dim:>9,}  {'naive':8} {rate_naive:>10.1f} {1.0:>8.2f} {0.0:>17.1e}", flush=True)
         for name, vectorize, chunk in (("loop", False, 1), ("vmap8", True, 8), ("vmap32", True, 32)):

@@ -23,7 +23,6 @@ from geometry.hessian import flat_hvp
 from geometry.random_search import (
     LocalQuadraticLaw,
     es_cosine,
-    expected_max_normal,
     expected_min_of_n,
     hutchinson,
     selected_mean,

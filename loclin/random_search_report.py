@@ -9,7 +9,6 @@ from loclin.random_search import HOLDS_TOLERANCE, holds_up_to, largest_n, relati
 from loclin.report import fmt, render_markdown
 
 
-
 def sigma_table(point: dict, rows_key: str = "fixed") -> list[list[str]]:
     n, top = point["sigma_star"]["n"], largest_n(point)
     table = [["σ/σ_lin", "E[ΔL] pred", "E[ΔL] meas", "err (SE)", "std pred", "std meas", "rel err", "P(ΔL<0) pred", "P(ΔL<0) meas", f"best of {n} pred", f"best of {n} meas", "rel err", "−m_N σ‖g‖ (linear)", f"best of {top} pred / meas"]]
