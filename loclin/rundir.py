@@ -52,9 +52,27 @@ def check_resumable(run_dir: str | Path) -> Path:
         raise RunDirError(f"'{run_dir}' has no {CONFIG_FILE}; is it a loclin run directory?")
     if (run_dir / SUMMARY_FILE).is_file():
         raise RunDirError(f"'{run_dir}' already finished ({SUMMARY_FILE} exists); start a new run instead")
-    if not any((run_dir / CHECKPOINT_DIR).rglob("*.ckpt")):
+    checkpoints = sorted((run_dir / CHECKPOINT_DIR).rglob("*.ckpt"))
+    if not checkpoints:
         raise RunDirError(f"'{run_dir}' has no checkpoint yet; start a new run instead")
+    for checkpoint in checkpoints:
+        check_checkpoint_readable(checkpoint)
     return config
+
+
+def check_checkpoint_readable(path: Path) -> None:
+    """A checkpoint torch.save wrote is a zip archive; anything else (truncated, overwritten,
+    unreadable) is one RunDirError line, before the run is rebuilt."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            broken = archive.testzip()
+    except (OSError, zipfile.BadZipFile) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a torch checkpoint (truncated or corrupt)"
+        raise RunDirError(f"checkpoint '{path}' is unreadable: {reason}; delete it to resume from the previous phase, or start a new run") from None
+    if broken is not None:
+        raise RunDirError(f"checkpoint '{path}' is corrupt (member {broken} fails its CRC); delete it to resume from the previous phase, or start a new run")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -54,7 +54,7 @@ def test_missing_file():
 def test_every_shipped_config_is_valid(tiny_gpt2, text_assets, contrast_assets, monkeypatch, tmp_path):
     # assets are checked when they exist; stand-ins for the big ones CI does not fetch
     real = config_module.asset_path
-    stand_ins = {"smollm2-135m-instruct": tiny_gpt2, "tiny-gpt2": tiny_gpt2, "bigbench-coqa-yes-no": tmp_path}
+    stand_ins = {"smollm2-135m-instruct": tiny_gpt2, "tiny-gpt2": tiny_gpt2, "gemma3-270m": tiny_gpt2, "qwen2.5-coder-0.5b-instruct": tiny_gpt2, "bigbench-coqa-yes-no": tmp_path}
     monkeypatch.setattr(config_module, "asset_path", lambda name: stand_ins.get(name) or real(name))
     for path in sorted((REPO / "conf").glob("*.yaml")):
         assert load_config(path).kind in ("synthetic", "lora", "quadratic", "steer"), path
@@ -86,6 +86,11 @@ def test_resume_refuses_a_finished_run_and_a_run_without_checkpoint(tmp_path):
     with pytest.raises(RunDirError, match="no checkpoint yet"):
         check_resumable(run)
     (run / "checkpoints" / "train" / "last.ckpt").write_bytes(b"x")
+    with pytest.raises(RunDirError, match="unreadable: not a torch checkpoint"):
+        check_resumable(run)
+    import torch
+
+    torch.save({"state_dict": {}}, run / "checkpoints" / "train" / "last.ckpt")
     assert check_resumable(run) == run / "config.yaml"
     (run / "summary.json").write_text("{}")
     with pytest.raises(RunDirError, match="already finished"):
@@ -96,3 +101,48 @@ def test_resume_refuses_a_finished_run_and_a_run_without_checkpoint(tmp_path):
 def test_bad_kind_and_quadratic_values(overrides):
     with pytest.raises(ConfigError):
         load_config(REPO / "conf" / "quadratic.yaml", overrides)
+
+
+def corrupt_run(root: Path) -> Path:
+    """A run directory whose only checkpoint was truncated (a killed copy, a full disk)."""
+    run = root / "tiny_synthetic" / "version_0"
+    (run / "checkpoints" / "train").mkdir(parents=True)
+    (run / "config.yaml").write_text(TINY.read_text())
+    (run / "checkpoints" / "train" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    return run
+
+
+BAD_INPUT = [  # (arguments after train.py, fragment of the one error line)
+    (["geometry.windw=4"], "Key 'windw' not in 'GeometryConfig'"),
+    (["optim.lr=fast"], "optim.lr"),
+    (["geometry.k=9"], "geometry.k=9 must be between 1 and geometry.window=8"),
+    (["geometry.window=300"], "longer than the first phase"),
+    (["data.train_tasks=[]"], "data.train_tasks is empty"),
+    (["data.tasks=[add,foo]"], "unknown task(s) ['foo']"),
+    (["kind=lora", "data.tasks=[arith]", "lm.model=asset:no-such-model"], "unknown asset 'no-such-model'"),
+    (["kind=lora", "data.tasks=[arith]", "lm.model=/nonexistent/model-dir"], "/nonexistent/model-dir"),
+    (["random_search.enabled=true", "random_search.at_steps=[999]"], "random_search.at_steps [999]"),
+    (["geometry.sketch_dim=4"], "geometry.sketch_dim=4"),
+]
+
+
+@pytest.mark.parametrize(("overrides", "fragment"), BAD_INPUT)
+def test_bad_input_table_is_one_line_exit_2_nothing_written(overrides, fragment, tmp_path):
+    command = [sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={tmp_path / 'runs'}", *overrides]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("loclin: error:"), result.stderr
+    assert fragment in lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_checkpoint_and_unwritable_output_are_one_line(tmp_path):
+    run = corrupt_run(tmp_path / "runs")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is unreadable: not a torch checkpoint" in result.stderr, result.stderr
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={blocker / 'runs'}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot create run directory" in result.stderr, result.stderr

@@ -108,3 +108,28 @@ def test_analyze_of_a_missing_run_is_one_line(tmp_path):
     result = subprocess.run([sys.executable, str(REPO / "analyze.py"), str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr
+
+
+class PoisonGradients(Callback):
+    """NaN and inf gradients at chosen steps (as under fp16 overflow). The measurement reads them;
+    then they are zeroed before the optimizer, as a GradScaler skips such a step."""
+
+    def __init__(self, steps: dict[int, float]):
+        self.steps = steps
+
+    def on_after_backward(self, trainer, pl_module):
+        if trainer.global_step in self.steps:
+            next(p for p in pl_module.parameters() if p.grad is not None).grad.view(-1)[0] = self.steps[trainer.global_step]
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        if trainer.global_step in self.steps:
+            for p in pl_module.parameters():
+                if p.grad is not None:
+                    p.grad.nan_to_num_(0.0, 0.0, 0.0)
+
+
+def test_nonfinite_gradients_are_counted_skipped_and_never_poison_a_basis(tmp_path):
+    summary = run_tiny(tmp_path, "trainer.max_steps=60", "geometry.drift_lags=[10,20]", extra_callbacks=[PoisonGradients({17: float("nan"), 33: float("inf")})])
+    assert summary["counts"]["nonfinite_grad"] == 2 and summary["counts"]["nonfinite_update"] == 0
+    values = [m["value"] for name, m in summary["metrics"].items() if name.startswith(("grad.", "update."))]
+    assert values and not any(math.isnan(v) for v in values)  # (a half-life may be inf: longer than the largest lag)
