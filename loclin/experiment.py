@@ -11,8 +11,10 @@ With ``recovery.enabled`` the phases form the recovery protocol of SCIENCE.md 5â
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
+from weakref import proxy
 
 import lightning as L
 import torch
@@ -166,6 +168,24 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
     return callbacks
 
 
+class AtomicCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint whose file appears whole or not at all: written beside it as
+    ``<name>.tmp`` and renamed into place, so a run killed while saving keeps its previous
+    checkpoint (ModelCheckpoint itself writes the target in place)."""
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        partial = f"{filepath}.tmp"
+        trainer.save_checkpoint(partial, self.save_weights_only)
+        if trainer.is_global_zero:
+            os.replace(partial, filepath)
+        trainer.strategy.barrier("atomic_checkpoint")
+        self._last_global_step_saved = trainer.global_step
+        self._last_checkpoint_saved = filepath
+        if trainer.is_global_zero:
+            for logger in trainer.loggers:
+                logger.after_save_checkpoint(proxy(self))
+
+
 class PhaseLogger(TensorBoardLogger):
     """TensorBoard logger whose steps continue across phases (step + offset of the phase)."""
 
@@ -182,7 +202,7 @@ def build_logger(run_dir: Path) -> PhaseLogger:
 def build_trainer(cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbacks: list[Callback], steps: int) -> L.Trainer:
     t = cfg.trainer
     # monitor=None + save_top_k=1: one rolling file, rewritten at the end of every "epoch"
-    checkpoint = ModelCheckpoint(
+    checkpoint = AtomicCheckpoint(
         dirpath=phase_dir,
         filename=Path(LAST_CHECKPOINT).stem,
         save_top_k=1,

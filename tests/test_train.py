@@ -133,3 +133,23 @@ def test_nonfinite_gradients_are_counted_skipped_and_never_poison_a_basis(tmp_pa
     assert summary["counts"]["nonfinite_grad"] == 2 and summary["counts"]["nonfinite_update"] == 0
     values = [m["value"] for name, m in summary["metrics"].items() if name.startswith(("grad.", "update."))]
     assert values and not any(math.isnan(v) for v in values)  # (a half-life may be inf: longer than the largest lag)
+
+
+def test_a_checkpoint_killed_while_saving_leaves_the_previous_one(tmp_path):
+    import torch
+
+    from loclin.experiment import AtomicCheckpoint
+
+    target = tmp_path / "last.ckpt"
+    torch.save({"step": 1}, target)
+
+    class KilledWhileSaving:
+        is_global_zero, loggers, global_step = True, [], 2
+
+        def save_checkpoint(self, path, weights_only=False):
+            Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        AtomicCheckpoint(dirpath=tmp_path)._save_checkpoint(KilledWhileSaving(), str(target))
+    assert torch.load(target) == {"step": 1}
