@@ -11,12 +11,13 @@ is imported, built or written.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from loclin.config import ConfigError, load_config
 from loclin.model_source import ModelSourceError, resolve_model_source
-from loclin.rundir import RunDirError, check_resumable, create_run_dir
+from loclin.rundir import RUN_DIR_ENV, RunDirError, check_resumable, create_run_dir, global_rank, launched_run_dir
 
 EXIT_USAGE = 2
 
@@ -52,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = load_config(args.config, args.overrides)
             check_model_sources(cfg)
-            run_dir = create_run_dir(cfg.output_root, cfg.experiment)
+            run_dir = launched_run_dir() or create_run_dir(cfg.output_root, cfg.experiment)
+            os.environ[RUN_DIR_ENV] = str(run_dir)  # data-parallel ranks launched later write nothing, read it
     except (ConfigError, RunDirError, ModelSourceError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -73,8 +75,9 @@ def main(argv: list[str] | None = None) -> int:
         from loclin.experiment import run_experiment  # heavy imports only after the config is valid
 
         run_experiment(cfg, Path(run_dir), resume=args.resume is not None)
-    print(f"[loclin] run directory: {run_dir}")
-    print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")
+    if global_rank() == 0:
+        print(f"[loclin] run directory: {run_dir}")
+        print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")
     return 0
 
 

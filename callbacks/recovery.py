@@ -106,7 +106,7 @@ class RecoveryCallback(MeasurementCallback):
         self.vector.load_values(self.theta_zero)
         setup = pl_module.configure_optimizers()
         optimizer, schedule = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
-        batches = trainer.datamodule.train_dataloader().dataset
+        batches = trainer.datamodule.global_batches()  # whole batches: this loop runs on every rank alike
         with torch.enable_grad():
             for step in range(trainer.global_step):
                 batch = {key: value.to(pl_module.device) for key, value in batches[step].items()}

@@ -42,13 +42,19 @@ class StepSampler(Sampler[int]):
 
 
 class SeededBatches(Dataset):
-    """dataset[i] is training batch i: ``batch_size`` examples of the chosen tasks."""
+    """dataset[i] is training batch i: ``batch_size`` examples of the chosen tasks.
 
-    def __init__(self, samplers: Sequence[Any], batch_size: int, seed: int, single_task: bool, collate: Collate, phase: int = 0):
+    Under data parallelism (``shard = (rank, world_size)``) batch i is still drawn whole, and
+    each rank keeps rows rank, rank + world_size, …; ``loss_denominator`` (the global batch's
+    answer tokens / world_size) then makes the ranks' averaged gradients exactly the global
+    batch's mean-loss gradient."""
+
+    def __init__(self, samplers: Sequence[Any], batch_size: int, seed: int, single_task: bool, collate: Collate, phase: int = 0, shard: tuple[int, int] = (0, 1)):
         self.samplers = list(samplers)
         self.batch_size = batch_size
         self.single_task = single_task
         self.collate = collate
+        self.shard = shard
         # phase 0 keeps the single-phase seeding; later phases draw fresh, distinct batches
         self.key = (seed, 1) if phase == 0 else (seed, 1, 1000 + phase)
 
@@ -66,7 +72,12 @@ class SeededBatches(Dataset):
             n = int((choice == i).sum())
             if n:
                 parts.append((sampler, sampler.sample(rng, n)))
-        return self.collate(parts)
+        batch = self.collate(parts)
+        rank, world_size = self.shard
+        if world_size == 1:
+            return batch
+        denominator = (batch["target"] != IGNORE_INDEX).sum().float() / world_size
+        return {**{key: value[rank::world_size] for key, value in batch.items()}, "loss_denominator": denominator}
 
 
 class PhasedDataModule(L.LightningDataModule):
@@ -95,10 +106,15 @@ class PhasedDataModule(L.LightningDataModule):
         self.phase = phase
         self.train_task_names = list(train_tasks)
 
-    def train_dataloader(self) -> DataLoader:
+    def global_batches(self, shard: tuple[int, int] = (0, 1)) -> SeededBatches:
+        """This phase's training batches by step (whole, or one data-parallel rank's rows)."""
         samplers = [self.samplers[n] for n in self.train_task_names]
-        batches = SeededBatches(samplers, self.batch_size, self.seed, self.single_task_batches, self.collate, self.phase)
-        return DataLoader(batches, batch_size=None, sampler=StepSampler(self.steps_per_epoch, self._global_step))
+        return SeededBatches(samplers, self.batch_size, self.seed, self.single_task_batches, self.collate, self.phase, shard)
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = getattr(self, "trainer", None)
+        shard = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return DataLoader(self.global_batches(shard), batch_size=None, sampler=StepSampler(self.steps_per_epoch, self._global_step))
 
     def _global_step(self) -> int:
         trainer = getattr(self, "trainer", None)

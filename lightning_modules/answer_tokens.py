@@ -69,9 +69,12 @@ class AnswerTokenModule(L.LightningModule):
         return {"loss": float(losses.sum() / answer.sum()), "acc": float(correct.sum() / answer.sum())}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Mean loss over the batch's answer tokens; a data-parallel shard divides by its share of
+        the global batch's tokens instead (``loss_denominator``), so that DDP's gradient average
+        is the global batch's gradient."""
         _, losses = self.per_token_loss(batch)
         answer = batch["target"] != IGNORE_INDEX
-        loss = losses.sum() / answer.sum()
+        loss = losses.sum() / batch.get("loss_denominator", answer.sum())
         self.log("train/loss", loss, prog_bar=True)
         example_loss = losses.sum(1) / answer.sum(1)
         for index in batch["task"].unique().tolist():

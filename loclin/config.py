@@ -330,6 +330,7 @@ def validate(c: DictConfig) -> None:
     first_steps = phase_plan(c)[0].steps
     _require(t.eval_every >= 1, f"trainer.eval_every={t.eval_every} must be >= 1")
     _require(t.devices >= 1, f"trainer.devices={t.devices} must be >= 1")
+    _require(d.batch_size % t.devices == 0, f"data.batch_size={d.batch_size} is the global batch: it must split evenly over trainer.devices={t.devices}")
     validate_random_search(c, first_steps)
     if not g.enabled:
         return

@@ -1,4 +1,8 @@
-"""Run directories: ``<root>/<experiment>/version_<n>/``, never reused, written atomically."""
+"""Run directories: ``<root>/<experiment>/version_<n>/``, never reused, written atomically.
+
+Under data parallelism every process runs the same script: only global rank 0 creates the
+run directory and writes files (the writers below are no-ops elsewhere); the other ranks
+find the directory in ``LOCLIN_RUN_DIR``, which rank 0 exports before it launches them."""
 
 from __future__ import annotations
 
@@ -18,8 +22,26 @@ PHASES_DIR = "phases"  # one JSON per completed phase
 RECOVERY_DIR = "recovery"  # θ_init, and θ* with the static bases frozen there
 
 
+RUN_DIR_ENV = "LOCLIN_RUN_DIR"
+
+
 class RunDirError(OSError):
     """A run directory cannot be created or read; the message is one line."""
+
+
+def global_rank() -> int:
+    """This process's rank as the launchers export it (0 without data parallelism)."""
+    for variable in ("RANK", "LOCAL_RANK", "SLURM_PROCID"):
+        if variable in os.environ:
+            return int(os.environ[variable])
+    return 0
+
+
+def launched_run_dir() -> Path | None:
+    """The run directory rank 0 made, in a process it launched (rank > 0); else None."""
+    if global_rank() > 0 and os.environ.get(RUN_DIR_ENV):
+        return Path(os.environ[RUN_DIR_ENV])
+    return None
 
 
 def create_run_dir(root: str | Path, experiment: str) -> Path:
@@ -76,7 +98,9 @@ def check_checkpoint_readable(path: Path) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write through a temporary file in the same directory and rename it into place."""
+    """Write through a temporary file in the same directory and rename it into place (rank 0)."""
+    if global_rank() > 0:
+        return
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
@@ -102,6 +126,8 @@ def _json_safe(value: Any) -> Any:
 def atomic_torch_save(obj, path: str | Path) -> None:
     import torch
 
+    if global_rank() > 0:
+        return
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
     torch.save(obj, tmp)
