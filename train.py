@@ -17,7 +17,14 @@ from pathlib import Path
 
 from loclin.config import ConfigError, load_config
 from loclin.model_source import ModelSourceError, resolve_model_source
-from loclin.rundir import RUN_DIR_ENV, RunDirError, check_resumable, create_run_dir, global_rank, launched_run_dir
+from loclin.rundir import (
+    RUN_DIR_ENV,
+    RunDirError,
+    check_resumable,
+    create_run_dir,
+    global_rank,
+    launched_run_dir,
+)
 
 EXIT_USAGE = 2
 
