@@ -42,6 +42,21 @@ def uses_conv1d(model: nn.Module, target_modules: Sequence[str]) -> bool:
     return any(isinstance(m, Conv1D) for n, m in model.named_modules() if n.split(".")[-1] in target_modules)
 
 
+def add_lora_adapter(base: nn.Module, rank: int, alpha: float, dropout: float, target_modules: Sequence[str], fan_in_fan_out: bool | None = None) -> nn.Module:
+    """``base`` wrapped by peft with a LoRA adapter (A Kaiming, B = 0); only A and B train."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = list(target_modules)
+    present = {n.split(".")[-1] for n, _ in base.named_modules()}
+    missing = [t for t in targets if t not in present]
+    if missing:
+        raise ModelSourceError(f"lora.target_modules {missing} are not modules of {type(base).__name__}; it has e.g. {sorted(present)[:12]}")
+    if fan_in_fan_out is None:
+        fan_in_fan_out = uses_conv1d(base, targets)
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, fan_in_fan_out=fan_in_fan_out, bias="none")
+    return get_peft_model(base, config)
+
+
 class CausalLMLoRAModule(AnswerTokenModule):
     def __init__(
         self,
@@ -60,18 +75,8 @@ class CausalLMLoRAModule(AnswerTokenModule):
     ):
         super().__init__(task_names, TEXT_TASK_NAMES)
         self.save_hyperparameters()
-        from peft import LoraConfig, get_peft_model
-
         base, self.tokenizer = load_causal_lm(model_name, tokenizer_name)
-        targets = list(target_modules)
-        present = {n.split(".")[-1] for n, _ in base.named_modules()}
-        missing = [t for t in targets if t not in present]
-        if missing:
-            raise ModelSourceError(f"lora.target_modules {missing} are not modules of {type(base).__name__}; it has e.g. {sorted(present)[:12]}")
-        if fan_in_fan_out is None:
-            fan_in_fan_out = uses_conv1d(base, targets)
-        config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=lora_dropout, target_modules=targets, fan_in_fan_out=fan_in_fan_out, bias="none")
-        self.model = get_peft_model(base.train(), config)  # train mode is harmless: dropout is off
+        self.model = add_lora_adapter(base.train(), rank, alpha, lora_dropout, target_modules, fan_in_fan_out)  # train mode is harmless: dropout is off
         self.strict_loading = False  # checkpoints hold the adapter only; the base model is reloaded
 
     def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -165,6 +165,8 @@ class SteerConfig:
     etas: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3])  # SGD step sizes (flatness); the middle one is the headline
     adam_eta: float = 1e-5  # Adam's first step (≈ η sign g)
     steer_layer: int | None = None  # null: the middle block
+    stepped: str = "all"  # parameters the one step moves: all (every weight) | lora (a fresh adapter, steer.lora)
+    lora: LoraAdapterConfig = field(default_factory=LoraAdapterConfig)
     alphas: list[float] = field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
     random_samples: int = 1000
 
@@ -420,6 +422,8 @@ def validate_steer(c: DictConfig) -> None:
     s = c.steer
     _require(s.source in ("coqa", "statements", "sycophancy"), f"steer.source='{s.source}' must be coqa, statements or sycophancy")
     _require(s.n_train >= 1 and s.n_heldout >= 1 and s.batch_size >= 1, "steer.n_train, steer.n_heldout and steer.batch_size must be >= 1")
+    _require(s.stepped in ("all", "lora"), f"steer.stepped='{s.stepped}' must be all or lora")
+    _require(s.lora.rank >= 1 and len(s.lora.target_modules) > 0, "steer.lora needs rank >= 1 and target_modules")
     _require(len(s.etas) > 0 and all(e > 0 for e in s.etas) and s.adam_eta > 0, f"steer.etas={list(s.etas)} and steer.adam_eta must be > 0")
     _require(any(abs(a) <= SLOPE_RADIUS and a != 0 for a in s.alphas), f"steer.alphas={list(s.alphas)} needs a nonzero α within {SLOPE_RADIUS} of 0 for the slope")
     for key in ("model", "data"):

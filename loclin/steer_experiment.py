@@ -4,7 +4,8 @@ On n_train contrast items (x, a⁺, a⁻), at the answer position t (first token
 x ⊕ a⁻ differ), for every block ℓ:
 - v_ℓ: CAA vector, mean h_ℓ(x ⊕ a⁺)[t] − h_ℓ(x ⊕ a⁻)[t];
 - δ_ℓ(η): shift of mean h_ℓ(x ⊕ a⁺)[t] after one step on L = mean −log p(a⁺ | x) over all
-  weights (SGD at each η of ``etas``; Adam's first step at ``eta``);
+  weights or a fresh LoRA adapter (``stepped``; SGD at each η of ``etas``; Adam's first step
+  at ``adam_eta``);
 - s_ℓ: −mean ∂ℓ_i/∂h_ℓ at t − 1, the position whose residual scores the answer;
 - cos(δ_ℓ, v_ℓ), cos(s_ℓ, v_ℓ) against random unit directions (RMS 1/sqrt(d)).
 Then on n_heldout other items, steering at ``steer_layer``: h += α ν ŵ from position t − 1 on
@@ -29,7 +30,7 @@ from lightning_modules.activations import (
     residual_stream,
     steered_last_logits,
 )
-from lightning_modules.causal_lm import load_causal_lm
+from lightning_modules.causal_lm import add_lora_adapter, load_causal_lm
 from loclin.config import SLOPE_RADIUS, resolve_asset_file
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
 from loclin.steering import apply_step_rule, one_step_shift
@@ -47,7 +48,7 @@ def answer_loss(call, part: dict[str, torch.Tensor]) -> torch.Tensor:
 def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -> dict:
     s = cfg.steer
     n = len(batch["answer_pos"])
-    named = list(model.named_parameters())
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # every weight, or the adapter
     total_gradient, caa_sum, s_sum = None, None, None
     for part in contrast_chunks(batch, s.batch_size):
         with torch.no_grad():
@@ -117,6 +118,8 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
     torch.manual_seed(cfg.seed)
     s = cfg.steer
     model, tokenizer = load_causal_lm(s.model)
+    if s.stepped == "lora":  # B = 0: the step moves B, and the activations through (α/r) ΔB A
+        model = add_lora_adapter(model, s.lora.rank, s.lora.alpha, s.lora.dropout, s.lora.target_modules, s.lora.fan_in_fan_out)
     model.eval()  # parameters keep requires_grad: s_ℓ differentiates through the hooked h_ℓ
     items = load_items(s.source, resolve_asset_file(s.data, ""), s.template, s.yes_answer, s.no_answer)
     encoded = encode_contrasts(tokenizer, items)
@@ -160,6 +163,7 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
         "run_dir": str(run_dir),
         "seed": cfg.seed,
         "model": s.model,
+        "stepped": s.stepped,
         "source": s.source,
         "items": {"train": len(train), "heldout": len(heldout)},
         "metrics": metrics,

@@ -60,3 +60,15 @@ def test_steer_config_errors_are_one_line(overrides, fragment, tiny_gpt2, contra
 def test_activation_shift_needs_a_lora_run():
     with pytest.raises(ConfigError, match="activation_shift needs kind: lora"):
         load_config("conf/tiny_synthetic.yaml", ["activation_shift.enabled=true"])
+
+
+def test_one_step_on_a_fresh_lora_adapter(tiny_gpt2, contrast_assets, tmp_path):
+    common = ["--config", "conf/tiny_steer.yaml", f"steer.model={tiny_gpt2}", f"steer.data={contrast_assets}"]
+    assert train.main([*common, f"output_root={tmp_path / 'all'}"]) == 0
+    assert train.main([*common, f"output_root={tmp_path / 'lora'}", "steer.stepped=lora", "steer.lora.target_modules=[c_attn]", "steer.lora.rank=2"]) == 0
+    full, lora = (json.loads((tmp_path / name / "tiny_steer" / "version_0" / "summary.json").read_text()) for name in ("all", "lora"))
+    assert lora["stepped"] == "lora"
+    # a fresh adapter (B = 0) leaves the model's function alone: v and s are those of the base model
+    assert lora["curves"]["steer.layers"]["cos_s_caa"] == pytest.approx(full["curves"]["steer.layers"]["cos_s_caa"], abs=1e-5)
+    # the step itself differs: only B moves
+    assert lora["curves"]["steer.layers"]["cos_delta_caa"] != pytest.approx(full["curves"]["steer.layers"]["cos_delta_caa"], abs=1e-3)
