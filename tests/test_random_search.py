@@ -131,3 +131,22 @@ def test_random_search_on_a_lora_adapter(tiny_gpt2, text_assets, tmp_path):
     assert point["dim"] == summary["geometry"]["dim"]  # the adapter's A and B only
     assert point["fixed"][0]["std"] == pytest.approx(point["fixed"][0]["pred_std"], rel=0.35)
     assert set(point["subspaces"]) == {"full", "rolling", "prefix", "random"}
+
+
+def test_killed_random_search_run_resumes_to_the_same_points(tmp_path):
+    from loclin.experiment import run_experiment
+    from loclin.rundir import create_run_dir
+    from tests.test_train import Crash
+
+    overrides = [*FAST, "random_search.widths=[]"]
+    cfg = load_config("conf/tiny_random_search.yaml", [f"output_root={tmp_path / 'a'}", *overrides])
+    reference = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
+    cfg = load_config("conf/tiny_random_search.yaml", [f"output_root={tmp_path / 'b'}", *overrides])
+    run_dir = create_run_dir(cfg.output_root, cfg.experiment)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_experiment(cfg, run_dir, extra_callbacks=[Crash(at=75)])  # after the step-60 checkpoint, probe 40 done
+    resumed = run_experiment(cfg, run_dir, resume=True)
+    for before, after in zip(reference["curves"]["random_search.points"], resumed["curves"]["random_search.points"], strict=True):
+        assert after["step"] == before["step"]
+        assert after["fixed"][0]["best10"] == pytest.approx(before["fixed"][0]["best10"], rel=1e-5)
+        assert after["trace_h"] == pytest.approx(before["trace_h"], rel=1e-5)
