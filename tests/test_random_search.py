@@ -122,7 +122,7 @@ def test_random_search_on_a_lora_adapter(tiny_gpt2, text_assets, tmp_path):
     overrides = [
         f"output_root={tmp_path}", f"lm.model={tiny_gpt2}", "phases=[]", "recovery.enabled=false", "trainer.max_steps=50", "geometry.drift_lags=[10,20]",
         "random_search.enabled=true", "random_search.at_steps=[30]", "random_search.sigma_multiples=[0.01,1.0]",
-        "random_search.samples=40", "random_search.best_of=[2,10]", "random_search.n_star=10", "random_search.subspace_samples=10",
+        "random_search.samples=40", "random_search.best_of=[2,20]", "random_search.n_star=10", "random_search.subspace_samples=10",
         "random_search.hutchinson_samples=4", "random_search.batch_size=8",
     ]
     assert train.main(["--config", "conf/tiny_lora.yaml", *overrides]) == 0
@@ -131,6 +131,7 @@ def test_random_search_on_a_lora_adapter(tiny_gpt2, text_assets, tmp_path):
     assert point["dim"] == summary["geometry"]["dim"]  # the adapter's A and B only
     assert point["fixed"][0]["std"] == pytest.approx(point["fixed"][0]["pred_std"], rel=0.35)
     assert set(point["subspaces"]) == {"full", "rolling", "prefix", "random"}
+    assert {"best2", "best10", "best20"} <= set(point["fixed"][0])  # n_star = 10 is measured though not in best_of
 
 
 def test_killed_random_search_run_resumes_to_the_same_points(tmp_path):
