@@ -79,7 +79,10 @@ class LocalQuadraticLaw:
 
     def sigma_star_numeric(self, n: int) -> float:
         """argmin over σ of best_of_n(σ, N) with the ‖H‖_F term kept (log grid, 0.1% steps,
-        10⁻³ to 10³ σ_lin; the edge when the minimum is not inside)."""
+        10⁻³ to 10³ σ_lin). nan when m_N ‖H‖_F / √2 >= ½ tr H: then the σ⁴ spread outgrows the
+        mean and the second-order law promises unbounded gains (no finite optimum)."""
+        if expected_max_normal(n) * math.sqrt(self.frob_h_sq / 2) >= self.trace_h / 2:
+            return math.nan
         sigmas = self.sigma_linear * torch.logspace(-3, 3, 6001, dtype=torch.float64)
         values = 0.5 * sigmas**2 * self.trace_h - expected_max_normal(n) * torch.sqrt(sigmas**2 * self.grad_norm**2 + 0.5 * sigmas**4 * self.frob_h_sq)
         return float(sigmas[int(torch.argmin(values))])

@@ -89,6 +89,9 @@ def test_sigma_star_maximises_the_predicted_gain():
     values = [law.best_of_n(float(s), n) for s in grid]
     assert grid[int(np.argmin(values))] == pytest.approx(law.sigma_star(n), rel=0.01)
     assert min(values) == pytest.approx(-law.gain_star(n), rel=1e-4)
+    assert law.sigma_star_numeric(n) == pytest.approx(law.sigma_star(n), rel=0.01)  # the ‖H‖_F term is 0 here
+    spread = LocalQuadraticLaw(grad_norm=2.0, trace_h=50.0, frob_h_sq=2 * (50.0 / (2 * expected_max_normal(n))) ** 2 * 1.01)
+    assert math.isnan(spread.sigma_star_numeric(n))  # m_N ‖H‖_F/√2 > ½ tr H: no finite optimum
 
 
 def test_es_cosine_against_simulation():
