@@ -1,10 +1,13 @@
 """Window geometry with the coordinates split across two CPU ranks (gloo) against the unsplit
 window: basis, singular values, captures, principal angles (scipy)."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from scipy.linalg import subspace_angles
 
 from geometry.capture import capture_rows
@@ -23,7 +26,12 @@ def windows():
     return first, second, probes
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 def worker(rank: int, store: str, out: str) -> None:
+    """One rank (run in its own fresh process: forking a process whose torch thread pool is
+    already running can deadlock)."""
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     part = slice(0, SPLIT) if rank == 0 else slice(SPLIT, DIM)
     first, second, probes = windows()
@@ -36,7 +44,11 @@ def worker(rank: int, store: str, out: str) -> None:
 
 
 def test_two_ranks_reproduce_the_unsplit_window(tmp_path):
-    mp.start_processes(worker, args=(str(tmp_path / "store"), str(tmp_path)), nprocs=2, start_method="fork")
+    script = f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}]; import test_sharded; test_sharded.worker(int(sys.argv[1]), {str(tmp_path / 'store')!r}, {str(tmp_path)!r})"
+    ranks = [subprocess.Popen([sys.executable, "-c", script, str(rank)], stderr=subprocess.PIPE, text=True) for rank in range(2)]
+    for process in ranks:
+        _, errors = process.communicate(timeout=120)
+        assert process.returncode == 0, errors[-2000:]
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     first, second, probes = windows()
     basis_a, singular = topk_basis(first, K)
