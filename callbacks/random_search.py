@@ -29,6 +29,7 @@ class RandomSearchCallback(MeasurementCallback):
         self.cfg, self.k, self.seed = cfg, k, seed
         self.window, self.rolling = window, rolling
         self.delay = k if "prefix" in cfg.subspaces else 0
+        self.at_steps = {int(s) for s in cfg.at_steps}
         self.pending: dict[int, dict] = {}  # s -> θ_s and B_s, waiting for k updates
         self.points: list[dict] = []
 
@@ -40,8 +41,7 @@ class RandomSearchCallback(MeasurementCallback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         step = trainer.global_step
-        done = {p["step"] for p in self.points}
-        if step in self.cfg.at_steps and step not in done and step not in self.pending:
+        if step in self.at_steps and step not in self.pending and all(p["step"] != step for p in self.points):
             vector = self._vector(pl_module)
             rolling = self.rolling.current_basis if self.rolling is not None else None
             self.pending[step] = {"theta": vector.values(), "rolling": None if rolling is None else rolling.clone()}

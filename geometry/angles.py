@@ -12,6 +12,12 @@ from __future__ import annotations
 import torch
 
 
+def angles_from_cross(cross: torch.Tensor) -> torch.Tensor:
+    """θ_i = arccos σ_i(B1ᵀB2) from the k1×k2 cross matrix (ascending): the cosine formula,
+    shared by local bases and by sharded ones whose cross matrix is an all-reduced sum."""
+    return torch.arccos(torch.linalg.svdvals(cross.double()).clamp(-1.0, 1.0))
+
+
 def principal_angles(basis_a: torch.Tensor, basis_b: torch.Tensor, refine_small: bool = True) -> torch.Tensor:
     """Principal angles (radians, ascending) between the column spans of two orthonormal bases.
 
@@ -24,9 +30,8 @@ def principal_angles(basis_a: torch.Tensor, basis_b: torch.Tensor, refine_small:
     if a.shape[1] < b.shape[1]:
         a, b = b, a
     cross = a.T @ b  # k1×k2 in the bases' own precision: no D-sized copies
-    cosines = torch.linalg.svdvals(cross.double()).clamp(-1.0, 1.0)
-    angles = torch.arccos(cosines)
-    small = cosines > torch.cos(torch.tensor(0.1, dtype=torch.float64))
+    angles = angles_from_cross(cross)
+    small = angles < 0.1
     if refine_small and small.any():
         residual = b - a @ cross
         sines = torch.linalg.svdvals(residual.double()).flip(0).clamp(0.0, 1.0)

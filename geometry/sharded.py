@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 
-from geometry.subspace import RELATIVE_RANK_TOL, gram_eigh
+from geometry.angles import angles_from_cross
+from geometry.subspace import basis_coefficients
 
 
 def all_reduce_sum(tensor: torch.Tensor, group=None) -> torch.Tensor:
@@ -33,11 +34,8 @@ def sharded_gram(local_rows: torch.Tensor, group=None) -> torch.Tensor:
 
 def sharded_basis(local_rows: torch.Tensor, k: int, group=None) -> tuple[torch.Tensor, torch.Tensor]:
     """This rank's slice B_r (D_r×k') of the window's top-k basis, and all W singular values."""
-    s, v = gram_eigh(sharded_gram(local_rows, group))
-    rank = int((s > RELATIVE_RANK_TOL * s[0].clamp_min(1e-300)).sum()) if s.numel() else 0
-    k_eff = min(k, rank)
-    coeff = (v[:, :k_eff] / s[:k_eff]).to(local_rows.dtype)
-    return (coeff.T @ local_rows).T.contiguous(), s
+    coeff, s = basis_coefficients(sharded_gram(local_rows, group), k)
+    return (coeff.to(local_rows.dtype).T @ local_rows).T.contiguous(), s
 
 
 def sharded_capture(local_basis: torch.Tensor, local_vectors: torch.Tensor, group=None) -> torch.Tensor:
@@ -51,7 +49,6 @@ def sharded_capture(local_basis: torch.Tensor, local_vectors: torch.Tensor, grou
 def sharded_principal_angles(local_a: torch.Tensor, local_b: torch.Tensor, group=None) -> dict[str, torch.Tensor | float]:
     """Principal angles (ascending), overlap ‖B_aᵀB_b‖²_F / k and Grassmann distance."""
     cross = all_reduce_sum(local_a.double().T @ local_b.double(), group)
-    cosines = torch.linalg.svdvals(cross).clamp(0.0, 1.0)
-    angles = torch.arccos(cosines).sort().values
+    angles = angles_from_cross(cross).sort().values
     k = max(local_a.shape[1], local_b.shape[1])
     return {"angles": angles, "overlap": float((cross**2).sum()) / k, "grassmann": float(angles.norm())}

@@ -62,18 +62,25 @@ def reorthonormalize(basis: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
     return torch.linalg.qr(basis, mode="reduced")[0]
 
 
+def basis_coefficients(gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """C = V_k' Σ_k'⁻¹ (W×k', k' = min(k, numerical rank)) with B = Xᵀ C the top-k left singular
+    basis of the rows X whose Gram is ``gram``, and all W singular values (descending)."""
+    s, v = gram_eigh(gram)
+    rank = int((s > RELATIVE_RANK_TOL * s[0].clamp_min(1e-300)).sum()) if s.numel() else 0
+    k_eff = min(k, rank)
+    return v[:, :k_eff] / s[:k_eff], s
+
+
 def basis_from_rows(rows: torch.Tensor, gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k left singular basis B (D×k') of the rows of ``rows`` (W×D) given their Gram.
 
     k' = min(k, numerical rank). Returns ``(B, s)`` where ``s`` holds all W singular values
     (descending). B is re-orthonormalised to remove float32 round-off.
     """
-    s, v = gram_eigh(gram)
-    rank = int((s > RELATIVE_RANK_TOL * s[0].clamp_min(1e-300)).sum()) if s.numel() else 0
-    k_eff = min(k, rank)
-    if k_eff == 0:
+    coeff, s = basis_coefficients(gram, k)
+    if coeff.shape[1] == 0:
         return rows.new_zeros(rows.shape[1], 0), s
-    coeff = (v[:, :k_eff] / s[:k_eff]).to(rows.dtype)  # W×k'
+    coeff = coeff.to(rows.dtype)  # W×k'
     # Built as the transpose of a contiguous k×D matrix: Bᵀv then reads B row by row,
     # about 5× faster than a transposed matrix-vector product on a D×k row-major array.
     return reorthonormalize((coeff.T @ rows).T), s

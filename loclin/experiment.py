@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from weakref import proxy
 
@@ -250,8 +251,9 @@ def phase_tasks(cfg: DictConfig, phase: DictConfig) -> list[str]:
     return list(cfg.data.train_tasks or cfg.data.tasks)
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_callbacks: list[Callback] | None = None) -> dict:
-    """Run every phase; write config.yaml, TensorBoard events, checkpoints and summary.json."""
+def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_callbacks: list[Callback] | None = None, extend_summary: Callable[[dict], None] | None = None) -> dict:
+    """Run every phase; write config.yaml, TensorBoard events, checkpoints and summary.json
+    (``extend_summary`` adds to the summary first: summary.json marks a finished run)."""
     started = time.time()
     if not resume:
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
@@ -308,6 +310,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         offset += phase.steps
     if recovery is not None:
         recovery.finish(summary)
+    if extend_summary is not None:
+        extend_summary(summary)
     summary["wall_seconds_this_process"] = time.time() - started
     write_json(run_dir / SUMMARY_FILE, summary)
     return summary

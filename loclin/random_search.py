@@ -104,7 +104,8 @@ def sample_deltas(losses: dict[str, PerturbedLoss], sigma: float, count: int, se
 
     The same seed gives the same ε at every σ (common random numbers across the grid).
     Returns ({name: ΔL}, ĝ) with ĝ = (1/N) Σ ΔL_i ε_i / σ the ES estimate on the first loss."""
-    first = next(iter(losses.values()))
+    first_name = next(iter(losses))
+    first = losses[first_name]
     generator = torch.Generator().manual_seed(seed)
     base = {name: float(loss(torch.zeros(1, first.dim))[0]) for name, loss in losses.items()}
     out = {name: [] for name in losses}
@@ -119,7 +120,7 @@ def sample_deltas(losses: dict[str, PerturbedLoss], sigma: float, count: int, se
         for name, loss in losses.items():
             out[name].append(loss(sigma * noise).double() - base[name])
         if estimate is not None:
-            estimate += noise.double().T @ out[next(iter(losses))][-1] / (count * sigma)
+            estimate += noise.double().T @ out[first_name][-1] / (count * sigma)
         done += size
     return {name: torch.cat(parts) for name, parts in out.items()}, estimate
 

@@ -2,7 +2,7 @@
 
 The configured model is trained and probed at every step of ``random_search.at_steps``
 (callbacks.random_search). Each other width d_model of ``widths`` (d_ff = 4 d_model) is trained
-the same way in ``<run>/widths/d<width>/`` and probed at the last of ``at_steps``; the summary's
+the same way, first, in ``<run>/widths/d<width>/`` and probed at the last of ``at_steps``; the summary's
 ``random_search.widths`` curve then shows which quantities stay flat in D (the first-order law,
 best of N) and which do not (the ES estimate's cosine).
 """
@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from callbacks.base import metric
 from loclin.experiment import run_experiment
-from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, write_json
+from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
 
 WIDTHS_DIR = "widths"
 
@@ -51,27 +51,34 @@ def width_row(width: int, point: dict, cfg: DictConfig) -> dict:
 
 
 def run_random_search(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-    summary = run_experiment(cfg, run_dir, resume=resume)
-    rows = []
+    """The other widths first (each its own run under ``widths/``, skipped once finished), then
+    the configured one, whose summary.json, written last, carries the sweep: a run killed
+    anywhere resumes with ``--resume``."""
+    if not resume:
+        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))  # resumable from the first width on
+    points = {}
     for width in cfg.random_search.widths:
         if width == cfg.model.d_model:
-            point = summary["curves"]["random_search.points"][-1]
+            continue
+        sub_dir = run_dir / WIDTHS_DIR / f"d{width}"
+        if (sub_dir / SUMMARY_FILE).is_file():
+            sub_summary = json.loads((sub_dir / SUMMARY_FILE).read_text())
         else:
-            sub_dir = run_dir / WIDTHS_DIR / f"d{width}"
-            if (sub_dir / SUMMARY_FILE).is_file():
-                sub_summary = json.loads((sub_dir / SUMMARY_FILE).read_text())
-            else:
-                print(f"[loclin] dimension sweep: d_model={width}", flush=True)
-                sub_dir.mkdir(parents=True, exist_ok=True)
-                sub_summary = run_experiment(width_config(cfg, width), sub_dir, resume=(sub_dir / CONFIG_FILE).is_file())
-            point = sub_summary["curves"]["random_search.points"][-1]
-        rows.append(width_row(width, point, cfg.random_search))
-    if rows:
-        rows.sort(key=lambda r: r["dim"])
+            print(f"[loclin] dimension sweep: d_model={width}", flush=True)
+            sub_dir.mkdir(parents=True, exist_ok=True)
+            sub_summary = run_experiment(width_config(cfg, width), sub_dir, resume=(sub_dir / CONFIG_FILE).is_file())
+        points[width] = sub_summary["curves"]["random_search.points"][-1]
+
+    def add_sweep(summary: dict) -> None:
+        if not cfg.random_search.widths:
+            return
+        if cfg.model.d_model in cfg.random_search.widths:
+            points[cfg.model.d_model] = summary["curves"]["random_search.points"][-1]
+        rows = sorted((width_row(w, point, cfg.random_search) for w, point in points.items()), key=lambda r: r["dim"])
         summary["curves"]["random_search.widths"] = rows
         spread = max(r["best_over_linear"] for r in rows) - min(r["best_over_linear"] for r in rows)
         summary["metrics"]["random_search.widths.dim_range"] = metric(rows[-1]["dim"] / rows[0]["dim"], "largest D / smallest D of the sweep")
         summary["metrics"]["random_search.widths.best_over_linear_spread"] = metric(spread, "range over widths of best-of-N ΔL / (−m_N σ‖g‖) at the smallest σ (flat in D: ≈ 0)")
         summary["metrics"]["random_search.widths.es_cos_ratio"] = metric(rows[-1]["es_cos"] / rows[0]["es_cos"], "ES cosine at the largest D / at the smallest D", rows[-1]["pred_es_cos"] / rows[0]["pred_es_cos"])
-        write_json(run_dir / SUMMARY_FILE, summary)
-    return summary
+
+    return run_experiment(cfg, run_dir, resume=resume, extend_summary=add_sweep)

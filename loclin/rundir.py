@@ -74,7 +74,7 @@ def check_resumable(run_dir: str | Path) -> Path:
         raise RunDirError(f"'{run_dir}' has no {CONFIG_FILE}; is it a loclin run directory?")
     if (run_dir / SUMMARY_FILE).is_file():
         raise RunDirError(f"'{run_dir}' already finished ({SUMMARY_FILE} exists); start a new run instead")
-    checkpoints = sorted((run_dir / CHECKPOINT_DIR).rglob("*.ckpt"))
+    checkpoints = sorted(run_dir.rglob("*.ckpt"))  # also those of sub-runs (a random-search width sweep)
     if not checkpoints:
         raise RunDirError(f"'{run_dir}' has no checkpoint yet; start a new run instead")
     for checkpoint in checkpoints:

@@ -123,6 +123,7 @@ BAD_INPUT = [  # (arguments after train.py, fragment of the one error line)
     (["kind=lora", "data.tasks=[arith]", "lm.model=/nonexistent/model-dir"], "/nonexistent/model-dir"),
     (["random_search.enabled=true", "random_search.at_steps=[999]"], "random_search.at_steps [999]"),
     (["geometry.sketch_dim=4"], "geometry.sketch_dim=4"),
+    (["trainer.devices=3"], "data.batch_size=16 is the global batch: it must split evenly over trainer.devices=3"),
 ]
 
 

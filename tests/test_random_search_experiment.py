@@ -151,3 +151,28 @@ def test_killed_random_search_run_resumes_to_the_same_points(tmp_path):
         assert after["step"] == before["step"]
         assert after["fixed"][0]["best10"] == pytest.approx(before["fixed"][0]["best10"], rel=1e-5)
         assert after["trace_h"] == pytest.approx(before["trace_h"], rel=1e-5)
+
+
+def test_width_sweep_killed_in_the_main_run_resumes_with_its_widths(tmp_path, monkeypatch):
+    import loclin.random_search_experiment as sweep
+
+    args = ["--config", "conf/tiny_random_search.yaml", *FAST, "random_search.widths=[4,16]", "random_search.at_steps=[110]"]
+    assert train.main([*args, f"output_root={tmp_path / 'whole'}"]) == 0
+    whole = json.loads((tmp_path / "whole" / "tiny_random_search" / "version_0" / "summary.json").read_text())
+    real = sweep.run_experiment
+
+    def killed_in_the_main_run(cfg, run_dir, resume=False, **kwargs):
+        if cfg.model.d_model == 16:
+            raise RuntimeError("simulated kill")
+        return real(cfg, run_dir, resume=resume, **kwargs)
+
+    monkeypatch.setattr(sweep, "run_experiment", killed_in_the_main_run)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train.main([*args, f"output_root={tmp_path / 'killed'}"])
+    monkeypatch.setattr(sweep, "run_experiment", real)
+    run = tmp_path / "killed" / "tiny_random_search" / "version_0"
+    assert train.main(["--resume", str(run)]) == 0  # the finished width d4 is read back, not rerun
+    resumed = json.loads((run / "summary.json").read_text())
+    for before, after in zip(whole["curves"]["random_search.widths"], resumed["curves"]["random_search.widths"], strict=True):
+        assert after["dim"] == before["dim"]
+        assert after["best_over_linear"] == pytest.approx(before["best_over_linear"], rel=1e-5)

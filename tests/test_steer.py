@@ -48,6 +48,7 @@ def test_templates_that_merge_with_the_answer_are_one_line_errors(tiny_gpt2):
         (["steer.source=boolq"], "steer.source='boolq' must be coqa, statements or sycophancy"),
         (["steer.alphas=[-2.0,0.0,0.5,2.0]"], "needs a nonzero α within 0.25 of 0"),
         (["steer.etas=[0.0]"], "must be > 0"),
+        (["steer.stepped=full"], "steer.stepped='full' must be all or lora"),
         (["steer.model=asset:nope"], "steer.model: unknown asset 'nope'"),
     ],
 )
