@@ -65,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, RunDirError, ModelSourceError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    if cfg.trainer.cpu_threads:
+        # read by torch when it is imported below, by every data-parallel rank launched later,
+        # and by Lightning, which otherwise gives each CPU rank cores / devices threads
+        os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.cpu_threads)
 
     if cfg.kind == "quadratic":
         from loclin.quadratic_experiment import run_quadratic

@@ -46,7 +46,7 @@ class DriftCallback(MeasurementCallback):
         return f"Drift[{self.source}]"
 
     def memory_bytes(self) -> int:
-        return (len(self.logged_lags) + 1) * self.window.dim * self.rolling.k * 4
+        return (len(self.logged_lags) + 1) * self.window.local_dim * self.rolling.k * 4
 
     def _still_needed(self, snapshot_step: int, now: int) -> bool:
         return any(snapshot_step % lag == 0 and now - snapshot_step < lag for lag in self.logged_lags)
@@ -59,14 +59,15 @@ class DriftCallback(MeasurementCallback):
         self.last_snapshot = step
         basis = self.rolling.current_basis
         vector = self.window.latest(self.source)
-        self.averages.add("stale_capture_lag0", capture(basis, vector))
+        reduce = self.window.shard.reduce
+        self.averages.add("stale_capture_lag0", capture(basis, vector, reduce))
         logs = {}
         for past_step, past_basis in self.ring:
             lag = step - past_step
             if lag not in self.logged_lags:
                 continue
-            comparison = compare_subspaces(past_basis, basis)
-            stale = capture(past_basis, vector)
+            comparison = compare_subspaces(past_basis, basis, reduce)
+            stale = capture(past_basis, vector, reduce)
             self.heatmap.append((past_step, step, comparison["overlap"]))
             self.averages.add(f"overlap_lag{lag}", comparison["overlap"])
             self.averages.add(f"grassmann_lag{lag}", comparison["grassmann"])
@@ -121,10 +122,11 @@ class DriftCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
-        return {"ring": list(self.ring), "last_snapshot": self.last_snapshot, "averages": self.averages.state_dict(), "heatmap": list(self.heatmap)}
+        ring = [(step, self.window.shard.gather(basis, 0)) for step, basis in self.ring]  # whole bases
+        return {"ring": ring, "last_snapshot": self.last_snapshot, "averages": self.averages.state_dict(), "heatmap": list(self.heatmap)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.ring = list(state_dict["ring"])
+        self.ring = [(step, self.window.shard.local(basis, 0)) for step, basis in state_dict["ring"]]
         self.last_snapshot = state_dict["last_snapshot"]
         self.averages.load_state_dict(state_dict["averages"])
         self.heatmap = [tuple(x) for x in state_dict["heatmap"]]

@@ -6,6 +6,12 @@ so it includes Adam's preconditioning, momentum and weight decay. Step t is the 
 optimizer steps taken before g_t was computed.
 
 Non-finite vectors are counted and skipped, so one NaN never poisons a basis.
+
+With ``shard_windows`` under data parallelism each rank keeps only its share of the
+coordinates (``ParameterVector.split``): window memory per rank W·D/n instead of W·D, and
+the geometry reduces W×W Grams and k-sized projections across ranks (geometry.sharded).
+Checkpoints hold whole vectors, gathered from the ranks, so a run resumes on any number of
+ranks.
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ SOURCES = ("grad", "update")
 
 
 class GradientWindowCallback(MeasurementCallback):
-    def __init__(self, window: int, sources: Sequence[str] = SOURCES, groups: Sequence[str] | None = None, sketch_dim: int | None = None, seed: int = 0):
+    def __init__(self, window: int, sources: Sequence[str] = SOURCES, groups: Sequence[str] | None = None, sketch_dim: int | None = None, seed: int = 0, shard_windows: bool = False):
         unknown = set(sources) - set(SOURCES)
         if unknown:
             raise ValueError(f"unknown window source(s) {sorted(unknown)}; expected some of {SOURCES}")
@@ -32,6 +38,7 @@ class GradientWindowCallback(MeasurementCallback):
         self.sources = tuple(sources)
         self.groups = list(groups) if groups else None
         self.sketch_dim, self.seed = sketch_dim, seed
+        self.shard_windows = shard_windows
         self.vector: ParameterVector | None = None
         self.windows: dict[str, VectorWindow] = {}
         self.nonfinite = {s: 0 for s in self.sources}
@@ -44,7 +51,18 @@ class GradientWindowCallback(MeasurementCallback):
 
     @property
     def dim(self) -> int:
+        """Dimension the window geometry lives in: D, or the sketch's m (whole, also when sharded)."""
+        return self.vector.shard.dim
+
+    @property
+    def local_dim(self) -> int:
+        """Coordinates this rank holds (``dim`` unless the windows are sharded)."""
         return self.vector.dim
+
+    @property
+    def shard(self):
+        """Where this rank's coordinates sit (geometry.sharded.CoordinateShard), with the reduction."""
+        return self.vector.shard
 
     def latest(self, source: str) -> torch.Tensor:
         """The vector committed most recently for ``source`` (a view; valid until the next push)."""
@@ -54,7 +72,7 @@ class GradientWindowCallback(MeasurementCallback):
     @property
     def input_dim(self) -> int:
         """D, the number of measured parameters (the window holds ``dim`` = m < D when sketched)."""
-        return getattr(self.vector, "input_dim", self.vector.dim)
+        return getattr(self.vector, "input_dim", self.dim)
 
     def memory_bytes(self) -> int:
         return sum(w.nbytes for w in self.windows.values()) + getattr(self.vector, "nbytes", 0)
@@ -67,7 +85,10 @@ class GradientWindowCallback(MeasurementCallback):
         if self.sketch_dim:
             self.vector = SketchedParameterVector(self.vector, self.sketch_dim, self.seed)
             sketched = f", CountSketch to m={self.vector.dim:,} ({self.vector.nbytes / 2**20:.1f} MiB of hashes)"
-        self.windows = {s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices) for s in self.sources}
+        if self.shard_windows and trainer.world_size > 1:
+            self.vector = self.vector.split(trainer.global_rank, trainer.world_size)
+            sketched = f", sharded over {trainer.world_size} ranks (rank 0 holds {self.vector.dim:,})"
+        self.windows = {s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce) for s in self.sources}
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
         rank_zero_info(
@@ -77,7 +98,8 @@ class GradientWindowCallback(MeasurementCallback):
 
     def _commit(self, source: str, step: int) -> None:
         window = self.windows[source]
-        if torch.isfinite(window.next_slot().sum()):  # one pass; a NaN or inf anywhere makes the sum non-finite
+        # one pass: a NaN or inf anywhere makes the sum non-finite (summed over ranks when sharded)
+        if torch.isfinite(self.shard.reduce(window.next_slot().sum(dtype=torch.float64).reshape(1))).all():
             window.commit(step)
             self.latest_step[source] = step
         else:
@@ -105,8 +127,11 @@ class GradientWindowCallback(MeasurementCallback):
         return result
 
     def state_dict(self) -> dict:
+        windows = {s: w.state_dict() for s, w in self.windows.items()}
+        for state in windows.values():
+            state["rows"] = self.shard.gather(state["rows"], 1)
         return {
-            "windows": {s: w.state_dict() for s, w in self.windows.items()},
+            "windows": windows,
             "nonfinite": dict(self.nonfinite),
             "latest_step": dict(self.latest_step),
         }
@@ -119,7 +144,7 @@ class GradientWindowCallback(MeasurementCallback):
 
     def _apply_state(self, state: dict) -> None:
         for source, window_state in state["windows"].items():
-            self.windows[source].load_state_dict(window_state)
+            self.windows[source].load_state_dict({**window_state, "rows": self.shard.local(window_state["rows"], 1)})
         self.nonfinite.update(state["nonfinite"])
         self.latest_step.update(state["latest_step"])
         self._pending_state = None

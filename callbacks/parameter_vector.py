@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import torch
 from torch import nn
+
+from geometry.sharded import CoordinateShard
 
 
 class ParameterVector:
@@ -34,6 +37,28 @@ class ParameterVector:
             if offset > start:
                 self.slices[group] = (start, offset)
         self.dim = offset
+        self.shard = CoordinateShard(0, offset, offset, sharded=False)
+
+    def split(self, rank: int, world_size: int) -> ParameterVector:
+        """This rank's share of θ for a coordinate-sharded window: whole parameters, contiguous
+        in θ, parameter i going to rank ⌊world_size · (its middle coordinate) / D⌋, so about
+        D / world_size coordinates each. Every group keeps a slice, empty if the rank holds none
+        of it, so all ranks hold the same groups (and make the same Gram reductions)."""
+        offsets = [0]
+        for p in self.params:
+            offsets.append(offsets[-1] + p.numel())
+        owner = [min(world_size - 1, world_size * (a + b) // (2 * self.dim)) for a, b in zip(offsets, offsets[1:])]
+        mine = [i for i, r in enumerate(owner) if r == rank]
+        if not mine:
+            raise ValueError(f"geometry.shard_windows: {len(self.params)} measured parameters cannot be shared by {world_size} ranks")
+        start, stop = offsets[mine[0]], offsets[mine[-1] + 1]
+        part = copy.copy(self)
+        part.params = [self.params[i] for i in mine]
+        part.names = [self.names[i] for i in mine]
+        part.slices = {g: (min(max(a, start), stop) - start, min(max(b, start), stop) - start) for g, (a, b) in self.slices.items()}
+        part.dim = stop - start
+        part.shard = CoordinateShard(start, stop, self.dim, sharded=True)
+        return part
 
     def write_grads(self, out: torch.Tensor) -> None:
         """Copy the current .grad of every parameter into ``out`` (zeros where grad is None)."""
@@ -108,6 +133,7 @@ class SketchedParameterVector:
         self.sketch = CountSketch({g: stop - start for g, (start, stop) in vector.slices.items()}, sketch_dim, seed)
         self.dim = self.sketch.dim
         self.input_dim = vector.dim
+        self.shard = CoordinateShard(0, self.dim, self.dim, sharded=False)
         self.slices = self.sketch.blocks
         self.names = vector.names
         self.pieces: list[tuple[nn.Parameter, str, int]] = []  # (parameter, group, offset in the group)

@@ -47,7 +47,7 @@ class RollingBasisCallback(MeasurementCallback):
     def memory_bytes(self) -> int:
         """Upper bound: the current basis plus those still waiting for held-out vectors."""
         waiting = -(-self.horizon // self.stride) + 1
-        return (waiting + 1) * self.window.dim * self.k * 4
+        return (waiting + 1) * self.window.local_dim * self.k * 4
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         step = self.window.latest_step[self.source]
@@ -70,7 +70,7 @@ class RollingBasisCallback(MeasurementCallback):
             slots = [slot for slot, s in enumerate(slot_steps) if s in lag_of]
             if not slots:
                 continue
-            for slot, value in zip(slots, capture_rows(basis, window.rows[slots]).tolist()):
+            for slot, value in zip(slots, capture_rows(basis, window.rows[slots], window.reduce).tolist()):
                 h = lag_of[slot_steps[slot]]
                 self.averages.add(f"heldout_h{h}", value)
                 logs[f"{self.prefix}/heldout_capture_h{h}"] = value
@@ -137,10 +137,12 @@ class RollingBasisCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
+        """Bases are stored whole (gathered from the ranks when the windows are sharded)."""
+        whole = self.window.shard.gather
         return {
             "current_step": self.current_step,
-            "current_basis": self.current_basis,
-            "pending": list(self.pending),
+            "current_basis": whole(self.current_basis, 0),
+            "pending": [(step, whole(basis, 0)) for step, basis in self.pending],
             "averages": self.averages.state_dict(),
             "energy_fraction_sum": self.energy_fraction_sum,
             "refreshes": self.refreshes,
@@ -149,8 +151,9 @@ class RollingBasisCallback(MeasurementCallback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.current_step = state_dict["current_step"]
-        self.current_basis = state_dict["current_basis"]
-        self.pending = list(state_dict["pending"])
+        local = self.window.shard.local
+        self.current_basis = local(state_dict["current_basis"], 0)
+        self.pending = [(step, local(basis, 0)) for step, basis in state_dict["pending"]]
         self.averages.load_state_dict(state_dict["averages"])
         self.energy_fraction_sum = state_dict["energy_fraction_sum"]
         self.refreshes = state_dict["refreshes"]

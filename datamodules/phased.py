@@ -74,10 +74,15 @@ class SeededBatches(Dataset):
                 parts.append((sampler, sampler.sample(rng, n)))
         batch = self.collate(parts)
         rank, world_size = self.shard
-        if world_size == 1:
-            return batch
-        denominator = (batch["target"] != IGNORE_INDEX).sum().float() / world_size
-        return {**{key: value[rank::world_size] for key, value in batch.items()}, "loss_denominator": denominator}
+        return batch if world_size == 1 else shard_rows(batch, rank, world_size)
+
+
+def shard_rows(batch: dict[str, torch.Tensor], shard: int, shards: int) -> dict[str, torch.Tensor]:
+    """Rows shard, shard + shards, … of a global batch, with ``loss_denominator`` = the global
+    batch's answer tokens / shards, so that the mean over shards of each shard's
+    sum(loss) / loss_denominator is the global batch's mean answer-token loss."""
+    denominator = (batch["target"] != IGNORE_INDEX).sum().float() / shards
+    return {**{key: value[shard::shards] for key, value in batch.items()}, "loss_denominator": denominator}
 
 
 class PhasedDataModule(L.LightningDataModule):

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from geometry.sharded import Reduce, no_reduce
+
 
 def angles_from_cross(cross: torch.Tensor) -> torch.Tensor:
     """θ_i = arccos σ_i(B1ᵀB2) from the k1×k2 cross matrix (ascending): the cosine formula,
@@ -18,24 +20,30 @@ def angles_from_cross(cross: torch.Tensor) -> torch.Tensor:
     return torch.arccos(torch.linalg.svdvals(cross.double()).clamp(-1.0, 1.0))
 
 
-def principal_angles(basis_a: torch.Tensor, basis_b: torch.Tensor, refine_small: bool = True) -> torch.Tensor:
+def principal_angles(basis_a: torch.Tensor, basis_b: torch.Tensor, refine_small: bool = True, reduce: Reduce = no_reduce) -> torch.Tensor:
     """Principal angles (radians, ascending) between the column spans of two orthonormal bases.
 
     Uses the cosine formula, accurate to about sqrt(machine epsilon) near 0. With
     ``refine_small`` angles whose cosine is above cos(0.1) are recomputed from the residual
     B2 − B1 B1ᵀ B2 by the sine formula (Björck & Golub, as scipy.linalg.subspace_angles does);
-    that costs an SVD of a D×k matrix, so the per-step drift measurement skips it.
+    that costs an SVD of a D×k matrix, so the per-step drift measurement skips it. Sharded
+    (``reduce`` sums over the ranks holding the bases' coordinate slices) the cross matrix and
+    the residual's k×k Gram are all-reduced; its singular values are the square roots of the
+    Gram's eigenvalues.
     """
     a, b = basis_a, basis_b.to(basis_a.dtype)
     if a.shape[1] < b.shape[1]:
         a, b = b, a
-    cross = a.T @ b  # k1×k2 in the bases' own precision: no D-sized copies
+    cross = reduce(a.T @ b)  # k1×k2 in the bases' own precision: no D-sized copies
     angles = angles_from_cross(cross)
     small = angles < 0.1
     if refine_small and small.any():
-        residual = b - a @ cross
-        sines = torch.linalg.svdvals(residual.double()).flip(0).clamp(0.0, 1.0)
-        angles = torch.where(small, torch.arcsin(sines), angles)
+        residual = (b - a @ cross).double()
+        if reduce is no_reduce:
+            sines = torch.linalg.svdvals(residual).flip(0)
+        else:
+            sines = torch.linalg.eigvalsh(reduce(residual.T @ residual)).clamp_min(0.0).sqrt()
+        angles = torch.where(small, torch.arcsin(sines.clamp(0.0, 1.0)), angles)
     return angles
 
 
@@ -53,13 +61,13 @@ def grassmann_distance(basis_a: torch.Tensor, basis_b: torch.Tensor) -> float:
     return float(principal_angles(basis_a, basis_b).pow(2).sum().sqrt())
 
 
-def compare_subspaces(basis_a: torch.Tensor, basis_b: torch.Tensor) -> dict[str, float]:
+def compare_subspaces(basis_a: torch.Tensor, basis_b: torch.Tensor, reduce: Reduce = no_reduce) -> dict[str, float]:
     """Overlap, Grassmann distance and mean principal angle from one SVD of B1ᵀB2.
 
     For equal dimensions ‖B1ᵀB2‖_F² = Σ cos² θ_i, so the overlap follows from the angles.
     Angles come from the cosine formula only (error ~1e-4 rad in float32 near 0).
     """
-    angles = principal_angles(basis_a, basis_b, refine_small=False)
+    angles = principal_angles(basis_a, basis_b, refine_small=False, reduce=reduce)
     k = max(basis_a.shape[1], basis_b.shape[1])
     return {
         "overlap": float(angles.cos().pow(2).sum()) / k,

@@ -12,24 +12,22 @@ import math
 
 import torch
 
-
-def capture(basis: torch.Tensor, vector: torch.Tensor) -> float:
-    """Energy capture ‖Bᵀv‖²/‖v‖² of ``vector`` (D,) by the orthonormal columns of ``basis``."""
-    v = vector.reshape(-1).to(basis.dtype)
-    norm_sq = float(torch.linalg.vector_norm(v)) ** 2
-    if norm_sq == 0.0:
-        return float("nan")
-    if basis.shape[1] == 0:
-        return 0.0
-    coords = basis.T @ v
-    return float(coords.double().pow(2).sum()) / norm_sq
+from geometry.sharded import Reduce, no_reduce
 
 
-def capture_rows(basis: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
-    """Energy capture of each row of ``rows`` (n×D) by ``basis``, in one pass over the basis."""
+def capture(basis: torch.Tensor, vector: torch.Tensor, reduce: Reduce = no_reduce) -> float:
+    """Energy capture ‖Bᵀv‖²/‖v‖² of ``vector`` (D,) by the orthonormal columns of ``basis``
+    (or of this rank's coordinate slices of both, with ``reduce`` summing over ranks)."""
+    return float(capture_rows(basis, vector.reshape(1, -1), reduce)[0])
+
+
+def capture_rows(basis: torch.Tensor, rows: torch.Tensor, reduce: Reduce = no_reduce) -> torch.Tensor:
+    """Energy capture of each row of ``rows`` (n×D) by ``basis``, in one pass over the basis
+    (nan for a zero row). Sharded: Bᵀv = Σ_r B_rᵀv_r and ‖v‖² = Σ_r ‖v_r‖², one reduction of n×(k+1) numbers."""
     coords = (rows.to(basis.dtype) @ basis).double()  # n×k
     norms = torch.linalg.vector_norm(rows, dim=1).double() ** 2
-    return coords.pow(2).sum(1) / norms
+    packed = reduce(torch.cat([coords, norms[:, None]], 1))
+    return packed[:, :-1].pow(2).sum(1) / packed[:, -1]
 
 
 def capture_norm(basis: torch.Tensor, vector: torch.Tensor) -> float:

@@ -1,5 +1,5 @@
-"""Window geometry when the D coordinates are split across ranks (FSDP shards, a model split
-across devices): nothing D-dimensional is ever gathered.
+"""Window geometry when the D coordinates are split across ranks (FSDP-style shards, or
+``geometry.shard_windows`` under DDP): nothing D-dimensional is ever gathered.
 
 Rank r holds the rows X_r ∈ R^{W×D_r} of its coordinates. Then
     Gram       G = X Xᵀ = Σ_r X_r X_rᵀ                    (one all-reduce of W×W),
@@ -7,48 +7,59 @@ Rank r holds the rows X_r ∈ R^{W×D_r} of its coordinates. Then
     capture    cap(B, v) = ‖Σ_r B_rᵀ v_r‖² / Σ_r ‖v_r‖²   (all-reduce of k + 1 numbers per vector),
     overlap    B_sᵀ B_t = Σ_r B_s,rᵀ B_t,r                 (all-reduce of k×k),
 so a refresh moves O(W²) numbers and a capture or drift comparison O(k²), never O(D·W).
-Spectra come from G alone. Without an initialised process group the reductions are the
-identity, and every function equals its single-process counterpart in ``geometry``.
+Spectra come from G alone.
+
+The geometry functions that sum over coordinates take a ``reduce`` argument: ``no_reduce``
+(the default, one process holds every coordinate) or ``all_reduce_sum`` over the ranks that
+share the coordinates. Every rank must then make the same calls in the same order.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.distributed as dist
 
-from geometry.angles import angles_from_cross
-from geometry.subspace import basis_coefficients
+Reduce = Callable[[torch.Tensor], torch.Tensor]
 
 
-def all_reduce_sum(tensor: torch.Tensor, group=None) -> torch.Tensor:
+def no_reduce(partial_sum: torch.Tensor) -> torch.Tensor:
+    return partial_sum
+
+
+def all_reduce_sum(partial_sum: torch.Tensor, group=None) -> torch.Tensor:
+    """Σ over the ranks of ``group`` (the default group) of a partial sum, in place; the identity
+    without an initialised process group."""
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM, group=group)
-    return tensor
+        dist.all_reduce(partial_sum, op=dist.ReduceOp.SUM, group=group)
+    return partial_sum
 
 
-def sharded_gram(local_rows: torch.Tensor, group=None) -> torch.Tensor:
-    """G = Σ_r X_r X_rᵀ (float64, W×W), the same on every rank."""
-    gram = local_rows.double() @ local_rows.double().T
-    return all_reduce_sum(gram, group)
+class CoordinateShard:
+    """This rank's coordinates [start, stop) of θ ∈ R^D, for moving state between the local
+    slice a rank computes with and the whole vector a checkpoint stores (so a checkpoint is
+    the same whatever the number of ranks that wrote it)."""
 
+    def __init__(self, start: int, stop: int, dim: int, sharded: bool):
+        self.start, self.stop, self.dim = start, stop, dim
+        self.reduce: Reduce = all_reduce_sum if sharded else no_reduce
 
-def sharded_basis(local_rows: torch.Tensor, k: int, group=None) -> tuple[torch.Tensor, torch.Tensor]:
-    """This rank's slice B_r (D_r×k') of the window's top-k basis, and all W singular values."""
-    coeff, s = basis_coefficients(sharded_gram(local_rows, group), k)
-    return (coeff.to(local_rows.dtype).T @ local_rows).T.contiguous(), s
+    @property
+    def sharded(self) -> bool:
+        return self.reduce is not no_reduce
 
+    def gather(self, local: torch.Tensor | None, axis: int) -> torch.Tensor | None:
+        """The whole tensor from every rank's slice along ``axis`` (a collective: every rank
+        calls it, in the same order); the identity when not sharded."""
+        if not self.sharded or local is None:
+            return local
+        pieces: list = [None] * dist.get_world_size()
+        dist.all_gather_object(pieces, local)
+        return torch.cat(pieces, axis)
 
-def sharded_capture(local_basis: torch.Tensor, local_vectors: torch.Tensor, group=None) -> torch.Tensor:
-    """cap(B, v) = ‖Bᵀv‖²/‖v‖² for each row of ``local_vectors`` (n×D_r)."""
-    local_vectors = local_vectors.reshape(-1, local_basis.shape[0]).double()
-    packed = torch.cat([local_vectors @ local_basis.double(), (local_vectors**2).sum(1, keepdim=True)], 1)
-    packed = all_reduce_sum(packed, group)
-    return (packed[:, :-1] ** 2).sum(1) / packed[:, -1]
-
-
-def sharded_principal_angles(local_a: torch.Tensor, local_b: torch.Tensor, group=None) -> dict[str, torch.Tensor | float]:
-    """Principal angles (ascending), overlap ‖B_aᵀB_b‖²_F / k and Grassmann distance."""
-    cross = all_reduce_sum(local_a.double().T @ local_b.double(), group)
-    angles = angles_from_cross(cross).sort().values
-    k = max(local_a.shape[1], local_b.shape[1])
-    return {"angles": angles, "overlap": float((cross**2).sum()) / k, "grassmann": float(angles.norm())}
+    def local(self, whole: torch.Tensor | None, axis: int) -> torch.Tensor | None:
+        """This rank's slice of a whole tensor along ``axis``."""
+        if whole is None or not self.sharded:
+            return whole
+        return whole.narrow(axis, self.start, self.stop - self.start).clone()

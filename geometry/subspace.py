@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from geometry.sharded import Reduce, no_reduce
+
 # Singular values below this fraction of the largest are treated as zero (rank deficiency).
 RELATIVE_RANK_TOL = 1e-6
 
@@ -43,23 +45,29 @@ def gram_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return s, evecs[:, order]
 
 
-def reorthonormalize(basis: torch.Tensor, tol: float = 1e-5) -> torch.Tensor:
-    """Remove round-off from a nearly orthonormal D×k basis.
+def reorthonormalize(basis: torch.Tensor, tol: float = 1e-5, reduce: Reduce = no_reduce) -> torch.Tensor:
+    """Remove round-off from a nearly orthonormal D×k basis (or this rank's rows of one, with
+    ``reduce`` summing BᵀB over ranks).
 
     If ‖BᵀB − I‖_max <= tol, B is returned as is. Otherwise Cholesky-QR (B ← B L⁻ᵀ with
     L Lᵀ = BᵀB: one GEMM and one triangular solve), and, when BᵀB is too ill-conditioned for
-    that (a window whose small singular values are lost in float32), Householder QR.
+    that (a window whose small singular values are lost in float32), Householder QR, or,
+    sharded, B ← B V Λ^(-1/2) Vᵀ from BᵀB = V Λ Vᵀ (only the k×k Gram is needed).
     """
-    gram = (basis.T @ basis).double()
+    gram = reduce((basis.T @ basis).double())
     eye = torch.eye(gram.shape[0], dtype=torch.float64)
     if gram.numel() == 0 or (gram - eye).abs().max() <= tol:
         return basis
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) == 0:
         fixed = torch.linalg.solve_triangular(chol.to(basis.dtype), basis.T, upper=False).T
-        if ((fixed.T @ fixed).double() - eye).abs().max() <= tol:
+        if (reduce((fixed.T @ fixed).double()) - eye).abs().max() <= tol:
             return fixed
-    return torch.linalg.qr(basis, mode="reduced")[0]
+    if reduce is no_reduce:
+        return torch.linalg.qr(basis, mode="reduced")[0]
+    evals, evecs = torch.linalg.eigh(gram)
+    keep = evals > RELATIVE_RANK_TOL * evals.max()
+    return basis @ (evecs[:, keep] / evals[keep].sqrt()).to(basis.dtype)
 
 
 def basis_coefficients(gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -71,11 +79,13 @@ def basis_coefficients(gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
     return v[:, :k_eff] / s[:k_eff], s
 
 
-def basis_from_rows(rows: torch.Tensor, gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+def basis_from_rows(rows: torch.Tensor, gram: torch.Tensor, k: int, reduce: Reduce = no_reduce) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k left singular basis B (D×k') of the rows of ``rows`` (W×D) given their Gram.
 
     k' = min(k, numerical rank). Returns ``(B, s)`` where ``s`` holds all W singular values
-    (descending). B is re-orthonormalised to remove float32 round-off.
+    (descending). B is re-orthonormalised to remove float32 round-off. Sharded (``rows`` this
+    rank's columns X_r, ``gram`` the all-reduced Σ_r X_r X_rᵀ): B_r = X_rᵀ V_k Σ_k⁻¹, this
+    rank's rows of B.
     """
     coeff, s = basis_coefficients(gram, k)
     if coeff.shape[1] == 0:
@@ -83,7 +93,7 @@ def basis_from_rows(rows: torch.Tensor, gram: torch.Tensor, k: int) -> tuple[tor
     coeff = coeff.to(rows.dtype)  # W×k'
     # Built as the transpose of a contiguous k×D matrix: Bᵀv then reads B row by row,
     # about 5× faster than a transposed matrix-vector product on a D×k row-major array.
-    return reorthonormalize((coeff.T @ rows).T), s
+    return reorthonormalize((coeff.T @ rows).T, reduce=reduce), s
 
 
 def topk_basis(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:

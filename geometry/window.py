@@ -10,22 +10,26 @@ W×W eigen-decomposition and one D×W×k product.
 ``group_slices`` partitions the D coordinates into named parameter groups; each group keeps
 its own Gram (their sum is the full Gram), so per-group spectra come for free. The same
 identity is what makes a sharded window cheap: the Gram of a window split across ranks is
-the sum of the shards' Grams.
+the sum of the shards' Grams, so with ``reduce`` (geometry.sharded) each rank holds only its
+columns X_r, the new Gram entries are all-reduced (n_dirty×W numbers per group) and
+:meth:`basis` returns this rank's rows of the basis.
 """
 
 from __future__ import annotations
 
 import torch
 
+from geometry.sharded import Reduce, no_reduce
 from geometry.subspace import basis_from_rows
 
 
 class VectorWindow:
     """Ring buffer of the last ``capacity`` vectors with per-group Gram matrices."""
 
-    def __init__(self, dim: int, capacity: int, group_slices: dict[str, tuple[int, int]] | None = None):
+    def __init__(self, dim: int, capacity: int, group_slices: dict[str, tuple[int, int]] | None = None, reduce: Reduce = no_reduce):
         if capacity < 1:
             raise ValueError(f"window capacity must be >= 1, got {capacity}")
+        self.reduce = reduce
         self.dim = dim
         self.capacity = capacity
         self.group_slices = dict(group_slices or {"all": (0, dim)})
@@ -61,7 +65,7 @@ class VectorWindow:
         dirty = torch.tensor(sorted(self._dirty))
         for name, (start, stop) in self.group_slices.items():
             block = self.rows[:, start:stop]
-            cross = (block[dirty] @ block.T).double()  # n_dirty × W
+            cross = self.reduce((block[dirty] @ block.T).double())  # n_dirty × W
             gram = self.group_grams[name]
             gram[dirty, :] = cross
             gram[:, dirty] = cross.T
@@ -84,7 +88,7 @@ class VectorWindow:
 
     def basis(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Top-k orthonormal basis (D×k) of the window and all its singular values."""
-        return basis_from_rows(self.filled_rows(), self.gram(), k)
+        return basis_from_rows(self.filled_rows(), self.gram(), k, self.reduce)
 
     def singular_values(self, group: str | None = None) -> torch.Tensor:
         evals = torch.linalg.eigvalsh(self.gram(group))

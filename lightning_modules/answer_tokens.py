@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
-from datamodules.phased import IGNORE_INDEX
+from datamodules.phased import IGNORE_INDEX, shard_rows
 
 
 class AnswerTokenModule(L.LightningModule):
@@ -31,6 +31,8 @@ class AnswerTokenModule(L.LightningModule):
         self.task_registry = list(task_registry)
         self.val_metrics = nn.ModuleList(self._task_metrics() for _ in self.task_names)
         self.carried_optimizer_state: dict | None = None
+        self.grad_shards = 1  # trainer.grad_shards in one process, set by the experiment (see training_step)
+        self._pending_shard_losses: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
     @staticmethod
     def _task_metrics() -> MetricCollection:
@@ -69,17 +71,42 @@ class AnswerTokenModule(L.LightningModule):
         return {"loss": float(losses.sum() / answer.sum()), "acc": float(correct.sum() / answer.sum())}
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Mean loss over the batch's answer tokens; a data-parallel shard divides by its share of
-        the global batch's tokens instead (``loss_denominator``), so that DDP's gradient average
-        is the global batch's gradient."""
-        _, losses = self.per_token_loss(batch)
-        answer = batch["target"] != IGNORE_INDEX
-        loss = losses.sum() / batch.get("loss_denominator", answer.sum())
+        """Mean loss over the global batch's answer tokens, reduced over ``grad_shards`` strided
+        shards the way that many DDP ranks reduce it.
+
+        Shard s holds rows s, s + S, … and its loss is sum(loss) / loss_denominator, with
+        loss_denominator = the global batch's answer tokens / S, so the mean of the S shard
+        losses is the global mean. Under DDP each rank backpropagates its one shard and the
+        all-reduce averages the gradients; in one process ``backward`` runs one backward pass per
+        shard, each scaled by 1/S, accumulating in shard order. For S = 2 the two give the same
+        gradient bit for bit (a + b = b + a, and scaling by 1/2 is exact), so long runs stay equal.
+        """
+        local_shards = self.grad_shards if self.trainer.world_size == 1 else 1
+        shards = [batch] if local_shards == 1 else [shard_rows(batch, s, local_shards) for s in range(local_shards)]
+        shard_losses, example_losses = [], []
+        for shard in shards:
+            _, losses = self.per_token_loss(shard)
+            answer = shard["target"] != IGNORE_INDEX
+            shard_losses.append(losses.sum() / shard.get("loss_denominator", answer.sum()))
+            example_losses.append(losses.detach().sum(1) / answer.sum(1))
+        loss = shard_losses[0] if local_shards == 1 else torch.stack(shard_losses).mean()
+        self._pending_shard_losses = (loss, shard_losses) if local_shards > 1 else None
         self.log("train/loss", loss, prog_bar=True)
-        example_loss = losses.sum(1) / answer.sum(1)
-        for index in batch["task"].unique().tolist():
-            self.log(f"train/{self.task_registry[index]}/loss", example_loss[batch["task"] == index].mean())
+        example_loss = torch.cat(example_losses)
+        tasks = torch.cat([shard["task"] for shard in shards])
+        for index in tasks.unique().tolist():
+            self.log(f"train/{self.task_registry[index]}/loss", example_loss[tasks == index].mean())
         return loss
+
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        """One backward pass per gradient shard of ``training_step``, else Lightning's one."""
+        pending, self._pending_shard_losses = self._pending_shard_losses, None
+        if pending is None or pending[0] is not loss:  # e.g. a precision plugin scaled the loss
+            super().backward(loss, *args, **kwargs)
+            return
+        shard_losses = pending[1]
+        for shard_loss in shard_losses:
+            (shard_loss / len(shard_losses)).backward(*args, **kwargs)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
         logits, losses = self.per_token_loss(batch)

@@ -82,6 +82,13 @@ class TrainerConfig:
     devices: int = 1
     strategy: str = "auto"
     precision: str = "32-true"
+    # one process: reduce the gradient over this many row shards, as that many DDP ranks do
+    # (grad_shards = 2 gives DDP on 2 devices' gradient bit for bit); under DDP each rank holds
+    # one shard and this is ignored. null = 1
+    grad_shards: int | None = None
+    # intra-op CPU threads per process (null: torch's default; Lightning gives each CPU DDP rank
+    # cores / devices). Results depend on it in the last bit: equal runs need equal thread counts
+    cpu_threads: int | None = None
     progress_bar: bool = True
 
 
@@ -100,6 +107,7 @@ class GeometryConfig:
     groups: list[str] | None = None  # parameter groups measured; null = all trainable
     window: int = 32  # W, vectors per window
     sketch_dim: int | None = None  # m: keep CountSketch S v (m floats) instead of v (D floats); null = exact (geometry/sketch.py)
+    shard_windows: bool = False  # data parallel: each rank keeps 1/devices of the coordinates (geometry/sharded.py)
     k: int = 8  # basis rank
     sources: list[str] = field(default_factory=lambda: ["grad", "update"])
     basis_stride: int = 10  # steps between rolling-basis refreshes
@@ -281,6 +289,12 @@ def _require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def whole_vector_users(c: DictConfig) -> list[str]:
+    """Enabled measurements that need whole, exact D-vectors (no sketched or sharded windows)."""
+    used = (("geometry.per_task", c.geometry.per_task.enabled), ("recovery", c.recovery.enabled), ("random_search", c.random_search.enabled))
+    return [name for name, on in used if on]
+
+
 def validate(c: DictConfig) -> None:
     """Checks that the schema's types cannot express. One ConfigError per first problem."""
     _require(c.kind in KINDS, f"kind='{c.kind}' must be one of {list(KINDS)}")
@@ -333,9 +347,14 @@ def validate(c: DictConfig) -> None:
     _require(t.eval_every >= 1, f"trainer.eval_every={t.eval_every} must be >= 1")
     _require(t.devices >= 1, f"trainer.devices={t.devices} must be >= 1")
     _require(d.batch_size % t.devices == 0, f"data.batch_size={d.batch_size} is the global batch: it must split evenly over trainer.devices={t.devices}")
+    _require(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads={t.cpu_threads} must be >= 1 (or null)")
+    if t.grad_shards is not None:
+        _require(t.grad_shards >= 1 and d.batch_size % t.grad_shards == 0, f"trainer.grad_shards={t.grad_shards} must be >= 1 and split data.batch_size={d.batch_size} evenly")
     validate_random_search(c, first_steps)
     if not g.enabled:
         return
+    sharding = next((name for name in ("fsdp", "deepspeed", "model_parallel") if name in str(t.strategy).lower()), None)
+    _require(sharding is None, f"trainer.strategy={t.strategy}: the geometry reads whole parameters and gradients, which {sharding} shards; use trainer.strategy=ddp (geometry.shard_windows=true splits the windows across ranks) or geometry.enabled=false")
     _require(g.window >= 1, f"geometry.window={g.window} must be >= 1")
     if g.groups:
         unknown_groups = [name for name in g.groups if name not in parameter_group_names(c)]
@@ -343,8 +362,12 @@ def validate(c: DictConfig) -> None:
     _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
     if g.sketch_dim is not None:
         _require(g.sketch_dim >= 2 * g.window, f"geometry.sketch_dim={g.sketch_dim} must be at least 2 × geometry.window={g.window}")
-        users = [name for name, on in (("geometry.per_task", g.per_task.enabled), ("recovery", c.recovery.enabled), ("random_search", c.random_search.enabled)) if on]
+        users = whole_vector_users(c)
         _require(not users, f"geometry.sketch_dim sketches the windows, bases and drift only; {', '.join(users)} need exact D-vectors: disable them or set geometry.sketch_dim=null")
+    if g.shard_windows:
+        _require(g.sketch_dim is None, "geometry.shard_windows and geometry.sketch_dim cannot be combined: shard the exact windows or sketch them")
+        users = whole_vector_users(c)
+        _require(not users, f"geometry.shard_windows shards the windows, bases and drift only; {', '.join(users)} need whole D-vectors: disable them or set geometry.shard_windows=false")
     _require(g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)")
     _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
     _require(set(g.drift_sources) <= set(g.sources), f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}")

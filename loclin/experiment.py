@@ -59,9 +59,12 @@ def build_module_and_data(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDat
     """The module and its datamodule for ``cfg.kind`` (a LoRA module brings the tokenizer)."""
     if cfg.kind == "lora":
         module = build_lora_module(cfg)
-        return module, build_text_datamodule(cfg, module.tokenizer)
-    datamodule = build_datamodule(cfg)
-    return build_module(cfg, datamodule), datamodule
+        datamodule = build_text_datamodule(cfg, module.tokenizer)
+    else:
+        datamodule = build_datamodule(cfg)
+        module = build_module(cfg, datamodule)
+    module.grad_shards = cfg.trainer.grad_shards or 1  # one process only (see AnswerTokenModule.training_step)
+    return module, datamodule
 
 
 def build_lora_module(cfg: DictConfig) -> CausalLMLoRAModule:
@@ -158,7 +161,7 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
     g = cfg.geometry
     if not g.enabled or steps < g.window:
         return []
-    window = GradientWindowCallback(g.window, sources=list(g.sources), groups=list(g.groups) if g.groups else None, sketch_dim=g.sketch_dim, seed=cfg.seed)
+    window = GradientWindowCallback(g.window, sources=list(g.sources), groups=list(g.groups) if g.groups else None, sketch_dim=g.sketch_dim, seed=cfg.seed, shard_windows=g.shard_windows)
     rolling = {s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags)) for s in g.sources}
     lags = feasible_lags(cfg, steps)
     drift = [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources] if lags else []
@@ -257,6 +260,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
     started = time.time()
     if not resume:
         atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    if cfg.trainer.cpu_threads:
+        torch.set_num_threads(cfg.trainer.cpu_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     module, datamodule = build_module_and_data(cfg)
     logger = build_logger(run_dir)

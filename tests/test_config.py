@@ -124,6 +124,9 @@ BAD_INPUT = [  # (arguments after train.py, fragment of the one error line)
     (["random_search.enabled=true", "random_search.at_steps=[999]"], "random_search.at_steps [999]"),
     (["geometry.sketch_dim=4"], "geometry.sketch_dim=4"),
     (["trainer.devices=3"], "data.batch_size=16 is the global batch: it must split evenly over trainer.devices=3"),
+    (["trainer.grad_shards=3"], "trainer.grad_shards=3 must be >= 1 and split data.batch_size=16 evenly"),
+    (["trainer.strategy=fsdp", "trainer.devices=2"], "trainer.strategy=fsdp: the geometry reads whole parameters"),
+    (["geometry.shard_windows=true"], "geometry.shard_windows shards the windows, bases and drift only; geometry.per_task"),
 ]
 
 

@@ -1,36 +1,94 @@
-"""World size 2 (DDP, gloo on CPU) against one process at the same global batch: the same
-summary numbers. Both runs in float64 (trainer.precision=64-true), where the only difference,
-the order of the gradient sums, stays below 1e-5 relative; in float32 the same comparison
-drifts to ~3e-4 on update-space quantities over 200 Adam steps (summation order, amplified)."""
+"""World size 2 (DDP, gloo on CPU) against one process at the same global batch.
+
+One process with ``trainer.grad_shards=2`` reduces the gradient over the same two row shards
+the two ranks hold, in the same order, so with equal thread counts (``trainer.cpu_threads=1``)
+training is the same bit for bit and every summary number is equal, in float32. With
+``geometry.shard_windows`` each rank keeps half the coordinates and the geometry all-reduces
+partial sums, which changes only their summation order: ≤ 1e-5 relative. A sharded run killed
+mid-run resumes (on two ranks) to the same numbers.
+"""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DDP = ["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
+SAME_THREADS = ["trainer.cpu_threads=1", "trainer.progress_bar=false"]
+SHARDED = ["geometry.shard_windows=true", "geometry.per_task.enabled=false"]
+
+
+def command(config: str, root: Path, *overrides: str) -> list[str]:
+    return [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "conf" / config), f"output_root={root}", *SAME_THREADS, *overrides]
+
+
+def only_run_dir(root: Path, config: str) -> Path:
+    versions = sorted((root / config.removesuffix(".yaml")).iterdir())
+    assert [v.name for v in versions] == ["version_0"]  # one run directory, written by rank 0 only
+    return versions[0]
 
 
 def run(config: str, root: Path, *overrides: str) -> dict:
-    command = [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "conf" / config), f"output_root={root}", "trainer.precision=64-true", "trainer.progress_bar=false", *overrides]
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(command(config, root, *overrides), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
-    versions = sorted((root / config.removesuffix(".yaml")).iterdir())
-    assert [v.name for v in versions] == ["version_0"]  # one run directory, written by rank 0 only
-    return json.loads((versions[0] / "summary.json").read_text())
+    return json.loads((only_run_dir(root, config) / "summary.json").read_text())["metrics"]
+
+
+def values(metrics: dict) -> dict:
+    return {name: entry["value"] for name, entry in metrics.items()}
 
 
 @pytest.mark.parametrize("config", ["tiny_synthetic.yaml", "tiny_recovery.yaml"])
-def test_two_ranks_give_the_single_process_summary(config, tmp_path):
-    single = run(config, tmp_path / "single")
+def test_two_ranks_give_the_single_process_summary_bit_for_bit(config, tmp_path):
+    single = run(config, tmp_path / "single", "trainer.grad_shards=2")
     parallel = run(config, tmp_path / "ddp", *DDP)
-    assert parallel["metrics"].keys() == single["metrics"].keys()
-    for name, entry in single["metrics"].items():
-        expected, found = entry["value"], parallel["metrics"][name]["value"]
-        if isinstance(expected, (str, bool)):
-            assert found == expected, name
+    assert values(parallel) == values(single)
+
+
+def test_lora_on_two_ranks_gives_the_single_process_summary_bit_for_bit(tiny_gpt2, tmp_path):
+    """A peft adapter (frozen base, answer tokens padded per shard) and the recovery protocol."""
+    model = f"lm.model={tiny_gpt2}"
+    single = run("tiny_lora.yaml", tmp_path / "single", model, "trainer.grad_shards=2")
+    parallel = run("tiny_lora.yaml", tmp_path / "ddp", model, *DDP)
+    assert values(parallel) == values(single)
+
+
+@pytest.fixture(scope="module")
+def single_unsharded(tmp_path_factory):
+    return run("tiny_synthetic.yaml", tmp_path_factory.mktemp("single"), "trainer.grad_shards=2", "geometry.per_task.enabled=false")
+
+
+def assert_close_summaries(found: dict, expected: dict) -> None:
+    assert found.keys() == expected.keys()
+    for name, value in expected.items():
+        if isinstance(value, (str, bool)):
+            assert found[name] == value, name
         else:
-            assert found == pytest.approx(expected, rel=1e-5, abs=1e-9), name
+            assert found[name] == pytest.approx(value, rel=1e-5, abs=1e-9), name
+
+
+def test_sharded_windows_give_the_unsharded_geometry(single_unsharded, tmp_path):
+    sharded = run("tiny_synthetic.yaml", tmp_path, *DDP, *SHARDED)
+    assert_close_summaries(values(sharded), values(single_unsharded))
+
+
+def test_killed_sharded_run_resumes_to_the_same_numbers(single_unsharded, tmp_path):
+    """Killed (SIGKILL to every rank) once its first checkpoint is on disk, then resumed."""
+    launched = subprocess.Popen(command("tiny_synthetic.yaml", tmp_path, *DDP, *SHARDED), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = tmp_path / "tiny_synthetic" / "version_0" / "checkpoints" / "train" / "last.ckpt"
+    deadline = time.time() + 300
+    while not checkpoint.exists() and launched.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(launched.pid, signal.SIGKILL)
+    launched.wait()
+    run_dir = only_run_dir(tmp_path, "tiny_synthetic.yaml")
+    assert checkpoint.exists() and not (run_dir / "summary.json").exists()  # killed mid-run
+    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run_dir)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert_close_summaries(values(json.loads((run_dir / "summary.json").read_text())["metrics"]), values(single_unsharded))

@@ -1,5 +1,6 @@
 """Window geometry with the coordinates split across two CPU ranks (gloo) against the unsplit
-window: basis, singular values, captures, principal angles (scipy)."""
+window: basis, singular values, captures, principal angles (scipy), each rank holding only its
+columns and the geometry reducing W×W and k-sized partial sums (geometry.sharded)."""
 
 import subprocess
 import sys
@@ -10,9 +11,11 @@ import torch
 import torch.distributed as dist
 from scipy.linalg import subspace_angles
 
+from geometry.angles import compare_subspaces, principal_angles
 from geometry.capture import capture_rows
-from geometry.sharded import sharded_basis, sharded_capture, sharded_principal_angles
+from geometry.sharded import all_reduce_sum
 from geometry.subspace import topk_basis
+from geometry.window import VectorWindow
 
 DIM, WINDOW, K, SPLIT = 5000, 12, 4, 1700  # rank 0 holds coordinates [0, 1700), rank 1 the rest
 
@@ -35,11 +38,17 @@ def worker(rank: int, store: str, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
     part = slice(0, SPLIT) if rank == 0 else slice(SPLIT, DIM)
     first, second, probes = windows()
-    basis_a, singular = sharded_basis(first[:, part], K)
-    basis_b, _ = sharded_basis(second[:, part], K)
-    captures = sharded_capture(basis_a, probes[:, part])
-    compared = sharded_principal_angles(basis_a, basis_b)
-    torch.save({"basis_a": basis_a, "basis_b": basis_b, "singular": singular, "captures": captures, **compared}, f"{out}/rank{rank}.pt")
+    bases, singular = [], None
+    for rows in (first, second):
+        window = VectorWindow(part.stop - part.start, WINDOW, reduce=all_reduce_sum)
+        for step, row in enumerate(rows[:, part]):
+            window.push(row, step)
+        basis, singular = window.basis(K) if singular is None else (window.basis(K)[0], singular)
+        bases.append(basis)
+    captures = capture_rows(bases[0], probes[:, part], all_reduce_sum)
+    angles = principal_angles(bases[0], bases[1], reduce=all_reduce_sum)
+    overlap = compare_subspaces(bases[0], bases[1], all_reduce_sum)["overlap"]
+    torch.save({"basis_a": bases[0], "basis_b": bases[1], "singular": singular, "captures": captures, "angles": angles, "overlap": overlap}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
@@ -56,10 +65,18 @@ def test_two_ranks_reproduce_the_unsplit_window(tmp_path):
     joined_a = torch.cat([r["basis_a"] for r in ranks])
     joined_b = torch.cat([r["basis_b"] for r in ranks])
     assert np.abs(subspace_angles(joined_a.double().numpy(), basis_a.double().numpy())).max() < 1e-4
-    torch.testing.assert_close(ranks[0]["singular"], singular, rtol=1e-6, atol=1e-6)
+    unsplit = VectorWindow(DIM, WINDOW)
+    for step, row in enumerate(first):
+        unsplit.push(row, step)
+    # the window's Gram entries are float32 dot products, off by ~eps32·s_max² each, and so are
+    # the eigenvalues s_i²; the split changes only the dot products' summation order
+    exact = torch.linalg.svdvals(first.double()) ** 2
+    tolerance = 8 * torch.finfo(torch.float32).eps * exact[0].item()
+    torch.testing.assert_close(ranks[0]["singular"] ** 2, unsplit.singular_values() ** 2, rtol=0, atol=tolerance)
+    torch.testing.assert_close(ranks[0]["singular"] ** 2, exact, rtol=0, atol=tolerance)
     for r in ranks:  # every rank holds the same reduced numbers
         torch.testing.assert_close(r["captures"], capture_rows(basis_a, probes).double(), rtol=1e-4, atol=1e-6)
         exact = np.sort(subspace_angles(basis_a.double().numpy(), basis_b.double().numpy()))
-        np.testing.assert_allclose(r["angles"].numpy(), exact, atol=1e-4)
+        np.testing.assert_allclose(r["angles"].numpy(), exact, atol=1e-5)  # small angles refined from the reduced residual Gram
         assert abs(r["overlap"] - (np.cos(exact) ** 2).sum() / K) < 1e-5
     torch.testing.assert_close(joined_b.T @ joined_b, torch.eye(K), rtol=0, atol=1e-4)  # slices join into an orthonormal basis
