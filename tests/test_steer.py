@@ -24,7 +24,9 @@ def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contr
     curves = summary["curves"]["steer.curves"]
     at_zero = curves["alphas"].index(0.0)
     unsteered = {name: curves[name]["margin"][at_zero] for name in ("caa", "delta", "s", "random")}
-    assert len(set(unsteered.values())) == 1  # α = 0 is the same model whatever the direction
+    # α = 0 is the same model whatever the direction (up to float32 round-off: the directions'
+    # rows run in different batches, and kernels may round differently by batch shape)
+    assert max(unsteered.values()) - min(unsteered.values()) <= 1e-6 * abs(unsteered["caa"])
     assert summary["items"] == {"train": 12, "heldout": 8}
     out = tmp_path / "analysis"
     assert analyze.main([str(tmp_path / "tiny_steer" / "version_0"), "--out", str(out)]) == 0
