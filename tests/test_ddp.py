@@ -1,6 +1,7 @@
 """World size 2 (DDP, gloo on CPU) against one process at the same global batch.
 
-One process with ``trainer.grad_shards=2`` reduces the gradient over the same two row shards
+Every kind of run that trains (synthetic, recovery, random search, LoRA with activation
+shifts) is run on both. One process with ``trainer.grad_shards=2`` reduces the gradient over the same two row shards
 the two ranks hold, in the same order, so with equal thread counts (``trainer.cpu_threads=1``)
 training is the same bit for bit and every summary number is equal, in float32. With
 ``geometry.shard_windows`` each rank keeps half the coordinates and the geometry all-reduces
@@ -44,18 +45,19 @@ def values(metrics: dict) -> dict:
     return {name: entry["value"] for name, entry in metrics.items()}
 
 
-@pytest.mark.parametrize("config", ["tiny_synthetic.yaml", "tiny_recovery.yaml"])
+@pytest.mark.parametrize("config", ["tiny_synthetic.yaml", "tiny_recovery.yaml", "tiny_random_search.yaml"])
 def test_two_ranks_give_the_single_process_summary_bit_for_bit(config, tmp_path):
     single = run(config, tmp_path / "single", "trainer.grad_shards=2")
     parallel = run(config, tmp_path / "ddp", *DDP)
     assert values(parallel) == values(single)
 
 
-def test_lora_on_two_ranks_gives_the_single_process_summary_bit_for_bit(tiny_gpt2, tmp_path):
-    """A peft adapter (frozen base, answer tokens padded per shard) and the recovery protocol."""
-    model = f"lm.model={tiny_gpt2}"
-    single = run("tiny_lora.yaml", tmp_path / "single", model, "trainer.grad_shards=2")
-    parallel = run("tiny_lora.yaml", tmp_path / "ddp", model, *DDP)
+def test_lora_on_two_ranks_gives_the_single_process_summary_bit_for_bit(tiny_gpt2, contrast_assets, tmp_path):
+    """A peft adapter (frozen base, padded batches), the recovery protocol and activation shifts."""
+    lora = [f"lm.model={tiny_gpt2}", "activation_shift.enabled=true", f"activation_shift.data={contrast_assets}", "activation_shift.stride=10", "activation_shift.n_items=8"]
+    single = run("tiny_lora.yaml", tmp_path / "single", *lora, "trainer.grad_shards=2")
+    parallel = run("tiny_lora.yaml", tmp_path / "ddp", *lora, *DDP)
+    assert any(name.startswith("activation.") for name in single)
     assert values(parallel) == values(single)
 
 
