@@ -81,18 +81,18 @@ class GradientWindowCallback(MeasurementCallback):
         if self.vector is not None:
             return
         self.vector = ParameterVector(pl_module.parameter_groups(), self.groups)
-        sketched = ""
+        detail = ""
         if self.sketch_dim:
             self.vector = SketchedParameterVector(self.vector, self.sketch_dim, self.seed)
-            sketched = f", CountSketch to m={self.vector.dim:,} ({self.vector.nbytes / 2**20:.1f} MiB of hashes)"
+            detail = f", CountSketch to m={self.vector.dim:,} ({self.vector.nbytes / 2**20:.1f} MiB of hashes)"
         if self.shard_windows and trainer.world_size > 1:
             self.vector = self.vector.split(trainer.global_rank, trainer.world_size)
-            sketched = f", sharded over {trainer.world_size} ranks (rank 0 holds {self.vector.dim:,})"
+            detail = f", sharded over {trainer.world_size} ranks (rank 0 holds {self.vector.dim:,})"
         self.windows = {s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce) for s in self.sources}
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
         rank_zero_info(
-            f"[loclin] measuring D={self.input_dim:,} parameters in {len(self.vector.slices)} groups{sketched}; "
+            f"[loclin] measuring D={self.input_dim:,} parameters in {len(self.vector.slices)} groups{detail}; "
             f"windows {'+'.join(self.sources)} of W={self.capacity}: {self.memory_bytes() / 2**20:.1f} MiB"
         )
 

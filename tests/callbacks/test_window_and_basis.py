@@ -132,3 +132,25 @@ def test_callback_state_round_trip_resumes_identically(toy):
         driver2.step(v)
     assert resumed[1].summary()["metrics"] == reference[1].summary()["metrics"]
     assert resumed[2].summary() == reference[2].summary()
+
+
+@pytest.mark.parametrize("world_size", [2, 3])
+def test_split_shares_out_every_coordinate_once_in_order(world_size):
+    """ParameterVector.split: rank r's coordinates are θ[start_r:stop_r], the ranges tile
+    [0, D) in rank order, and each group's local slice is its global range cut to the rank's."""
+    from torch import nn
+
+    from callbacks.parameter_vector import ParameterVector
+
+    groups = {name: [(f"{name}.{i}", nn.Parameter(torch.randn(n))) for i, n in enumerate(sizes)] for name, sizes in (("a", [7, 3]), ("b", [11]), ("c", [2, 2, 5]))}
+    whole = ParameterVector(groups)
+    theta = whole.values()
+    parts = [whole.split(rank, world_size) for rank in range(world_size)]
+    assert [p.shard.start for p in parts] == [0] + [p.shard.stop for p in parts[:-1]] and parts[-1].shard.stop == whole.dim
+    for part in parts:
+        assert part.dim == part.shard.stop - part.shard.start > 0 and part.shard.dim == whole.dim
+        torch.testing.assert_close(part.values(), theta[part.shard.start : part.shard.stop], rtol=0, atol=0)
+    for group, (start, stop) in whole.slices.items():  # a group's local slices join into its whole slice
+        joined = torch.cat([part.values()[slice(*part.slices[group])] for part in parts])
+        torch.testing.assert_close(joined, theta[start:stop], rtol=0, atol=0)
+    assert max(p.dim for p in parts) <= whole.dim / world_size + 11  # balanced to within one parameter
