@@ -10,8 +10,8 @@ Non-finite vectors are counted and skipped, so one NaN never poisons a basis.
 With ``shard_windows`` under data parallelism each rank keeps only its share of the
 coordinates (``ParameterVector.split``): window memory per rank W·D/n instead of W·D, and
 the geometry reduces W×W Grams and k-sized projections across ranks (geometry.sharded).
-Checkpoints hold whole vectors, gathered from the ranks, so a run resumes on any number of
-ranks.
+Checkpoints hold whole vectors, gathered from the ranks, so a checkpoint does not depend on
+how the windows were split.
 """
 
 from __future__ import annotations
