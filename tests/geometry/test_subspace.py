@@ -74,3 +74,21 @@ def test_window_state_round_trip():
     assert torch.equal(clone.gram(), window.gram())
     with pytest.raises(ValueError, match="shape"):
         VectorWindow(31, 4).load_state_dict(window.state_dict())
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_reorthonormalize_repairs_an_ill_conditioned_basis(sharded):
+    """Columns whose Gram defeats Cholesky-QR: Householder QR, or (sharded: only the reduced k×k
+    Gram BᵀB is available) B (BᵀB)^(-1/2) on its non-negligible eigenvalues. Either way an
+    orthonormal basis whose span holds the well-conditioned columns (scipy's angles); a reduce
+    that is not ``no_reduce`` takes the sharded path in one process."""
+    from geometry.sharded import no_reduce
+    from geometry.subspace import reorthonormalize
+
+    generator = torch.Generator().manual_seed(3)
+    q = torch.linalg.qr(torch.randn(500, 4, generator=generator, dtype=torch.float64))[0]
+    nearly_dependent = torch.cat([q[:, :3], q[:, 2:3] + 1e-9 * q[:, 3:4]], 1).float()  # BᵀB singular in float32
+    fixed = reorthonormalize(nearly_dependent, reduce=(lambda partial: partial) if sharded else no_reduce)
+    k = fixed.shape[1]
+    torch.testing.assert_close((fixed.T @ fixed).double(), torch.eye(k, dtype=torch.float64), rtol=0, atol=1e-5)
+    assert k >= 3 and np.abs(subspace_angles(q[:, :3].numpy(), fixed.double().numpy())).max() < 1e-5
