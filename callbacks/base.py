@@ -41,8 +41,22 @@ class MeasurementCallback(Callback):
         """``{"metrics": {name: {value, definition, baseline?}}, "curves": {...}}``."""
         return {}
 
+    phase_finished = False
+
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.finish_phase(trainer, pl_module)
+
+    def finish_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The end-of-phase work, once. Lightning skips ``on_train_end`` when a phase resumes from
+        a checkpoint written at its last step, so the runner calls this after every ``fit`` too."""
+        if self.phase_finished:
+            return
+        self.phase_finished = True
+        self.end_of_phase(trainer, pl_module)
         self.log_figures(trainer, trainer.global_step)
+
+    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Results computed once the phase's last step is taken (recovery captures)."""
 
 
 class MemoryReport(Callback):

@@ -11,6 +11,14 @@ Each new snapshot B_t is compared with the kept B_s at ladder lags t − s (abou
 Grassmann distance, and stale-basis capture cap(B_s, v_t) of the vector just taken.
 Averages over pairs at each lag give the drift curve; the half-life is the lag at which the
 mean overlap halves. Every comparison also lands in the drift heatmap (step s against lag).
+
+That full-window curve mixes two things below lag W (the windows overlap themselves) and never
+reaches 1 even for a stationary stream (W samples are noisy). The honest drift figure is read
+against the **noise ceiling** (geometry.drift): at every snapshot, the overlap of the top-k bases
+of the window's even- and odd-indexed halves (from its Gram, no D-sized work); at every lag
+L >= W, the overlap of half-window bases of two disjoint windows, B_e(s) against B_o(s + L);
+their ratio, the half-life of that ratio (disjoint lags only) and the plateau (the mean over the
+largest lags: the part of the basis that persists).
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ from callbacks.base import Averages, MeasurementCallback, metric
 from callbacks.gradient_window import GradientWindowCallback
 from callbacks.rolling_basis import RollingBasisCallback
 from geometry import capture, compare_subspaces, half_life, random_capture_baseline
+from geometry.drift import half_window_slots, noise_ceiling, plateau_lags, ratio_half_life
+from geometry.subspace import basis_from_rows
 
 HEADLINE_LAG = 100
 
@@ -36,7 +46,7 @@ class DriftCallback(MeasurementCallback):
         self.stride = stride
         self.logged_lags = tuple(sorted(lags))
         self.max_lag = self.logged_lags[-1]
-        self.ring: list[tuple[int, torch.Tensor]] = []
+        self.ring: list[tuple[int, torch.Tensor, torch.Tensor | None, float]] = []  # (s, B_s, B_e(s), ceiling_s)
         self.last_snapshot = -1
         self.averages = Averages()
         self.heatmap: list[tuple[int, int, float]] = []
@@ -45,8 +55,21 @@ class DriftCallback(MeasurementCallback):
     def state_key(self) -> str:
         return f"Drift[{self.source}]"
 
+    @property
+    def disjoint_lags(self) -> tuple[int, ...]:
+        """Lags at which two windows share no vector (L >= W): the ones read against the ceiling."""
+        return tuple(lag for lag in self.logged_lags if lag >= self.window.capacity)
+
     def memory_bytes(self) -> int:
-        return (len(self.logged_lags) + 1) * self.window.local_dim * self.rolling.k * 4
+        """Full-window snapshots, plus half-window ones for the disjoint lags."""
+        snapshots = len(self.logged_lags) + 1 + (len(self.disjoint_lags) + 1 if self.disjoint_lags else 0)
+        return snapshots * self.window.local_dim * self.rolling.k * 4
+
+    def _half_basis(self, window, half: str) -> torch.Tensor:
+        """Top-k' basis (k' = min(k, W/2)) of the even- or odd-indexed half of the window."""
+        slots = half_window_slots(window.steps)[0 if half == "even" else 1]
+        k_half = min(self.rolling.k, len(half_window_slots(window.steps)[1]))
+        return basis_from_rows(window.rows[slots], window.gram()[slots][:, slots], k_half, window.reduce)[0]
 
     def _still_needed(self, snapshot_step: int, now: int) -> bool:
         return any(snapshot_step % lag == 0 and now - snapshot_step < lag for lag in self.logged_lags)
@@ -61,11 +84,23 @@ class DriftCallback(MeasurementCallback):
         vector = self.window.latest(self.source)
         reduce = self.window.shard.reduce
         self.averages.add("stale_capture_lag0", capture(basis, vector, reduce))
-        logs = {}
-        for past_step, past_basis in self.ring:
+        window = self.window.windows[self.source]
+        ceiling = noise_ceiling(window.gram(), window.steps, self.rolling.k)
+        self.averages.add("noise_ceiling", ceiling)
+        logs = {f"drift/{self.source}/noise_ceiling": ceiling}
+        logs.update(self._ceiling_band())
+        odd: torch.Tensor | None = None
+        for past_step, past_basis, past_even, past_ceiling in self.ring:
             lag = step - past_step
             if lag not in self.logged_lags:
                 continue
+            if past_even is not None and lag in self.disjoint_lags:
+                odd = self._half_basis(window, "odd") if odd is None else odd
+                half = compare_subspaces(past_even, odd, reduce)["overlap"]
+                self.averages.add(f"half_overlap_lag{lag}", half)
+                self.averages.add(f"pair_ceiling_lag{lag}", 0.5 * (past_ceiling + ceiling))
+                logs[f"drift/{self.source}/half_overlap_lag{lag}"] = half
+                logs[f"drift/{self.source}/overlap_ratio_lag{lag}"] = half / (0.5 * (past_ceiling + ceiling))
             comparison = compare_subspaces(past_basis, basis, reduce)
             stale = capture(past_basis, vector, reduce)
             self.heatmap.append((past_step, step, comparison["overlap"]))
@@ -75,10 +110,17 @@ class DriftCallback(MeasurementCallback):
             logs[f"drift/{self.source}/overlap_lag{lag}"] = comparison["overlap"]
             logs[f"drift/{self.source}/stale_capture_lag{lag}"] = stale
             logs[f"drift/{self.source}/grassmann_lag{lag}"] = comparison["grassmann"]
-        self.ring = [(s, b) for s, b in self.ring if self._still_needed(s, step)]
+        self.ring = [entry for entry in self.ring if self._still_needed(entry[0], step)]
         if self._still_needed(step, step):
-            self.ring.append((step, basis))
+            even = self._half_basis(window, "even") if any(step % lag == 0 for lag in self.disjoint_lags) else None
+            self.ring.append((step, basis, even, ceiling))
         self.log_scalars(trainer, logs, step)
+
+    def _ceiling_band(self) -> dict[str, float]:
+        """Running mean ± std of the noise ceiling, for TensorBoard's margin chart."""
+        mean, std = self.averages.mean("noise_ceiling"), self.averages.std("noise_ceiling")
+        prefix = f"drift/{self.source}/noise_ceiling"
+        return {f"{prefix}_mean": mean, f"{prefix}_lower": mean - std, f"{prefix}_upper": mean + std}
 
     def curve(self) -> dict[str, list[float]]:
         lags = [lag for lag in self.logged_lags if self.averages.count(f"overlap_lag{lag}")]
@@ -89,6 +131,23 @@ class DriftCallback(MeasurementCallback):
             "grassmann": [0.0] + [self.averages.mean(f"grassmann_lag{lag}") for lag in lags],
             "stale_capture": [self.averages.mean("stale_capture_lag0")] + [self.averages.mean(f"stale_capture_lag{lag}") for lag in lags],
             "pairs": [self.averages.count("stale_capture_lag0")] + [self.averages.count(f"overlap_lag{lag}") for lag in lags],
+            **self.ceiling_curve(),
+        }
+
+    def ceiling_curve(self) -> dict:
+        """Disjoint-window drift against the noise ceiling (empty lists when nothing was measured)."""
+        lags = [lag for lag in self.disjoint_lags if self.averages.count(f"half_overlap_lag{lag}")]
+        half = [self.averages.mean(f"half_overlap_lag{lag}") for lag in lags]
+        pair_ceiling = [self.averages.mean(f"pair_ceiling_lag{lag}") for lag in lags]
+        return {
+            "noise_ceiling": self.averages.mean("noise_ceiling"),
+            "noise_ceiling_std": self.averages.std("noise_ceiling"),
+            "noise_ceiling_count": self.averages.count("noise_ceiling"),
+            "half_lags": lags,
+            "half_overlap": half,
+            "half_overlap_std": [self.averages.std(f"half_overlap_lag{lag}") for lag in lags],
+            "ratio": [h / c if c > 0 else float("nan") for h, c in zip(half, pair_ceiling)],
+            "half_pairs": [self.averages.count(f"half_overlap_lag{lag}") for lag in lags],
         }
 
     def summary(self) -> dict:
@@ -105,8 +164,35 @@ class DriftCallback(MeasurementCallback):
             note = "; < 0.5 at lag 100 reads as substantial drift" if lag == HEADLINE_LAG else ""
             metrics[f"{src}.overlap_lag{lag}"] = metric(overlap_value, f"overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag {lag}{note}", baseline)
             metrics[f"{src}.stale_capture_lag{lag}"] = metric(stale, f"stale-basis capture (SCIENCE.md 4) cap(B_s, v_(s+{lag})), energy", baseline)
+        metrics.update(self.ceiling_metrics(curve, baseline))
         s, t, ov = zip(*self.heatmap) if self.heatmap else ((), (), ())
         return {"metrics": metrics, "curves": {f"{src}.drift": curve, f"{src}.heatmap": {"s": list(s), "t": list(t), "overlap": list(ov), "lags": list(self.logged_lags)}}}
+
+    def ceiling_metrics(self, curve: dict, baseline: float) -> dict:
+        """The honest drift figures: disjoint-window overlap, its ratio to the noise ceiling, the
+        ratio's half-life and the plateau."""
+        src, window = self.source, self.window.capacity
+        if not curve["noise_ceiling_count"]:
+            return {}
+        metrics = {
+            f"{src}.noise_ceiling": {
+                **metric(curve["noise_ceiling"], f"noise ceiling (SCIENCE.md 4): overlap of the top-k bases of the even and odd halves of one window (W/2 = {window // 2} vectors each), mean over {curve['noise_ceiling_count']} snapshots", baseline),
+                "spread": {"std": curve["noise_ceiling_std"]},
+            }
+        }
+        for lag, half, ratio in zip(curve["half_lags"], curve["half_overlap"], curve["ratio"]):
+            metrics[f"{src}.half_overlap_lag{lag}"] = metric(half, f"overlap of half-window bases of disjoint windows (W = {window}) at lag {lag}, B_e(s) against B_o(s+{lag})", baseline)
+            metrics[f"{src}.overlap_ratio_lag{lag}"] = metric(ratio, f"half-window overlap at lag {lag} ÷ noise ceiling: 1 = no drift beyond sampling noise (the honest drift figure)")
+        if curve["half_lags"]:
+            value, bound = ratio_half_life(curve["half_lags"], curve["ratio"])
+            entry = metric(value, "half-life (SCIENCE.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps; inf = beyond the largest lag")
+            metrics[f"{src}.half_life_ratio"] = {**entry, "bound": bound} if bound else entry
+            top = plateau_lags(curve["half_lags"])
+            chosen = [curve["half_lags"].index(lag) for lag in top]
+            plateau = sum(curve["half_overlap"][i] for i in chosen) / len(chosen)
+            metrics[f"{src}.plateau"] = metric(plateau, f"plateau: mean half-window overlap over the largest lags {top}, the part of the basis that persists", baseline)
+            metrics[f"{src}.plateau_ratio"] = metric(sum(curve["ratio"][i] for i in chosen) / len(chosen), f"plateau ÷ noise ceiling over lags {top}")
+        return metrics
 
     def figures(self) -> dict:
         from loclin.plots import drift_curve_figure, drift_heatmap_figure
@@ -122,11 +208,13 @@ class DriftCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
-        ring = [(step, self.window.shard.gather(basis, 0)) for step, basis in self.ring]  # whole bases
+        whole = self.window.shard.gather
+        ring = [(step, whole(basis, 0), None if even is None else whole(even, 0), ceiling) for step, basis, even, ceiling in self.ring]
         return {"ring": ring, "last_snapshot": self.last_snapshot, "averages": self.averages.state_dict(), "heatmap": list(self.heatmap)}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        self.ring = [(step, self.window.shard.local(basis, 0)) for step, basis in state_dict["ring"]]
+        local = self.window.shard.local
+        self.ring = [(step, local(basis, 0), None if even is None else local(even, 0), ceiling) for step, basis, even, ceiling in state_dict["ring"]]
         self.last_snapshot = state_dict["last_snapshot"]
         self.averages.load_state_dict(state_dict["averages"])
         self.heatmap = [tuple(x) for x in state_dict["heatmap"]]

@@ -9,9 +9,15 @@ bases P_m = orth(u_0 … u_{m−1}) (and the gradient variant), adds S6 = (θ* �
 static bases frozen at θ*, and reports for every basis B: cap(B, Δ) (energy) against k/D,
 and the function-space check, task-T held-out loss and accuracy at θ_0 + B Bᵀ Δ.
 
+Every P_m carries its numerical determination, the smallest relative pivot of its vectors
+(geometry.prefix). Controls (SCIENCE.md 7): is the *prefix* special? For m <= ``control_m``, the
+capture of Δ by m updates at seeded random positions of the recovery (``control_draws`` draws,
+nested: draw j's first m positions) and by the last m updates. Only the updates at those
+positions are kept (at most control_draws·control_m + control_m vectors).
+
 For a LoRA adapter (``effective_layers`` given) the prefix capture is also measured in
 effective weight space: the moves e_t = W(θ_{t+1}) − W(θ_t) of W = (α/r) B A against
-W(θ_R) − W(θ_0), from their Gram matrix (geometry.lora).
+W(θ_R) − W(θ_0), from an R factor accumulated layer by layer (geometry.lora.effective_step_r).
 """
 
 from __future__ import annotations
@@ -24,13 +30,13 @@ import torch
 from callbacks.base import MeasurementCallback, metric
 from callbacks.parameter_vector import ParameterVector
 from geometry import capture, nested_prefix_basis, random_capture_baseline
-from geometry.lora import LoraFactors, effective_step_gram
-from geometry.prefix import prefix_capture_from_gram
+from geometry.lora import LoraFactors, effective_step_r
+from geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_curve, prefix_capture_from_r, smallest_pivots
 from geometry.static_bases import go_back_direction, project
 
 
 class RecoveryCallback(MeasurementCallback):
-    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0, effective_layers: list[LoraFactors] | None = None):
+    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0, effective_layers: list[LoraFactors] | None = None, steps: int = 0, control_m: int = 8, control_draws: int = 0, seed: int = 0):
         self.constrained_m = constrained_m
         self.effective_layers = effective_layers or []
         self.vector = vector
@@ -44,13 +50,19 @@ class RecoveryCallback(MeasurementCallback):
         self.recorded = 0
         self.theta_zero: torch.Tensor | None = None
         self.results: dict = {}
+        self.control_m = min(control_m, steps)
+        self.random_positions = control_positions(steps, self.control_m, control_draws, seed)
+        self.last_positions = list(range(steps - self.control_m, steps)) if control_draws else []
+        self.control_updates: dict[int, torch.Tensor] = {}  # u_p for the positions the controls use
+        self._wanted = set(self.last_positions).union(*map(set, self.random_positions))
+        self._theta_before: torch.Tensor | None = None
 
     @property
     def state_key(self) -> str:
         return "Recovery"
 
     def memory_bytes(self) -> int:
-        return (self.updates.numel() + self.gradients.numel() + 3 * self.vector.dim) * 4
+        return (self.updates.numel() + self.gradients.numel() + (3 + len(self._wanted)) * self.vector.dim) * 4
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.theta_zero is None:
@@ -60,19 +72,30 @@ class RecoveryCallback(MeasurementCallback):
         if self.recorded < len(self.updates):
             self.vector.write_grads(self.gradients[self.recorded])
             self.vector.write_values(self.updates[self.recorded])  # θ_t; the step makes it u_t
+        if trainer.global_step in self._wanted:
+            self._theta_before = self.vector.values()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
         if self.recorded < len(self.updates):
             self.vector.subtract_from_values(self.updates[self.recorded])
             self.recorded += 1
+        position = trainer.global_step - 1  # the step just taken
+        if position in self._wanted and self._theta_before is not None:
+            self.control_updates[position] = self.vector.values() - self._theta_before
+            self._theta_before = None
 
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         theta_end = self.vector.values()
         delta = theta_end - self.theta_zero
         bases = dict(self.static_bases)
         bases["S6_go_back"] = go_back_direction(self.theta_star, self.theta_zero)
         prefix_u = nested_prefix_basis(self.updates[: self.recorded]).float()
         prefix_g = nested_prefix_basis(self.gradients[: self.recorded]).float()
+        self.results["pivots"] = {
+            "updates": smallest_pivots(self.updates[: self.recorded]).tolist(),
+            "gradients": smallest_pivots(self.gradients[: self.recorded]).tolist(),
+        }
+        self.results["controls"] = self.control_captures(delta)
         for m in self.prefix_ms:
             if m <= self.recorded:
                 bases[f"P{m}_updates"] = prefix_u[:, :m]
@@ -85,16 +108,28 @@ class RecoveryCallback(MeasurementCallback):
         for name, theta in (("theta_0", self.theta_zero), ("theta_R", theta_end), ("theta_star", self.theta_star)):
             self.vector.load_values(theta)
             rows[name] = pl_module.evaluate_batch(heldout)
-        self.results = {"rows": rows, "delta_norm": float(delta.norm()), "go_back_norm": float((self.theta_star - self.theta_zero).norm())}
+        self.results.update({"rows": rows, "delta_norm": float(delta.norm()), "go_back_norm": float((self.theta_star - self.theta_zero).norm())})
         if self.effective_layers:
-            gram = effective_step_gram(self.theta_zero, self.updates[: self.recorded], theta_end, self.effective_layers)
-            self.results["effective"] = prefix_capture_from_gram(gram).tolist()
+            r = effective_step_r(self.theta_zero, self.updates[: self.recorded], theta_end, self.effective_layers)
+            captures, pivots = prefix_capture_from_r(r)
+            self.results["effective"] = captures.tolist()
+            self.results["pivots"]["effective_updates"] = pivots.tolist()
             self.results["effective_dim"] = sum(f.a_shape[1] * f.b_shape[0] for f in self.effective_layers)
         name = f"P{self.constrained_m}_updates"
         if name in bases:
             rows[f"constrained_{name}"] = self.constrained_recovery(trainer, pl_module, bases[name], heldout)
         self.vector.load_values(theta_end)
-        super().on_train_end(trainer, pl_module)
+
+    def control_captures(self, delta: torch.Tensor) -> dict:
+        """cap(orth(u_p : p in a set), Δ) for the random-position draws and the last m updates,
+        for every m in prefix_ms up to control_m (each draw's sets are nested in m)."""
+        ms = [m for m in self.prefix_ms if m <= self.control_m]
+        if not ms or not self.random_positions or any(p not in self.control_updates for p in self._wanted):
+            return {}
+        draws = [prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, ms) for positions in self.random_positions]
+        # the last m updates are u_{T−m} … u_{T−1}: the nested sets grow backwards from the end
+        last = prefix_capture_curve(torch.stack([self.control_updates[p] for p in reversed(self.last_positions)]), delta, ms)
+        return {"m": ms, "random": [[draw[m] for draw in draws] for m in ms], "last": [last[m] for m in ms], "positions": self.random_positions}
 
     def constrained_recovery(self, trainer: L.Trainer, pl_module: L.LightningModule, basis: torch.Tensor, heldout: dict) -> dict:
         """Re-run the recovery from θ_0 with every step projected back onto θ_0 + span(basis).
@@ -140,7 +175,24 @@ class RecoveryCallback(MeasurementCallback):
         }
         curve["updates"] = [rows[f"P{m}_updates"]["capture"] for m in curve["m"]]
         curve["gradients"] = [rows[f"P{m}_gradients"]["capture"] for m in curve["m"]]
+        for source in ("updates", "gradients"):
+            pivots = self.results["pivots"][source]
+            curve[f"min_pivot_{source}"] = [pivots[m - 1] for m in curve["m"]]
+            curve[f"determined_{source}"] = [pivots[m - 1] >= PREFIX_DETERMINED_PIVOT for m in curve["m"]]
+        for m, pivot in zip(curve["m"], curve["min_pivot_updates"]):
+            metrics[f"recovery.prefix_pivot.P{m}_updates"] = metric(pivot, f"smallest relative QR pivot of u_0 … u_{m - 1}; P_{m} is numerically determined when >= {PREFIX_DETERMINED_PIVOT:g}")
+        controls = self.results.get("controls") or {}
+        if controls:
+            curve["controls"] = controls
+            for m, draws, last in zip(controls["m"], controls["random"], controls["last"]):
+                spread = torch.tensor(draws, dtype=torch.float64)
+                metrics[f"recovery.capture.R{m}_random_positions"] = {
+                    **metric(float(spread.mean()), f"control: capture of Δ by {m} updates at seeded random positions of the recovery, mean over {len(draws)} draws", random_capture_baseline(m, dim)),
+                    "spread": {"std": float(spread.std()) if len(draws) > 1 else 0.0, "min": float(spread.min()), "max": float(spread.max()), "draws": len(draws)},
+                }
+                metrics[f"recovery.capture.L{m}_last_updates"] = metric(last, f"control: capture of Δ by the last {m} recovery updates", random_capture_baseline(m, dim))
         if "effective" in self.results:
+            curve["min_pivot_effective_updates"] = [self.results["pivots"]["effective_updates"][m - 1] for m in curve["m"]]
             curve["effective_updates"] = [self.results["effective"][m - 1] for m in curve["m"]]
             curve["effective_dim"] = self.results["effective_dim"]
             for m, value in zip(curve["m"], curve["effective_updates"]):
@@ -158,10 +210,19 @@ class RecoveryCallback(MeasurementCallback):
         return {"recovery/prefix_capture": prefix_capture_figure({"run": curve}, statics, random_capture_baseline(8, self.vector.dim))}
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "gradients": self.gradients, "recorded": self.recorded, "theta_zero": self.theta_zero}
+        return {"updates": self.updates, "gradients": self.gradients, "recorded": self.recorded, "theta_zero": self.theta_zero, "control_updates": self.control_updates, "theta_before": self._theta_before}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.updates = state_dict["updates"]
         self.gradients = state_dict["gradients"]
         self.recorded = state_dict["recorded"]
         self.theta_zero = state_dict["theta_zero"]
+        self.control_updates = dict(state_dict.get("control_updates", {}))
+        self._theta_before = state_dict.get("theta_before")
+
+
+def control_positions(steps: int, m: int, draws: int, seed: int) -> list[list[int]]:
+    """``draws`` seeded sets of m distinct recovery positions in [0, steps), each in draw order
+    (its first j positions are the j-update control)."""
+    generator = torch.Generator().manual_seed(seed * 1000 + 29)
+    return [torch.randperm(steps, generator=generator)[:m].tolist() for _ in range(draws)] if steps >= m else []

@@ -1,9 +1,13 @@
-"""Summaries of a drift curve (SCIENCE.md measurement 4)."""
+"""Summaries of a drift curve, and the noise ceiling it is read against (SCIENCE.md measurement 4)."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+
+import torch
+
+from geometry.subspace import basis_coefficients
 
 
 def half_life(lags: Sequence[float], overlaps: Sequence[float]) -> float:
@@ -22,3 +26,73 @@ def half_life(lags: Sequence[float], overlaps: Sequence[float]) -> float:
                 return lag1
             return lag0 + (ov0 - 0.5) * (lag1 - lag0) / (ov0 - ov1)
     return float("inf")
+
+
+# ---------------------------------------------------------------------------------------------
+# The noise ceiling (SCIENCE.md 4): what a non-drifting stream would give at W/2 samples.
+#
+# The window's vectors, in time order, split into the even- and odd-indexed halves X_e, X_o
+# (same time span, disjoint vectors). Their top-k bases B_e = X_eᵀ C_e, B_o = X_oᵀ C_o follow
+# from the sub-blocks G_ee, G_oo of the window's Gram (geometry.subspace.basis_coefficients),
+# and their overlap from G_eo alone:
+#
+#     ceiling = ‖B_eᵀ B_o‖_F² / k = ‖C_eᵀ G_eo C_o‖_F² / k      (W-sized work, no D-vector)
+#
+# Drift at lag L >= W then compares half-window bases of two disjoint windows, B_e(s) with
+# B_o(s + L): like with like, so overlap(L) / ceiling ≈ 1 for a stationary stream.
+# ---------------------------------------------------------------------------------------------
+
+
+def half_window_slots(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slots of the even- and odd-indexed vectors of a full window in time order (``steps``: the
+    step held by each slot)."""
+    order = torch.argsort(steps)
+    return order[0::2], order[1::2]
+
+
+def half_window_coefficients(gram: torch.Tensor, steps: torch.Tensor, k: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{"even": (slots, C), "odd": (slots, C)}: B_half = X[slots]ᵀ C, the top-min(k, W/2) basis of
+    each half, from sub-blocks of the window's Gram."""
+    even, odd = half_window_slots(steps)
+    k_half = min(k, len(odd))
+    return {name: (slots, basis_coefficients(gram[slots][:, slots], k_half)[0]) for name, slots in (("even", even), ("odd", odd))}
+
+
+def noise_ceiling(gram: torch.Tensor, steps: torch.Tensor, k: int) -> float:
+    """‖B_eᵀB_o‖_F²/k' between the top-k' bases (k' = min(k, W/2)) of the even and odd halves of
+    one window, computed from its Gram alone."""
+    halves = half_window_coefficients(gram, steps, k)
+    (even, c_even), (odd, c_odd) = halves["even"], halves["odd"]
+    rank = max(c_even.shape[1], c_odd.shape[1])
+    if rank == 0:
+        return float("nan")
+    cross = c_even.T @ gram[even][:, odd] @ c_odd
+    return float(cross.pow(2).sum()) / rank
+
+
+def ratio_half_life(lags: Sequence[float], ratios: Sequence[float]) -> tuple[float, str]:
+    """Lag at which overlap(L)/ceiling first falls to 0.5, from disjoint-window lags only.
+
+    Linear interpolation between measured lags; nothing is drawn from lag 0. Returns
+    ``(value, bound)``: bound "" for an interpolated crossing, "at_most" when the smallest lag
+    is already at or below 0.5 (the half-life is then no longer than that lag), and
+    ``(inf, "at_least")`` when the ratio stays above 0.5 up to the largest lag.
+    """
+    points = [(float(lag), float(r)) for lag, r in zip(lags, ratios) if not math.isnan(r)]
+    if not points:
+        return float("nan"), ""
+    if points[0][1] <= 0.5:
+        return points[0][0], "at_most"
+    for (lag0, r0), (lag1, r1) in zip(points, points[1:]):
+        if r1 <= 0.5:
+            return lag0 + (r0 - 0.5) * (lag1 - lag0) / (r0 - r1), ""
+    return float("inf"), "at_least"
+
+
+def plateau_lags(lags: Sequence[int]) -> list[int]:
+    """The largest lags of a ladder, whose mean overlap is the part of the basis that persists:
+    every lag >= half the largest (at least the largest one)."""
+    if not lags:
+        return []
+    top = max(lags)
+    return [lag for lag in lags if 2 * lag >= top]

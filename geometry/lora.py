@@ -6,15 +6,19 @@ weights by
 
     e_t = W(θ_{t+1}) − W(θ_t),  per layer  s (dB A + B dA + dB dA)
 
-(exact, not linearised). Effective vectors are never kept: their Gram matrix is accumulated
-layer by layer, and prefix capture is read from it (geometry.prefix.prefix_capture_from_gram).
+(exact, not linearised). Effective vectors are never kept whole: an R factor of them is
+accumulated layer by layer (TSQR), and prefix capture is read from it
+(geometry.prefix.prefix_capture_from_r).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from geometry.prefix import stacked_r
 
 
 @dataclass(frozen=True)
@@ -42,14 +46,13 @@ def effective_weights(theta: torch.Tensor, layers: list[LoraFactors]) -> torch.T
     return torch.cat(parts)
 
 
-def effective_step_gram(theta_start: torch.Tensor, steps: torch.Tensor, theta_end: torch.Tensor, layers: list[LoraFactors]) -> torch.Tensor:
-    """Gram matrix (M+1)×(M+1) of the effective moves e_0 … e_{M−1} of the raw steps
-    ``steps`` (M×D, u_t = θ_{t+1} − θ_t from θ_0 = ``theta_start``) and of the effective
-    displacement W(θ_end) − W(θ_start), last. Peak memory: (M+1)·d_out·d_in floats of one layer."""
+def effective_moves(theta_start: torch.Tensor, steps: torch.Tensor, theta_end: torch.Tensor, layers: list[LoraFactors]) -> Iterator[torch.Tensor]:
+    """Per adapted layer, the (M+1)×(d_out·d_in) block of the effective moves e_0 … e_{M−1} of
+    the raw steps ``steps`` (M×D, u_t = θ_{t+1} − θ_t from θ_0 = ``theta_start``) and, last, of
+    the effective displacement W(θ_end) − W(θ_start) (float64). Peak memory: one layer's block."""
     steps = steps.to(torch.float64)
     points = theta_start.to(torch.float64) + torch.cumsum(steps, 0) - steps  # θ_0 … θ_{M−1}
     m = steps.shape[0]
-    gram = torch.zeros(m + 1, m + 1, dtype=torch.float64)
     for layer in layers:
         a, b = layer.split(points)
         da, db = layer.split(steps)
@@ -58,6 +61,11 @@ def effective_step_gram(theta_start: torch.Tensor, steps: torch.Tensor, theta_en
         moves = db @ a  # M × d_out × d_in, built in place: the largest tensor here
         moves.baddbmm_(b, da).baddbmm_(db, da).mul_(layer.scale)
         total = layer.scale * (b_end @ a_end - b_start @ a_start)
-        vectors = torch.cat([moves.reshape(m, -1), total.reshape(1, -1)])
-        gram += vectors @ vectors.T
-    return gram
+        yield torch.cat([moves.reshape(m, -1), total.reshape(1, -1)])
+
+
+def effective_step_r(theta_start: torch.Tensor, steps: torch.Tensor, theta_end: torch.Tensor, layers: list[LoraFactors]) -> torch.Tensor:
+    """R factor (M+1)×(M+1) of [e_0 … e_{M−1}, W(θ_end) − W(θ_start)] as columns, by TSQR over
+    the layers (geometry.prefix.stacked_r): the prefix captures of these vectors to QR accuracy,
+    where their Gram matrix would square the condition number of a Krylov-like prefix."""
+    return stacked_r(block.T for block in effective_moves(theta_start, steps, theta_end, layers))

@@ -45,3 +45,26 @@ def gradient_descent(eigenvalues: torch.Tensor, offset: torch.Tensor, steps: int
             updates.append(u.clone())
         x += u
     return QuadraticRun(eigenvalues, torch.stack(updates), torch.stack(gradients), x - start, loss_start, loss(x))
+
+
+def krylov_basis(matvec, start: torch.Tensor, m: int, tol: float = 1e-12) -> torch.Tensor:
+    """Orthonormal basis (D×m', m' <= m) of K_m(H, g) = span(g, Hg, …, H^{m−1} g), built stably.
+
+    Arnoldi (for a symmetric H the Lanczos recurrence, here with full re-orthogonalisation,
+    two passes): q_1 = g/‖g‖, q_{j+1} ∝ H q_j − Σ_{i<=j} (q_iᵀ H q_j) q_i. Each new vector is
+    orthogonalised against an orthonormal basis, never against the powers H^j g, whose columns
+    become parallel to float64 precision after ~12 steps. Stops early at the grade of g (the
+    residual falls below ``tol`` of ‖H q_j‖): K_m is then invariant and equals K_{m'}.
+    """
+    q = start.to(torch.float64).reshape(-1)
+    basis = [q / q.norm()]
+    while len(basis) < m:
+        w = matvec(basis[-1]).to(torch.float64)
+        scale = w.norm()
+        stacked = torch.stack(basis, 1)
+        for _ in range(2):
+            w = w - stacked @ (stacked.T @ w)
+        if w.norm() <= tol * scale:
+            break
+        basis.append(w / w.norm())
+    return torch.stack(basis, 1)

@@ -143,6 +143,8 @@ class RecoveryConfig:
     hessian_iterations: int = 40  # Lanczos steps for S5
     hurt_threshold: float = 0.1  # accuracy drop on T below which the degradation "did not hurt"
     constrained_m: int = 8  # re-run the recovery inside θ_0 + span(P_m); 0 = skip
+    control_m: int = 8  # controls for P_m, m <= control_m: m updates at random positions, and the last m
+    control_draws: int = 10  # seeded draws of random positions (mean and spread); 0 = no controls
 
 
 @dataclass
@@ -494,3 +496,4 @@ def validate_phases(c: DictConfig) -> None:
     _require(r.noise_scale > 0 and r.negation_scale > 0, "recovery.noise_scale and recovery.negation_scale must be > 0")
     _require(r.constrained_m == 0 or r.constrained_m in r.prefix_ms, f"recovery.constrained_m={r.constrained_m} must be 0 or one of recovery.prefix_ms={list(r.prefix_ms)}")
     _require(0 <= r.hurt_threshold <= 1, f"recovery.hurt_threshold={r.hurt_threshold} must be in [0, 1]")
+    _require(r.control_draws >= 0 and 1 <= r.control_m <= recover_steps, f"recovery.control_m={r.control_m} must be in 1 … phases[{recover}].steps={recover_steps} and recovery.control_draws={r.control_draws} >= 0")

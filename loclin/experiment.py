@@ -300,6 +300,8 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         trainer = build_trainer(cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps)
         if phase.steps > 0:
             trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.is_file() else None)
+            for callback in phase_callbacks:  # a resume from a checkpoint at the last step skips on_train_end
+                callback.finish_phase(trainer, module)
             optimizer_state = trainer.optimizers[0].state_dict()
         results = trainer.validate(module, datamodule=datamodule, verbose=False)
         part = phase_summary(phase, index, trainer, phase_callbacks, task_metrics(results, datamodule))

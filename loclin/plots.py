@@ -47,15 +47,25 @@ def heldout_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], b
 
 
 def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: float) -> Figure:
-    """Overlap ‖B_sᵀB_t‖²/k and stale-basis capture cap(B_s, g_t) against lag t − s."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    """Overlap ‖B_sᵀB_t‖²/k and stale-basis capture cap(B_s, g_t) against lag t − s, and, where
+    measured, the disjoint-window drift against its noise ceiling (a band: mean ± std over
+    snapshots) and their ratio."""
+    with_ceiling = any(curve.get("half_lags") for curve in series.values())
+    fig, axes = plt.subplots(1, 3 if with_ceiling else 2, figsize=(15 if with_ceiling else 10, 3.6))
     for label, curve in series.items():
         lags = np.asarray(curve["lags"], dtype=float)
         ov = np.asarray(curve["overlap"], dtype=float)
         sd = np.asarray(curve.get("overlap_std", np.zeros_like(ov)), dtype=float)
-        (line,) = axes[0].plot(lags, ov, marker="o", ms=3, label=label)
+        (line,) = axes[0].plot(lags, ov, marker="o", ms=3, label=f"{label}: full windows")
         axes[0].fill_between(lags, ov - sd, ov + sd, color=line.get_color(), alpha=0.15)
         axes[1].plot(lags, curve["stale_capture"], marker="o", ms=3, label=label)
+        if curve.get("half_lags"):
+            color = line.get_color()
+            axes[0].plot(curve["half_lags"], curve["half_overlap"], marker="s", ms=4, ls="--", color=color, label=f"{label}: half windows, disjoint (L ≥ W)")
+            ceiling, spread = curve["noise_ceiling"], curve.get("noise_ceiling_std", 0.0)
+            axes[0].axhspan(ceiling - spread, ceiling + spread, color=color, alpha=0.12)
+            axes[0].axhline(ceiling, color=color, lw=0.8, ls="-.", label=f"{label}: noise ceiling {ceiling:.2f} ± {spread:.2f}")
+            axes[2].plot(curve["half_lags"], curve["ratio"], marker="s", ms=4, color=color, label=label)
     for ax, ylabel in zip(axes, ("overlap $\\|B_s^T B_t\\|_F^2/k$", "stale capture cap$(B_s, g_t)$")):
         ax.axhline(baseline, color="gray", ls="--", label=f"random k/D = {baseline:.2g}")
         ax.set_xlabel("lag t − s (steps)")
@@ -65,6 +75,14 @@ def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: 
     axes[0].axhline(0.5, color="tab:red", ls=":", lw=0.8)
     axes[0].set_title("basis drift")
     axes[1].set_title("how much an old basis still explains")
+    if with_ceiling:
+        axes[2].axhline(1.0, color="gray", ls="-.", lw=0.8, label="no drift beyond sampling noise")
+        axes[2].axhline(0.5, color="tab:red", ls=":", lw=0.8, label="half")
+        axes[2].set_xlabel("lag t − s (steps, disjoint windows)")
+        axes[2].set_ylabel("overlap ÷ noise ceiling")
+        axes[2].set_ylim(bottom=0)
+        axes[2].set_title("drift against the noise ceiling")
+        axes[2].legend(fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -1,7 +1,8 @@
 """The Krylov sanity experiment (SCIENCE.md 7) through the same geometry code as training runs.
 
-GD on L(θ) = ½ (θ − θ°)ᵀ diag(λ) (θ − θ°), λ_i = 1/i^exponent: prefix capture cap(P_m, Δ),
-the top-k Hessian eigenspace's capture of Δ (S5), and the drift of a rolling gradient basis,
+GD on L(θ) = ½ (θ − θ°)ᵀ diag(λ) (θ − θ°), λ_i = 1/i^exponent: prefix capture cap(P_m, Δ)
+beside its exact value cap(K_m(H, g_0), Δ) and the smallest relative pivot of each prefix (the
+update prefix is round-off once that falls near 1e-16, after ~12 updates here), the top-k Hessian eigenspace's capture of Δ (S5), and the drift of a rolling gradient basis,
 written to summary.json under the same names as a recovery run so analyze.py reads both.
 """
 
@@ -19,10 +20,10 @@ from geometry import (
     capture,
     compare_subspaces,
     half_life,
-    prefix_capture_curve,
     random_capture_baseline,
 )
-from geometry.quadratic import gradient_descent, power_law_spectrum
+from geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_and_pivots
+from geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
 
 
@@ -50,12 +51,17 @@ def run_quadratic(cfg: DictConfig, run_dir: Path) -> dict:
     offset = torch.randn(q.dim, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)
     keep = max(max(q.prefix_ms), max(q.drift_lags) + q.window + max(q.drift_lags))
     run = gradient_descent(spectrum, offset, q.steps, q.lr_scale, keep=min(keep, q.steps))
-    curve = prefix_capture_curve(run.updates, run.displacement, list(q.prefix_ms))
+    curve, pivots = prefix_capture_and_pivots(run.updates, run.displacement, list(q.prefix_ms))
     delta = run.displacement
+    # the truth the update prefix approximates: span(u_0 … u_{m−1}) = K_m(H, g_0), built stably from H
+    krylov = {m: capture(krylov_basis(lambda v: spectrum * v, run.gradients[0], m), delta) for m in curve}
     top = torch.eye(q.dim, dtype=torch.float64)[:, : q.k]  # λ is sorted descending: e_1..e_k
     hessian = capture(top, delta)
     drift = rolling_drift(run.gradients, q.window, q.k_rolling, list(q.drift_lags))
     metrics = {f"recovery.capture.P{m}_updates": metric(v, f"capture (SCIENCE.md 7) cap(P_{m}, Δ), energy", random_capture_baseline(m, q.dim)) for m, v in curve.items()}
+    for m in curve:
+        metrics[f"recovery.capture_krylov.K{m}"] = metric(krylov[m], f"capture of Δ by the exact Krylov space K_{m}(H, g_0) (Arnoldi on H): what cap(P_{m}, Δ) equals in exact arithmetic", random_capture_baseline(m, q.dim))
+        metrics[f"recovery.prefix_pivot.P{m}_updates"] = metric(pivots[m], f"smallest relative QR pivot of u_0 … u_{m - 1}; P_{m} is numerically determined when >= {PREFIX_DETERMINED_PIVOT:g}")
     metrics["recovery.capture.S5_hessian"] = metric(hessian, f"capture of Δ by the top-{q.k} Hessian eigenvectors", random_capture_baseline(q.k, q.dim))
     metrics.update({f"grad.overlap_lag{lag}": metric(v, f"overlap of rolling (W={q.window}, k={q.k_rolling}) gradient bases at lag {lag}", q.k_rolling / q.dim) for lag, v in drift.items()})
     metrics["grad.half_life"] = metric(half_life(list(drift), list(drift.values())), "half_life (SCIENCE.md 4) of the rolling gradient basis, steps")
@@ -68,7 +74,13 @@ def run_quadratic(cfg: DictConfig, run_dir: Path) -> dict:
         "geometry": {"dim": q.dim, "k": q.k, "window": q.window, "random_baseline_k_over_D": q.k / q.dim},
         "metrics": metrics,
         "curves": {
-            "recovery.prefix": {"m": list(curve), "updates": list(curve.values())},
+            "recovery.prefix": {
+                "m": list(curve),
+                "updates": list(curve.values()),
+                "krylov_exact": [krylov[m] for m in curve],
+                "min_pivot_updates": [pivots[m] for m in curve],
+                "determined_updates": [pivots[m] >= PREFIX_DETERMINED_PIVOT for m in curve],
+            },
             "recovery.table": {
                 **{f"P{m}_updates": {"capture": v, "k": m} for m, v in curve.items()},
                 "S5_hessian": {"capture": hessian, "k": q.k},

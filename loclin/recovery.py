@@ -113,7 +113,13 @@ class Recovery:
             degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
         if phase.name == self.r.recover_phase:
             frozen = torch.load(self.dir / "static.pt", weights_only=True)
-            return [RecoveryCallback(self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m, lora_factors(self.module, self.vector))]
+            return [
+                RecoveryCallback(
+                    self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m,
+                    lora_factors(self.module, self.vector), steps=phase.steps, control_m=self.r.control_m,
+                    control_draws=self.r.control_draws, seed=self.cfg.seed,
+                )
+            ]
         return []
 
     def after_phase(self, phase: DictConfig, measurements: list[MeasurementCallback]) -> None:

@@ -11,6 +11,15 @@ def drift_layout(drift_sources: Sequence[str], sources: Sequence[str], tasks: Se
     for source in drift_sources:
         layout["drift"][f"{source}: overlap, all lags"] = ["Multiline", [rf"drift/{source}/overlap_lag\d+"]]
         layout["drift"][f"{source}: stale-basis capture, all lags"] = ["Multiline", [rf"drift/{source}/stale_capture_lag\d+"]]
+        layout["drift"][f"{source}: noise ceiling (running mean ± std)"] = [
+            "Margin",
+            [f"drift/{source}/noise_ceiling_mean", f"drift/{source}/noise_ceiling_lower", f"drift/{source}/noise_ceiling_upper"],
+        ]
+        layout["drift"][f"{source}: disjoint half-window overlap and the ceiling"] = [
+            "Multiline",
+            [rf"drift/{source}/half_overlap_lag\d+", rf"drift/{source}/noise_ceiling$"],
+        ]
+        layout["drift"][f"{source}: overlap ÷ noise ceiling (the honest drift)"] = ["Multiline", [rf"drift/{source}/overlap_ratio_lag\d+"]]
     for source in sources:
         layout["geometry"][f"{source}: top-k energy per group"] = ["Multiline", [rf"geometry/{source}/energy_topk.*"]]
         layout["geometry"][f"{source}: held-out capture"] = ["Multiline", [rf"geometry/{source}/heldout_capture_h\d+"]]

@@ -123,3 +123,47 @@ def test_reset_reinitialises_only_the_named_group():
 def test_recovery_config_errors(overrides, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
         load_config(TINY, overrides)
+
+
+class CrashAtPhaseEnd(Callback):
+    """Stops the run right after the recover phase's last step and its checkpoint at that step."""
+
+    def on_train_end(self, trainer, pl_module):
+        if trainer.datamodule.phase == 2:
+            raise RuntimeError("simulated kill at the end of the phase")
+
+
+def test_killed_after_the_last_step_checkpoint_resumes_to_every_number(tmp_path):
+    """eval_every = the recover phase's 60 steps: its last.ckpt is written at its final step, and
+    Lightning skips on_train_end for a phase resumed there; the recovery results must still come."""
+    root = tmp_path / "whole"
+    cfg = load_config(TINY, [f"output_root={root}", "trainer.eval_every=60"])
+    whole = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
+    cfg = load_config(TINY, [f"output_root={tmp_path / 'killed'}", "trainer.eval_every=60"])
+    run_dir = create_run_dir(cfg.output_root, cfg.experiment)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_experiment(cfg, run_dir, extra_callbacks=[CrashAtPhaseEnd()])
+    assert torch.load(run_dir / "checkpoints" / "recover" / "last.ckpt", weights_only=False)["global_step"] == 60
+    assert not (run_dir / "phases" / "recover.json").exists()
+    resumed = run_experiment(cfg, run_dir, resume=True)
+    recovery_keys = [name for name in whole["metrics"] if name.startswith("recovery.")]
+    assert len(recovery_keys) > 50
+    assert set(resumed["metrics"]) == set(whole["metrics"])
+    for name, entry in whole["metrics"].items():
+        assert resumed["metrics"][name]["value"] == entry["value"], name
+
+
+def test_prefix_numbers_carry_pivots_and_controls(reference):
+    metrics, curve = reference["metrics"], reference["curves"]["recovery.prefix"]
+    pivots = curve["min_pivot_updates"]
+    assert all(0 <= b <= a <= 1 for a, b in zip(pivots, pivots[1:]))  # a running minimum of relative pivots
+    assert curve["determined_updates"] == [p >= 1e-8 for p in pivots]
+    assert metrics["recovery.prefix_pivot.P8_updates"]["value"] == pivots[curve["m"].index(8)]
+    controls = curve["controls"]
+    assert controls["m"] == [1, 2, 4, 8] and all(len(draws) == 10 for draws in controls["random"])
+    random8 = metrics["recovery.capture.R8_random_positions"]
+    assert random8["value"] == pytest.approx(sum(controls["random"][-1]) / 10)
+    assert random8["spread"]["min"] <= random8["value"] <= random8["spread"]["max"] <= 1
+    assert 0 <= metrics["recovery.capture.L8_last_updates"]["value"] <= 1
+    # positions are distinct within a draw and lie in the 60-step recovery
+    assert all(len(set(p)) == 8 and all(0 <= i < 60 for i in p) for p in controls["positions"])

@@ -154,3 +154,31 @@ def test_split_shares_out_every_coordinate_once_in_order(world_size):
         joined = torch.cat([part.values()[slice(*part.slices[group])] for part in parts])
         torch.testing.assert_close(joined, theta[start:stop], rtol=0, atol=0)
     assert max(p.dim for p in parts) <= whole.dim / world_size + 11  # balanced to within one parameter
+
+
+def test_recovery_controls_equal_numpy_qr_of_the_updates_at_the_drawn_positions(toy):
+    from callbacks.parameter_vector import ParameterVector
+    from callbacks.recovery import RecoveryCallback
+
+    vector = ParameterVector(toy.parameter_groups())
+    theta0 = vector.values()
+    recovery = RecoveryCallback(vector, {}, theta0, "t", prefix_ms=[1, 2, 4], steps=12, control_m=4, control_draws=3, seed=5)
+    recovery.theta_zero = theta0
+    recovery.vector = vector
+    driver = StepDriver(toy, [recovery], lr=0.1)
+    grads = [torch.randn(D, generator=torch.Generator().manual_seed(i)) for i in range(12)]
+    for g in grads:
+        driver.step(g)
+    delta = (vector.values() - theta0).double().numpy()
+    controls = recovery.control_captures(vector.values() - theta0)
+    updates = np.stack([-0.1 * g.double().numpy() for g in grads])
+
+    def cap(rows):
+        q = np.linalg.qr(rows.T)[0]
+        return float(np.sum((q.T @ delta) ** 2) / (delta @ delta))
+
+    for j, positions in enumerate(controls["positions"]):
+        for i, m in enumerate(controls["m"]):
+            assert controls["random"][i][j] == pytest.approx(cap(updates[positions[:m]]), abs=1e-5)
+    for i, m in enumerate(controls["m"]):
+        assert controls["last"][i] == pytest.approx(cap(updates[12 - m :]), abs=1e-5)

@@ -1,9 +1,11 @@
-"""Effective LoRA weight space: Gram-only prefix capture against explicit vectors."""
+"""Effective LoRA weight space: block-wise prefix capture against explicit vectors and numpy QR."""
 
+import numpy as np
+import pytest
 import torch
 
-from geometry.lora import LoraFactors, effective_step_gram, effective_weights
-from geometry.prefix import prefix_capture_curve, prefix_capture_from_gram
+from geometry.lora import LoraFactors, effective_moves, effective_step_r, effective_weights
+from geometry.prefix import prefix_capture_from_r
 
 
 def layers_and_dim():
@@ -17,31 +19,39 @@ def layers_and_dim():
     return layers, offset
 
 
-def test_gram_prefix_capture_matches_explicit_gram_schmidt_including_a_dependent_vector():
-    g = torch.Generator().manual_seed(0)
-    rows = torch.randn(6, 40, generator=g, dtype=torch.float64)
-    rows[3] = 2 * rows[0] - rows[1]  # adds no direction
-    d = torch.randn(40, generator=g, dtype=torch.float64)
-    stacked = torch.cat([rows, d[None]])
-    from_gram = prefix_capture_from_gram(stacked @ stacked.T)
-    explicit = prefix_capture_curve(rows, d, range(1, 7))
-    torch.testing.assert_close(from_gram, torch.tensor([explicit[m] for m in range(1, 7)], dtype=torch.float64), rtol=1e-10, atol=1e-12)
-    assert from_gram[3] == from_gram[2]  # the dependent step changes nothing
+def materialised(theta0, steps, theta_end, layers):
+    points = [theta0.double()]
+    for u in steps.double():
+        points.append(points[-1] + u)
+    moves = [effective_weights(points[t + 1], layers) - effective_weights(points[t], layers) for t in range(len(steps))]
+    total = effective_weights(theta_end, layers) - effective_weights(theta0, layers)
+    return torch.stack([*moves, total])
 
 
-def test_effective_step_gram_equals_gram_of_materialised_effective_moves():
+@pytest.fixture
+def trajectory():
     layers, dim = layers_and_dim()
     g = torch.Generator().manual_seed(1)
     theta0 = torch.randn(dim, generator=g)
     steps = 0.1 * torch.randn(5, dim, generator=g)
     theta_end = theta0 + steps.sum(0) + 0.05 * torch.randn(dim, generator=g)
-    points = [theta0.double()]
-    for u in steps.double():
-        points.append(points[-1] + u)
-    moves = [effective_weights(points[t + 1], layers) - effective_weights(points[t], layers) for t in range(5)]
-    total = effective_weights(theta_end, layers) - effective_weights(theta0, layers)
-    vectors = torch.stack([*moves, total])
-    torch.testing.assert_close(effective_step_gram(theta0, steps, theta_end, layers), vectors @ vectors.T, rtol=1e-10, atol=1e-12)
+    return theta0, steps, theta_end, layers
+
+
+def test_effective_moves_are_the_materialised_effective_vectors_layer_by_layer(trajectory):
+    vectors = materialised(*trajectory)
+    torch.testing.assert_close(torch.cat(list(effective_moves(*trajectory)), 1), vectors, rtol=1e-10, atol=1e-12)
+
+
+def test_effective_prefix_capture_from_the_stacked_r_equals_numpy_qr_of_the_explicit_vectors(trajectory):
+    vectors = materialised(*trajectory).numpy()
+    q, _ = np.linalg.qr(vectors[:-1].T)
+    d = vectors[-1]
+    reference = np.cumsum((q.T @ d) ** 2) / (d @ d)
+    captures, pivots = prefix_capture_from_r(effective_step_r(*trajectory))
+    np.testing.assert_allclose(captures.numpy(), reference, rtol=0, atol=1e-12)
+    reference_pivots = np.minimum.accumulate(np.abs(np.linalg.qr(vectors[:-1].T)[1].diagonal()) / np.linalg.norm(vectors[:-1], axis=1))
+    np.testing.assert_allclose(pivots.numpy(), reference_pivots, rtol=1e-8)
 
 
 def test_effective_weight_of_a_layer_is_scaled_b_times_a():

@@ -6,8 +6,15 @@ import torch
 from scipy.linalg import orth
 
 from geometry.hessian import flat_hvp, lanczos_top_eigenpairs
-from geometry.prefix import prefix_capture_curve
-from geometry.quadratic import gradient_descent, power_law_spectrum
+from geometry.prefix import (
+    PREFIX_DETERMINED_PIVOT,
+    prefix_capture_and_pivots,
+    prefix_capture_curve,
+    prefix_capture_from_gram,
+    prefix_capture_from_r,
+    stacked_r,
+)
+from geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
 
 
 def brute_force_capture(rows: np.ndarray, delta: np.ndarray, m: int) -> float:
@@ -90,3 +97,78 @@ def test_hessian_vector_products_match_the_dense_hessian():
     torch.testing.assert_close(hvp(v), dense @ v, rtol=1e-4, atol=1e-5)
     values, _ = lanczos_top_eigenpairs(hvp, flat.numel(), k=3, iterations=flat.numel())
     np.testing.assert_allclose(values.numpy(), np.sort(np.linalg.eigvalsh(dense.double().numpy()))[::-1][:3], rtol=1e-3, atol=1e-5)
+
+
+def numpy_qr_curve(rows: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    q = np.linalg.qr(rows.T)[0]
+    return np.cumsum((q.T @ delta) ** 2) / (delta @ delta)
+
+
+def gd_prefix(seed: int, keep: int = 32):
+    spectrum = power_law_spectrum(2000)
+    offset = torch.randn(2000, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return spectrum, gradient_descent(spectrum, offset, steps=1000, keep=keep)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_gram_route_stays_in_unit_interval_and_agrees_with_qr_where_it_reports(seed):
+    _, run = gd_prefix(seed)
+    vectors = torch.cat([run.updates, run.displacement[None]])
+    from_gram = prefix_capture_from_gram(vectors @ vectors.T).numpy()
+    reference = numpy_qr_curve(run.updates.numpy(), run.displacement.numpy())
+    reported = ~np.isnan(from_gram)
+    assert reported[:5].all() and not reported[12:].any()  # the Krylov prefix is Gram-resolvable only briefly
+    assert reported.tolist() == sorted(reported.tolist(), reverse=True)  # a prefix of m's
+    assert ((from_gram[reported] >= 0) & (from_gram[reported] <= 1)).all()
+    np.testing.assert_allclose(from_gram[reported], reference[reported], rtol=0, atol=1e-6)
+
+
+def test_gram_route_equals_qr_on_random_prefixes():
+    rng = np.random.default_rng(3)
+    for trial in range(5):
+        rows = rng.normal(size=(16, 500)) * rng.uniform(0.1, 10, size=(16, 1))
+        delta = rows[:10].T @ rng.normal(size=10) + 0.3 * rng.normal(size=500)
+        vectors = torch.from_numpy(np.vstack([rows, delta]))
+        np.testing.assert_allclose(prefix_capture_from_gram(vectors @ vectors.T).numpy(), numpy_qr_curve(rows, delta), rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_r_route_from_row_blocks_equals_qr_of_the_whole_vectors(seed):
+    _, run = gd_prefix(seed)
+    vectors = torch.cat([run.updates, run.displacement[None]]).T  # D × (M+1)
+    r = stacked_r(vectors[i : i + 300] for i in range(0, 2000, 300))
+    captures, pivots = prefix_capture_from_r(r)
+    rows = run.updates.numpy()
+    qr_r = np.linalg.qr(rows.T)[1]
+    reference_pivots = np.minimum.accumulate(np.abs(qr_r.diagonal()) / np.linalg.norm(rows, axis=1))
+    determined = reference_pivots >= PREFIX_DETERMINED_PIVOT
+    assert determined[:9].all() and not determined[10:].any()
+    np.testing.assert_allclose(pivots.numpy()[determined], reference_pivots[determined], rtol=1e-4)
+    reference = numpy_qr_curve(rows, run.displacement.numpy())
+    np.testing.assert_allclose(captures.numpy()[determined], reference[determined], rtol=0, atol=1e-7)
+    assert ((captures >= 0) & (captures <= 1)).all()
+
+
+def test_exact_krylov_basis_is_orthonormal_spans_the_powers_and_holds_a_grade_r_start():
+    spectrum, run = gd_prefix(0)
+    basis = krylov_basis(lambda v: spectrum * v, run.gradients[0], 6)
+    torch.testing.assert_close(basis.T @ basis, torch.eye(6, dtype=torch.float64), atol=1e-13, rtol=0)
+    powers = torch.stack([spectrum**j * run.gradients[0] for j in range(6)], 1)
+    powers /= powers.norm(dim=0)
+    residual = powers - basis @ (basis.T @ powers)  # K_6 holds g, Hg, …, H^5 g
+    assert float(residual.norm(dim=0).max()) < 1e-7
+    offset = torch.zeros(300, dtype=torch.float64)
+    offset[[0, 2, 9, 49, 299]] = torch.tensor([1.0, -2.0, 0.5, 3.0, 1.5], dtype=torch.float64)
+    small = power_law_spectrum(300)
+    grade5 = krylov_basis(lambda v: small * v, small * offset, 8)
+    assert grade5.shape[1] == 5  # K_m stops growing at the grade of g_0
+
+
+def test_exact_krylov_capture_matches_the_update_prefix_where_that_is_determined():
+    spectrum, run = gd_prefix(0)
+    curve, pivots = prefix_capture_and_pivots(run.updates, run.displacement, [1, 2, 4, 8, 16, 32])
+    for m in (1, 2, 4, 8):
+        assert pivots[m] >= PREFIX_DETERMINED_PIVOT
+        exact = float((krylov_basis(lambda v: spectrum * v, run.gradients[0], m).T @ run.displacement).pow(2).sum() / run.displacement.pow(2).sum())
+        assert exact == pytest.approx(curve[m], abs=1e-8)
+    assert pivots[16] < PREFIX_DETERMINED_PIVOT and pivots[32] < PREFIX_DETERMINED_PIVOT

@@ -1,0 +1,81 @@
+"""Drift against the noise ceiling: numpy SVD of the half windows, and streams with known answers."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from callbacks import DriftCallback, GradientWindowCallback, RollingBasisCallback
+from geometry.drift import noise_ceiling, plateau_lags, ratio_half_life
+from tests.callbacks.conftest import StepDriver, ToyModule
+
+
+def test_noise_ceiling_from_the_gram_equals_numpy_svd_of_the_two_half_windows():
+    rng = np.random.default_rng(0)
+    rows = rng.normal(size=(10, 300)) @ np.diag(np.linspace(3, 0.1, 300))
+    steps = torch.tensor([7, 2, 9, 4, 0, 5, 1, 8, 3, 6])  # a ring: slot j holds step steps[j]
+    gram = torch.from_numpy(rows @ rows.T)
+    order = np.argsort(steps.numpy())
+    even, odd = rows[order[0::2]], rows[order[1::2]]
+    k = 3
+    b_even = np.linalg.svd(even.T, full_matrices=False)[0][:, :k]
+    b_odd = np.linalg.svd(odd.T, full_matrices=False)[0][:, :k]
+    expected = np.sum((b_even.T @ b_odd) ** 2) / k
+    assert noise_ceiling(gram, steps, k) == pytest.approx(expected, rel=1e-9)
+
+
+def test_ratio_half_life_uses_disjoint_lags_only_and_says_when_it_is_a_bound():
+    assert ratio_half_life([32, 64, 128], [0.9, 0.7, 0.3]) == (pytest.approx(64 + 0.2 / 0.4 * 64), "")
+    assert ratio_half_life([32, 64], [0.4, 0.2]) == (32.0, "at_most")
+    assert ratio_half_life([32, 64], [0.9, 0.8]) == (math.inf, "at_least")
+    assert plateau_lags([10, 50, 100, 200, 400]) == [200, 400]
+
+
+D_IN, D_OUT = 40, 10
+D = D_IN * D_OUT + D_OUT + 1
+WINDOW, K, STRIDE, LAGS = 16, 3, 8, (8, 16, 32, 64, 96)
+
+
+def drift_of_stream(basis_at, steps: int, seed: int) -> DriftCallback:
+    """g_t = U(t) z_t + noise, z_t ~ N(0, diag(9, 4, 2.25)), noise N(0, 0.05² I)."""
+    torch.manual_seed(0)
+    module = ToyModule(D_IN, D_OUT)
+    window = GradientWindowCallback(window=WINDOW, sources=["grad"])
+    rolling = RollingBasisCallback(window, "grad", k=K, stride=STRIDE, heldout_lags=(1,))
+    drift = DriftCallback(window, rolling, stride=STRIDE, lags=LAGS)
+    driver = StepDriver(module, [window, rolling, drift], lr=0.0)
+    g = torch.Generator().manual_seed(seed)
+    scales = torch.tensor([3.0, 2.0, 1.5], dtype=torch.float64)
+    for t in range(steps):
+        z = scales * torch.randn(K, generator=g, dtype=torch.float64)
+        driver.step((basis_at(t) @ z + 0.05 * torch.randn(D, generator=g, dtype=torch.float64)).float())
+    return drift
+
+
+def orthonormal_pairs(seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    q = torch.linalg.qr(torch.randn(D, 2 * K, generator=torch.Generator().manual_seed(seed), dtype=torch.float64))[0]
+    return q[:, :K], q[:, K:]
+
+
+def test_a_stationary_stream_sits_at_the_ceiling_at_every_disjoint_lag():
+    a, _ = orthonormal_pairs(1)
+    drift = drift_of_stream(lambda t: a, steps=900, seed=2)
+    metrics = drift.summary()["metrics"]
+    assert 0.3 < metrics["grad.noise_ceiling"]["value"] < 0.95  # W/2 = 8 noisy samples: well below 1
+    for lag in (16, 32, 64, 96):
+        assert metrics[f"grad.overlap_ratio_lag{lag}"]["value"] == pytest.approx(1.0, abs=0.05), lag
+    assert "grad.overlap_ratio_lag8" not in metrics  # L < W: the windows share vectors
+    assert metrics["grad.half_life_ratio"]["value"] == math.inf
+    assert metrics["grad.plateau_ratio"]["value"] == pytest.approx(1.0, abs=0.05)
+
+
+def test_a_rotating_top_subspace_gives_its_rate_back():
+    a, b = orthonormal_pairs(3)
+    omega = math.pi / 4 / 64  # the true overlap is cos²(ω L): 1/2 at L = 64
+    drift = drift_of_stream(lambda t: math.cos(omega * t) * a + math.sin(omega * t) * b, steps=900, seed=4)
+    metrics = drift.summary()["metrics"]
+    for lag in (32, 64):
+        ratio = metrics[f"grad.overlap_ratio_lag{lag}"]["value"]
+        assert math.acos(math.sqrt(min(ratio, 1.0))) / lag == pytest.approx(omega, rel=0.06), lag
+    assert metrics["grad.half_life_ratio"]["value"] == pytest.approx(64, rel=0.06)
