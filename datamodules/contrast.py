@@ -62,10 +62,29 @@ def split_items(items: list[ContrastItem], n_train: int, n_heldout: int, seed: i
     return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train : n_train + n_heldout]]
 
 
-def encode_contrasts(tokenizer, items: list[ContrastItem]) -> dict[str, torch.Tensor]:
+def special_prefix(tokenizer, special_tokens: bool = True) -> list[int]:
+    """The ids a tokenizer puts before every text by its own convention: a BOS for Gemma and
+    Llama-family tokenizers, nothing for GPT-2 or SmolLM2; [] when ``special_tokens`` is off.
+
+    Read off the tokenizer itself (``add_special_tokens=True`` against ``False`` on a probe text),
+    and only what comes before the text: a suffix (an EOS some tokenizers append) would land
+    between the prompt and its answer."""
+    if not special_tokens:
+        return []
+    plain = tokenizer("a", add_special_tokens=False)["input_ids"]
+    marked = tokenizer("a", add_special_tokens=True)["input_ids"]
+    for start in range(len(marked) - len(plain) + 1):
+        if marked[start : start + len(plain)] == plain:
+            return list(marked[:start])
+    return []
+
+
+def encode_contrasts(tokenizer, items: list[ContrastItem], special_tokens: bool = True) -> dict[str, torch.Tensor]:
     """Right-padded x ⊕ a⁺ and x ⊕ a⁻ with the answer position t (first token where they differ):
     ``positive``/``negative`` B×T ids, ``mask``, ``answer_pos`` (t), ``positive_token`` and
-    ``negative_token`` (the ids at t). The logits at t − 1 score a⁺ against a⁻."""
+    ``negative_token`` (the ids at t). The logits at t − 1 score a⁺ against a⁻. Each sequence
+    starts with the model's own special prefix (:func:`special_prefix`; ``special_tokens``)."""
+    prefix = special_prefix(tokenizer, special_tokens)
     rows = []
     for item in items:
         prompt = tokenizer(item.prompt, add_special_tokens=False)["input_ids"]
@@ -76,7 +95,8 @@ def encode_contrasts(tokenizer, items: list[ContrastItem]) -> dict[str, torch.Te
         t = next((i for i, (a, b) in enumerate(zip(pos, neg)) if a != b), None)
         if t is None or t == 0:
             raise TemplateError(f"answers {item.positive!r} and {item.negative!r} tokenize to no differing token after the prompt")
-        rows.append((pos[: t + 1], neg[: t + 1], t))
+        start = len(prefix)
+        rows.append((prefix + pos[: t + 1], prefix + neg[: t + 1], start + t))
     width = max(len(p) for p, _, _ in rows)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 

@@ -2,8 +2,9 @@
 :mod:`datamodules.phased` (seeded batches by global step, task subsets per phase, probe
 batches, one held-out loader per task).
 
-An example is ``prompt + answer`` tokenized as two pieces (no special tokens), so the answer
-tokens are exactly ``tokenizer(answer)``. Batches are right-padded with the pad token
+An example is the model's special prefix (a BOS where its tokenizer adds one;
+datamodules.contrast.special_prefix) and ``prompt + answer`` tokenized as two pieces, so the
+answer tokens are exactly ``tokenizer(answer)``. Batches are right-padded with the pad token
 (or EOS) and carry an ``attention_mask``; targets are IGNORE_INDEX except on answer tokens.
 """
 
@@ -14,13 +15,15 @@ from pathlib import Path
 
 import torch
 
+from datamodules.contrast import special_prefix
 from datamodules.phased import IGNORE_INDEX, PhasedDataModule
 from datamodules.text_tasks import Example, TextTask, build_text_tasks
 
 
-def encode_examples(tokenizer, examples: Sequence[Example], task_index: Sequence[int]) -> dict[str, torch.Tensor]:
-    """Next-token inputs/targets of (prompt, answer) pairs, right-padded, loss on answers only."""
-    prompts = tokenizer([p for p, _ in examples], add_special_tokens=False)["input_ids"]
+def encode_examples(tokenizer, examples: Sequence[Example], task_index: Sequence[int], prefix: Sequence[int] = ()) -> dict[str, torch.Tensor]:
+    """Next-token inputs/targets of (prompt, answer) pairs, right-padded, loss on answers only;
+    every prompt starts with ``prefix`` (the model's special tokens)."""
+    prompts = [list(prefix) + ids for ids in tokenizer([p for p, _ in examples], add_special_tokens=False)["input_ids"]]
     answers = tokenizer([a for _, a in examples], add_special_tokens=False)["input_ids"]
     sequences = [p + a for p, a in zip(prompts, answers)]
     length = max(len(s) for s in sequences) - 1
@@ -53,9 +56,11 @@ class TextTasksDataModule(PhasedDataModule):
         heldout_size: int = 128,
         steps_per_epoch: int = 100,
         seed: int = 0,
+        special_tokens: bool = True,
     ):
         super().__init__(tasks, train_tasks, batch_size, batch_mode, steps_per_epoch, seed)
         self.tokenizer = tokenizer
+        self.prefix = special_prefix(tokenizer, special_tokens)
         self.samplers: dict[str, TextTask] = build_text_tasks(self.task_names, corpus, heldout_size, seed)
 
     @property
@@ -65,9 +70,9 @@ class TextTasksDataModule(PhasedDataModule):
     def collate(self, parts: list[tuple[TextTask, list[Example]]]) -> dict[str, torch.Tensor]:
         examples = [example for _, chunk in parts for example in chunk]
         index = [task.task_index for task, chunk in parts for _ in chunk]
-        return encode_examples(self.tokenizer, examples, index)
+        return encode_examples(self.tokenizer, examples, index, self.prefix)
 
     def heldout_batch(self, task: str) -> dict[str, torch.Tensor]:
         sampler = self.samplers[task]
         examples = sampler.heldout
-        return encode_examples(self.tokenizer, examples, [sampler.task_index] * len(examples))
+        return encode_examples(self.tokenizer, examples, [sampler.task_index] * len(examples), self.prefix)

@@ -43,3 +43,16 @@ def random_cosine_baseline(reference: torch.Tensor, samples: int = 1000, seed: i
         "p95_abs": cosines.quantile(0.95, dim=1),
         "expected_rms": torch.full((layers,), 1 / math.sqrt(dim), dtype=torch.float64),
     }
+
+
+def shuffled_label_cosines(differences: torch.Tensor, shift: torch.Tensor, draws: int, seed: int) -> torch.Tensor:
+    """The shuffled-label null: cos(δ_ℓ, v_ℓ^π) for ``draws`` random sign flips π of the items'
+    contrasts, v^π = mean_i π_i (h_ℓ(x_i ⊕ a_i⁺) − h_ℓ(x_i ⊕ a_i⁻)), π_i = ±1 with probability ½.
+
+    ``differences`` L×N×d (per-item contrasts), ``shift`` L×d. Returns draws×L: how much cosine
+    with δ a contrast of the same items gives once its labels carry no information."""
+    generator = torch.Generator().manual_seed(seed)
+    n = differences.shape[1]
+    signs = torch.randint(0, 2, (draws, n), generator=generator, dtype=torch.float64) * 2 - 1
+    shuffled = torch.einsum("rn,lnd->rld", signs, differences.double()) / n  # draws × L × d
+    return torch.stack([cosine_per_layer(shift, v) for v in shuffled])

@@ -62,6 +62,7 @@ class LoraAdapterConfig:
 class LMConfig:
     model: str = "asset:smollm2-135m-instruct"  # asset:NAME, a local directory, or a hub id
     tokenizer: str | None = None  # null: the model's own
+    special_tokens: bool = True  # the tokenizer's own prefix (a BOS for Gemma/Llama-family); false: none
     lora: LoraAdapterConfig = field(default_factory=LoraAdapterConfig)
 
 
@@ -175,6 +176,9 @@ class SteerConfig:
     etas: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3])  # SGD step sizes (flatness); the middle one is the headline
     adam_eta: float = 1e-5  # Adam's first step (≈ η sign g)
     steer_layer: int | None = None  # null: the middle block
+    special_tokens: bool = True  # the tokenizer's own prefix (a BOS for Gemma/Llama-family); false: none
+    bootstrap: int = 1000  # resamples of the items for 95% intervals of cosines and slopes; 0 = none
+    shuffled_draws: int = 100  # shuffled-label CAA null: random sign flips of the contrasts; 0 = none
     stepped: str = "all"  # parameters the one step moves: all (every weight) | lora (a fresh adapter, steer.lora)
     lora: LoraAdapterConfig = field(default_factory=LoraAdapterConfig)
     alphas: list[float] = field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
@@ -451,6 +455,8 @@ def validate_steer(c: DictConfig) -> None:
     _require(s.lora.rank >= 1 and len(s.lora.target_modules) > 0, "steer.lora needs rank >= 1 and target_modules")
     _require(len(s.etas) > 0 and all(e > 0 for e in s.etas) and s.adam_eta > 0, f"steer.etas={list(s.etas)} and steer.adam_eta must be > 0")
     _require(any(abs(a) <= SLOPE_RADIUS and a != 0 for a in s.alphas), f"steer.alphas={list(s.alphas)} needs a nonzero α within {SLOPE_RADIUS} of 0 for the slope")
+    _require(s.bootstrap == 0 or s.bootstrap >= 100, f"steer.bootstrap={s.bootstrap} must be 0 (no intervals) or >= 100 resamples")
+    _require(s.shuffled_draws == 0 or s.shuffled_draws >= 20, f"steer.shuffled_draws={s.shuffled_draws} must be 0 (no null) or >= 20 draws")
     for key in ("model", "data"):
         if s[key].startswith(ASSET_PREFIX):
             try:

@@ -98,6 +98,7 @@ def build_text_datamodule(cfg: DictConfig, tokenizer) -> TextTasksDataModule:
         heldout_size=d.heldout_size,
         steps_per_epoch=cfg.trainer.eval_every,
         seed=cfg.seed,
+        special_tokens=cfg.lm.special_tokens,
     )
 
 
@@ -140,7 +141,7 @@ def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> Activ
     a = cfg.activation_shift
     items = load_items(a.source, resolve_asset_file(a.data, ""), a.template, a.yes_answer, a.no_answer)
     probe, _ = split_items(items, min(a.n_items, len(items)), 0, cfg.seed)
-    return ActivationShiftCallback(encode_contrasts(module.tokenizer, probe), stride=a.stride, batch_size=a.batch_size)
+    return ActivationShiftCallback(encode_contrasts(module.tokenizer, probe, cfg.lm.special_tokens), stride=a.stride, batch_size=a.batch_size)
 
 
 def build_random_search(cfg: DictConfig, measurements: list[MeasurementCallback]) -> RandomSearchCallback:

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.contrast import contrast_chunks, encode_contrasts, load_items, split_items
-from geometry.steering import cosine_per_layer, mean_difference, random_cosine_baseline
+from datamodules.contrast import contrast_chunks, encode_contrasts, load_items, special_prefix, split_items
+from geometry.intervals import bootstrap_interval
+from geometry.steering import cosine_per_layer, random_cosine_baseline, shuffled_label_cosines
 from lightning_modules.activations import (
     answer_residuals,
     decoder_blocks,
@@ -46,16 +47,17 @@ def answer_loss(call, part: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -> dict:
+    """v (CAA), s, and the one-step shifts, each L×d; ``differences`` and ``item_shifts`` keep the
+    per-item terms (L×N×d) whose means they are, for the bootstrap and the shuffled-label null."""
     s = cfg.steer
     n = len(batch["answer_pos"])
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]  # every weight, or the adapter
-    total_gradient, caa_sum, s_sum = None, None, None
+    total_gradient, s_sum, differences = None, None, []
     for part in contrast_chunks(batch, s.batch_size):
         with torch.no_grad():
             positive = answer_residuals(model, model, part, "positive")
             negative = answer_residuals(model, model, part, "negative")
-        caa_part = mean_difference(positive, negative) * len(part["answer_pos"])
-        caa_sum = caa_part if caa_sum is None else caa_sum + caa_part
+        differences.append(positive.double() - negative.double())
         # one backward gives both ∇_θ L (the step) and ∂L/∂h_ℓ (s_ℓ)
         with residual_stream(model) as captured:
             loss = answer_loss(model, part) / n
@@ -66,17 +68,37 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
         rows = torch.arange(len(part["answer_pos"]))
         s_part = -torch.stack([g[rows, part["answer_pos"] - 1].sum(0) for g in grads[len(named) :]]).double()
         s_sum = s_part if s_sum is None else s_sum + s_part
-    caa = caa_sum / n
+    differences = torch.cat(differences, 1)  # L × N × d
+    caa = differences.mean(1)
 
-    def readout(call):
-        return torch.cat([answer_residuals(model, call, part, "positive") for part in contrast_chunks(batch, s.batch_size)], 1).double().mean(1)
+    def readout(call):  # h at t for every item: L × N × d
+        return torch.cat([answer_residuals(model, call, part, "positive") for part in contrast_chunks(batch, s.batch_size)], 1).double()
 
     with torch.no_grad():
         base = readout(model)  # h at θ, shared by every shift
     sgd = apply_step_rule(total_gradient, "sgd")
-    shifts = {float(eta): one_step_shift(model, sgd, float(eta), readout, base) for eta in s.etas}
+    item_shifts = {float(eta): one_step_shift(model, sgd, float(eta), readout, base) for eta in s.etas}
     adam = one_step_shift(model, apply_step_rule(total_gradient, "adam_first_step"), float(s.adam_eta), readout, base)
-    return {"caa": caa, "s": s_sum, "shifts": shifts, "adam": adam}
+    return {
+        "caa": caa,
+        "s": s_sum,
+        "shifts": {eta: shift.mean(1) for eta, shift in item_shifts.items()},
+        "adam": adam.mean(1),
+        "differences": differences,
+        "item_shifts": item_shifts,
+    }
+
+
+def cosine_intervals(differences: torch.Tensor, item_shifts: torch.Tensor, draws: int, seed: int) -> dict[str, torch.Tensor]:
+    """Bootstrap over the measured items (resampled jointly for δ and v): 95% intervals of
+    cos(δ_ℓ, v_ℓ) per layer, and of its max and mean over layers."""
+
+    def statistic(index: torch.Tensor) -> torch.Tensor:
+        cos = cosine_per_layer(item_shifts[:, index].mean(1), differences[:, index].mean(1))
+        return torch.cat([cos, cos.max()[None], cos.mean()[None]])
+
+    low, high = bootstrap_interval(statistic, differences.shape[1], draws, seed)
+    return {"layers": torch.stack([low[:-2], high[:-2]], 1), "max": low[-2:-1].tolist() + high[-2:-1].tolist(), "mean": low[-1:].tolist() + high[-1:].tolist()}
 
 
 @torch.no_grad()
@@ -92,13 +114,14 @@ def steering_curves(model, batch: dict[str, torch.Tensor], directions: dict[str,
         logits = steered_last_logits(model, layer, batch["positive"][row, : batch["answer_pos"][row]], vectors).double()
         margins.append(logits[:, batch["positive_token"][row]] - logits[:, batch["negative_token"][row]])
     margin = torch.stack(margins, 1).reshape(len(directions), len(alphas), -1)  # direction × α × item
-    curves = {"alphas": list(alphas), "layer": layer, "residual_norm": norm}
+    curves = {"alphas": list(alphas), "layer": layer, "residual_norm": norm, "item_slopes": {}}
     for name, per_alpha in zip(directions, margin):
         curves[name] = {
             "margin": per_alpha.mean(1).tolist(),
             "p_positive": torch.sigmoid(per_alpha).mean(1).tolist(),
             "acc": (per_alpha > 0).double().mean(1).tolist(),
         }
+        curves["item_slopes"][name] = [slope_at_zero(list(alphas), per_alpha[:, i].tolist()) for i in range(per_alpha.shape[1])]
     return curves
 
 
@@ -122,11 +145,11 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
         model = add_lora_adapter(model, s.lora.rank, s.lora.alpha, s.lora.dropout, s.lora.target_modules, s.lora.fan_in_fan_out)
     model.eval()  # parameters keep requires_grad: s_ℓ differentiates through the hooked h_ℓ
     items = load_items(s.source, resolve_asset_file(s.data, ""), s.template, s.yes_answer, s.no_answer)
-    encoded = encode_contrasts(tokenizer, items)
+    encoded = encode_contrasts(tokenizer, items, s.special_tokens)
     keep = [i for i in range(len(items)) if int(encoded["answer_pos"][i]) < s.max_tokens]
     print(f"[loclin] steering: {len(keep)} of {len(items)} {s.source} items fit steer.max_tokens={s.max_tokens}; {s.n_train} to measure, {s.n_heldout} held out", flush=True)
     train, heldout = split_items([items[i] for i in keep], s.n_train, s.n_heldout, cfg.seed)
-    train_batch, heldout_batch = encode_contrasts(tokenizer, train), encode_contrasts(tokenizer, heldout)
+    train_batch, heldout_batch = (encode_contrasts(tokenizer, part, s.special_tokens) for part in (train, heldout))
     print("[loclin] steering: CAA vectors, gradient and s_ℓ on the measured items", flush=True)
     found = measure_directions(model, train_batch, cfg)
     caa, grad_direction = found["caa"], found["s"]
@@ -138,12 +161,15 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
     cos_s = cosine_per_layer(grad_direction, caa)
     cos_adam = cosine_per_layer(found["adam"], caa)
     flatness = {str(e): cosine_per_layer(shift, caa).tolist() for e, shift in found["shifts"].items()}
+    intervals = cosine_intervals(found["differences"], found["item_shifts"][eta], s.bootstrap, cfg.seed) if s.bootstrap else None
+    shuffled = shuffled_label_cosines(found["differences"], delta, s.shuffled_draws, cfg.seed + 3) if s.shuffled_draws else None
     layer = s.steer_layer if s.steer_layer is not None else blocks // 2
     random_direction = torch.randn(caa.shape[1], generator=torch.Generator().manual_seed(cfg.seed + 1), dtype=torch.float64)
     directions = {"caa": caa[layer], "delta": delta[layer], "s": grad_direction[layer], "random": random_direction}
     print(f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α", flush=True)
     curves = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size)
     slopes = {name: slope_at_zero(curves["alphas"], curves[name]["margin"]) for name in DIRECTIONS}
+    item_slopes = {name: torch.tensor(curves["item_slopes"][name], dtype=torch.float64) for name in DIRECTIONS}
     metrics = {
         "steer.cos_delta_caa.max": {"value": float(cos_delta.max()), "definition": f"max over layers of cos(δ_ℓ, v_ℓ), one SGD step η={eta}", "baseline": float(baseline["rms"].mean())},
         "steer.cos_delta_caa.mean": {"value": float(cos_delta.mean()), "definition": "mean over layers of cos(δ_ℓ, v_ℓ)", "baseline": float(baseline["rms"].mean())},
@@ -157,6 +183,24 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
         metrics[f"steer.slope.{name}"] = {"value": slopes[name], "definition": f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"}
     metrics["steer.flatness_spread"] = {"value": max(max(c) - min(c) for c in zip(*flatness.values())), "definition": f"max over blocks of the range of cos(δ_ℓ(η), v_ℓ) over η ∈ {list(s.etas)}: 0 when δ is first order in η"}
     metrics["steer.slope_ratio_delta_caa"] = {"value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), "definition": "slope(δ̂) / slope(v̂)"}
+    layer_curves = {"cos_delta_caa": cos_delta.tolist(), "cos_s_caa": cos_s.tolist(), "cos_adam_caa": cos_adam.tolist(), "random_rms": baseline["rms"].tolist(), "random_p95": baseline["p95_abs"].tolist()}
+    if intervals is not None:
+        metrics["steer.cos_delta_caa.max"]["interval"] = intervals["max"]
+        metrics["steer.cos_delta_caa.mean"]["interval"] = intervals["mean"]
+        metrics[f"steer.cos_delta_caa.layer{layer}"]["interval"] = intervals["layers"][layer].tolist()
+        layer_curves["cos_delta_caa_interval"] = intervals["layers"].tolist()
+        n_heldout = len(heldout)
+        for name in DIRECTIONS:
+            low, high = bootstrap_interval(lambda index, name=name: item_slopes[name][index].mean(), n_heldout, s.bootstrap, cfg.seed + 5)
+            metrics[f"steer.slope.{name}"]["interval"] = [float(low), float(high)]
+        low, high = bootstrap_interval(lambda index: item_slopes["delta"][index].mean() / item_slopes["caa"][index].mean(), n_heldout, s.bootstrap, cfg.seed + 5)
+        metrics["steer.slope_ratio_delta_caa"]["interval"] = [float(low), float(high)]
+    if shuffled is not None:
+        magnitude = shuffled.abs()
+        layer_curves["shuffled_mean"] = shuffled.mean(0).tolist()
+        layer_curves["shuffled_p95"] = magnitude.quantile(0.95, dim=0).tolist()
+        metrics["steer.shuffled_p95"] = {"value": float(magnitude.quantile(0.95, dim=0).mean()), "definition": f"shuffled-label null: 95th percentile of |cos(δ_ℓ, v_ℓ^π)| over {s.shuffled_draws} random sign flips of the items' contrasts, mean over layers"}
+        metrics["steer.shuffled_max_p95"] = {"value": float(magnitude.quantile(0.95, dim=0).max()), "definition": "shuffled-label null: the largest per-layer 95th percentile of |cos(δ_ℓ, v_ℓ^π)|"}
     summary = {
         "experiment": cfg.experiment,
         "kind": "steer",
@@ -165,10 +209,11 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
         "model": s.model,
         "stepped": s.stepped,
         "source": s.source,
+        "special_prefix": special_prefix(tokenizer, s.special_tokens),
         "items": {"train": len(train), "heldout": len(heldout)},
         "metrics": metrics,
         "curves": {
-            "steer.layers": {"cos_delta_caa": cos_delta.tolist(), "cos_s_caa": cos_s.tolist(), "cos_adam_caa": cos_adam.tolist(), "random_rms": baseline["rms"].tolist(), "random_p95": baseline["p95_abs"].tolist()},
+            "steer.layers": layer_curves,
             "steer.flatness": flatness,
             "steer.curves": curves,
         },

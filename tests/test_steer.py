@@ -75,3 +75,47 @@ def test_one_step_on_a_fresh_lora_adapter(tiny_gpt2, contrast_assets, tmp_path):
     assert lora["curves"]["steer.layers"]["cos_s_caa"] == pytest.approx(full["curves"]["steer.layers"]["cos_s_caa"], abs=1e-5)
     # the step itself differs: only B moves
     assert lora["curves"]["steer.layers"]["cos_delta_caa"] != pytest.approx(full["curves"]["steer.layers"]["cos_delta_caa"], abs=1e-3)
+
+
+def test_a_bos_prepending_tokenizer_keeps_its_bos_and_the_answer_position(tiny_gpt2):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2, add_bos_token=True)  # Llama-style: BOS first
+    items = [ContrastItem("Is it? Answer:", " Yes", " No"), ContrastItem("Is the sky green? Answer:", " No", " Yes")]
+    batch = encode_contrasts(tokenizer, items)
+    plain = encode_contrasts(tokenizer, items, special_tokens=False)
+    bos = tokenizer.bos_token_id
+    assert batch["positive"][:, 0].tolist() == [bos, bos] and plain["positive"][0, 0] != bos
+    assert (batch["answer_pos"] == plain["answer_pos"] + 1).all()
+    for row, item in enumerate(items):
+        t = int(batch["answer_pos"][row])
+        assert t == len(tokenizer(item.prompt, add_special_tokens=False)["input_ids"]) + 1
+        assert tokenizer.decode(batch["positive"][row, t]) == item.positive
+        assert tokenizer.decode(batch["negative"][row, t]) == item.negative
+
+
+def test_caa_vectors_equal_a_plain_mean_difference_on_a_bos_prepending_tokenizer(tmp_path, text_assets):
+    import torch
+    from omegaconf import OmegaConf
+    from transformers import AutoModelForCausalLM
+
+    from loclin.steer_experiment import measure_directions
+    from loclin.tiny_models import save_tiny_gpt2
+
+    folder = save_tiny_gpt2(tmp_path / "tiny3", text_assets["tokenizer"], n_layer=3)
+    tokenizer = AutoTokenizer.from_pretrained(folder, add_bos_token=True)
+    model = AutoModelForCausalLM.from_pretrained(folder).eval()
+    items = [ContrastItem(f"Is {a} more than {b}? Answer:", " Yes" if a > b else " No", " No" if a > b else " Yes") for a, b in [(3, 1), (2, 5), (7, 4), (1, 9), (6, 6)]]
+    cfg = OmegaConf.create({"steer": {"batch_size": 2, "etas": [1e-3], "adam_eta": 1e-3}})
+    caa = measure_directions(model, encode_contrasts(tokenizer, items), cfg)["caa"]
+    # independent: the tokenizer's own convention on the whole text, HF's hidden states
+    differences = []
+    with torch.no_grad():
+        for item in items:
+            pos = tokenizer(item.prompt + item.positive)["input_ids"]
+            neg = tokenizer(item.prompt + item.negative)["input_ids"]
+            assert pos[0] == tokenizer.bos_token_id
+            t = next(i for i, (a, b) in enumerate(zip(pos, neg)) if a != b)
+            h_pos = model(torch.tensor([pos]), output_hidden_states=True).hidden_states
+            h_neg = model(torch.tensor([neg]), output_hidden_states=True).hidden_states
+            differences.append(torch.stack([h_pos[i + 1][0, t] - h_neg[i + 1][0, t] for i in range(2)]))  # the last is after ln_f
+    reference = torch.stack(differences).double().mean(0)
+    torch.testing.assert_close(caa[:2], reference, rtol=1e-5, atol=1e-6)
