@@ -185,7 +185,7 @@ class DriftCallback(MeasurementCallback):
             metrics[f"{src}.overlap_ratio_lag{lag}"] = metric(ratio, f"half-window overlap at lag {lag} ÷ noise ceiling: 1 = no drift beyond sampling noise (the honest drift figure)")
         if curve["half_lags"]:
             value, bound = ratio_half_life(curve["half_lags"], curve["ratio"])
-            entry = metric(value, "half-life (SCIENCE.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps; inf = beyond the largest lag")
+            entry = metric(value, "half-life (SCIENCE.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps (bound: at_most = already below ½ at the smallest disjoint lag, at_least = above ½ up to the largest)")
             metrics[f"{src}.half_life_ratio"] = {**entry, "bound": bound} if bound else entry
             top = plateau_lags(curve["half_lags"])
             chosen = [curve["half_lags"].index(lag) for lag in top]

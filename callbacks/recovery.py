@@ -31,7 +31,12 @@ from callbacks.base import MeasurementCallback, metric
 from callbacks.parameter_vector import ParameterVector
 from geometry import capture, nested_prefix_basis, random_capture_baseline
 from geometry.lora import LoraFactors, effective_step_r
-from geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_curve, prefix_capture_from_r, smallest_pivots
+from geometry.prefix import (
+    PREFIX_DETERMINED_PIVOT,
+    prefix_capture_curve,
+    prefix_capture_from_r,
+    smallest_pivots,
+)
 from geometry.static_bases import go_back_direction, project
 
 

@@ -75,8 +75,8 @@ def ratio_half_life(lags: Sequence[float], ratios: Sequence[float]) -> tuple[flo
 
     Linear interpolation between measured lags; nothing is drawn from lag 0. Returns
     ``(value, bound)``: bound "" for an interpolated crossing, "at_most" when the smallest lag
-    is already at or below 0.5 (the half-life is then no longer than that lag), and
-    ``(inf, "at_least")`` when the ratio stays above 0.5 up to the largest lag.
+    is already at or below 0.5 (the half-life is then no longer than that lag), and "at_least"
+    with the largest lag when the ratio stays above 0.5 up to it.
     """
     points = [(float(lag), float(r)) for lag, r in zip(lags, ratios) if not math.isnan(r)]
     if not points:
@@ -86,7 +86,7 @@ def ratio_half_life(lags: Sequence[float], ratios: Sequence[float]) -> tuple[flo
     for (lag0, r0), (lag1, r1) in zip(points, points[1:]):
         if r1 <= 0.5:
             return lag0 + (r0 - 0.5) * (lag1 - lag0) / (r0 - r1), ""
-    return float("inf"), "at_least"
+    return points[-1][0], "at_least"
 
 
 def plateau_lags(lags: Sequence[int]) -> list[int]:

@@ -11,6 +11,8 @@ RECOVERY_COLUMNS = [
     ("cap_P8", "recovery.capture.P8_updates", "capture of Δ by the first 8 recovery updates"),
     ("cap_S1", "recovery.capture.S1_task_gradients", "capture of Δ by the task's gradient basis at θ*"),
     ("cap_S5", "recovery.capture.S5_hessian", "capture of Δ by the top-k Hessian eigenvectors at θ*"),
+    ("cap_R8", "recovery.capture.R8_random_positions", "control: 8 updates at random positions of the recovery (mean of draws)"),
+    ("cap_L8", "recovery.capture.L8_last_updates", "control: the last 8 recovery updates"),
     ("rec_ov100", "recover.grad.overlap_lag100", "gradient-basis overlap at lag 100 during recovery"),
     ("rec_half_life", "recover.grad.half_life", "half-life of the gradient basis during recovery"),
 ]
@@ -19,8 +21,12 @@ COLUMNS = [
     ("energy_k", "grad.energy_topk", "top-k energy of the gradient window"),
     ("heldout_h1", "grad.heldout_capture_h1", "held-out capture of the next gradient"),
     ("upd_energy_k", "update.energy_topk", "top-k energy of the update window"),
-    ("ov_lag100", "grad.overlap_lag100", "overlap of gradient bases 100 steps apart"),
-    ("half_life", "grad.half_life", "lag where that overlap halves (steps)"),
+    ("ov_lag100", "grad.overlap_lag100", "overlap of full-window gradient bases 100 steps apart"),
+    ("half_life", "grad.half_life", "lag where that full-window overlap halves (steps)"),
+    ("ceiling", "grad.noise_ceiling", "noise ceiling: overlap of the bases of a window's even and odd halves"),
+    ("ratio_lag100", "grad.overlap_ratio_lag100", "disjoint half-window overlap at lag 100 ÷ ceiling (the honest drift figure)"),
+    ("half_life_ceil", "grad.half_life_ratio", "lag where overlap ÷ ceiling halves, disjoint lags only (≤: already below)"),
+    ("plateau_ceil", "grad.plateau_ratio", "plateau ÷ ceiling: the part of the basis that persists at the largest lags"),
     ("task_heldout", "pertask.heldout_capture_mean", "held-out capture by per-task bases"),
     ("task_cross_ov", "pertask.cross_task_overlap_mean", "overlap between tasks' bases"),
 ]
@@ -57,6 +63,21 @@ def fmt(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
 
+def fmt_entry(entry: dict | None) -> str:
+    """A metric entry with its interval: "0.54 [0.41, 0.63]" (95% interval), or its spread over
+    draws "0.12 ± 0.03"; bounds say so ("≤ 50")."""
+    if entry is None:
+        return "–"
+    text = fmt(float(entry["value"]))
+    bound = {"at_most": "≤ ", "at_least": "≥ "}.get(entry.get("bound", ""), "")
+    if "interval" in entry:
+        low, high = entry["interval"]
+        text += f" [{fmt(float(low))}, {fmt(float(high))}]"
+    elif "spread" in entry and "std" in entry["spread"]:
+        text += f" ± {fmt(float(entry['spread']['std']))}"
+    return bound + text
+
+
 def run_label(summary: dict) -> str:
     return "/".join(Path(summary["run_dir"]).parts[-2:])
 
@@ -66,28 +87,34 @@ def columns_for(summaries: list[dict]) -> list[tuple[str, str, str]]:
     return COLUMNS + (RECOVERY_COLUMNS if has_recovery else [])
 
 
-def mean_std(values: list[float]) -> str:
-    finite = [v for v in values if not math.isnan(v)]
-    if not finite:
+def mean_interval(values: list[float]) -> str:
+    """"mean [low, high]": the 95% t-interval over seeds (geometry.intervals.t_interval)."""
+    from geometry.intervals import t_interval
+
+    mean, low, high = t_interval(values)
+    if math.isnan(mean):
         return "–"
-    mean = sum(finite) / len(finite)
-    std = (sum((v - mean) ** 2 for v in finite) / max(1, len(finite) - 1)) ** 0.5
-    return f"{fmt(mean)} ± {fmt(std)}"
+    if math.isnan(low):
+        return f"{fmt(mean)} (one value)"
+    return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
 def headline_table(summaries: list[dict]) -> list[list[str]]:
-    """One row per run, then one "mean ± std" row per experiment run with several seeds."""
+    """One row per run, then one "mean [95% t-interval]" row per experiment run with several
+    seeds; a run that is its experiment's only seed is marked as such."""
     columns = columns_for(summaries)
     header = ["run", "seed", "steps", "D", "k/D", *(c[0] for c in columns), "acc_mean", "acc_min"]
     rows = [header]
     groups: dict[str, list[dict]] = {}
     for s in summaries:
         groups.setdefault(s["experiment"], []).append(s)
+    for s in summaries:
+        single = len({r["seed"] for r in groups[s["experiment"]]}) == 1
         accs = {n.split(".")[1]: value(s, n) for n in s["metrics"] if n.startswith("task.") and n.endswith(".acc")}
         worst = min(accs, key=accs.get) if accs else None
         rows.append(
             [
-                run_label(s),
+                run_label(s) + (" (single seed)" if single else ""),
                 str(s["seed"]),
                 str(s["steps"]),
                 str(s["geometry"].get("dim", "–")),
@@ -100,7 +127,7 @@ def headline_table(summaries: list[dict]) -> list[list[str]]:
     for experiment, runs in groups.items():
         if len({r["seed"] for r in runs}) > 1:
             seeds = ",".join(str(r["seed"]) for r in runs)
-            rows.append([f"{experiment} (mean ± std)", seeds, "", "", "", *(mean_std([value(r, c[1]) for r in runs]) for c in columns), "", ""])
+            rows.append([f"{experiment} (mean [95% t-interval], {len(runs)} seeds)", seeds, "", "", "", *(mean_interval([value(r, c[1]) for r in runs]) for c in columns), "", ""])
     return rows
 
 
@@ -119,6 +146,58 @@ def recovery_table(summary: dict) -> list[list[str]]:
     for m, value in zip(curve.get("m", []), curve.get("effective_updates", [])):
         rows.append([f"P{m}_updates, effective (α/r)BA", str(m), fmt(value), fmt(m / curve["effective_dim"]), "", ""])
     return rows
+
+
+def prefix_table(summary: dict) -> list[list[str]]:
+    """Per m: cap(P_m, Δ), its numerical determination (smallest relative pivot), the exact
+    Krylov capture where known (quadratic), and the controls: m updates at random positions
+    (mean ± std over draws, range) and the last m updates. The prefix is special only if it
+    beats its controls."""
+    curve = summary["curves"].get("recovery.prefix", {})
+    if not curve.get("m"):
+        return []
+    controls = curve.get("controls") or {}
+    header = ["m", "cap(P_m, Δ)", "smallest relative pivot", "determined"]
+    header += ["exact Krylov K_m"] if "krylov_exact" in curve else []
+    header += ["random positions: mean ± std [min, max]", "last m"] if controls else []
+    header += ["effective (α/r)BA", "effective pivot"] if "effective_updates" in curve else []
+    rows = [header]
+    for i, m in enumerate(curve["m"]):
+        pivot = curve.get("min_pivot_updates", [float("nan")] * len(curve["m"]))[i]
+        row = [str(m), fmt(curve["updates"][i]), f"{pivot:.1e}", "yes" if curve.get("determined_updates", [True] * len(curve["m"]))[i] else "**no: round-off**"]
+        if "krylov_exact" in curve:
+            row.append(fmt(curve["krylov_exact"][i]))
+        if controls:
+            if m in controls["m"]:
+                j = controls["m"].index(m)
+                draws = controls["random"][j]
+                mean = sum(draws) / len(draws)
+                std = (sum((d - mean) ** 2 for d in draws) / max(1, len(draws) - 1)) ** 0.5
+                row += [f"{fmt(mean)} ± {fmt(std)} [{fmt(min(draws))}, {fmt(max(draws))}] ({len(draws)} draws)", fmt(controls["last"][j])]
+            else:
+                row += ["", ""]
+        if "effective_updates" in curve:
+            row += [fmt(curve["effective_updates"][i]), f"{curve['min_pivot_effective_updates'][i]:.1e}" if "min_pivot_effective_updates" in curve else ""]
+        rows.append(row)
+    return rows
+
+
+def drift_table(summary: dict, phase: str = "") -> list[list[str]]:
+    """The honest drift figures per source: disjoint half-window overlap at each lag L >= W,
+    its ratio to the noise ceiling, the ratio's half-life and the plateau."""
+    rows = [["source", "noise ceiling (mean ± std)", "lag", "half-window overlap", "÷ ceiling", "full-window overlap (reference)"]]
+    for source in ("grad", "update"):
+        curve = summary["curves"].get(f"{phase}{source}.drift", {})
+        if not curve.get("half_lags"):
+            continue
+        full = dict(zip(curve["lags"], curve["overlap"]))
+        for i, lag in enumerate(curve["half_lags"]):
+            ceiling = f"{fmt(curve['noise_ceiling'])} ± {fmt(curve['noise_ceiling_std'])}" if i == 0 else ""
+            rows.append([source if i == 0 else "", ceiling, str(lag), fmt(curve["half_overlap"][i]), fmt(curve["ratio"][i]), fmt(full.get(lag, float("nan")))])
+        metrics = summary["metrics"]
+        rows.append(["", "", "half-life ÷ ceiling", fmt_entry(metrics.get(f"{phase}{source}.half_life_ratio")), "", ""])
+        rows.append(["", "", "plateau (÷ ceiling)", fmt_entry(metrics.get(f"{phase}{source}.plateau")), fmt_entry(metrics.get(f"{phase}{source}.plateau_ratio")), ""])
+    return rows if len(rows) > 1 else []
 
 
 def task_table(summary: dict) -> list[list[str]]:
@@ -234,8 +313,16 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     ]
     for s in summaries:
         parts += [f"## Tasks: {run_label(s)}", "", render_markdown(task_table(s)), ""]
+        for phase, during in (("", ""), ("recover.", " during recovery")):
+            drift = drift_table(s, phase)
+            if drift:
+                parts += [f"## Drift against the noise ceiling{during}: {run_label(s)}", "", render_markdown(drift), "", DRIFT_READING, ""]
         if "recovery.table" in s["curves"]:
-            parts += [f"## Recovery: {run_label(s)}", "", render_markdown(recovery_table(s)), "", verdict(s), ""]
+            parts += [f"## Recovery: {run_label(s)}", "", render_markdown(recovery_table(s)), ""]
+            prefix = prefix_table(s)
+            if prefix:
+                parts += ["### Prefix bases: determination and controls", "", render_markdown(prefix), ""]
+            parts += [verdict(s), ""]
     for index, s in enumerate(summaries):
         if "random_search.points" in s["curves"]:
             from loclin.random_search_report import random_search_section
@@ -245,6 +332,28 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     parts += [f"### {caption}\n\n![{caption}]({name})\n" for caption, name in plots]
     (out / "report.md").write_text("\n".join(parts))
     return render_text(table)
+
+
+DRIFT_READING = (
+    "Read drift here, not in the full-window overlap: below lag W the full windows share vectors, and even a "
+    "stationary stream gives two W/2-sample bases an overlap below 1, the noise ceiling. A ratio near 1 means no "
+    "drift beyond sampling noise; the plateau is the part of the basis that persists."
+)
+
+
+def control_sentence(summary: dict, m: int = 8) -> str:
+    """Is the prefix special? P_m against m updates at random positions and the last m."""
+    metrics = summary["metrics"]
+    prefix = metrics.get(f"recovery.capture.P{m}_updates")
+    random = metrics.get(f"recovery.capture.R{m}_random_positions")
+    last = metrics.get(f"recovery.capture.L{m}_last_updates")
+    if prefix is None or random is None or last is None:
+        return ""
+    p, r, lst = prefix["value"], random["value"], last["value"]
+    spread = random.get("spread", {})
+    beats = p > spread.get("max", r) and p > lst
+    judged = "the prefix is special: it beats every random draw and the last updates" if beats else "the prefix is not special here: some other set of updates of this trajectory does as well"
+    return f"Controls at m = {m}: the first {m} updates capture {fmt(p)}, {m} at random positions {fmt(r)} ± {fmt(spread.get('std', float('nan')))} (max {fmt(spread.get('max', float('nan')))}, {spread.get('draws', '?')} draws), the last {m} {fmt(lst)}; {judged}."
 
 
 def verdict(summary: dict) -> str:
@@ -292,6 +401,14 @@ def verdict(summary: dict) -> str:
             f"Against the paper's LoRA figure (C4: the first 8 recovery updates capture 0.77 of Δ): this run's P8 captures "
             f"{fmt(curve['updates'][i])} in raw A‖B space and {fmt(curve['effective_updates'][i])} in effective weight space."
         )
+    lines.append(control_sentence(summary))
+    curve = summary["curves"].get("recovery.prefix", {})
+    undetermined = [m for m, ok in zip(curve.get("m", []), curve.get("determined_updates", [])) if not ok]
+    if undetermined:
+        lines.append(f"P_m for m in {undetermined} is not numerically determined (smallest relative pivot below 1e-8): those captures are round-off, not geometry.")
+    if "krylov_exact" in curve and 8 in curve["m"]:
+        i = curve["m"].index(8)
+        lines.append(f"Against the exact Krylov space: cap(K_8, Δ) = {fmt(curve['krylov_exact'][i])}, the update prefix {fmt(curve['updates'][i])}.")
     if summary["metrics"].get("recovery.degradation_hurt", {}).get("value", 1.0) == 0.0:
         lines.append("Caution: the degradation did not hurt the target task (see recovery.degradation_hurt).")
-    return " ".join(lines)
+    return " ".join(line for line in lines if line)

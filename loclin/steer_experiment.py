@@ -22,7 +22,13 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from datamodules.contrast import contrast_chunks, encode_contrasts, load_items, special_prefix, split_items
+from datamodules.contrast import (
+    contrast_chunks,
+    encode_contrasts,
+    load_items,
+    special_prefix,
+    split_items,
+)
 from geometry.intervals import bootstrap_interval
 from geometry.steering import cosine_per_layer, random_cosine_baseline, shuffled_label_cosines
 from lightning_modules.activations import (

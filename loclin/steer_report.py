@@ -9,12 +9,13 @@ PAPER_COS_DELTA_CAA = 0.58  # arXiv 2606.10929, claim C6 (Qwen-0.5B, BoolQ state
 
 
 def steer_table(summaries: list[dict], label) -> list[list[str]]:
-    from loclin.report import fmt, value
+    """One row per run; cosines and slopes with their 95% bootstrap interval over items."""
+    from loclin.report import fmt, fmt_entry
 
-    rows = [["run", "max cos(δ, v)", "mean cos(δ, v)", "max cos(s, v)", "max cos(Adam δ, v)", "random RMS", "slope v̂", "slope δ̂", "slope ŝ", "slope random", "δ̂ : v̂", "η spread", "paper cos(δ, v)"]]
+    rows = [["run", "max cos(δ, v) [95%]", "mean cos(δ, v) [95%]", "shuffled-label p95", "random p95", "max cos(s, v)", "max cos(Adam δ, v)", "slope v̂ [95%]", "slope δ̂ [95%]", "slope ŝ", "slope random", "δ̂ : v̂ [95%]", "η spread", "paper cos(δ, v)"]]
+    names = ["steer.cos_delta_caa.max", "steer.cos_delta_caa.mean", "steer.shuffled_p95", "steer.random_p95", "steer.cos_s_caa.max", "steer.cos_adam_caa.max", "steer.slope.caa", "steer.slope.delta", "steer.slope.s", "steer.slope.random", "steer.slope_ratio_delta_caa", "steer.flatness_spread"]
     for s in summaries:
-        names = ["steer.cos_delta_caa.max", "steer.cos_delta_caa.mean", "steer.cos_s_caa.max", "steer.cos_adam_caa.max", "steer.random_rms", "steer.slope.caa", "steer.slope.delta", "steer.slope.s", "steer.slope.random", "steer.slope_ratio_delta_caa", "steer.flatness_spread"]
-        rows.append([label(s), *(fmt(value(s, n)) for n in names), fmt(PAPER_COS_DELTA_CAA)])
+        rows.append([f"{label(s)} (one seed, items bootstrapped)", *(fmt_entry(s["metrics"].get(n)) for n in names), fmt(PAPER_COS_DELTA_CAA)])
     return rows
 
 
@@ -24,7 +25,12 @@ def layer_figure(layers: dict, title: str):
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     x = list(range(len(layers["cos_delta_caa"])))
     ax.fill_between(x, [-p for p in layers["random_p95"]], layers["random_p95"], color="gray", alpha=0.2, label="random directions, 95% of |cos|")
-    ax.plot(x, layers["cos_delta_caa"], marker="o", label="cos(δ, v): one SGD step")
+    if "shuffled_p95" in layers:
+        ax.fill_between(x, [-p for p in layers["shuffled_p95"]], layers["shuffled_p95"], color="tab:purple", alpha=0.12, label="shuffled-label CAA, 95% of |cos(δ, v^π)|")
+    (line,) = ax.plot(x, layers["cos_delta_caa"], marker="o", label="cos(δ, v): one SGD step")
+    if "cos_delta_caa_interval" in layers:
+        low, high = zip(*layers["cos_delta_caa_interval"])
+        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.25, label="cos(δ, v): 95% bootstrap over items")
     ax.plot(x, layers["cos_adam_caa"], marker="^", ls="--", label="cos(δ_Adam, v)")
     ax.plot(x, layers["cos_s_caa"], marker="s", label="cos(s, v): −∂ℓ/∂h at t − 1")
     ax.axhline(PAPER_COS_DELTA_CAA, color="k", ls=":", label=f"paper cos(δ, v) = {PAPER_COS_DELTA_CAA}")

@@ -22,5 +22,11 @@ def test_quadratic_experiment_meets_the_quoted_figures(tmp_path):
     assert prefix[5] > 0.98
     assert m["recovery.capture.S5_hessian"]["value"] < 0.03
     assert m["loss_drop"]["value"] > 0.95
+    # the exact Krylov space agrees where the update prefix is determined, and is the truth beyond
+    assert m["recovery.capture_krylov.K8"]["value"] == pytest.approx(prefix[3], abs=1e-8)
+    assert m["recovery.prefix_pivot.P8_updates"]["value"] > 1e-8 > m["recovery.prefix_pivot.P16_updates"]["value"]
+    assert m["recovery.capture_krylov.K32"]["value"] == pytest.approx(1.0, abs=1e-6)
+    assert summary["curves"]["recovery.prefix"]["determined_updates"] == [True, True, True, True, False, False]
     build_report([tmp_path], tmp_path / "analysis")
-    assert "rejected" in (tmp_path / "analysis" / "report.md").read_text()
+    report = (tmp_path / "analysis" / "report.md").read_text()
+    assert "rejected" in report and "**no: round-off**" in report and "exact Krylov" in report

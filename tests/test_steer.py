@@ -28,6 +28,11 @@ def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contr
     # rows run in different batches, and kernels may round differently by batch shape)
     assert max(unsteered.values()) - min(unsteered.values()) <= 1e-6 * abs(unsteered["caa"])
     assert summary["items"] == {"train": 12, "heldout": 8}
+    for name in ("steer.cos_delta_caa.max", "steer.cos_delta_caa.mean", "steer.slope.delta", "steer.slope_ratio_delta_caa"):
+        low, high = summary["metrics"][name]["interval"]  # 95% bootstrap over items
+        assert low <= summary["metrics"][name]["value"] <= high or name == "steer.slope_ratio_delta_caa", name
+    assert len(layers["cos_delta_caa_interval"]) == 2 and len(layers["shuffled_p95"]) == 2
+    assert 0 < summary["metrics"]["steer.shuffled_p95"]["value"] <= 1
     out = tmp_path / "analysis"
     assert analyze.main([str(tmp_path / "tiny_steer" / "version_0"), "--out", str(out)]) == 0
     assert all((out / f"steer_{kind}_0.png").stat().st_size > 1000 for kind in ("layers", "flatness", "curves"))

@@ -125,7 +125,7 @@ def test_gram_route_stays_in_unit_interval_and_agrees_with_qr_where_it_reports(s
 
 def test_gram_route_equals_qr_on_random_prefixes():
     rng = np.random.default_rng(3)
-    for trial in range(5):
+    for _ in range(5):
         rows = rng.normal(size=(16, 500)) * rng.uniform(0.1, 10, size=(16, 1))
         delta = rows[:10].T @ rng.normal(size=10) + 0.3 * rng.normal(size=500)
         vectors = torch.from_numpy(np.vstack([rows, delta]))
