@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 from datamodules.phased import IGNORE_INDEX, shard_rows
+from lightning_modules.optim import OptimizerSpec, build_optimizer
 
 
 class AnswerTokenModule(L.LightningModule):
@@ -31,6 +32,7 @@ class AnswerTokenModule(L.LightningModule):
         self.task_registry = list(task_registry)
         self.val_metrics = nn.ModuleList(self._task_metrics() for _ in self.task_names)
         self.carried_optimizer_state: dict | None = None
+        self.optim_spec: OptimizerSpec | None = None  # the phase's optimizer (lightning_modules.optim)
         self.grad_shards = 1  # trainer.grad_shards in one process, set by the experiment (see training_step)
         self._pending_shard_losses: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
@@ -124,7 +126,7 @@ class AnswerTokenModule(L.LightningModule):
             metrics.reset()
 
     def on_train_start(self) -> None:
-        """Carry AdamW's state over from the previous phase when a phase asks for it."""
+        """Carry the optimizer's state over from the previous phase when a phase asks for it."""
         if self.carried_optimizer_state is not None:
             self.trainer.optimizers[0].load_state_dict(self.carried_optimizer_state)
 
@@ -133,17 +135,8 @@ class AnswerTokenModule(L.LightningModule):
         raise NotImplementedError
 
     def configure_optimizers(self):
-        """AdamW (decay on matrices only) with a linear warm-up to ``hparams.lr``."""
+        """The phase's optimizer (``optim_spec``, set by the experiment; lightning_modules.optim),
+        or AdamW from the constructor's lr, weight_decay, betas and warmup_steps."""
         hp = self.hparams
-        trainable = self.trainable_parameters()
-        decay = [p for n, p in trainable if p.ndim >= 2 and "embedding" not in n]
-        no_decay = [p for n, p in trainable if not (p.ndim >= 2 and "embedding" not in n)]
-        groups = [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = torch.optim.AdamW(
-            [group for group in groups if group["params"]],
-            lr=hp.lr,
-            betas=tuple(hp.betas),
-        )
-        warmup = max(1, hp.warmup_steps)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        spec = self.optim_spec or OptimizerSpec("adamw", hp.lr, hp.weight_decay, tuple(hp.betas), warmup_steps=hp.warmup_steps)
+        return build_optimizer(self.trainable_parameters(), spec)

@@ -9,6 +9,7 @@ of a second, before torch or Lightning are imported.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.tasks import TASK_NAMES
 from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
+from lightning_modules.optim import OptimizerSpec, spec_problem
 from loclin.assets import AssetError, asset_path
 
 KINDS = ("synthetic", "lora", "quadratic", "steer")
@@ -68,10 +70,28 @@ class LMConfig:
 
 @dataclass
 class OptimConfig:
+    name: str = "adamw"  # adamw | adam | sgd (lightning_modules.optim)
     lr: float = 1e-3
-    weight_decay: float = 0.1
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
-    warmup_steps: int = 100
+    weight_decay: float = 0.1  # decoupled for adamw, an L2 term for adam and sgd; matrices only
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])  # adam, adamw
+    momentum: float = 0.0  # sgd only
+    nesterov: bool = False  # sgd with momentum > 0
+    warmup_steps: int = 100  # linear warm-up to lr
+    schedule: str = "constant"  # constant | cosine (to 0 at the phase's last step)
+
+
+@dataclass
+class PhaseOptimConfig:
+    """A phase's overrides of ``optim`` (null = as in ``optim``)."""
+
+    name: str | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    betas: list[float] | None = None
+    momentum: float | None = None
+    nesterov: bool | None = None
+    warmup_steps: int | None = None
+    schedule: str | None = None
 
 
 @dataclass
@@ -124,8 +144,9 @@ class PhaseConfig:
     name: str = "train"
     steps: int = 1000
     tasks: list[str] | None = None  # trained on; null = data.train_tasks (recovery fills in defaults)
-    lr: float | None = None  # null = optim.lr
-    fresh_optimizer: bool = True  # false: carry AdamW's state over from the previous phase
+    lr: float | None = None  # null = optim.lr (the same as optim.lr below)
+    fresh_optimizer: bool = True  # false: carry the optimizer's state over from the previous phase
+    optim: PhaseOptimConfig = field(default_factory=PhaseOptimConfig)  # this phase's optimizer overrides
 
 
 @dataclass
@@ -251,7 +272,18 @@ def phase_plan(c: DictConfig) -> list[DictConfig]:
     """The phases to run: the configured list, or one "train" phase of trainer.max_steps."""
     if c.phases:
         return list(c.phases)
-    return [OmegaConf.create({"name": "train", "steps": c.trainer.max_steps, "tasks": None, "lr": None, "fresh_optimizer": True})]
+    return [OmegaConf.create({"name": "train", "steps": c.trainer.max_steps, "tasks": None, "lr": None, "fresh_optimizer": True, "optim": {}})]
+
+
+def phase_optimizer(c: DictConfig, phase: DictConfig) -> OptimizerSpec:
+    """``optim`` with the phase's overrides (``phases[i].optim.*``, then ``phases[i].lr``)."""
+    merged = dict(OmegaConf.to_container(c.optim))
+    overrides = OmegaConf.to_container(phase.optim) if phase.get("optim") is not None else {}
+    merged.update({key: value for key, value in overrides.items() if value is not None})
+    if phase.get("lr") is not None:
+        merged["lr"] = phase.lr
+    merged["betas"] = tuple(merged["betas"])
+    return OptimizerSpec(**merged, steps=phase.steps)
 
 
 def _one_line(error: OmegaConfBaseException, origin: str) -> str:
@@ -281,13 +313,33 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"command-line override '{item}' is not of the form key=value")
     for item in overrides or []:
         try:
-            config = OmegaConf.merge(config, OmegaConf.from_dotlist([item]))
+            config = apply_override(config, item)
         except OmegaConfBaseException as error:
             raise ConfigError(_one_line(error, "command line")) from None
-        except (TypeError, ValueError) as error:  # e.g. phases.1.steps=0: a list is replaced whole
+        except (TypeError, ValueError, IndexError) as error:
             raise ConfigError(f"command line: cannot apply '{item}' ({error}); give a list as a whole, e.g. phases=[...]") from None
     validate(config)
     return config
+
+
+PHASE_KEY = re.compile(r"^phases\.(\d+)\.(.+)$")
+
+
+def apply_override(config: DictConfig, item: str) -> DictConfig:
+    """Merge one ``key=value``. ``phases.<i>.<key>=value`` edits phase i in place (a merge would
+    replace the whole list), through the typed schema of a phase, so a wrong key or type still
+    fails; ``phases.<i>`` must exist."""
+    key, value = item.split("=", 1)
+    match = PHASE_KEY.match(key)
+    if not match:
+        return OmegaConf.merge(config, OmegaConf.from_dotlist([item]))
+    index, rest = int(match.group(1)), match.group(2)
+    if index >= len(config.phases):
+        raise IndexError(f"there are {len(config.phases)} phases")
+    phase = OmegaConf.merge(config.phases[index], OmegaConf.from_dotlist([f"{rest}={value}"]))
+    phases = list(config.phases)
+    phases[index] = phase
+    return OmegaConf.merge(config, {"phases": phases})
 
 
 def _require(condition: bool, message: str) -> None:
@@ -343,10 +395,7 @@ def validate(c: DictConfig) -> None:
     _require(m.n_layers >= 1 and m.d_model >= 1 and m.d_ff >= 1, "model.n_layers, model.d_model and model.d_ff must be >= 1")
     _require(m.n_heads >= 1 and m.d_model % m.n_heads == 0, f"model.d_model={m.d_model} must be divisible by model.n_heads={m.n_heads}")
     _require(0 <= m.dropout < 1, f"model.dropout={m.dropout} must be in [0, 1)")
-    _require(o.lr > 0, f"optim.lr={o.lr} must be > 0")
-    _require(o.weight_decay >= 0, f"optim.weight_decay={o.weight_decay} must be >= 0")
-    _require(len(o.betas) == 2 and all(0 <= b < 1 for b in o.betas), f"optim.betas={list(o.betas)} must be two numbers in [0, 1)")
-    _require(o.warmup_steps >= 0, f"optim.warmup_steps={o.warmup_steps} must be >= 0")
+    validate_optimizers(c)
     _require(t.max_steps >= 1, f"trainer.max_steps={t.max_steps} must be >= 1")
     validate_phases(c)
     first_steps = phase_plan(c)[0].steps
@@ -463,6 +512,20 @@ def validate_steer(c: DictConfig) -> None:
                 asset_path(s[key][len(ASSET_PREFIX) :])
             except AssetError as error:
                 raise ConfigError(f"steer.{key}: {error}") from None
+
+
+def validate_optimizers(c: DictConfig) -> None:
+    """Every phase's resolved optimizer, named by its phase when an override is at fault."""
+    problem = spec_problem(phase_optimizer(c, OmegaConf.create({"steps": 1, "optim": {}})))
+    _require(problem is None, problem or "")
+    previous = None
+    for i, phase in enumerate(phase_plan(c)):
+        spec = phase_optimizer(c, phase)
+        problem = spec_problem(spec)
+        _require(problem is None, f"phases[{i}] ({phase.name}): {problem}")
+        if previous is not None and not phase.fresh_optimizer:
+            _require(spec.name == previous.name, f"phases[{i}].fresh_optimizer=false carries {previous.name}'s state, but the phase runs {spec.name}")
+        previous = spec
 
 
 def validate_phases(c: DictConfig) -> None:

@@ -40,7 +40,7 @@ from datamodules.text_tasks import CORPUS_TASKS
 from lightning_modules.answer_tokens import AnswerTokenModule
 from lightning_modules.causal_lm import CausalLMLoRAModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
-from loclin.config import phase_plan, resolve_asset_file
+from loclin.config import phase_optimizer, phase_plan, resolve_asset_file
 from loclin.recovery import Recovery
 from loclin.rundir import (
     CHECKPOINT_DIR,
@@ -286,7 +286,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
             optimizer_state = (previous.get("optimizer_states") or [None])[0]
         restore_from = None
         datamodule.set_phase(index, phase_tasks(cfg, phase))
-        module.hparams.lr = phase.lr or cfg.optim.lr
+        module.optim_spec = phase_optimizer(cfg, phase)  # also what the constrained re-run steps with
         module.carried_optimizer_state = None if phase.fresh_optimizer else optimizer_state
         logger.step_offset = offset
         measurements = build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
@@ -331,7 +331,7 @@ def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict
         "run_dir": str(run_dir),
         "seed": cfg.seed,
         "steps": sum(p.steps for p in plan),
-        "phases": [{"name": p.name, "steps": p.steps, "tasks": phase_tasks(cfg, p)} for p in plan],
+        "phases": [{"name": p.name, "steps": p.steps, "tasks": phase_tasks(cfg, p), "optim": phase_optimizer(cfg, p).as_dict()} for p in plan],
         "geometry": {"window": cfg.geometry.window, "k": cfg.geometry.k},
         "metrics": {},
         "curves": {},

@@ -116,7 +116,9 @@ def test_reset_reinitialises_only_the_named_group():
         (["recovery.recover_phase=nope"], "not among the phases"),
         (["recovery.degradation=melt"], "must be one of"),
         (["recovery.degradation=reset", "phases=[{name: train, steps: 200}, {name: degrade, steps: 0}, {name: recover, steps: 60}]"], "recovery.reset_group='block1.mlp' is not a parameter group"),
-        (["phases.1.steps=0"], "give a list as a whole"),
+        (["phases.1.steps=0"], "recovery.degradation=interference needs phases[1].steps >= 1"),
+        (["phases.7.steps=3"], "there are 3 phases"),
+        (["phases.1.stepz=3"], "Key 'stepz' not in 'PhaseConfig'"),
         (["geometry.groups=[block7.mlp]"], "unknown group"),
     ],
 )
@@ -167,3 +169,18 @@ def test_prefix_numbers_carry_pivots_and_controls(reference):
     assert 0 <= metrics["recovery.capture.L8_last_updates"]["value"] <= 1
     # positions are distinct within a draw and lie in the 60-step recovery
     assert all(len(set(p)) == 8 and all(0 <= i < 60 for i in p) for p in controls["positions"])
+
+
+def test_a_plain_sgd_recovery_has_updates_parallel_to_its_gradients(tmp_path):
+    """phases[2].optim: plain SGD at a constant rate makes u_t = −η g_t, so P_m from updates and
+    from gradients are the same spaces; the training phase keeps AdamW."""
+    overrides = [f"output_root={tmp_path}", "phases.2.optim.name=sgd", "phases.2.optim.weight_decay=0", "phases.2.optim.warmup_steps=0", "phases.2.lr=0.5", "recovery.constrained_m=0"]
+    cfg = load_config(TINY, overrides)
+    summary = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
+    assert [p["optim"]["name"] for p in summary["phases"]] == ["adamw", "adamw", "sgd"]
+    curve = summary["curves"]["recovery.prefix"]
+    determined = [m for m, ok in zip(curve["m"], curve["determined_updates"]) if ok]
+    assert len(determined) >= 3
+    for m in determined:
+        i = curve["m"].index(m)
+        assert curve["updates"][i] == pytest.approx(curve["gradients"][i], abs=1e-5), m
