@@ -15,6 +15,11 @@ capture of Δ by m updates at seeded random positions of the recovery (``control
 nested: draw j's first m positions) and by the last m updates. Only the updates at those
 positions are kept (at most control_draws·control_m + control_m vectors).
 
+Capture against recovery length (``capture_at_steps``): at each step T of the list,
+Δ_T = θ_T − θ_0 projected on the prefix basis (built once the first max(prefix_ms) updates are
+in; k-sized work per T after that), cap(P_m, Δ_T) for every m <= T, cap of the last m updates
+before T (a ring of ``control_m`` updates), and T's held-out loss and accuracy at θ_T.
+
 For a LoRA adapter (``effective_layers`` given) the prefix capture is also measured in
 effective weight space: the moves e_t = W(θ_{t+1}) − W(θ_t) of W = (α/r) B A against
 W(θ_R) − W(θ_0), from an R factor accumulated layer by layer (geometry.lora.effective_step_r).
@@ -41,8 +46,12 @@ from geometry.static_bases import go_back_direction, project
 
 
 class RecoveryCallback(MeasurementCallback):
-    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0, effective_layers: list[LoraFactors] | None = None, steps: int = 0, control_m: int = 8, control_draws: int = 0, seed: int = 0):
+    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0, effective_layers: list[LoraFactors] | None = None, steps: int = 0, control_m: int = 8, control_draws: int = 0, seed: int = 0, capture_at_steps: Sequence[int] = ()):
         self.constrained_m = constrained_m
+        self.capture_at_steps = sorted(t for t in set(capture_at_steps) if 1 <= t <= steps)
+        self.length_curve: list[dict] = []  # one row per T of capture_at_steps
+        self._recent: list[torch.Tensor] = []  # the last control_m updates, oldest first
+        self._prefix_basis: torch.Tensor | None = None  # Q of the first max(prefix_ms) updates, once complete
         self.effective_layers = effective_layers or []
         self.vector = vector
         self.static_bases = static_bases
@@ -77,7 +86,7 @@ class RecoveryCallback(MeasurementCallback):
         if self.recorded < len(self.updates):
             self.vector.write_grads(self.gradients[self.recorded])
             self.vector.write_values(self.updates[self.recorded])  # θ_t; the step makes it u_t
-        if trainer.global_step in self._wanted:
+        if trainer.global_step in self._wanted or self.capture_at_steps:
             self._theta_before = self.vector.values()
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
@@ -85,9 +94,32 @@ class RecoveryCallback(MeasurementCallback):
             self.vector.subtract_from_values(self.updates[self.recorded])
             self.recorded += 1
         position = trainer.global_step - 1  # the step just taken
-        if position in self._wanted and self._theta_before is not None:
-            self.control_updates[position] = self.vector.values() - self._theta_before
-            self._theta_before = None
+        if self._theta_before is None:
+            return
+        update = self.vector.values() - self._theta_before
+        self._theta_before = None
+        if position in self._wanted:
+            self.control_updates[position] = update
+        if self.capture_at_steps:
+            self._recent = [*self._recent, update][-self.control_m :]
+            if trainer.global_step in self.capture_at_steps:
+                self.length_curve.append(self.capture_at_length(trainer, pl_module, trainer.global_step))
+
+    def capture_at_length(self, trainer: L.Trainer, pl_module: L.LightningModule, steps_taken: int) -> dict:
+        """cap(P_m, Δ_T) for m <= T, the last-m control and T's held-out numbers at θ_T."""
+        delta = self.vector.values() - self.theta_zero
+        basis = self._prefix_basis
+        if basis is None:
+            basis = nested_prefix_basis(self.updates[: self.recorded]).float()
+            if self.recorded == len(self.updates):  # complete: every later T reuses it
+                self._prefix_basis = basis
+        ms = [m for m in self.prefix_ms if m <= min(steps_taken, self.recorded)]
+        cumulative = torch.cumsum((delta @ basis).double().pow(2), 0) / delta.double().pow(2).sum()
+        last = prefix_capture_curve(torch.stack(self._recent[::-1]), delta, [m for m in ms if m <= len(self._recent)])
+        heldout = {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()}
+        with torch.no_grad():
+            scores = pl_module.evaluate_batch(heldout)
+        return {"T": steps_taken, "m": ms, "prefix": [float(cumulative[m - 1]) for m in ms], "last": [last.get(m, float("nan")) for m in ms], "delta_norm": float(delta.norm()), **scores}
 
     def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         theta_end = self.vector.values()
@@ -196,6 +228,12 @@ class RecoveryCallback(MeasurementCallback):
                     "spread": {"std": float(spread.std()) if len(draws) > 1 else 0.0, "min": float(spread.min()), "max": float(spread.max()), "draws": len(draws)},
                 }
                 metrics[f"recovery.capture.L{m}_last_updates"] = metric(last, f"control: capture of Δ by the last {m} recovery updates", random_capture_baseline(m, dim))
+        if self.length_curve:
+            curve["by_length"] = self.length_curve
+            for row in self.length_curve:
+                if 8 in row["m"]:
+                    metrics[f"recovery.capture_at_T{row['T']}.P8_updates"] = metric(row["prefix"][row["m"].index(8)], f"cap(P_8, Δ_T), Δ_T = θ_T − θ_0 after T = {row['T']} recovery steps", random_capture_baseline(8, dim))
+                metrics[f"recovery.capture_at_T{row['T']}.acc"] = metric(row["acc"], f"task-{self.target} held-out accuracy at θ_T, T = {row['T']}")
         if "effective" in self.results:
             curve["min_pivot_effective_updates"] = [self.results["pivots"]["effective_updates"][m - 1] for m in curve["m"]]
             curve["effective_updates"] = [self.results["effective"][m - 1] for m in curve["m"]]
@@ -215,7 +253,7 @@ class RecoveryCallback(MeasurementCallback):
         return {"recovery/prefix_capture": prefix_capture_figure({"run": curve}, statics, random_capture_baseline(8, self.vector.dim))}
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "gradients": self.gradients, "recorded": self.recorded, "theta_zero": self.theta_zero, "control_updates": self.control_updates, "theta_before": self._theta_before}
+        return {"updates": self.updates, "gradients": self.gradients, "recorded": self.recorded, "theta_zero": self.theta_zero, "control_updates": self.control_updates, "theta_before": self._theta_before, "length_curve": self.length_curve, "recent": self._recent}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.updates = state_dict["updates"]
@@ -224,6 +262,8 @@ class RecoveryCallback(MeasurementCallback):
         self.theta_zero = state_dict["theta_zero"]
         self.control_updates = dict(state_dict.get("control_updates", {}))
         self._theta_before = state_dict.get("theta_before")
+        self.length_curve = list(state_dict.get("length_curve", []))
+        self._recent = list(state_dict.get("recent", []))
 
 
 def control_positions(steps: int, m: int, draws: int, seed: int) -> list[list[int]]:

@@ -167,6 +167,7 @@ class RecoveryConfig:
     constrained_m: int = 8  # re-run the recovery inside θ_0 + span(P_m); 0 = skip
     control_m: int = 8  # controls for P_m, m <= control_m: m updates at random positions, and the last m
     control_draws: int = 10  # seeded draws of random positions (mean and spread); 0 = no controls
+    capture_at_steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100, 200])  # cap(P_m, θ_T − θ_0) at these T (those within the recovery)
 
 
 @dataclass
@@ -565,4 +566,5 @@ def validate_phases(c: DictConfig) -> None:
     _require(r.noise_scale > 0 and r.negation_scale > 0, "recovery.noise_scale and recovery.negation_scale must be > 0")
     _require(r.constrained_m == 0 or r.constrained_m in r.prefix_ms, f"recovery.constrained_m={r.constrained_m} must be 0 or one of recovery.prefix_ms={list(r.prefix_ms)}")
     _require(0 <= r.hurt_threshold <= 1, f"recovery.hurt_threshold={r.hurt_threshold} must be in [0, 1]")
+    _require(all(t >= 1 for t in r.capture_at_steps), f"recovery.capture_at_steps={list(r.capture_at_steps)} must be >= 1")
     _require(r.control_draws >= 0 and 1 <= r.control_m <= recover_steps, f"recovery.control_m={r.control_m} must be in 1 … phases[{recover}].steps={recover_steps} and recovery.control_draws={r.control_draws} >= 0")

@@ -117,7 +117,7 @@ class Recovery:
                 RecoveryCallback(
                     self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m,
                     lora_factors(self.module, self.vector), steps=phase.steps, control_m=self.r.control_m,
-                    control_draws=self.r.control_draws, seed=self.cfg.seed,
+                    control_draws=self.r.control_draws, seed=self.cfg.seed, capture_at_steps=list(self.r.capture_at_steps),
                 )
             ]
         return []

@@ -182,6 +182,21 @@ def prefix_table(summary: dict) -> list[list[str]]:
     return rows
 
 
+def length_table(summary: dict) -> list[list[str]]:
+    """Capture against recovery length: cap(P_m, Δ_T) and the last-m control at each T, with T's
+    held-out accuracy at θ_T (how far the recovery had got)."""
+    rows_in = summary["curves"].get("recovery.prefix", {}).get("by_length", [])
+    if not rows_in:
+        return []
+    ms = sorted({m for row in rows_in for m in row["m"]})
+    rows = [["T", "T acc at θ_T", "‖Δ_T‖", *(f"cap(P{m}, Δ_T)" for m in ms), "last 8 before T"]]
+    for row in rows_in:
+        by_m = dict(zip(row["m"], row["prefix"]))
+        last8 = dict(zip(row["m"], row["last"])).get(8, float("nan"))
+        rows.append([str(row["T"]), fmt(row["acc"]), fmt(row["delta_norm"]), *(fmt(by_m.get(m, float("nan"))) for m in ms), fmt(last8)])
+    return rows
+
+
 def drift_table(summary: dict, phase: str = "") -> list[list[str]]:
     """The honest drift figures per source: disjoint half-window overlap at each lag L >= W,
     its ratio to the noise ceiling, the ratio's half-life and the plateau."""
@@ -322,6 +337,9 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
             prefix = prefix_table(s)
             if prefix:
                 parts += ["### Prefix bases: determination and controls", "", render_markdown(prefix), ""]
+            length = length_table(s)
+            if length:
+                parts += ["### Capture against recovery length", "", render_markdown(length), ""]
             parts += [verdict(s), ""]
     for index, s in enumerate(summaries):
         if "random_search.points" in s["curves"]:

@@ -20,6 +20,7 @@ from loclin.report import (
     build_report,
     drift_table,
     headline_table,
+    length_table,
     prefix_table,
     recovery_table,
     render_markdown,
@@ -58,6 +59,9 @@ def run_section(folder: Path) -> list[str]:
         prefix = prefix_table(summary)
         if prefix:
             parts += ["### Prefix bases: determination and controls", "", render_markdown(prefix), ""]
+        length = length_table(summary)
+        if length:
+            parts += ["### Capture against recovery length", "", render_markdown(length), ""]
         parts += [verdict(summary), "", f"![prefix capture]({name}/prefix_capture.png)", ""]
     return parts
 

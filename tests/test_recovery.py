@@ -184,3 +184,17 @@ def test_a_plain_sgd_recovery_has_updates_parallel_to_its_gradients(tmp_path):
     for m in determined:
         i = curve["m"].index(m)
         assert curve["updates"][i] == pytest.approx(curve["gradients"][i], abs=1e-5), m
+
+
+def test_capture_against_recovery_length_from_one_trajectory(reference):
+    rows = reference["curves"]["recovery.prefix"]["by_length"]
+    assert [row["T"] for row in rows] == [10, 25, 60]  # conf/tiny_recovery.yaml: the last is the whole recovery
+    for row in rows:
+        assert row["m"] == [m for m in (1, 2, 4, 8, 16, 32) if m <= row["T"]]
+        assert all(0 <= c <= 1 for c in row["prefix"]) and row["prefix"] == sorted(row["prefix"])
+        assert 0 <= row["acc"] <= 1 and row["delta_norm"] > 0
+    final = reference["curves"]["recovery.prefix"]  # at T = 60, Δ_T is Δ and θ_T is θ_R
+    assert rows[-1]["prefix"] == pytest.approx(final["updates"], abs=1e-5)
+    assert rows[-1]["acc"] == reference["metrics"]["recovery.theta_R.acc"]["value"]
+    assert rows[-1]["last"][rows[-1]["m"].index(8)] == pytest.approx(reference["metrics"]["recovery.capture.L8_last_updates"]["value"], abs=1e-5)
+    assert reference["metrics"]["recovery.capture_at_T25.acc"]["value"] == rows[1]["acc"]
