@@ -69,7 +69,7 @@ def spec_problem(spec: OptimizerSpec) -> str | None:
     return None
 
 
-def decay_groups(named: Sequence[tuple[str, "nn.Parameter"]], weight_decay: float) -> list[dict]:
+def decay_groups(named: Sequence[tuple[str, nn.Parameter]], weight_decay: float) -> list[dict]:
     decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
     rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
@@ -90,7 +90,7 @@ def schedule_factor(spec: OptimizerSpec):
     return factor
 
 
-def build_optimizer(named: Sequence[tuple[str, "nn.Parameter"]], spec: OptimizerSpec) -> dict:
+def build_optimizer(named: Sequence[tuple[str, nn.Parameter]], spec: OptimizerSpec) -> dict:
     """Lightning's ``configure_optimizers`` answer: the optimizer and a per-step LambdaLR."""
     import torch
 

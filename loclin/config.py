@@ -365,7 +365,7 @@ def validate(c: DictConfig) -> None:
         _require(q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2, "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge")
         _require(max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window, "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window")
         return
-    d, m, o, t, g = c.data, c.model, c.optim, c.trainer, c.geometry
+    d, m, t, g = c.data, c.model, c.trainer, c.geometry
     known = TEXT_TASK_NAMES if c.kind == "lora" else TASK_NAMES
     unknown = [name for name in d.tasks if name not in known]
     _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known {c.kind} tasks are {list(known)}")
