@@ -2,6 +2,7 @@
 
     python train.py --config conf/synthetic.yaml [key=value ...]
     python train.py --resume runs/synthetic/version_0
+    python train.py --fork runs/recovery_synthetic/version_0 --after degrade phases.2.optim.name=sgd
 
 Writes runs/<experiment>/version_<n>/: config.yaml, TensorBoard events, checkpoints/,
 summary.json. A configuration mistake is one line on stderr and exit code 2, before anything
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 
 from loclin.config import ConfigError, load_config
+from loclin.fork import fork_config, populate_fork
 from loclin.model_source import ModelSourceError, resolve_model_source
 from loclin.rundir import (
     RUN_DIR_ENV,
@@ -34,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="experiment YAML (see conf/)")
     source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    source.add_argument("--fork", type=Path, metavar="RUN_DIR", help="a new run reusing RUN_DIR's phases up to --after; only later phases run")
+    parser.add_argument("--after", metavar="PHASE", help="with --fork: the last of the parent's phases to reuse")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_steps=500")
     return parser.parse_args(argv)
 
@@ -57,7 +61,19 @@ def main(argv: list[str] | None = None) -> int:
             cfg = load_config(check_resumable(args.resume))
             check_model_sources(cfg)
             run_dir = args.resume
+        elif args.fork is not None:
+            if not args.after:
+                raise ConfigError("--fork needs --after PHASE: the last of the parent's phases to reuse")
+            launched = launched_run_dir()
+            cfg = load_config(Path(launched) / "config.yaml") if launched else fork_config(args.fork, args.after, args.overrides)
+            check_model_sources(cfg)
+            run_dir = launched or create_run_dir(cfg.output_root, cfg.experiment)
+            if not launched:
+                populate_fork(args.fork, Path(run_dir), cfg)
+            os.environ[RUN_DIR_ENV] = str(run_dir)
         else:
+            if args.after:
+                raise ConfigError("--after goes with --fork")
             cfg = load_config(args.config, args.overrides)
             check_model_sources(cfg)
             run_dir = launched_run_dir() or create_run_dir(cfg.output_root, cfg.experiment)
@@ -85,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         from loclin.experiment import run_experiment  # heavy imports only after the config is valid
 
-        run_experiment(cfg, Path(run_dir), resume=args.resume is not None)
+        run_experiment(cfg, Path(run_dir), resume=args.resume is not None)  # a fork's reused phases count as done
     if global_rank() == 0:
         print(f"[loclin] run directory: {run_dir}")
         print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")

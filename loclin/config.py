@@ -238,6 +238,14 @@ class RandomSearchConfig:
 
 
 @dataclass
+class ForkConfig:
+    """Set by ``train.py --fork``: the run whose phases up to ``after`` this one reuses."""
+
+    parent: str | None = None
+    after: str | None = None
+
+
+@dataclass
 class ExperimentConfig:
     kind: str = "synthetic"  # synthetic: the tiny transformer; lora: an adapter on a causal LM; quadratic: Krylov check
     experiment: str = "synthetic"
@@ -255,6 +263,7 @@ class ExperimentConfig:
     steer: SteerConfig = field(default_factory=SteerConfig)
     activation_shift: ActivationShiftConfig = field(default_factory=ActivationShiftConfig)
     random_search: RandomSearchConfig = field(default_factory=RandomSearchConfig)
+    fork: ForkConfig = field(default_factory=ForkConfig)
 
 
 DEGRADATIONS = ("interference", "negation", "noise", "reset")

@@ -1,0 +1,58 @@
+"""Forks: a recovery forked from a parent's θ_0 equals the full run bit for bit; overrides that
+would change what the parent computed are one line, exit 2, and write nothing."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "conf" / "tiny_recovery.yaml")
+CHANGE = ["phases.2.optim.name=sgd", "phases.2.lr=0.05", "recovery.prefix_ms=[1,2,4,8]", "recovery.constrained_m=4"]
+
+
+def summary_of(run_dir: Path) -> dict:
+    return json.loads((run_dir / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def parent(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("parent")
+    assert train.main(["--config", TINY, f"output_root={root}", "trainer.progress_bar=false"]) == 0
+    return root / "tiny_recovery" / "version_0"
+
+
+def test_a_forked_recovery_equals_the_full_run_with_the_same_settings(parent, tmp_path):
+    assert train.main(["--config", TINY, f"output_root={tmp_path / 'full'}", "trainer.progress_bar=false", *CHANGE]) == 0
+    full = summary_of(tmp_path / "full" / "tiny_recovery" / "version_0")
+    assert train.main(["--fork", str(parent), "--after", "degrade", f"output_root={tmp_path / 'fork'}", *CHANGE]) == 0
+    fork_dir = tmp_path / "fork" / "tiny_recovery" / "version_0"
+    forked = summary_of(fork_dir)
+    assert set(forked["metrics"]) == set(full["metrics"])
+    for name, entry in full["metrics"].items():
+        assert forked["metrics"][name]["value"] == entry["value"], name
+    assert forked["phases"][2]["optim"]["name"] == "sgd"
+    config = (fork_dir / "config.yaml").read_text()
+    assert f"parent: {parent.resolve()}" in config and "after: degrade" in config
+    # the reused phases are the parent's files, not recomputed
+    assert (fork_dir / "checkpoints" / "degrade" / "end.ckpt").stat().st_ino == (parent / "checkpoints" / "degrade" / "end.ckpt").stat().st_ino
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--after", "degrade", "model.d_model=32"], "'model.d_model' would change what the parent computed up to phase 'degrade'"),
+        (["--after", "degrade", "recovery.k=2"], "'recovery.k' would change"),
+        (["--after", "degrade", "phases.1.steps=20"], "'phases.1.steps' would change"),
+        (["--after", "degrade", "recovery.degradation=noise", "phases.1.steps=0"], "would change"),
+        (["--after", "melt"], "--after melt: the parent's phases are ['train', 'degrade', 'recover']"),
+        ([], "--fork needs --after PHASE"),
+    ],
+)
+def test_fork_overrides_that_change_the_past_are_one_line(parent, tmp_path, capsys, args, fragment):
+    assert train.main(["--fork", str(parent), *args, f"output_root={tmp_path}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert fragment in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "tiny_recovery").exists()
