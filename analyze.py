@@ -1,6 +1,7 @@
 """Tables, plots and a Markdown report from one or more finished runs.
 
     python analyze.py runs/synthetic/version_0 [more runs or folders of runs] [--out DIR]
+    python analyze.py SWEEP_DIR [--key recovery.capture.P8_updates ...]
 
 Prints the headline table, writes PNG plots and report.md (default: <first run>/analysis).
 """
@@ -20,12 +21,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="run directories, or folders holding them")
     parser.add_argument("--out", type=Path, help="where plots and report.md go")
+    parser.add_argument("--key", action="append", default=None, help="a sweep: the summary key(s) to tabulate and plot")
     args = parser.parse_args(argv)
     from loclin.report import build_report, find_runs
+    from loclin.sweep import MANIFEST
 
     try:
-        out = args.out or find_runs(args.runs)[0] / "analysis"
-        table = build_report(args.runs, out)
+        if len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
+            from loclin.sweep_report import build_sweep_report
+
+            out = args.out or Path(args.runs[0]) / "analysis"
+            table = build_sweep_report(Path(args.runs[0]), out, args.key)
+        else:
+            out = args.out or find_runs(args.runs)[0] / "analysis"
+            table = build_report(args.runs, out)
     except RunDirError as error:
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE

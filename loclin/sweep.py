@@ -1,0 +1,235 @@
+"""Sweeps: one run directory per grid point and seed, resumable, in parallel workers.
+
+    python -m loclin.sweep --config conf/recovery_synthetic.yaml \\
+        --grid phases.2.optim.name=[sgd,adamw] --grid phases.2.lr=[0.01,0.1] --seeds 0,1 [--workers 2]
+    python -m loclin.sweep --fork runs/recovery_synthetic/version_0 --after degrade --grid ... [--seeds 0]
+    python analyze.py SWEEP_DIR --key recovery.capture.P8_updates
+
+The sweep directory (``--out``, default ``<output_root>/sweeps/<experiment>``) holds
+``sweep.json`` (the manifest: the command's config or parent, the grid, the seeds and every
+point's overrides) and ``points/<point>/version_<n>/``, a plain run directory per point.
+Running the same command again skips finished points (summary.json), resumes killed ones
+(``train.py --resume``) and starts the rest. A forked sweep takes one parent per seed with
+``--fork RUN [RUN ...]`` (in the order of ``--seeds``), or one parent for every point.
+
+Each point runs as its own ``train.py`` process. The launcher is an existing engine, never a
+scheduler of ours: ``local`` (a pool of ``--workers`` subprocesses, the default), ``submitit``
+(SLURM, or its local executor with ``--cluster local``) and ``ray`` (``ray.remote`` tasks on a
+running or local Ray instance); the last two are optional extras (``pip install loclin[sweep]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from loclin.config import ConfigError, load_config
+from loclin.rundir import SUMMARY_FILE, RunDirError, check_resumable
+
+MANIFEST = "sweep.json"
+LAUNCHERS = ("local", "submitit", "ray")
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+    """``key=[a,b,c]`` → {key: [a, b, c]} with OmegaConf's value grammar (numbers stay numbers)."""
+    grid: dict[str, list] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--grid '{item}' is not of the form key=[a,b,...]")
+        key, _ = item.split("=", 1)
+        values = OmegaConf.to_container(OmegaConf.from_dotlist([item]))
+        for part in key.split("."):
+            values = values[part]
+        grid[key] = values if isinstance(values, list) else [values]
+        if not grid[key]:
+            raise ConfigError(f"--grid {key} has no values")
+    return grid
+
+
+def value_text(value) -> str:
+    return json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def point_name(assignment: dict, seed: int) -> str:
+    """A readable directory name: ``p2.optim.name=sgd_p2.lr=0.1__seed0`` (phases.i → pi)."""
+    parts = [f"{key.replace('phases.', 'p')}={value_text(v)}" for key, v in assignment.items()]
+    safe = "_".join(parts).replace("/", "-").replace(" ", "")
+    return f"{safe or 'base'}__seed{seed}"
+
+
+def expand(grid: dict[str, list], seeds: list[int], parents: list[str]) -> list[dict]:
+    """Every (grid cell, seed): its overrides, name and parent (for a forked sweep)."""
+    points = []
+    for values in itertools.product(*grid.values()) if grid else [()]:
+        assignment = dict(zip(grid, values))
+        for i, seed in enumerate(seeds):
+            parent = (parents[i] if len(parents) == len(seeds) else parents[0]) if parents else None
+            overrides = [f"{key}={value_text(value)}" for key, value in assignment.items()]
+            if not parents:
+                overrides.append(f"seed={seed}")
+            points.append({"name": point_name(assignment, seed), "cell": assignment, "seed": seed, "parent": parent, "overrides": overrides})
+    return points
+
+
+def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
+    """The train.py command that starts, or resumes, one point (None when it is finished)."""
+    root = sweep_dir / "points"
+    versions = sorted((root / point["name"]).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    if versions:
+        latest = versions[-1]
+        if (latest / SUMMARY_FILE).is_file():
+            return []
+        try:
+            check_resumable(latest)
+            return [sys.executable, str(REPO / "train.py"), "--resume", str(latest)]
+        except RunDirError:
+            pass  # killed before its first checkpoint: a fresh version of the point
+    where = [f"output_root={root}", f"experiment={point['name']}", "trainer.progress_bar=false"]
+    if point["parent"]:
+        return [sys.executable, str(REPO / "train.py"), "--fork", point["parent"], "--after", manifest["after"], *where, *point["overrides"]]
+    return [sys.executable, str(REPO / "train.py"), "--config", manifest["config"], *where, *manifest["overrides"], *point["overrides"]]
+
+
+def run_command(command: list[str], log: str) -> int:
+    """One point in a subprocess, its output in the point's log (a module-level function, so
+    submitit and Ray can ship it to their workers)."""
+    Path(log).parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle:
+        return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO).returncode
+
+
+def launch_local(jobs: list[tuple[list[str], str]], workers: int) -> list[int]:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda job: run_command(*job), jobs))
+
+
+def launch_submitit(jobs: list[tuple[list[str], str]], workers: int, folder: Path, cluster: str | None) -> list[int]:
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=str(folder / "submitit"), cluster=cluster)
+    executor.update_parameters(timeout_min=24 * 60, slurm_array_parallelism=workers)
+    submitted = [executor.submit(run_command, command, log) for command, log in jobs]
+    return [job.result() for job in submitted]
+
+
+def launch_ray(jobs: list[tuple[list[str], str]], workers: int) -> list[int]:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
+    remote = ray.remote(num_cpus=1)(run_command)
+    return ray.get([remote.remote(command, log) for command, log in jobs])
+
+
+def launcher(name: str, workers: int, folder: Path, cluster: str | None) -> Callable[[list], list[int]]:
+    if name == "local":
+        return lambda jobs: launch_local(jobs, workers)
+    module = {"submitit": "submitit", "ray": "ray"}[name]
+    try:
+        __import__(module)
+    except ImportError:
+        raise ConfigError(f"--launcher {name} needs the '{module}' package: pip install 'loclin[sweep]'") from None
+    if name == "submitit":
+        return lambda jobs: launch_submitit(jobs, workers, folder, cluster)
+    return lambda jobs: launch_ray(jobs, workers)
+
+
+def build_manifest(args: argparse.Namespace) -> dict:
+    grid = parse_grid(args.grid)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
+    parents = [str(Path(p).resolve()) for p in args.fork or []]
+    if parents and not args.after:
+        raise ConfigError("--fork needs --after PHASE")
+    if parents and len(parents) not in (1, len(seeds)):
+        raise ConfigError(f"--fork takes one parent, or one per seed ({len(seeds)}); got {len(parents)}")
+    if parents and "seed" in grid:
+        raise ConfigError("a forked sweep's seeds are its parents' (--fork one run per seed)")
+    points = expand(grid, seeds, parents)
+    # every point's config is checked before anything runs: a bad override is one line, exit 2
+    from loclin.fork import fork_config
+
+    for point in points:
+        if point["parent"]:
+            fork_config(Path(point["parent"]), args.after, point["overrides"])
+        else:
+            load_config(args.config, [*args.overrides, *point["overrides"]])
+    if parents:
+        experiment = load_config(Path(parents[0]) / "config.yaml").experiment
+        output_root = load_config(Path(parents[0]) / "config.yaml").output_root
+    else:
+        base = load_config(args.config, args.overrides)
+        experiment, output_root = base.experiment, base.output_root
+    return {
+        "config": str(Path(args.config).resolve()) if args.config else None,
+        "overrides": list(args.overrides),
+        "fork": parents,
+        "after": args.after,
+        "grid": grid,
+        "seeds": seeds,
+        "points": points,
+        "default_out": str(Path(output_root) / "sweeps" / experiment),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="experiment YAML")
+    source.add_argument("--fork", nargs="+", metavar="RUN_DIR", help="parent run(s): one, or one per seed")
+    parser.add_argument("--after", metavar="PHASE", help="with --fork: the parent's last reused phase")
+    parser.add_argument("--grid", action="append", default=[], metavar="key=[a,b,c]", help="one axis of the grid (repeat)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds (a forked sweep: one per parent)")
+    parser.add_argument("--workers", type=int, default=1, help="points run at once")
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="local")
+    parser.add_argument("--cluster", default=None, help="submitit: slurm, local or debug (default: detected)")
+    parser.add_argument("--out", type=Path, default=None, help="the sweep directory")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="fixed overrides for every point")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.workers < 1:
+            raise ConfigError(f"--workers={args.workers} must be >= 1")
+        manifest = build_manifest(args)
+        out = args.out or Path(manifest.pop("default_out"))
+        manifest.pop("default_out", None)
+        previous = out / MANIFEST
+        if previous.is_file():
+            old = json.loads(previous.read_text())
+            if {k: old.get(k) for k in ("config", "overrides", "fork", "after", "grid", "seeds")} != {k: manifest[k] for k in ("config", "overrides", "fork", "after", "grid", "seeds")}:
+                raise ConfigError(f"'{out}' holds a different sweep ({MANIFEST} differs); choose another --out")
+        run = launcher(args.launcher, args.workers, out, args.cluster)
+    except (ConfigError, RunDirError) as error:
+        print(f"loclin: error: {error}", file=sys.stderr)
+        return 2
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
+    jobs, skipped = [], 0
+    for point in manifest["points"]:
+        command = point_command(manifest, point, out)
+        if command:
+            jobs.append((command, str(out / "logs" / f"{point['name']}.log")))
+        else:
+            skipped += 1
+    print(f"[loclin] sweep {out}: {len(manifest['points'])} points, {skipped} finished, {len(jobs)} to run ({args.launcher}, {args.workers} workers)", flush=True)
+    codes = run(jobs) if jobs else []
+    failed = [log for (_, log), code in zip(jobs, codes) if code != 0]
+    for log in failed:
+        print(f"loclin: error: a point failed; see {log}", file=sys.stderr)
+    print(f"[loclin] sweep done: {len(jobs) - len(failed)} ran, {skipped} skipped, {len(failed)} failed; python analyze.py {out}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

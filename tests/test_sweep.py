@@ -1,0 +1,84 @@
+"""Sweeps: grid expansion, a killed sweep resumes without redoing finished points, the table's
+intervals against a hand computation, one-line errors, and the submitit launcher on its local
+executor."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+import analyze
+from loclin import sweep
+from loclin.sweep_report import build_sweep_report
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = str(REPO / "conf" / "tiny_synthetic.yaml")
+SHORT = ["trainer.max_steps=40", "geometry.enabled=false", "trainer.eval_every=20"]
+
+
+def test_grid_expansion_names_every_point_and_keeps_value_types():
+    grid = sweep.parse_grid(["phases.2.optim.name=[sgd,adam]", "phases.2.lr=[0.01,0.1]"])
+    assert grid == {"phases.2.optim.name": ["sgd", "adam"], "phases.2.lr": [0.01, 0.1]}
+    points = sweep.expand(grid, [0, 1], [])
+    assert len(points) == 8 and len({p["name"] for p in points}) == 8
+    assert points[0]["name"] == "p2.optim.name=sgd_p2.lr=0.01__seed0"
+    assert points[0]["overrides"] == ["phases.2.optim.name=sgd", "phases.2.lr=0.01", "seed=0"]
+
+
+def test_a_killed_sweep_resumes_without_redoing_finished_points_and_tabulates_intervals(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["--config", TINY, "--grid", "optim.lr=[0.003]", "--seeds", "0,1,2", "--out", str(out), "--workers", "2", *SHORT]
+    assert sweep.main(args) == 0
+    finished = sorted(out.glob("points/*/version_0/summary.json"))
+    assert len(finished) == 3
+    # a kill: one point loses its summary (it resumes from its checkpoint), one its whole run
+    stamps = {p: p.stat().st_mtime_ns for p in finished}
+    finished[0].unlink()
+    victim = finished[1].parent
+    for file in sorted(victim.rglob("*"), reverse=True):
+        file.unlink() if file.is_file() else file.rmdir()
+    victim.rmdir()
+    capsys.readouterr()
+    assert sweep.main(args) == 0
+    assert "3 points, 1 finished, 2 to run" in capsys.readouterr().out
+    for path, stamp in stamps.items():
+        if path not in finished[:2]:
+            assert path.stat().st_mtime_ns == stamp  # not redone
+    assert (finished[0]).is_file() and (finished[1]).is_file()
+    # the table's interval against a hand computation over the three seeds
+    key = "task.add.acc"
+    values = [json.loads(p.read_text())["metrics"][key]["value"] for p in sorted(out.glob("points/optim.lr=0.003__seed*/version_*/summary.json"))]
+    mean = sum(values) / 3
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
+    half = 4.302652729911275 * sd / math.sqrt(3)
+    text = build_sweep_report(out, tmp_path / "report", [key])
+    row = next(line for line in text.splitlines() if line.startswith("0.003"))
+    from loclin.report import fmt
+
+    assert f"{fmt(mean)} [{fmt(mean - half)}, {fmt(mean + half)}]" in row
+    assert analyze.main([str(out), "--key", key, "--out", str(tmp_path / "a")]) == 0
+    assert (tmp_path / "a" / "sweep_0.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--grid", "optim.lr=[0.001,-1]"], "optim.lr=-1"),
+        (["--grid", "optim.lrr=[0.1]"], "Key 'lrr' not in 'OptimConfig'"),
+        (["--grid", "optim.lr"], "is not of the form key=[a,b,...]"),
+        (["--workers", "0"], "--workers=0 must be >= 1"),
+    ],
+)
+def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, capsys, args, fragment):
+    assert sweep.main(["--config", TINY, "--out", str(tmp_path / "s"), *args]) == 2
+    error = capsys.readouterr().err.strip()
+    assert fragment in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "s").exists()
+
+
+def test_the_submitit_launcher_runs_points_on_its_local_executor(tmp_path):
+    pytest.importorskip("submitit")
+    out = tmp_path / "sweep"
+    assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--launcher", "submitit", "--cluster", "local", "--out", str(out), *SHORT]) == 0
+    assert len(list(out.glob("points/*/version_0/summary.json"))) == 1
