@@ -193,7 +193,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--cluster", default=None, help="submitit: slurm, local or debug (default: detected)")
     parser.add_argument("--out", type=Path, default=None, help="the sweep directory")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="fixed overrides for every point")
-    return parser.parse_args(argv)
+    return parser.parse_intermixed_args(argv)  # fixed overrides may stand before or after the --grid options
 
 
 def main(argv: list[str] | None = None) -> int:

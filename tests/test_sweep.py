@@ -82,3 +82,27 @@ def test_the_submitit_launcher_runs_points_on_its_local_executor(tmp_path):
     out = tmp_path / "sweep"
     assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--launcher", "submitit", "--cluster", "local", "--out", str(out), *SHORT]) == 0
     assert len(list(out.glob("points/*/version_0/summary.json"))) == 1
+
+
+def test_the_ray_launcher_runs_points_on_a_local_instance(tmp_path):
+    """Ray is an optional extra (`pip install -e ".[sweep]"`): skipped where it is not installed."""
+    pytest.importorskip("ray")
+    out = tmp_path / "sweep"
+    assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--launcher", "ray", "--out", str(out), *SHORT]) == 0
+    assert len(list(out.glob("points/*/version_0/summary.json"))) == 1
+
+
+def test_a_missing_launcher_extra_is_one_line(tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_ray(name, *args, **kwargs):
+        if name == "ray":
+            raise ImportError("no ray")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_ray)
+    assert sweep.main(["--config", TINY, "--launcher", "ray", "--out", str(tmp_path / "s"), *SHORT]) == 2
+    assert "--launcher ray needs the 'ray' package: pip install 'loclin[sweep]'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The C4 regime map on the synthetic model: how much of the recovery displacement the first 8
+# updates capture (P8), against 8 updates at random positions and the last 8, per recover
+# optimizer and learning rate, forked from one θ_0 per parent seed. Resumable: run it again.
+#   bash docs/maps/c4_synthetic.sh [OUT=runs/maps/c4_synthetic] [WORKERS=2]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+OUT=${1:-runs/maps/c4_synthetic}
+WORKERS=${2:-2}
+PARENTS=()
+for seed in 0 1; do
+  parent="$OUT/parents/recovery_synthetic/version_$seed"
+  if [ ! -f "$parent/summary.json" ]; then
+    if [ -d "$parent" ]; then python train.py --resume "$parent"
+    else python train.py --config conf/recovery_synthetic.yaml "output_root=$OUT/parents" "seed=$seed" trainer.progress_bar=false; fi
+  fi
+  PARENTS+=("$parent")
+done
+# every cell: 300 recovery steps on `reverse`, constant rate, no warm-up, no constrained re-run
+FIXED=(phases.2.optim.warmup_steps=0 recovery.constrained_m=0)
+sweep() {  # name, then the grid
+  local name=$1; shift
+  python -m loclin.sweep --fork "${PARENTS[@]}" --after degrade --seeds 0,1 --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}"
+}
+sweep sgd phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.05,0.2,0.8]"
+sweep sgd_momentum phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.005,0.02,0.08]"
+sweep adam phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.001,0.003]"
+sweep adamw phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
+for name in sgd sgd_momentum adam adamw; do
+  python analyze.py "$OUT/$name" --key recovery.capture.P8_updates --key recovery.capture.R8_random_positions \
+    --key recovery.capture.L8_last_updates --key recovery.capture_at_T50.P8_updates --key recovery.theta_R.acc
+done
