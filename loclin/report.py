@@ -328,19 +328,7 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     ]
     for s in summaries:
         parts += [f"## Tasks: {run_label(s)}", "", render_markdown(task_table(s)), ""]
-        for phase, during in (("", ""), ("recover.", " during recovery")):
-            drift = drift_table(s, phase)
-            if drift:
-                parts += [f"## Drift against the noise ceiling{during}: {run_label(s)}", "", render_markdown(drift), "", DRIFT_READING, ""]
-        if "recovery.table" in s["curves"]:
-            parts += [f"## Recovery: {run_label(s)}", "", render_markdown(recovery_table(s)), ""]
-            prefix = prefix_table(s)
-            if prefix:
-                parts += ["### Prefix bases: determination and controls", "", render_markdown(prefix), ""]
-            length = length_table(s)
-            if length:
-                parts += ["### Capture against recovery length", "", render_markdown(length), ""]
-            parts += [verdict(s), ""]
+        parts += drift_and_recovery_sections(s, "##", f": {run_label(s)}")
     for index, s in enumerate(summaries):
         if "random_search.points" in s["curves"]:
             from loclin.random_search_report import random_search_section
@@ -350,6 +338,23 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     parts += [f"### {caption}\n\n![{caption}]({name})\n" for caption, name in plots]
     (out / "report.md").write_text("\n".join(parts))
     return render_text(table)
+
+
+def drift_and_recovery_sections(summary: dict, level: str, suffix: str = "") -> list[str]:
+    """Markdown: drift against the noise ceiling (training and recovery), then the recovery
+    tables (bases, prefix determination and controls, capture against length) and the verdict."""
+    parts: list[str] = []
+    for phase, during in (("", ""), ("recover.", " during recovery")):
+        drift = drift_table(summary, phase)
+        if drift:
+            parts += [f"{level} Drift against the noise ceiling{during}{suffix}", "", render_markdown(drift), "", DRIFT_READING, ""]
+    if "recovery.table" in summary["curves"]:
+        parts += [f"{level} Recovery{suffix}", "", render_markdown(recovery_table(summary)), ""]
+        for title, table in (("Prefix bases: determination and controls", prefix_table(summary)), ("Capture against recovery length", length_table(summary))):
+            if table:
+                parts += [f"{level}# {title}", "", render_markdown(table), ""]
+        parts += [verdict(summary), ""]
+    return parts
 
 
 DRIFT_READING = (

@@ -18,13 +18,9 @@ from pathlib import Path
 from loclin.report import (
     DRIFT_READING,
     build_report,
-    drift_table,
+    drift_and_recovery_sections,
     headline_table,
-    length_table,
-    prefix_table,
-    recovery_table,
     render_markdown,
-    verdict,
 )
 
 HEADER = """# Results
@@ -48,21 +44,10 @@ def run_section(folder: Path) -> list[str]:
         parts += [render_markdown(steer_table([summary], lambda s: name)), "", f"![cosine per block]({name}/steer_layers_0.png)", ""]
         return parts
     parts += [render_markdown(headline_table([summary])), ""]
-    for phase, during in (("", ""), ("recover.", " during recovery")):
-        drift = drift_table(summary, phase)
-        if drift:
-            parts += [f"### Drift against the noise ceiling{during}", "", render_markdown(drift), ""]
-    if (folder / "drift_curve_grad.png").is_file():
-        parts += [f"![drift against lag]({name}/drift_curve_grad.png)", ""]
-    if "recovery.table" in summary["curves"]:
-        parts += ["### Recovery", "", render_markdown(recovery_table(summary)), ""]
-        prefix = prefix_table(summary)
-        if prefix:
-            parts += ["### Prefix bases: determination and controls", "", render_markdown(prefix), ""]
-        length = length_table(summary)
-        if length:
-            parts += ["### Capture against recovery length", "", render_markdown(length), ""]
-        parts += [verdict(summary), "", f"![prefix capture]({name}/prefix_capture.png)", ""]
+    parts += drift_and_recovery_sections(summary, "###")
+    for figure, caption in (("drift_curve_grad.png", "drift against lag"), ("prefix_capture.png", "prefix capture")):
+        if (folder / figure).is_file():
+            parts += [f"![{caption}]({name}/{figure})", ""]
     return parts
 
 
