@@ -79,3 +79,26 @@ def test_a_rotating_top_subspace_gives_its_rate_back():
         ratio = metrics[f"grad.overlap_ratio_lag{lag}"]["value"]
         assert math.acos(math.sqrt(min(ratio, 1.0))) / lag == pytest.approx(omega, rel=0.06), lag
     assert metrics["grad.half_life_ratio"]["value"] == pytest.approx(64, rel=0.06)
+
+
+def test_the_tensorboard_drift_charts_find_the_ceiling_tags_the_callback_logs():
+    import re
+    from types import SimpleNamespace
+
+    from loclin.tensorboard import drift_layout
+
+    torch.manual_seed(0)
+    module = ToyModule(D_IN, D_OUT)
+    window = GradientWindowCallback(window=WINDOW, sources=["grad"])
+    rolling = RollingBasisCallback(window, "grad", k=K, stride=STRIDE, heldout_lags=(1,))
+    drift = DriftCallback(window, rolling, stride=STRIDE, lags=LAGS)
+    driver = StepDriver(module, [window, rolling, drift], lr=0.0)
+    logged: set[str] = set()
+    driver.trainer.logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.update(metrics))
+    for _ in range(120):
+        driver.step(torch.randn(D))
+    charts = drift_layout(["grad"], ["grad"], ["add"])["drift"]
+    band = charts["grad: noise ceiling (running mean ± std)"]
+    assert band[0] == "Margin" and set(band[1]) <= logged
+    for title in ("grad: disjoint half-window overlap and the ceiling", "grad: overlap ÷ noise ceiling (the honest drift)"):
+        assert all(any(re.fullmatch(pattern, tag) for tag in logged) for pattern in charts[title][1]), title
