@@ -61,6 +61,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loclin: error: no run summaries under '{args.root}'", file=sys.stderr)
         return 2
     parts = [HEADER, DRIFT_READING, ""]
+    summaries = [json.loads((folder / "summary.json").read_text()) for folder in folders]
+    by_experiment: dict[str, list[dict]] = {}
+    for summary in summaries:
+        if summary.get("kind") != "steer":
+            by_experiment.setdefault(summary["experiment"], []).append(summary)
+    for experiment, group in by_experiment.items():
+        if len({s["seed"] for s in group}) > 1:
+            parts += [f"## {experiment} over seeds", "", render_markdown(headline_table(group)), ""]
     for folder in folders:
         parts += run_section(folder)
     args.out.write_text("\n".join(parts))
