@@ -37,14 +37,19 @@ D = D_IN * D_OUT + D_OUT + 1
 WINDOW, K, STRIDE, LAGS = 16, 3, 8, (8, 16, 32, 64, 96)
 
 
-def drift_of_stream(basis_at, steps: int, seed: int) -> DriftCallback:
-    """g_t = U(t) z_t + noise, z_t ~ N(0, diag(9, 4, 2.25)), noise N(0, 0.05² I)."""
+def drift_driver() -> tuple[StepDriver, DriftCallback]:
+    """Window, rolling basis and drift on a toy module, fed gradients by hand."""
     torch.manual_seed(0)
     module = ToyModule(D_IN, D_OUT)
     window = GradientWindowCallback(window=WINDOW, sources=["grad"])
     rolling = RollingBasisCallback(window, "grad", k=K, stride=STRIDE, heldout_lags=(1,))
     drift = DriftCallback(window, rolling, stride=STRIDE, lags=LAGS)
-    driver = StepDriver(module, [window, rolling, drift], lr=0.0)
+    return StepDriver(module, [window, rolling, drift], lr=0.0), drift
+
+
+def drift_of_stream(basis_at, steps: int, seed: int) -> DriftCallback:
+    """g_t = U(t) z_t + noise, z_t ~ N(0, diag(9, 4, 2.25)), noise N(0, 0.05² I)."""
+    driver, drift = drift_driver()
     g = torch.Generator().manual_seed(seed)
     scales = torch.tensor([3.0, 2.0, 1.5], dtype=torch.float64)
     for t in range(steps):
@@ -87,12 +92,7 @@ def test_the_tensorboard_drift_charts_find_the_ceiling_tags_the_callback_logs():
 
     from loclin.tensorboard import drift_layout
 
-    torch.manual_seed(0)
-    module = ToyModule(D_IN, D_OUT)
-    window = GradientWindowCallback(window=WINDOW, sources=["grad"])
-    rolling = RollingBasisCallback(window, "grad", k=K, stride=STRIDE, heldout_lags=(1,))
-    drift = DriftCallback(window, rolling, stride=STRIDE, lags=LAGS)
-    driver = StepDriver(module, [window, rolling, drift], lr=0.0)
+    driver, _ = drift_driver()
     logged: set[str] = set()
     driver.trainer.logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.update(metrics))
     for _ in range(120):
