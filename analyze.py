@@ -2,6 +2,7 @@
 
     python analyze.py runs/synthetic/version_0 [more runs or folders of runs] [--out DIR]
     python analyze.py SWEEP_DIR [--key recovery.capture.P8_updates ...]
+    python analyze.py MAP_DIR     (a folder of sweeps or steering runs: docs/maps/*.sh)
 
 Prints the headline table, writes PNG plots and report.md (default: <first run>/analysis).
 """
@@ -27,7 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     from loclin.sweep import MANIFEST
 
     try:
-        if len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
+        from loclin.map_report import build_map_report, is_map
+
+        if len(args.runs) == 1 and is_map(Path(args.runs[0])):
+            out = args.out or Path(args.runs[0]) / "report"
+            table = build_map_report(Path(args.runs[0]), out)
+        elif len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
             from loclin.sweep_report import build_sweep_report
 
             out = args.out or Path(args.runs[0]) / "analysis"

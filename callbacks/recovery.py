@@ -240,7 +240,11 @@ class RecoveryCallback(MeasurementCallback):
             curve["effective_dim"] = self.results["effective_dim"]
             for m, value in zip(curve["m"], curve["effective_updates"]):
                 metrics[f"recovery.capture_effective.P{m}_updates"] = metric(value, f"capture of the effective-weight displacement W(θ_R) − W(θ_0), W = (α/r)BA, by the first {m} effective moves", random_capture_baseline(m, self.results["effective_dim"]))
-        return {"metrics": metrics, "curves": {"recovery.table": rows, "recovery.prefix": curve, "recovery.norms": {"delta": self.results["delta_norm"], "go_back": self.results["go_back_norm"]}}}
+        delta_norm, go_back = self.results["delta_norm"], self.results["go_back_norm"]
+        metrics["recovery.delta_norm"] = metric(delta_norm, "‖Δ‖ = ‖θ_R − θ_0‖, how far the recovery moved")
+        metrics["recovery.go_back_norm"] = metric(go_back, "‖θ* − θ_0‖, how far the degradation moved")
+        metrics["recovery.delta_over_go_back"] = metric(delta_norm / go_back if go_back else float("nan"), "‖Δ‖ / ‖θ* − θ_0‖: ≈ 1 with S6 capture ≈ 1 goes back; ≪ 1 finds a nearby solution")
+        return {"metrics": metrics, "curves": {"recovery.table": rows, "recovery.prefix": curve, "recovery.norms": {"delta": delta_norm, "go_back": go_back}}}
 
     def figures(self) -> dict:
         from loclin.plots import prefix_capture_figure

@@ -75,21 +75,29 @@ def steered_last_logits(model: nn.Module, layer: int, tokens: torch.Tensor, vect
     """Logits at the last position of ``tokens`` (1-D) with h_layer there += each row of
     ``vectors``: R×V. Steering starts at the last position, so the prefix is the same for every
     row: it runs once and its key/value cache is repeated for the R steered copies."""
-    cache = model(input_ids=tokens[None, :-1], use_cache=True).past_key_values
+    cache = model(input_ids=tokens[None, :-1], use_cache=True, logits_to_keep=1).past_key_values
     cache.batch_repeat_interleave(len(vectors))
     with steering(model, layer, vectors, torch.zeros(len(vectors), dtype=torch.long)):
         return model(input_ids=tokens[-1:].expand(len(vectors), 1), past_key_values=cache, use_cache=True).logits[:, -1]
 
 
 def residual_at(model: nn.Module, forward, positions: torch.Tensor) -> torch.Tensor:
-    """h_ℓ at one position per row for every block: L×B×d. ``forward()`` runs the model once."""
+    """h_ℓ at one position per row for every block: L×B×d; ``positions`` P×B (P positions per row)
+    gives P×L×B×d from the same pass. ``forward()`` runs the model once."""
     with residual_stream(model) as captured:
         forward()
-    rows = torch.arange(len(positions))
-    return torch.stack([captured[i][rows, positions] for i in range(len(captured))])
+    rows = torch.arange(positions.shape[-1])
+
+    def gather(at: torch.Tensor) -> torch.Tensor:
+        return torch.stack([captured[i][rows, at] for i in range(len(captured))])
+
+    return gather(positions) if positions.dim() == 1 else torch.stack([gather(at) for at in positions])
 
 
-def answer_residuals(model, call, part: dict[str, torch.Tensor], ids_key: str, offset: int = 0) -> torch.Tensor:
+def answer_residuals(model, call, part: dict[str, torch.Tensor], ids_key: str, offset: int | tuple[int, ...] = 0) -> torch.Tensor:
     """h_ℓ at each row's answer position t (+ offset) of a contrast batch (datamodules.contrast),
-    for every block: L×B×d. ``call`` is the model or a functional call of it."""
-    return residual_at(model, lambda: call(input_ids=part[ids_key], attention_mask=part["mask"]), part["answer_pos"] + offset)
+    for every block: L×B×d, or P×L×B×d for a tuple of P offsets (one forward pass). ``call`` is
+    the model or a functional call of it."""
+    at = part["answer_pos"] + offset if isinstance(offset, int) else torch.stack([part["answer_pos"] + o for o in offset])
+    # the residuals are all that is read: one position through the unembedding, not T
+    return residual_at(model, lambda: call(input_ids=part[ids_key], attention_mask=part["mask"], logits_to_keep=1), at)

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -326,6 +327,8 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             config = apply_override(config, item)
         except OmegaConfBaseException as error:
             raise ConfigError(_one_line(error, "command line")) from None
+        except yaml.YAMLError as error:  # the value is parsed as YAML: quote text holding ': ' or newlines
+            raise ConfigError(f"command line: '{item.split('=', 1)[0]}' has a value that is not valid YAML ({str(error).splitlines()[0]}); quote it: key=\"...\"") from None
         except (TypeError, ValueError, IndexError) as error:
             raise ConfigError(f"command line: cannot apply '{item}' ({error}); give a list as a whole, e.g. phases=[...]") from None
     validate(config)

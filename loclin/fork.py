@@ -26,7 +26,8 @@ from loclin.rundir import (
     RunDirError,
 )
 
-ALWAYS_FREE = ("experiment", "output_root", "trainer.progress_bar", "trainer.log_every_n_steps", "fork")
+# names and execution settings: how the later phases run (processes, threads), not what was computed
+ALWAYS_FREE = ("experiment", "output_root", "trainer.progress_bar", "trainer.log_every_n_steps", "fork", "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.grad_shards", "trainer.cpu_threads")
 RECOVER_MEASUREMENT = ("prefix_ms", "constrained_m", "control_m", "control_draws", "capture_at_steps", "hurt_threshold")
 DEGRADATION_KEYS = ("degradation", "negation_scale", "noise_scale", "reset_group")
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -51,6 +52,20 @@ def run_section(folder: Path) -> list[str]:
     return parts
 
 
+def map_parts(root: Path, page_dir: Path) -> list[str]:
+    """The regime maps first: ``<root>/maps/<name>/cells.json`` (written by analyze.py MAP_DIR)
+    and ``command.txt``; the figures are redrawn from the records into that folder."""
+    from loclin.map_report import CELLS_FILE, map_sections
+
+    parts = []
+    for folder in sorted(p.parent for p in (root / "maps").glob(f"*/{CELLS_FILE}")):
+        records = json.loads((folder / CELLS_FILE).read_text())
+        command = (folder / "command.txt").read_text().strip()
+        sections, _ = map_sections(records, folder, "###", Path(os.path.relpath(folder, page_dir)).as_posix() + "/")
+        parts += [f"## Map: {folder.name}", "", f"`{command}`", "", *sections]
+    return parts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("docs/results"))
@@ -60,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if not folders:
         print(f"loclin: error: no run summaries under '{args.root}'", file=sys.stderr)
         return 2
-    parts = [HEADER, DRIFT_READING, ""]
+    parts = [HEADER, *map_parts(args.root, args.out.parent), DRIFT_READING, ""]
     summaries = [json.loads((folder / "summary.json").read_text()) for folder in folders]
     by_experiment: dict[str, list[dict]] = {}
     for summary in summaries:

@@ -38,18 +38,25 @@ from lightning_modules.activations import (
     steered_last_logits,
 )
 from lightning_modules.causal_lm import add_lora_adapter, load_causal_lm
+from lightning_modules.optim import OptimizerSpec
 from loclin.config import SLOPE_RADIUS, resolve_asset_file
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
-from loclin.steering import apply_step_rule, one_step_shift
+from loclin.steering import first_step_direction, one_step_shift
 
-DIRECTIONS = ("caa", "delta", "s", "random")
+DIRECTIONS = ("caa", "delta", "s", "random", "shuffled")
+# where δ is read: the answer token t (CAA's own read position: its letter token, index −2 of
+# "(A)"; h at t does not see the tokens after it, so the full answer reads the same) and the
+# last prompt token t − 1, the residual that scores the answer. v is always read at t.
+READ_POSITIONS = ("answer", "prompt_end")
+READ_OFFSETS = (0, -1)
 
 
 def answer_loss(call, part: dict[str, torch.Tensor]) -> torch.Tensor:
-    """mean −log p(a⁺ | x): logits at t − 1 against a⁺'s token at t (sum over the chunk)."""
-    logits = call(input_ids=part["positive"], attention_mask=part["mask"]).logits
-    rows = torch.arange(len(part["answer_pos"]))
-    return F.cross_entropy(logits[rows, part["answer_pos"] - 1], part["positive_token"], reduction="sum")
+    """mean −log p(a⁺ | x): logits at t − 1 against a⁺'s token at t (sum over the chunk). Only
+    that position goes through the unembedding (``logits_to_keep``): Gemma's is 262k wide."""
+    scored = (part["answer_pos"] - 1)[:, None]
+    logits = call(input_ids=part["positive"], attention_mask=part["mask"], logits_to_keep=scored).logits
+    return F.cross_entropy(logits[:, 0], part["positive_token"], reduction="sum")
 
 
 def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -> dict:
@@ -77,22 +84,26 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
     differences = torch.cat(differences, 1)  # L × N × d
     caa = differences.mean(1)
 
-    def readout(call):  # h at t for every item: L × N × d
-        return torch.cat([answer_residuals(model, call, part, "positive") for part in contrast_chunks(batch, s.batch_size)], 1).double()
+    def readout(call):  # h at each read position for every item: P × L × N × d
+        parts = [answer_residuals(model, call, part, "positive", READ_OFFSETS) for part in contrast_chunks(batch, s.batch_size)]
+        return torch.cat(parts, 2).double()
 
     with torch.no_grad():
         base = readout(model)  # h at θ, shared by every shift
-    sgd = apply_step_rule(total_gradient, "sgd")
-    item_shifts = {float(eta): one_step_shift(model, sgd, float(eta), readout, base) for eta in s.etas}
-    adam = one_step_shift(model, apply_step_rule(total_gradient, "adam_first_step"), float(s.adam_eta), readout, base)
-    return {
-        "caa": caa,
-        "s": s_sum,
-        "shifts": {eta: shift.mean(1) for eta, shift in item_shifts.items()},
-        "adam": adam.mean(1),
-        "differences": differences,
-        "item_shifts": item_shifts,
-    }
+    item_shifts = {}
+    for eta in map(float, s.etas):  # plain SGD: d = g whatever η, but taken as the optimizer takes it
+        sgd = first_step_direction(model, total_gradient, OptimizerSpec("sgd", lr=eta))
+        item_shifts[eta] = one_step_shift(model, sgd, eta, readout, base)
+    adam_step = first_step_direction(model, total_gradient, OptimizerSpec("adam", lr=float(s.adam_eta)))
+    adam = one_step_shift(model, adam_step, float(s.adam_eta), readout, base)
+    found = {"caa": caa, "s": s_sum, "differences": differences}
+    for index, position in enumerate(READ_POSITIONS):
+        found[position] = {
+            "shifts": {eta: shift[index].mean(1) for eta, shift in item_shifts.items()},
+            "adam": adam[index].mean(1),
+            "item_shifts": {eta: shift[index] for eta, shift in item_shifts.items()},
+        }
+    return found
 
 
 def cosine_intervals(differences: torch.Tensor, item_shifts: torch.Tensor, draws: int, seed: int) -> dict[str, torch.Tensor]:
@@ -141,6 +152,66 @@ def slope_at_zero(alphas: list[float], values: list[float]) -> float:
     return float((xs_centered * (ys - ys.mean())).sum() / xs_centered.pow(2).sum())
 
 
+def alignment_metrics(found: dict, position: str, eta: float, cfg: DictConfig, random_rms: float) -> tuple[dict, dict, dict]:
+    """cos(δ_ℓ, v_ℓ) with δ read at ``position`` (READ_POSITIONS): max and mean over blocks with
+    bootstrap intervals, Adam's first step, and the flatness in η. Names carry the position
+    (``steer.prompt_end.…``) except at the answer token, the headline."""
+    s = cfg.steer
+    read = found[position]
+    tag = "" if position == "answer" else f"{position}."
+    where = "at t" if position == "answer" else "at t − 1"
+    caa = found["caa"]
+    cos_delta = cosine_per_layer(read["shifts"][eta], caa)
+    cos_adam = cosine_per_layer(read["adam"], caa)
+    metrics = {
+        f"steer.{tag}cos_delta_caa.max": {"value": float(cos_delta.max()), "definition": f"max over layers of cos(δ_ℓ, v_ℓ), δ read {where}, one SGD step η={eta}", "baseline": random_rms},
+        f"steer.{tag}cos_delta_caa.mean": {"value": float(cos_delta.mean()), "definition": f"mean over layers of cos(δ_ℓ, v_ℓ), δ read {where}", "baseline": random_rms},
+        f"steer.{tag}cos_adam_caa.max": {"value": float(cos_adam.max()), "definition": f"max over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}, Adam's first step η={s.adam_eta}", "baseline": random_rms},
+        f"steer.{tag}cos_adam_caa.mean": {"value": float(cos_adam.mean()), "definition": f"mean over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}", "baseline": random_rms},
+    }
+    suffix = "" if position == "answer" else f"_{position}"
+    curves = {f"cos_delta_caa{suffix}": cos_delta.tolist(), f"cos_adam_caa{suffix}": cos_adam.tolist()}
+    flatness = {str(e): cosine_per_layer(shift, caa).tolist() for e, shift in read["shifts"].items()}
+    spread = max(max(c) - min(c) for c in zip(*flatness.values()))
+    metrics[f"steer.{tag}flatness_spread"] = {"value": spread, "definition": f"max over blocks of the range of cos(δ_ℓ(η), v_ℓ) over η ∈ {list(s.etas)}, δ read {where}: 0 when δ is first order in η"}
+    if s.bootstrap:
+        intervals = cosine_intervals(found["differences"], read["item_shifts"][eta], s.bootstrap, cfg.seed)
+        metrics[f"steer.{tag}cos_delta_caa.max"]["interval"] = intervals["max"]
+        metrics[f"steer.{tag}cos_delta_caa.mean"]["interval"] = intervals["mean"]
+        curves[f"cos_delta_caa{suffix}_interval"] = intervals["layers"].tolist()
+    return metrics, curves, flatness
+
+
+def steering_directions(found: dict, delta: torch.Tensor, layer: int, seed: int) -> dict[str, torch.Tensor]:
+    """The directions steered at ``layer``: v̂, δ̂, ŝ and the two nulls, a random unit vector and
+    v^π, the CAA vector of one random sign flip of the items' contrasts (labels carrying nothing)."""
+    differences = found["differences"][layer]
+    generator = torch.Generator().manual_seed(seed + 1)
+    random_direction = torch.randn(differences.shape[1], generator=generator, dtype=torch.float64)
+    signs = torch.randint(0, 2, (differences.shape[0],), generator=generator, dtype=torch.float64) * 2 - 1
+    shuffled = (signs[:, None] * differences).mean(0)
+    return {"caa": found["caa"][layer], "delta": delta[layer], "s": found["s"][layer], "random": random_direction, "shuffled": shuffled}
+
+
+def slope_metrics(curves: dict, layer: int, tag: str, draws: int, seed: int) -> dict:
+    """d margin / dα at α = 0 per direction and the ratio δ̂ : v̂, with bootstrap intervals over
+    the held-out items; names ``steer.{tag}slope.…``."""
+    metrics = {}
+    slopes = {name: slope_at_zero(curves["alphas"], curves[name]["margin"]) for name in DIRECTIONS}
+    items = {name: torch.tensor(curves["item_slopes"][name], dtype=torch.float64) for name in DIRECTIONS}
+    n = len(items["caa"])
+    for name in DIRECTIONS:
+        metrics[f"steer.{tag}slope.{name}"] = {"value": slopes[name], "definition": f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"}
+    metrics[f"steer.{tag}slope_ratio_delta_caa"] = {"value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), "definition": f"slope(δ̂) / slope(v̂) at layer {layer}"}
+    if draws:
+        for name in DIRECTIONS:
+            low, high = bootstrap_interval(lambda index, name=name: items[name][index].mean(), n, draws, seed + 5)
+            metrics[f"steer.{tag}slope.{name}"]["interval"] = [float(low), float(high)]
+        low, high = bootstrap_interval(lambda index: items["delta"][index].mean() / items["caa"][index].mean(), n, draws, seed + 5)
+        metrics[f"steer.{tag}slope_ratio_delta_caa"]["interval"] = [float(low), float(high)]
+    return metrics
+
+
 def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
     started = time.time()
     atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
@@ -160,48 +231,36 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
     found = measure_directions(model, train_batch, cfg)
     caa, grad_direction = found["caa"], found["s"]
     eta = float(s.etas[len(s.etas) // 2])
-    delta = found["shifts"][eta]
     blocks = len(decoder_blocks(model))
     baseline = random_cosine_baseline(caa, samples=s.random_samples, seed=cfg.seed)
-    cos_delta = cosine_per_layer(delta, caa)
+    metrics, layer_curves, flatness = {}, {"random_rms": baseline["rms"].tolist(), "random_p95": baseline["p95_abs"].tolist()}, {}
+    for position in READ_POSITIONS:
+        tagged, curves_here, flat = alignment_metrics(found, position, eta, cfg, float(baseline["rms"].mean()))
+        metrics.update(tagged)
+        layer_curves.update(curves_here)
+        flatness[position] = flat
     cos_s = cosine_per_layer(grad_direction, caa)
-    cos_adam = cosine_per_layer(found["adam"], caa)
-    flatness = {str(e): cosine_per_layer(shift, caa).tolist() for e, shift in found["shifts"].items()}
-    intervals = cosine_intervals(found["differences"], found["item_shifts"][eta], s.bootstrap, cfg.seed) if s.bootstrap else None
-    shuffled = shuffled_label_cosines(found["differences"], delta, s.shuffled_draws, cfg.seed + 3) if s.shuffled_draws else None
-    layer = s.steer_layer if s.steer_layer is not None else blocks // 2
-    random_direction = torch.randn(caa.shape[1], generator=torch.Generator().manual_seed(cfg.seed + 1), dtype=torch.float64)
-    directions = {"caa": caa[layer], "delta": delta[layer], "s": grad_direction[layer], "random": random_direction}
-    print(f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α", flush=True)
-    curves = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size)
-    slopes = {name: slope_at_zero(curves["alphas"], curves[name]["margin"]) for name in DIRECTIONS}
-    item_slopes = {name: torch.tensor(curves["item_slopes"][name], dtype=torch.float64) for name in DIRECTIONS}
-    metrics = {
-        "steer.cos_delta_caa.max": {"value": float(cos_delta.max()), "definition": f"max over layers of cos(δ_ℓ, v_ℓ), one SGD step η={eta}", "baseline": float(baseline["rms"].mean())},
-        "steer.cos_delta_caa.mean": {"value": float(cos_delta.mean()), "definition": "mean over layers of cos(δ_ℓ, v_ℓ)", "baseline": float(baseline["rms"].mean())},
-        "steer.cos_s_caa.max": {"value": float(cos_s.max()), "definition": "max over layers of cos(s_ℓ, v_ℓ), s = −mean ∂ℓ/∂h at t − 1", "baseline": float(baseline["rms"].mean())},
-        "steer.cos_adam_caa.max": {"value": float(cos_adam.max()), "definition": f"max over layers of cos(δ_ℓ^Adam, v_ℓ), Adam's first step η={s.adam_eta}", "baseline": float(baseline["rms"].mean())},
-        f"steer.cos_delta_caa.layer{layer}": {"value": float(cos_delta[layer]), "definition": f"cos(δ, v) at the steered layer {layer}"},
-        "steer.random_rms": {"value": float(baseline["rms"].mean()), "definition": f"RMS cos of {s.random_samples} random directions with v (1/sqrt(d) = {float(baseline['expected_rms'][0]):.4f})"},
-        "steer.random_p95": {"value": float(baseline["p95_abs"].mean()), "definition": "95th percentile of |cos| of random directions with v"},
-    }
-    for name in DIRECTIONS:
-        metrics[f"steer.slope.{name}"] = {"value": slopes[name], "definition": f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"}
-    metrics["steer.flatness_spread"] = {"value": max(max(c) - min(c) for c in zip(*flatness.values())), "definition": f"max over blocks of the range of cos(δ_ℓ(η), v_ℓ) over η ∈ {list(s.etas)}: 0 when δ is first order in η"}
-    metrics["steer.slope_ratio_delta_caa"] = {"value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), "definition": "slope(δ̂) / slope(v̂)"}
-    layer_curves = {"cos_delta_caa": cos_delta.tolist(), "cos_s_caa": cos_s.tolist(), "cos_adam_caa": cos_adam.tolist(), "random_rms": baseline["rms"].tolist(), "random_p95": baseline["p95_abs"].tolist()}
-    if intervals is not None:
-        metrics["steer.cos_delta_caa.max"]["interval"] = intervals["max"]
-        metrics["steer.cos_delta_caa.mean"]["interval"] = intervals["mean"]
-        metrics[f"steer.cos_delta_caa.layer{layer}"]["interval"] = intervals["layers"][layer].tolist()
-        layer_curves["cos_delta_caa_interval"] = intervals["layers"].tolist()
-        n_heldout = len(heldout)
-        for name in DIRECTIONS:
-            low, high = bootstrap_interval(lambda index, name=name: item_slopes[name][index].mean(), n_heldout, s.bootstrap, cfg.seed + 5)
-            metrics[f"steer.slope.{name}"]["interval"] = [float(low), float(high)]
-        low, high = bootstrap_interval(lambda index: item_slopes["delta"][index].mean() / item_slopes["caa"][index].mean(), n_heldout, s.bootstrap, cfg.seed + 5)
-        metrics["steer.slope_ratio_delta_caa"]["interval"] = [float(low), float(high)]
-    if shuffled is not None:
+    metrics["steer.cos_s_caa.max"] = {"value": float(cos_s.max()), "definition": "max over layers of cos(s_ℓ, v_ℓ), s = −mean ∂ℓ/∂h at t − 1", "baseline": float(baseline["rms"].mean())}
+    metrics["steer.random_rms"] = {"value": float(baseline["rms"].mean()), "definition": f"RMS cos of {s.random_samples} random directions with v (1/sqrt(d) = {float(baseline['expected_rms'][0]):.4f})"}
+    metrics["steer.random_p95"] = {"value": float(baseline["p95_abs"].mean()), "definition": "95th percentile of |cos| of random directions with v"}
+    layer_curves["cos_s_caa"] = cos_s.tolist()
+    delta = found["answer"]["shifts"][eta]
+    cos_delta = cosine_per_layer(delta, caa)
+    middle = s.steer_layer if s.steer_layer is not None else blocks // 2
+    peak = int(cos_delta.argmax())
+    metrics["steer.peak_layer"] = {"value": peak, "definition": "the block where cos(δ_ℓ, v_ℓ) at t peaks: steered as well as the middle block"}
+    curves_at: dict[int, dict] = {}
+    for layer in dict.fromkeys((middle, peak)):
+        directions = steering_directions(found, delta, layer, cfg.seed)
+        print(f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α", flush=True)
+        curves_at[layer] = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size)
+    metrics.update(slope_metrics(curves_at[middle], middle, "", s.bootstrap, cfg.seed))
+    metrics.update(slope_metrics(curves_at[peak], peak, "at_peak.", s.bootstrap, cfg.seed))
+    metrics[f"steer.cos_delta_caa.layer{middle}"] = {"value": float(cos_delta[middle]), "definition": f"cos(δ, v) at the steered layer {middle}"}
+    if s.bootstrap:
+        metrics[f"steer.cos_delta_caa.layer{middle}"]["interval"] = layer_curves["cos_delta_caa_interval"][middle]
+    if s.shuffled_draws:
+        shuffled = shuffled_label_cosines(found["differences"], delta, s.shuffled_draws, cfg.seed + 3)
         magnitude = shuffled.abs()
         layer_curves["shuffled_mean"] = shuffled.mean(0).tolist()
         layer_curves["shuffled_p95"] = magnitude.quantile(0.95, dim=0).tolist()
@@ -220,8 +279,10 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
         "metrics": metrics,
         "curves": {
             "steer.layers": layer_curves,
-            "steer.flatness": flatness,
-            "steer.curves": curves,
+            "steer.flatness": flatness["answer"],
+            "steer.flatness_prompt_end": flatness["prompt_end"],
+            "steer.curves": curves_at[middle],
+            "steer.curves_at_peak": curves_at[peak],
         },
         "wall_seconds_this_process": time.time() - started,
     }

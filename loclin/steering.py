@@ -5,6 +5,8 @@
     Adam's first step: θ' = θ − η g / (|g| + ε)   (bias-corrected m̂ = g, v̂ = g²; ≈ −η sign g)
     δ_ℓ = readout_ℓ(θ') − readout_ℓ(θ)
 
+Each step is the first step of a training optimizer (``OptimizerSpec``, lightning_modules.optim),
+taken by that optimizer itself (:func:`first_step_direction`), and its shift is
 computed with ``torch.func.functional_call`` on substituted parameters, so the model itself is
 never modified. Which parameters step (all weights or a LoRA adapter) is the caller's choice.
 """
@@ -18,10 +20,11 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from lightning_modules.optim import OptimizerSpec, build_optimizer
+
 Call = Callable[..., torch.Tensor]
-STEP_RULES = ("sgd", "adam_first_step")
 
-
+Call = Callable[..., torch.Tensor]
 def _caller(model: nn.Module, params: dict[str, torch.Tensor]) -> Call:
     def call(*args, **kwargs):
         return functional_call(model, params, args, kwargs)
@@ -35,17 +38,27 @@ def loss_gradient(model: nn.Module, names: Sequence[str], loss_of: Callable[[Cal
     return grad(lambda p: loss_of(_caller(model, p)))(params)
 
 
-def apply_step_rule(gradient: dict[str, torch.Tensor], rule: str = "sgd", eps: float = 1e-8) -> dict[str, torch.Tensor]:
-    """The per-parameter step d with θ' = θ − η d: g (SGD) or g/(|g| + ε) (Adam's first step)."""
-    if rule not in STEP_RULES:
-        raise ValueError(f"unknown step rule '{rule}'; one of {list(STEP_RULES)}")
-    if rule == "sgd":
-        return gradient
-    return {n: g / (g.abs() + eps) for n, g in gradient.items()}
+def first_step_direction(model: nn.Module, gradient: dict[str, torch.Tensor], spec: OptimizerSpec) -> dict[str, torch.Tensor]:
+    """The step d with θ' = θ − lr · d that the phase optimizer ``spec`` takes first from θ with
+    gradient g (lightning_modules.optim, the one definition training uses): SGD d = g (any
+    momentum: its buffer starts at g), Adam d = g / (|g| + ε), AdamW d = λθ + g / (|g| + ε) on
+    matrices. Taken by stepping torch's optimizer itself on a float64 copy of each tensor, one
+    tensor at a time (no second copy of the model), so d is exact to ~1e-16 · |θ| / lr."""
+    params = dict(model.named_parameters())
+    direction = {}
+    for name, g in gradient.items():
+        theta = params[name].detach().double()
+        copy = nn.Parameter(theta.clone())
+        copy.grad = g.detach().double()
+        built = build_optimizer([(name, copy)], spec)  # held: its schedule refers to the optimizer weakly
+        built["optimizer"].step()
+        direction[name] = ((theta - copy.detach()) / spec.lr).to(g.dtype)
+    return direction
 
 
-def step_direction(model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor], rule: str = "sgd") -> dict[str, torch.Tensor]:
-    return apply_step_rule(loss_gradient(model, names, loss_of), rule)
+def step_direction(model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor], spec: OptimizerSpec | None = None) -> dict[str, torch.Tensor]:
+    """d of :func:`first_step_direction` for the loss ``loss_of`` (default: plain SGD, d = g)."""
+    return first_step_direction(model, loss_gradient(model, names, loss_of), spec or OptimizerSpec("sgd", lr=1.0))
 
 
 @torch.no_grad()

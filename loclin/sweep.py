@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -99,17 +100,40 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
     return [sys.executable, str(REPO / "train.py"), "--config", manifest["config"], *where, *manifest["overrides"], *point["overrides"]]
 
 
+LIVE_POINTS: set[subprocess.Popen] = set()  # this process's running points, stopped with it
+
+
 def run_command(command: list[str], log: str) -> int:
     """One point in a subprocess, its output in the point's log (a module-level function, so
     submitit and Ray can ship it to their workers)."""
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
-        return subprocess.run(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+        LIVE_POINTS.add(child)
+        try:
+            return child.wait()
+        finally:
+            LIVE_POINTS.discard(child)
+
+
+def stop_points(signum: int, frame) -> None:
+    """SIGTERM/SIGINT to the sweep stops its running points too, so a restarted sweep never
+    shares a run directory with a point left running; they resume from their last checkpoint."""
+    for child in list(LIVE_POINTS):
+        child.terminate()
+    for child in list(LIVE_POINTS):
+        child.wait()
+    raise SystemExit(128 + signum)
 
 
 def launch_local(jobs: list[tuple[list[str], str]], workers: int) -> list[int]:
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda job: run_command(*job), jobs))
+    previous = {sig: signal.signal(sig, stop_points) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda job: run_command(*job), jobs))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def launch_submitit(jobs: list[tuple[list[str], str]], workers: int, folder: Path, cluster: str | None) -> list[int]:

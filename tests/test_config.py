@@ -36,6 +36,7 @@ def test_yaml_and_overrides_merge_over_the_schema():
         (["geometry.window=300"], "longer than the first phase"),
         (["data.length=4"], "odd"),
         (["trainer.max_steps"], "key=value"),
+        (["experiment=a\nb: c"], "'experiment' has a value that is not valid YAML"),
     ],
 )
 def test_bad_values_raise_one_line_naming_the_key(overrides, fragment):

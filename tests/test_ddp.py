@@ -94,3 +94,21 @@ def test_killed_sharded_run_resumes_to_the_same_numbers(single_unsharded, tmp_pa
     resumed = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run_dir)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert_close_summaries(values(json.loads((run_dir / "summary.json").read_text())["metrics"]), values(single_unsharded))
+
+
+def test_a_fork_on_two_ranks_gives_the_single_process_fork_bit_for_bit(tmp_path):
+    """A recovery forked from a one-process parent's θ_0 runs its phases on two ranks."""
+    run("tiny_recovery.yaml", tmp_path / "parent")
+    parent = only_run_dir(tmp_path / "parent", "tiny_recovery.yaml")
+    change = ["phases.2.optim.name=sgd", "phases.2.lr=0.05"]
+
+    def fork(root: Path, *overrides: str) -> dict:
+        args = [sys.executable, str(REPO / "train.py"), "--fork", str(parent), "--after", "degrade", f"output_root={root}", *SAME_THREADS, *change, *overrides]
+        result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads((only_run_dir(root, "tiny_recovery.yaml") / "summary.json").read_text())["metrics"]
+
+    single = fork(tmp_path / "single", "trainer.grad_shards=2")
+    parallel = fork(tmp_path / "ddp", *DDP)
+    assert any(name.startswith("recovery.capture.P") for name in single)
+    assert values(parallel) == values(single)

@@ -32,6 +32,14 @@ def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contr
         low, high = summary["metrics"][name]["interval"]  # 95% bootstrap over items
         assert low <= summary["metrics"][name]["value"] <= high or name == "steer.slope_ratio_delta_caa", name
     assert len(layers["cos_delta_caa_interval"]) == 2 and len(layers["shuffled_p95"]) == 2
+    # δ read at t − 1 too (its own intervals), and steering at the block where cos(δ, v) peaks
+    assert len(layers["cos_delta_caa_prompt_end"]) == 2 and layers["cos_delta_caa_prompt_end"] != layers["cos_delta_caa"]
+    low, high = summary["metrics"]["steer.prompt_end.cos_delta_caa.max"]["interval"]
+    assert low <= summary["metrics"]["steer.prompt_end.cos_delta_caa.max"]["value"] <= high
+    peak = summary["metrics"]["steer.peak_layer"]["value"]
+    assert layers["cos_delta_caa"][peak] == max(layers["cos_delta_caa"])
+    assert summary["curves"]["steer.curves_at_peak"]["layer"] == peak and "steer.at_peak.slope_ratio_delta_caa" in summary["metrics"]
+    assert set(summary["curves"]["steer.curves"]["item_slopes"]) == {"caa", "delta", "s", "random", "shuffled"}
     assert 0 < summary["metrics"]["steer.shuffled_p95"]["value"] <= 1
     out = tmp_path / "analysis"
     assert analyze.main([str(tmp_path / "tiny_steer" / "version_0"), "--out", str(out)]) == 0

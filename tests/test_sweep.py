@@ -106,3 +106,40 @@ def test_a_missing_launcher_extra_is_one_line(tmp_path, capsys, monkeypatch):
     assert sweep.main(["--config", TINY, "--launcher", "ray", "--out", str(tmp_path / "s"), *SHORT]) == 2
     assert "--launcher ray needs the 'ray' package: pip install 'loclin[sweep]'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_a_terminated_sweep_stops_its_running_points(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "sweep"
+    args = ["--config", TINY, "--seeds", "0", "--out", str(out), "trainer.max_steps=100000", "geometry.enabled=false"]
+    parent = subprocess.Popen([sys.executable, "-m", "loclin.sweep", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def points_alive() -> list[int]:
+        found = []
+        for proc in Path("/proc").iterdir():
+            try:
+                cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if proc.name.isdigit() and "train.py" in cmdline and str(out) in cmdline:
+                found.append(int(proc.name))
+        return found
+
+    try:
+        deadline = time.time() + 120
+        while not points_alive() and time.time() < deadline:
+            time.sleep(0.2)
+        assert points_alive(), "the point never started"
+        time.sleep(1.0)
+        os.kill(parent.pid, signal.SIGTERM)
+        assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+        assert points_alive() == []  # stopped with the sweep, not left running into the next one
+    finally:
+        parent.kill()
+        for pid in points_alive():
+            os.kill(pid, signal.SIGKILL)

@@ -16,8 +16,8 @@ for seed in 0 1; do
   fi
   PARENTS+=("$parent")
 done
-# every cell: 300 recovery steps on `reverse`, constant rate, no warm-up, no constrained re-run
-FIXED=(phases.2.optim.warmup_steps=0 recovery.constrained_m=0)
+# every cell: 200 recovery steps on `reverse`, constant rate, no warm-up, no constrained re-run
+FIXED=(phases.2.steps=200 phases.2.optim.warmup_steps=0 recovery.constrained_m=0)
 sweep() {  # name, then the grid
   local name=$1; shift
   python -m loclin.sweep --fork "${PARENTS[@]}" --after degrade --seeds 0,1 --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}"

@@ -7,7 +7,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from geometry.steering import cosine_per_layer, mean_difference, random_cosine_baseline
 from lightning_modules.activations import decoder_blocks, residual_at, residual_stream, steering
-from loclin.steering import first_order_shift, one_step_shift, step_direction
+from lightning_modules.optim import OptimizerSpec
+from loclin.steering import first_order_shift, loss_gradient, one_step_shift, step_direction
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +107,18 @@ def test_one_step_shift_matches_its_first_order_prediction(lm):
         assert cosine_per_layer(shift, linear).min() > 0.999
         errors.append(float((shift - linear).norm()))
     assert 3.0 < errors[0] / errors[1] < 5.0  # the remainder is second order in η
-    adam = step_direction(model, names, loss_of, rule="adam_first_step")
-    assert all(torch.allclose(adam[n].abs(), torch.ones_like(adam[n]), atol=1e-2) for n in names if direction[n].abs().min() > 1e-5)
+    # the optimizers' own first steps against their closed forms: Adam g/(|g| + ε), AdamW adds λθ on matrices
+    gradient = loss_gradient(model, names, loss_of)
+    adam = step_direction(model, names, loss_of, OptimizerSpec("adam", lr=1e-3))
+    adamw = step_direction(model, names, loss_of, OptimizerSpec("adamw", lr=1e-3, weight_decay=0.1))
+    momentum = step_direction(model, names, loss_of, OptimizerSpec("sgd", lr=1e-3, momentum=0.9))
+    params = dict(model.named_parameters())
+    for n in names:
+        closed = gradient[n] / (gradient[n].abs() + 1e-8)
+        torch.testing.assert_close(adam[n], closed, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(adamw[n], closed + (0.1 * params[n].detach() if params[n].ndim >= 2 else 0), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(momentum[n], gradient[n], rtol=1e-9, atol=1e-12)  # the buffer starts at g
+        torch.testing.assert_close(direction[n], gradient[n], rtol=1e-9, atol=1e-12)
 
 
 def test_random_direction_cosines_have_rms_one_over_sqrt_d():
@@ -149,3 +160,18 @@ def test_cached_steered_logits_equal_full_sequence_steering(family, lm):
     with torch.no_grad():
         torch.testing.assert_close(cached[0], model(input_ids=tokens[None]).logits[0, -1], rtol=1e-9, atol=1e-9)
     assert not torch.allclose(cached[1], cached[0])
+
+
+def test_answer_residuals_reads_several_positions_in_one_pass(lm):
+    from datamodules.contrast import ContrastItem, encode_contrasts
+    from lightning_modules.activations import answer_residuals
+
+    model, tokenizer = lm
+    batch = encode_contrasts(tokenizer, [ContrastItem("Is the sky blue?\nAnswer:", " Yes", " No"), ContrastItem("Do fish fly? Answer:", " No", " Yes")])
+    both = answer_residuals(model, model, batch, "positive", (0, -1))  # P × L × B × d
+    hidden = model(input_ids=batch["positive"], attention_mask=batch["mask"], output_hidden_states=True).hidden_states
+    rows = torch.arange(2)
+    for index, offset in enumerate((0, -1)):
+        torch.testing.assert_close(both[index], answer_residuals(model, model, batch, "positive", offset))
+        for layer in range(len(decoder_blocks(model)) - 1):
+            torch.testing.assert_close(both[index, layer], hidden[layer + 1][rows, batch["answer_pos"] + offset])

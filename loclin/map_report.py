@@ -1,0 +1,367 @@
+"""Regime maps (issue 14): the C4 prefix-capture map and the C6 steering map, each reduced to
+compact per-point records that a table, figures and a verdict paragraph are drawn from.
+
+    python analyze.py runs/maps/c4_lora        # a folder of sweeps (docs/maps/c4_*.sh)
+    python analyze.py runs/maps/c6_steering    # a folder of steering runs (docs/maps/c6_steering.sh)
+
+The records (``cells.json``, a few kB a point) are what docs/results keeps of a map, so the
+results page redraws the same tables and figures without the run directories.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from geometry.intervals import t_interval
+from loclin.report import fmt, render_markdown, render_text
+from loclin.rundir import RunDirError
+
+PAPER_P8 = 0.77  # arXiv 2606.10929, claim C4: P8 capture of the LoRA recovery displacement
+CELLS_FILE = "cells.json"
+OPTIMIZER_SWEEPS = ("sgd", "sgd_momentum", "adam", "adamw")
+AXIS_NAMES = {"phases.2.lr": "recover lr", "phases.1.lr": "D1 lr", "recovery.noise_scale": "D3 ρ", "lm.lora.rank": "rank"}
+C4_COLUMNS = {
+    "P8 [95%]": "recovery.capture.P8_updates",
+    "R8 random positions": "recovery.capture.R8_random_positions",
+    "L8 last": "recovery.capture.L8_last_updates",
+    "P8 at T=10": "recovery.capture_at_T10.P8_updates",
+    "P8 at T=25": "recovery.capture_at_T25.P8_updates",
+    "P8 at T=50": "recovery.capture_at_T50.P8_updates",
+    "S6 go-back capture": "recovery.capture.S6_go_back",
+    "acc θ_0": "recovery.theta_0.acc",
+    "acc θ_R": "recovery.theta_R.acc",
+    "‖Δ‖ / ‖θ*−θ_0‖": "recovery.delta_over_go_back",
+}
+
+
+def is_map(folder: Path) -> bool:
+    """A folder of sweeps (C4) or of steering runs (C6), or a folder holding their records."""
+    from loclin.sweep import MANIFEST
+
+    if (folder / CELLS_FILE).is_file():
+        return True
+    return not (folder / MANIFEST).is_file() and (any(folder.glob(f"*/{MANIFEST}")) or any(folder.glob("*/*/version_*/summary.json")))
+
+
+def c4_record(sweep: str, point: dict, summary: dict) -> dict:
+    norms = summary.get("curves", {}).get("recovery.norms", {})
+    metrics = {k: v["value"] for k, v in summary["metrics"].items() if k.startswith("recovery.") and isinstance(v.get("value"), (int, float))}
+    if norms.get("go_back"):
+        metrics.setdefault("recovery.delta_over_go_back", norms["delta"] / norms["go_back"])
+        metrics.setdefault("recovery.delta_norm", norms["delta"])
+        metrics.setdefault("recovery.go_back_norm", norms["go_back"])
+    return {"map": "c4", "sweep": sweep, "cell": point["cell"], "seed": point["seed"], "metrics": metrics}
+
+
+def c6_record(name: str, summary: dict) -> dict:
+    keep = ("cos_delta_caa", "cos_delta_caa_interval", "cos_delta_caa_prompt_end", "cos_adam_caa", "shuffled_p95", "random_p95")
+    layers = summary["curves"]["steer.layers"]
+    return {
+        "map": "c6",
+        "name": name,
+        "model": summary["model"],
+        "source": summary["source"],
+        "stepped": summary["stepped"],
+        "bos": bool(summary.get("special_prefix")),
+        "seed": summary["seed"],
+        "metrics": {k: {"value": v["value"], **({"interval": v["interval"]} if "interval" in v else {})} for k, v in summary["metrics"].items()},
+        "layers": {k: layers[k] for k in keep if k in layers},
+        "steered_layer": summary["curves"]["steer.curves"]["layer"],
+    }
+
+
+def collect(folder: Path) -> list[dict]:
+    """The records of a map folder: every finished point of every sweep in it (C4), or every
+    steering run under it (C6); a folder holding ``cells.json`` gives those."""
+    if (folder / CELLS_FILE).is_file():
+        return json.loads((folder / CELLS_FILE).read_text())
+    from loclin.sweep import MANIFEST
+    from loclin.sweep_report import point_summaries
+
+    records = []
+    for manifest_file in sorted(folder.glob(f"*/{MANIFEST}")):
+        for point, summary in point_summaries(manifest_file.parent, json.loads(manifest_file.read_text())):
+            if summary is not None:
+                records.append(c4_record(manifest_file.parent.name, point, summary))
+    for summary_file in sorted(folder.glob("*/*/version_*/summary.json")):
+        summary = json.loads(summary_file.read_text())
+        if summary.get("kind") == "steer":
+            records.append(c6_record(summary_file.parents[2].name, summary))
+    if not records:
+        raise RunDirError(f"map '{folder}' has no finished point yet")
+    return records
+
+
+def cell_label(record: dict) -> str:
+    values = ", ".join(f"{AXIS_NAMES.get(k, k)}={v}" for k, v in record["cell"].items())
+    return f"{record['sweep']}: {values}" if values else record["sweep"]
+
+
+def c4_cells(records: list[dict]) -> dict[str, list[dict]]:
+    cells: dict[str, list[dict]] = {}
+    for record in records:
+        cells.setdefault(cell_label(record), []).append(record)
+    return cells
+
+
+def cell_stat(group: list[dict], key: str) -> tuple[float, float, float]:
+    return t_interval([r["metrics"].get(key, math.nan) for r in group])
+
+
+def fmt_stat(stat: tuple[float, float, float]) -> str:
+    mean, low, high = stat
+    if math.isnan(mean):
+        return "–"
+    return f"{fmt(mean)} (one seed)" if math.isnan(low) else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
+
+
+def c4_table(records: list[dict]) -> list[list[str]]:
+    """One row per cell: mean [95% t-interval over parent seeds] of each column."""
+    rows = [["cell", "seeds", *C4_COLUMNS]]
+    for label, group in c4_cells(records).items():
+        seeds = ",".join(str(r["seed"]) for r in group)
+        rows.append([label, seeds, *(fmt_stat(cell_stat(group, key)) for key in C4_COLUMNS.values())])
+    return rows
+
+
+def spread(values: list[float]) -> float:
+    finite = [v for v in values if not math.isnan(v)]
+    return max(finite) - min(finite) if len(finite) > 1 else math.nan
+
+
+def capture_lengths(records: list[dict]) -> list[int]:
+    """The T of ``recovery.capture_at_T{T}.P8_updates`` present in the records."""
+    keys = {k for r in records for k in r["metrics"] if k.startswith("recovery.capture_at_T") and k.endswith(".P8_updates")}
+    return sorted(int(k[len("recovery.capture_at_T") : -len(".P8_updates")]) for k in keys)
+
+
+def c4_verdict(records: list[dict]) -> str:
+    """Where P8 ≥ 0.77, if anywhere; the controls; and which axis moves P8 most (the range of the
+    cell means along it)."""
+    p8 = "recovery.capture.P8_updates"
+    cells = c4_cells(records)
+    means = {label: cell_stat(group, p8) for label, group in cells.items()}
+    ranked = sorted(means.items(), key=lambda item: -item[1][0] if not math.isnan(item[1][0]) else math.inf)
+    reached = [label for label, (mean, low, _) in ranked if mean >= PAPER_P8]
+    text = []
+    if reached:
+        text.append(f"P8 ≥ {PAPER_P8} in: " + "; ".join(f"{label} ({fmt_stat(means[label])})" for label in reached) + ".")
+    else:
+        best, stat = ranked[0]
+        text.append(f"P8 reaches {PAPER_P8} in no cell. The highest is {best}: {fmt_stat(stat)}.")
+    lengths = capture_lengths(records)
+    if lengths:
+        counts = [f"{sum(cell_stat(g, f'recovery.capture_at_T{t}.P8_updates')[0] >= PAPER_P8 for g in cells.values())} at T = {t}" for t in lengths]
+        text.append(
+            f"Against the length of the recovery, from the same runs: cap(P_8, θ_T − θ_0) ≥ {PAPER_P8} in {', '.join(counts)} "
+            f"(of {len(cells)} cells; near T = 8 it is 1 by construction): the first 8 updates explain a short recovery, not a long one."
+        )
+    failed = [label for label, g in cells.items() if cell_stat(g, "recovery.theta_R.acc")[0] <= cell_stat(g, "recovery.theta_0.acc")[0] + 0.05]
+    if failed:
+        text.append(f"Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), whose capture describes a failed run: {'; '.join(failed)}.")
+    beaten = sum(cell_stat(g, "recovery.capture.R8_random_positions")[0] > means[label][0] for label, g in cells.items())
+    text.append(f"8 updates at random positions capture more than the first 8 in {beaten} of {len(cells)} cells; the prefix is not the special part of the trajectory there.")
+    effects = {}
+    by_sweep: dict[str, list[float]] = {}
+    for label, group in cells.items():
+        by_sweep.setdefault(group[0]["sweep"], []).append(means[label][0])
+    optimizers = [s for s in OPTIMIZER_SWEEPS if s in by_sweep]
+    if optimizers:
+        effects["the learning rate (within an optimizer)"] = max(spread(by_sweep[s]) for s in optimizers)
+        effects["the optimizer (its best rate)"] = spread([max(by_sweep[s]) for s in optimizers])
+    for sweep, values in by_sweep.items():
+        if sweep not in OPTIMIZER_SWEEPS:
+            effects[f"{sweep} (its cells)"] = spread(values)
+    long_enough = [t for t in lengths if t >= 3 * 8]  # at T ≈ m the prefix is nearly all of Δ_T, whatever the regime
+    if len(long_enough) > 1:
+        effects[f"the recovery length T ∈ {long_enough} (within a run)"] = max(
+            spread([r["metrics"].get(f"recovery.capture_at_T{t}.P8_updates", math.nan) for t in long_enough]) for r in records
+        )
+    effects = {k: v for k, v in effects.items() if not math.isnan(v)}
+    if effects:
+        order = sorted(effects.items(), key=lambda item: -item[1])
+        text.append("What moves P8 most (range of cell means): " + "; ".join(f"{name} {fmt(value)}" for name, value in order) + ".")
+    return " ".join(text)
+
+
+def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    cells = c4_cells(records)
+    figures = []
+    optimizer_cells = [(label, g) for label, g in cells.items() if g[0]["sweep"] in OPTIMIZER_SWEEPS and "phases.2.lr" in g[0]["cell"]]
+    if optimizer_cells:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for sweep in OPTIMIZER_SWEEPS:
+            group = sorted(((g[0]["cell"]["phases.2.lr"], g) for _, g in optimizer_cells if g[0]["sweep"] == sweep), key=lambda item: item[0])
+            if not group:
+                continue
+            lrs = [lr for lr, _ in group]
+            stats = [cell_stat(g, "recovery.capture.P8_updates") for _, g in group]
+            yerr = [[0 if math.isnan(lo) else m - lo for m, lo, _ in stats], [0 if math.isnan(hi) else hi - m for m, _, hi in stats]]
+            line = ax.errorbar(lrs, [m for m, _, _ in stats], yerr=yerr, marker="o", capsize=3, label=f"{sweep}: P8")
+            controls = [cell_stat(g, "recovery.capture.R8_random_positions")[0] for _, g in group]
+            ax.plot(lrs, controls, ls="--", marker="x", color=line[0].get_color(), alpha=0.7, label=f"{sweep}: 8 random positions")
+        ax.axhline(PAPER_P8, color="k", ls=":", label=f"paper P8 = {PAPER_P8}")
+        ax.set_xscale("log")
+        ax.set_xlabel("recover learning rate")
+        ax.set_ylabel("capture of Δ = θ_R − θ_0")
+        ax.set_ylim(0, 1)
+        ax.set_title("P8 against the recover optimizer and rate\n(mean, 95% t-interval over parent seeds)", fontsize=9)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+        fig.tight_layout()
+        fig.savefig(out / "c4_p8_vs_lr.png", dpi=120)
+        plt.close(fig)
+        figures.append(("c4_p8_vs_lr.png", "P8 (solid) and the random-position control (dashed) against the recover rate"))
+    lengths = capture_lengths(records)
+    if lengths:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, group in cells.items():
+            ys = [cell_stat(group, f"recovery.capture_at_T{t}.P8_updates")[0] for t in lengths]
+            ax.plot(lengths, ys, marker="o", lw=1, label=label)
+        ax.axhline(PAPER_P8, color="k", ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("recovery length T (steps)")
+        ax.set_ylabel("cap(P_8, θ_T − θ_0)")
+        ax.set_ylim(0, 1)
+        ax.set_title("P8 against the recovery length, per cell (mean over seeds)", fontsize=9)
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+        fig.tight_layout()
+        fig.savefig(out / "c4_p8_vs_T.png", dpi=120)
+        plt.close(fig)
+        figures.append(("c4_p8_vs_T.png", "P8 of the displacement after T steps, from the same runs"))
+    return figures
+
+
+C6_COLUMNS = ["point", "model", "source", "step on", "BOS", "max cos(δ, v) [95%]", "at block", "block's 95%", "max cos(δ at t−1, v) [95%]", "max cos(Adam δ, v)", "shuffled p95 (worst block)", "δ̂ : v̂ at the peak block [95%]"]
+
+
+def c6_entry(record: dict, name: str) -> str:
+    from loclin.report import fmt_entry
+
+    return fmt_entry(record["metrics"].get(name))
+
+
+def c6_table(records: list[dict]) -> list[list[str]]:
+    rows = [C6_COLUMNS]
+    for r in records:
+        layers = r["layers"]
+        peak = max(range(len(layers["cos_delta_caa"])), key=lambda i: layers["cos_delta_caa"][i])
+        interval = layers.get("cos_delta_caa_interval", [[math.nan, math.nan]] * len(layers["cos_delta_caa"]))[peak]
+        rows.append([
+            r["name"], Path(r["model"]).name.replace("asset:", ""), r["source"], r["stepped"], "yes" if r["bos"] else "no",
+            c6_entry(r, "steer.cos_delta_caa.max"), str(peak), f"[{fmt(interval[0])}, {fmt(interval[1])}]",
+            c6_entry(r, "steer.prompt_end.cos_delta_caa.max"), c6_entry(r, "steer.cos_adam_caa.max"), c6_entry(r, "steer.shuffled_max_p95"),
+            c6_entry(r, "steer.at_peak.slope_ratio_delta_caa"),
+        ])
+    return rows
+
+
+C6_AXES = ("model", "source", "stepped", "bos")
+
+
+def c6_verdict(records: list[dict], target: float = 0.58) -> str:
+    """Where a block's cos(δ, v) has its whole 95% interval at or above 0.58, if anywhere; which
+    axis moves the max over blocks most, over pairs of points that differ in that axis alone and
+    within runs for the read position and the step rule; and how δ steers there."""
+    text = []
+    hits = []
+    for r in records:
+        for position, key in (("t", "cos_delta_caa"), ("t − 1", "cos_delta_caa_prompt_end")):
+            values = r["layers"].get(key, [])
+            intervals = r["layers"].get("cos_delta_caa_interval") if key == "cos_delta_caa" else None
+            for block, value in enumerate(values):
+                low = intervals[block][0] if intervals else math.nan
+                if value >= target:
+                    hits.append((r["name"], position, block, value, low))
+    solid = [h for h in hits if h[4] >= target]
+    if solid:
+        text.append(f"cos(δ, v) ≥ {target} with its whole 95% interval in: " + "; ".join(f"{n} (δ at {p}, block {b}: {fmt(v)}, lower {fmt(lo)})" for n, p, b, v, lo in solid) + ".")
+    elif hits:
+        text.append(f"cos(δ, v) passes {target} only as a point value: " + "; ".join(f"{n} (δ at {p}, block {b}: {fmt(v)})" for n, p, b, v, _ in hits) + ".")
+    else:
+        best = max(records, key=lambda r: r["metrics"]["steer.cos_delta_caa.max"]["value"])
+        text.append(f"cos(δ, v) reaches {target} at no block of any point. The highest: {best['name']}, {c6_entry(best, 'steer.cos_delta_caa.max')}.")
+    effects: dict[str, list[float]] = {}
+    for i, a in enumerate(records):
+        for b in records[i + 1 :]:
+            differ = [axis for axis in C6_AXES if a[axis] != b[axis]]
+            if len(differ) == 1:
+                effects.setdefault(differ[0], []).append(abs(a["metrics"]["steer.cos_delta_caa.max"]["value"] - b["metrics"]["steer.cos_delta_caa.max"]["value"]))
+    for r in records:
+        if "steer.prompt_end.cos_delta_caa.max" in r["metrics"]:
+            effects.setdefault("read position (t vs t − 1)", []).append(abs(r["metrics"]["steer.cos_delta_caa.max"]["value"] - r["metrics"]["steer.prompt_end.cos_delta_caa.max"]["value"]))
+        effects.setdefault("step rule (SGD vs Adam's first step)", []).append(abs(r["metrics"]["steer.cos_delta_caa.max"]["value"] - r["metrics"]["steer.cos_adam_caa.max"]["value"]))
+    names = {"model": "model", "source": "data source", "stepped": "all weights vs LoRA", "bos": "BOS on/off"}
+    order = sorted(((names.get(k, k), max(v)) for k, v in effects.items()), key=lambda item: -item[1])
+    text.append("What moves the max over blocks most (largest change along one axis): " + "; ".join(f"{n} {fmt(v)}" for n, v in order) + ".")
+    best = max(records, key=lambda r: r["metrics"]["steer.cos_delta_caa.max"]["value"])
+    if "steer.at_peak.slope_ratio_delta_caa" in best["metrics"]:
+        text.append(
+            f"Steering at {best['name']}'s peak block: slope δ̂ : v̂ = {c6_entry(best, 'steer.at_peak.slope_ratio_delta_caa')}, "
+            f"v̂ {c6_entry(best, 'steer.at_peak.slope.caa')}, δ̂ {c6_entry(best, 'steer.at_peak.slope.delta')}, "
+            f"random {c6_entry(best, 'steer.at_peak.slope.random')}, shuffled-label v^π {c6_entry(best, 'steer.at_peak.slope.shuffled')}."
+        )
+    return " ".join(text)
+
+
+def c6_figures(records: list[dict], out: Path, target: float = 0.58) -> list[tuple[str, str]]:
+    import matplotlib.pyplot as plt
+
+    columns = min(4, len(records))
+    rows = math.ceil(len(records) / columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.4 * columns, 2.6 * rows), squeeze=False, sharey=True)
+    for ax, r in zip(axes.flat, records):
+        layers = r["layers"]
+        x = list(range(len(layers["cos_delta_caa"])))
+        ax.fill_between(x, [-p for p in layers["shuffled_p95"]], layers["shuffled_p95"], color="tab:purple", alpha=0.12) if "shuffled_p95" in layers else None
+        (line,) = ax.plot(x, layers["cos_delta_caa"], marker="o", ms=3, label="δ at t")
+        if "cos_delta_caa_interval" in layers:
+            low, high = zip(*layers["cos_delta_caa_interval"])
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=0.25)
+        if "cos_delta_caa_prompt_end" in layers:
+            ax.plot(x, layers["cos_delta_caa_prompt_end"], marker="v", ms=3, label="δ at t − 1")
+        ax.plot(x, layers["cos_adam_caa"], ls="--", lw=1, label="Adam δ at t")
+        ax.axhline(target, color="k", ls=":", lw=1)
+        ax.set_title(r["name"], fontsize=8)
+        ax.set_xlabel("block", fontsize=7)
+    for ax in list(axes.flat)[len(records) :]:
+        ax.axis("off")
+    axes[0][0].set_ylabel("cos(δ_ℓ, v_ℓ)")
+    axes[0][0].legend(fontsize=6)
+    fig.suptitle(f"C6: one-step shift against CAA per block (band: 95% bootstrap; purple: shuffled-label p95; dotted: {target})", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out / "c6_layers.png", dpi=110)
+    plt.close(fig)
+    return [("c6_layers.png", "cos(δ_ℓ, v_ℓ) per block for every point of the map")]
+
+
+def map_sections(records: list[dict], out: Path, heading: str = "##", link: str = "") -> tuple[list[str], str]:
+    """Markdown parts (tables, verdict, figures written into ``out`` and linked as ``link`` +
+    name) and the plain-text tables."""
+    out.mkdir(parents=True, exist_ok=True)
+    parts = []
+    c4 = [r for r in records if r["map"] == "c4"]
+    c6 = [r for r in records if r["map"] == "c6"]
+    text = []
+    if c4:
+        table = c4_table(c4)
+        parts += [f"{heading} C4: prefix capture of the recovery displacement", "", render_markdown(table), "", f"**Verdict.** {c4_verdict(c4)}", ""]
+        parts += [item for name, caption in c4_figures(c4, out) for item in (f"![{caption}]({link}{name})", "")]
+        text.append(render_text(table))
+    if c6:
+        table = c6_table(c6)
+        parts += [f"{heading} C6: the one-step activation shift against CAA", "", render_markdown(table), "", f"**Verdict.** {c6_verdict(c6)}", ""]
+        parts += [item for name, caption in c6_figures(c6, out) for item in (f"![{caption}]({link}{name})", "")]
+        text.append(render_text(table))
+    return parts, "\n\n".join(text)
+
+
+def build_map_report(folder: Path, out: Path) -> str:
+    records = collect(folder)
+    parts, text = map_sections(records, out)
+    (out / CELLS_FILE).write_text(json.dumps(records, indent=1))
+    (out / "report.md").write_text("\n".join([f"# loclin map report: `{folder}`", "", *parts]))
+    return text

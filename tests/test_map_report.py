@@ -1,0 +1,84 @@
+"""The regime-map report (loclin.map_report) on hand-made records: its intervals against a hand
+computation, and its verdicts on maps where the answer is known."""
+
+import json
+
+import analyze
+from loclin.map_report import c4_table, c4_verdict, c6_verdict, collect, map_sections
+
+P8 = "recovery.capture.P8_updates"
+
+
+def c4(sweep, lr, seed, p8, random8=0.5, at_t=None):
+    metrics = {P8: p8, "recovery.capture.R8_random_positions": random8}
+    for t, value in (at_t or {}).items():
+        metrics[f"recovery.capture_at_T{t}.P8_updates"] = value
+    return {"map": "c4", "sweep": sweep, "cell": {"phases.2.lr": lr}, "seed": seed, "metrics": metrics}
+
+
+def test_c4_table_interval_is_the_hand_computed_t_interval():
+    records = [c4("sgd", 0.1, 0, 0.2), c4("sgd", 0.1, 1, 0.4), c4("sgd", 0.1, 2, 0.3), c4("adam", 0.001, 0, 0.6)]
+    rows = c4_table(records)
+    # mean 0.3, sd 0.1, t_{0.975, 2} = 4.302653 (tables) → half-width 4.302653 · 0.1 / √3 = 0.248414
+    assert rows[1][:3] == ["sgd: recover lr=0.1", "0,1,2", "0.3 [0.0516, 0.548]"]
+    assert rows[2][2] == "0.6 (one seed)"
+
+
+def test_c4_verdict_names_the_cell_that_passes_and_the_axis_that_matters():
+    records = [
+        c4("sgd", 0.1, 0, 0.10, random8=0.6, at_t={25: 0.9, 100: 0.10}),
+        c4("sgd", 1.0, 0, 0.12, random8=0.6, at_t={25: 0.8, 100: 0.12}),
+        c4("adam", 0.001, 0, 0.80, random8=0.3, at_t={25: 0.95, 100: 0.80}),
+    ]
+    verdict = c4_verdict(records)
+    assert "P8 ≥ 0.77 in: adam: recover lr=0.001 (0.8 (one seed))" in verdict
+    assert "≥ 0.77 in 3 at T = 25, 1 at T = 100 (of 3 cells" in verdict
+    assert "capture more than the first 8 in 2 of 3 cells" in verdict
+    # the optimizer moves P8 by 0.80 − 0.12 = 0.68; the rate within sgd by 0.02; T by up to 0.8
+    assert verdict.index("the recovery length T ∈ [25, 100] (within a run) 0.8") < verdict.index("the optimizer (its best rate) 0.68") < verdict.index("the learning rate (within an optimizer) 0.02")
+    below = c4_verdict([c4("sgd", 0.1, 0, 0.2), c4("sgd", 0.1, 1, 0.4)])
+    assert below.startswith("P8 reaches 0.77 in no cell. The highest is sgd: recover lr=0.1: 0.3 [")
+
+
+def c6(name, model, source, peak_value, prompt_end, low, stepped="all", bos=False):
+    layers = [0.1, peak_value, 0.2]
+    entry = {"value": peak_value, "interval": [low, peak_value + 0.1]}
+    return {
+        "map": "c6", "name": name, "model": model, "source": source, "stepped": stepped, "bos": bos, "seed": 0,
+        "metrics": {"steer.cos_delta_caa.max": entry, "steer.prompt_end.cos_delta_caa.max": {"value": prompt_end}, "steer.cos_adam_caa.max": {"value": peak_value - 0.05}},
+        "layers": {"cos_delta_caa": layers, "cos_delta_caa_interval": [[v - 0.1, v + 0.1] for v in layers[:1]] + [[low, peak_value + 0.1]] + [[0.1, 0.3]], "cos_delta_caa_prompt_end": [0.0, prompt_end, 0.0], "cos_adam_caa": layers},
+        "steered_layer": 1,
+    }
+
+
+def test_c6_verdict_separates_a_solid_pass_from_a_point_value_and_ranks_the_axes():
+    base = c6("base", "m1", "coqa", 0.30, 0.25, 0.2)
+    other_data = c6("statements", "m1", "statements", 0.62, 0.3, 0.59)
+    other_model = c6("gemma", "m2", "coqa", 0.60, 0.1, 0.4)
+    verdict = c6_verdict([base, other_data, other_model])
+    assert "whole 95% interval in: statements (δ at t, block 1: 0.62, lower 0.59)" in verdict
+    assert "gemma" not in verdict.split("What moves")[0]  # 0.60 passes only as a point value: not solid
+    # data source moves the max by 0.32 (base vs statements), the model by 0.30, t vs t − 1 by ≤ 0.5
+    assert verdict.index("read position (t vs t − 1) 0.5") < verdict.index("data source 0.32") < verdict.index("model 0.3")
+    assert "point value: gemma" in c6_verdict([base, other_model])
+
+
+def test_map_folder_round_trips_through_its_records(tmp_path):
+    records = [c4("sgd", 0.1, 0, 0.2, at_t={25: 0.8}), c4("sgd", 0.1, 1, 0.4, at_t={25: 0.7}), c6("base", "m1", "coqa", 0.3, 0.2, 0.1)]
+    folder = tmp_path / "map"
+    folder.mkdir()
+    (folder / "cells.json").write_text(json.dumps(records))
+    assert collect(folder) == records
+    assert analyze.main([str(folder), "--out", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## C4" in report and "## C6" in report and "**Verdict.**" in report
+    assert all((tmp_path / "out" / name).stat().st_size > 1000 for name in ("c4_p8_vs_lr.png", "c4_p8_vs_T.png", "c6_layers.png"))
+    parts, _ = map_sections(records, tmp_path / "again", "###", "maps/x/")
+    assert "![P8 (solid) and the random-position control (dashed) against the recover rate](maps/x/c4_p8_vs_lr.png)" in parts
+
+
+def test_a_map_folder_without_finished_points_is_one_line(tmp_path, capsys):
+    (tmp_path / "sweepA").mkdir()
+    (tmp_path / "sweepA" / "sweep.json").write_text(json.dumps({"points": [{"name": "p", "cell": {}, "seed": 0}], "grid": {}, "seeds": [0]}))
+    assert analyze.main([str(tmp_path)]) == 2
+    assert "has no finished point yet" in capsys.readouterr().err
