@@ -94,7 +94,8 @@ class PhasedDataModule(L.LightningDataModule):
         super().__init__()
         self.task_names = list(tasks)
         self.train_task_names = list(train_tasks) if train_tasks else list(tasks)
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # this phase's training batch (set_phase), global over ranks
+        self.probe_batch_size = batch_size  # probes keep data.batch_size whatever the phase trains with
         self.single_task_batches = batch_mode == "single"
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
@@ -106,10 +107,12 @@ class PhasedDataModule(L.LightningDataModule):
     def heldout_batch(self, task: str) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def set_phase(self, phase: int, train_tasks: Sequence[str]) -> None:
-        """Train the next ``Trainer.fit`` on ``train_tasks``, with batches seeded by the phase."""
+    def set_phase(self, phase: int, train_tasks: Sequence[str], batch_size: int | None = None) -> None:
+        """Train the next ``Trainer.fit`` on ``train_tasks`` in batches of ``batch_size`` (None:
+        data.batch_size), seeded by the phase."""
         self.phase = phase
         self.train_task_names = list(train_tasks)
+        self.batch_size = batch_size or self.probe_batch_size
 
     def global_batches(self, shard: tuple[int, int] = (0, 1)) -> SeededBatches:
         """This phase's training batches by step (whole, or one data-parallel rank's rows)."""
@@ -129,7 +132,7 @@ class PhasedDataModule(L.LightningDataModule):
         """A single-task training-distribution batch, a pure function of (seed, task, key)."""
         sampler = self.samplers[task]
         rng = np.random.default_rng([self.seed, 2, sampler.task_index, *key])
-        return self.collate([(sampler, sampler.sample(rng, size or self.batch_size))])
+        return self.collate([(sampler, sampler.sample(rng, size or self.probe_batch_size))])
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per task over its held-out split (batches of ``eval_batch_size``)."""

@@ -147,6 +147,7 @@ class PhaseConfig:
     tasks: list[str] | None = None  # trained on; null = data.train_tasks (recovery fills in defaults)
     lr: float | None = None  # null = optim.lr (the same as optim.lr below)
     fresh_optimizer: bool = True  # false: carry the optimizer's state over from the previous phase
+    batch_size: int | None = None  # this phase's global training batch; null = data.batch_size (probes keep that)
     optim: PhaseOptimConfig = field(default_factory=PhaseOptimConfig)  # this phase's optimizer overrides
 
 
@@ -547,6 +548,9 @@ def validate_phases(c: DictConfig) -> None:
     for i, p in enumerate(c.phases):
         _require(p.steps >= 0, f"phases[{i}].steps={p.steps} must be >= 0")
         _require(p.lr is None or p.lr > 0, f"phases[{i}].lr={p.lr} must be > 0")
+        if p.batch_size is not None:
+            shards = max(c.trainer.devices, c.trainer.grad_shards or 1)
+            _require(p.batch_size >= 1 and p.batch_size % shards == 0, f"phases[{i}].batch_size={p.batch_size} must be >= 1 and split evenly over {shards} devices or gradient shards")
         if p.tasks is not None:
             outside = [t for t in p.tasks if t not in c.data.tasks]
             _require(not outside, f"phases[{i}].tasks: {outside} not in data.tasks {list(c.data.tasks)}")

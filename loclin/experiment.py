@@ -285,7 +285,7 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
             module.load_state_dict(previous["state_dict"], strict=module.strict_loading)
             optimizer_state = (previous.get("optimizer_states") or [None])[0]
         restore_from = None
-        datamodule.set_phase(index, phase_tasks(cfg, phase))
+        datamodule.set_phase(index, phase_tasks(cfg, phase), phase.batch_size)
         module.optim_spec = phase_optimizer(cfg, phase)  # also what the constrained re-run steps with
         module.carried_optimizer_state = None if phase.fresh_optimizer else optimizer_state
         logger.step_offset = offset

@@ -21,7 +21,7 @@ from loclin.rundir import RunDirError
 PAPER_P8 = 0.77  # arXiv 2606.10929, claim C4: P8 capture of the LoRA recovery displacement
 CELLS_FILE = "cells.json"
 OPTIMIZER_SWEEPS = ("sgd", "sgd_momentum", "adam", "adamw")
-AXIS_NAMES = {"phases.2.lr": "recover lr", "phases.1.lr": "D1 lr", "recovery.noise_scale": "D3 ρ", "lm.lora.rank": "rank"}
+AXIS_NAMES = {"phases.2.lr": "recover lr", "phases.2.batch_size": "recover batch", "phases.1.lr": "D1 lr", "recovery.noise_scale": "D3 ρ", "lm.lora.rank": "rank"}
 C4_COLUMNS = {
     "P8 [95%]": "recovery.capture.P8_updates",
     "R8 random positions": "recovery.capture.R8_random_positions",
@@ -215,6 +215,25 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
         fig.savefig(out / "c4_p8_vs_lr.png", dpi=120)
         plt.close(fig)
         figures.append(("c4_p8_vs_lr.png", "P8 (solid) and the random-position control (dashed) against the recover rate"))
+    others = [(label, g) for label, g in cells.items() if (label, g) not in optimizer_cells]
+    if others:
+        fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(others) + 2), 4))
+        stats = [cell_stat(g, "recovery.capture.P8_updates") for _, g in others]
+        yerr = [[0 if math.isnan(lo) else m - lo for m, lo, _ in stats], [0 if math.isnan(hi) else hi - m for m, _, hi in stats]]
+        xs = list(range(len(others)))
+        ax.bar(xs, [m for m, _, _ in stats], yerr=yerr, capsize=3, color="tab:blue", alpha=0.7, label="P8 (first 8 updates)")
+        ax.scatter(xs, [cell_stat(g, "recovery.capture.R8_random_positions")[0] for _, g in others], marker="x", color="tab:orange", zorder=3, label="8 random positions")
+        ax.scatter(xs, [cell_stat(g, "recovery.capture.L8_last_updates")[0] for _, g in others], marker="_", s=200, color="tab:green", zorder=3, label="last 8")
+        ax.axhline(PAPER_P8, color="k", ls=":", label=f"paper P8 = {PAPER_P8}")
+        ax.set_xticks(xs, [label for label, _ in others], rotation=35, ha="right", fontsize=7)
+        ax.set_ylabel("capture of Δ = θ_R − θ_0")
+        ax.set_ylim(0, 1)
+        ax.set_title("P8 and its controls on the other axes (mean, 95% over parent seeds)", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "c4_other_axes.png", dpi=120)
+        plt.close(fig)
+        figures.append(("c4_other_axes.png", "P8 and its controls per cell of the other axes"))
     lengths = capture_lengths(records)
     if lengths:
         fig, ax = plt.subplots(figsize=(7, 4))

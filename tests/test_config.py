@@ -37,6 +37,7 @@ def test_yaml_and_overrides_merge_over_the_schema():
         (["data.length=4"], "odd"),
         (["trainer.max_steps"], "key=value"),
         (["experiment=a\nb: c"], "'experiment' has a value that is not valid YAML"),
+        (["phases=[{name: train, steps: 100, batch_size: 0}]"], "phases[0].batch_size=0 must be >= 1"),
     ],
 )
 def test_bad_values_raise_one_line_naming_the_key(overrides, fragment):

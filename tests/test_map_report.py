@@ -64,15 +64,16 @@ def test_c6_verdict_separates_a_solid_pass_from_a_point_value_and_ranks_the_axes
 
 
 def test_map_folder_round_trips_through_its_records(tmp_path):
-    records = [c4("sgd", 0.1, 0, 0.2, at_t={25: 0.8}), c4("sgd", 0.1, 1, 0.4, at_t={25: 0.7}), c6("base", "m1", "coqa", 0.3, 0.2, 0.1)]
+    batch = {**c4("sgd_batch", 0.1, 0, 0.5), "cell": {"phases.2.batch_size": 1024}}
+    records = [c4("sgd", 0.1, 0, 0.2, at_t={25: 0.8}), c4("sgd", 0.1, 1, 0.4, at_t={25: 0.7}), batch, c6("base", "m1", "coqa", 0.3, 0.2, 0.1)]
     folder = tmp_path / "map"
     folder.mkdir()
     (folder / "cells.json").write_text(json.dumps(records))
     assert collect(folder) == records
     assert analyze.main([str(folder), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "## C4" in report and "## C6" in report and "**Verdict.**" in report
-    assert all((tmp_path / "out" / name).stat().st_size > 1000 for name in ("c4_p8_vs_lr.png", "c4_p8_vs_T.png", "c6_layers.png"))
+    assert "## C4" in report and "## C6" in report and "**Verdict.**" in report and "sgd_batch: recover batch=1024" in report
+    assert all((tmp_path / "out" / name).stat().st_size > 1000 for name in ("c4_p8_vs_lr.png", "c4_p8_vs_T.png", "c4_other_axes.png", "c6_layers.png"))
     parts, _ = map_sections(records, tmp_path / "again", "###", "maps/x/")
     assert "![P8 (solid) and the random-position control (dashed) against the recover rate](maps/x/c4_p8_vs_lr.png)" in parts
 

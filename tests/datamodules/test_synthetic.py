@@ -59,3 +59,13 @@ def test_single_task_batches_and_probe_batches():
     probe = dm.probe_batch("add", (10, 2))
     assert torch.equal(probe["input"], dm.probe_batch("add", (10, 2))["input"])
     assert (probe["task"] == TASK_NAMES.index('add')).all()
+
+
+def test_a_phase_trains_in_its_own_batch_size_and_probes_keep_the_data_batch():
+    dm = SyntheticTasksDataModule(tasks=["add", "copy"], modulus=7, length=3, batch_size=8, seed=1)
+    dm.set_phase(1, ["copy"], batch_size=32)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input"].shape[0] == 32 and (batch["task"] == TASK_NAMES.index("copy")).all()
+    assert dm.probe_batch("add", (0,))["input"].shape[0] == 8
+    dm.set_phase(2, ["copy"])  # null: back to data.batch_size
+    assert next(iter(dm.train_dataloader()))["input"].shape[0] == 8
