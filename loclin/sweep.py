@@ -96,11 +96,12 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
             pass  # killed before its first checkpoint: a fresh version of the point
     where = [f"output_root={root}", f"experiment={point['name']}", "trainer.progress_bar=false"]
     if point["parent"]:
-        return [sys.executable, str(REPO / "train.py"), "--fork", point["parent"], "--after", manifest["after"], *where, *point["overrides"]]
+        return [sys.executable, str(REPO / "train.py"), "--fork", point["parent"], "--after", manifest["after"], *where, *manifest["overrides"], *point["overrides"]]
     return [sys.executable, str(REPO / "train.py"), "--config", manifest["config"], *where, *manifest["overrides"], *point["overrides"]]
 
 
 LIVE_POINTS: set[subprocess.Popen] = set()  # this process's running points, stopped with it
+STOP_GRACE_SECONDS = 10
 
 
 def run_command(command: list[str], log: str) -> int:
@@ -122,7 +123,11 @@ def stop_points(signum: int, frame) -> None:
     for child in list(LIVE_POINTS):
         child.terminate()
     for child in list(LIVE_POINTS):
-        child.wait()
+        try:  # Lightning finishes the step (or the end-of-phase work) before it stops
+            child.wait(timeout=STOP_GRACE_SECONDS)
+        except subprocess.TimeoutExpired:
+            child.kill()  # resumable all the same: a point resumes from its last checkpoint
+            child.wait()
     raise SystemExit(128 + signum)
 
 
@@ -183,7 +188,7 @@ def build_manifest(args: argparse.Namespace) -> dict:
 
     for point in points:
         if point["parent"]:
-            fork_config(Path(point["parent"]), args.after, point["overrides"])
+            fork_config(Path(point["parent"]), args.after, [*args.overrides, *point["overrides"]])
         else:
             load_config(args.config, [*args.overrides, *point["overrides"]])
     if parents:

@@ -143,3 +143,24 @@ def test_a_terminated_sweep_stops_its_running_points(tmp_path):
         parent.kill()
         for pid in points_alive():
             os.kill(pid, signal.SIGKILL)
+
+
+def test_a_forked_sweep_applies_its_fixed_overrides_to_every_point(tmp_path, capsys):
+    import train
+
+    recovery = str(REPO / "conf" / "tiny_recovery.yaml")
+    assert train.main(["--config", recovery, f"output_root={tmp_path / 'parent'}", "trainer.progress_bar=false"]) == 0
+    parent = tmp_path / "parent" / "tiny_recovery" / "version_0"
+    out = tmp_path / "sweep"
+    fixed = ["phases.2.optim.name=sgd", "phases.2.optim.weight_decay=0", "recovery.constrained_m=0"]
+    assert sweep.main(["--fork", str(parent), "--after", "degrade", "--grid", "phases.2.lr=[0.05]", "--out", str(out), *fixed]) == 0
+    (point,) = out.glob("points/*/version_0")
+    summary = json.loads((point / "summary.json").read_text())
+    assert summary["phases"][2]["optim"]["name"] == "sgd" and summary["phases"][2]["optim"]["lr"] == 0.05
+    assert summary["phases"][2]["optim"]["weight_decay"] == 0
+    # a fixed override that would change the parent's past is one line before anything runs
+    capsys.readouterr()
+    bad = ["--fork", str(parent), "--after", "degrade", "--grid", "phases.2.lr=[0.05]", "--out", str(tmp_path / "bad"), "model.d_model=32"]
+    assert sweep.main(bad) == 2
+    assert "'model.d_model' would change what the parent computed" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()

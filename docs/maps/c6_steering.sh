@@ -4,7 +4,7 @@
 # reads δ at the answer token t and at t − 1, takes SGD (three η: the flatness) and Adam's first
 # step, and steers at the middle block and at the block where cos(δ, v) peaks, with the random
 # and shuffled-label nulls. Resumable: a point with a summary is skipped.
-#   bash docs/maps/c6_steering.sh [OUT=runs/maps/c6_steering] [qwen]
+#   bash docs/maps/c6_steering.sh [OUT=runs/maps/c6_steering] [qwen|qwen_all]
 # About 1 hour on 2 CPU cores; `qwen` adds the opt-in Qwen2-architecture 0.5B asset (about 30 min a
 # point here; python -m loclin.assets fetch qwen2.5-coder-0.5b-instruct).
 set -euo pipefail
@@ -23,10 +23,10 @@ point smollm2_coqa_lora conf/steer_smollm2.yaml steer.stepped=lora
 point smollm2_statements conf/steer_smollm2.yaml "${STATEMENTS[@]}"
 point smollm2_sycophancy conf/steer_smollm2.yaml "${SYCOPHANCY[@]}"
 point gemma_coqa conf/steer_gemma.yaml
-point gemma_coqa_no_bos conf/steer_gemma.yaml steer.special_tokens=false
 point gemma_statements conf/steer_gemma.yaml "${STATEMENTS[@]}"
-if [ "${2:-}" = qwen ]; then
-  point qwen_coqa conf/steer_qwen_offline.yaml
+point gemma_statements_no_bos conf/steer_gemma.yaml "${STATEMENTS[@]}" steer.special_tokens=false
+if [[ ${2:-} == qwen* ]]; then  # qwen: statements (the paper's C7 setting); qwen_all: CoQA too
   point qwen_statements conf/steer_qwen_offline.yaml "${STATEMENTS[@]}"
+  if [ "$2" = qwen_all ]; then point qwen_coqa conf/steer_qwen_offline.yaml; fi
 fi
 python analyze.py "$OUT" --out "$OUT/report"
