@@ -91,9 +91,14 @@ def main(argv: list[str] | None = None) -> int:
 
         run_quadratic(cfg, Path(run_dir))
     elif cfg.kind == "steer":
+        from datamodules.contrast import TemplateError
         from loclin.steer_experiment import run_steering
 
-        run_steering(cfg, Path(run_dir))
+        try:
+            run_steering(cfg, Path(run_dir))
+        except TemplateError as error:  # found once the items are tokenized (issue 16: before the run directory)
+            print(f"loclin: error: {error}", file=sys.stderr)
+            return EXIT_USAGE
     elif cfg.random_search.enabled:
         from loclin.random_search_experiment import run_random_search
 
