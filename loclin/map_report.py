@@ -85,11 +85,13 @@ def collect(folder: Path) -> list[dict]:
         for point, summary in point_summaries(manifest_file.parent, json.loads(manifest_file.read_text())):
             if summary is not None:
                 records.append(c4_record(manifest_file.parent.name, point, summary))
+            else:  # failed (e.g. diverged) or not run yet: named in the verdict, never averaged
+                records.append({"map": "c4", "sweep": manifest_file.parent.name, "cell": point["cell"], "seed": point["seed"], "missing": True, "metrics": {}})
     for summary_file in sorted(folder.glob("*/*/version_*/summary.json")):
         summary = json.loads(summary_file.read_text())
         if summary.get("kind") == "steer":
             records.append(c6_record(summary_file.parents[2].name, summary))
-    if not records:
+    if not any(not r.get("missing") for r in records):
         raise RunDirError(f"map '{folder}' has no finished point yet")
     return records
 
@@ -100,10 +102,21 @@ def cell_label(record: dict) -> str:
 
 
 def c4_cells(records: list[dict]) -> dict[str, list[dict]]:
+    """Finished points by cell (points without a summary are left out: :func:`missing_points`)."""
     cells: dict[str, list[dict]] = {}
     for record in records:
-        cells.setdefault(cell_label(record), []).append(record)
+        if not record.get("missing"):
+            cells.setdefault(cell_label(record), []).append(record)
     return cells
+
+
+def missing_points(records: list[dict]) -> dict[str, list[int]]:
+    """Cells with points that have no summary (a run that failed, e.g. diverged, or has not run): seeds."""
+    missing: dict[str, list[int]] = {}
+    for record in records:
+        if record.get("missing"):
+            missing.setdefault(cell_label(record), []).append(record["seed"])
+    return missing
 
 
 def cell_stat(group: list[dict], key: str) -> tuple[float, float, float]:
@@ -154,15 +167,25 @@ def c4_verdict(records: list[dict]) -> str:
     lengths = capture_lengths(records)
     if lengths:
         counts = [f"{sum(cell_stat(g, f'recovery.capture_at_T{t}.P8_updates')[0] >= PAPER_P8 for g in cells.values())} at T = {t}" for t in lengths]
+        passing = {t: sum(cell_stat(g, f"recovery.capture_at_T{t}.P8_updates")[0] >= PAPER_P8 for g in cells.values()) for t in lengths}
+        reading = ""
+        if passing[max(lengths)] < max(passing.values()):
+            reading = ": the first 8 updates explain a short recovery better than a long one"
         text.append(
             f"Against the length of the recovery, from the same runs: cap(P_8, θ_T − θ_0) ≥ {PAPER_P8} in {', '.join(counts)} "
-            f"(of {len(cells)} cells; near T = 8 it is 1 by construction): the first 8 updates explain a short recovery, not a long one."
+            f"(of {len(cells)} cells; near T = 8 it is 1 by construction){reading}."
         )
     failed = [label for label, g in cells.items() if cell_stat(g, "recovery.theta_R.acc")[0] <= cell_stat(g, "recovery.theta_0.acc")[0] + 0.05]
     if failed:
         text.append(f"Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), whose capture describes a failed run: {'; '.join(failed)}.")
-    beaten = sum(cell_stat(g, "recovery.capture.R8_random_positions")[0] > means[label][0] for label, g in cells.items())
-    text.append(f"8 updates at random positions capture more than the first 8 in {beaten} of {len(cells)} cells; the prefix is not the special part of the trajectory there.")
+    missing = missing_points(records)
+    if missing:
+        text.append("Points without a summary (failed, e.g. diverged, or not yet run; see the sweep's logs/): " + "; ".join(f"{label} (seed {', '.join(map(str, seeds))})" for label, seeds in missing.items()) + ".")
+    beaten = [label for label, g in cells.items() if cell_stat(g, "recovery.capture.R8_random_positions")[0] > means[label][0]]
+    if beaten:
+        text.append(f"8 updates at random positions capture more than the first 8 in {len(beaten)} of {len(cells)} cells (the prefix is not special there): {'; '.join(beaten)}.")
+    else:
+        text.append(f"The first 8 updates capture more than 8 at random positions in all {len(cells)} cells: the prefix is special.")
     effects = {}
     by_sweep: dict[str, list[float]] = {}
     for label, group in cells.items():
