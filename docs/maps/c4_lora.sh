@@ -28,7 +28,8 @@ done
 sweep() {  # name, the phase to fork after, the parents' seeds, then the grid and overrides
   local name=$1 after=$2 seeds=$3; shift 3
   local parents=("${PARENTS[@]:0:$(tr ',' '\n' <<< "$seeds" | wc -l)}")
-  python -m loclin.sweep --fork "${parents[@]}" --after "$after" --seeds "$seeds" --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}"
+  python -m loclin.sweep --fork "${parents[@]}" --after "$after" --seeds "$seeds" --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}" \
+    || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
 }
 FIRST=${SEEDS%%,*}
 if [[ $SECTIONS == *optimizer* ]]; then  # the recover optimizer and its rate; AdamW on every seed (the verdict)
@@ -42,6 +43,7 @@ sweep d1_strength train "$FIRST" --grid "phases.1.lr=[0.001,0.02]"
 sweep d3_noise train "$FIRST" phases.1.steps=0 recovery.degradation=noise --grid "recovery.noise_scale=[0.05,0.3]"
 fi
 if [[ $SECTIONS == *rank* ]]; then  # the LoRA rank: a new model, so full runs, not forks
-python -m loclin.sweep --config conf/lora_smollm2.yaml --seeds "$FIRST" --workers "$WORKERS" --out "$OUT/rank" --grid "lm.lora.rank=[4,16]" "${FIXED[@]}"
+python -m loclin.sweep --config conf/lora_smollm2.yaml --seeds "$FIRST" --workers "$WORKERS" --out "$OUT/rank" --grid "lm.lora.rank=[4,16]" "${FIXED[@]}" \
+  || echo "[map] rank: some points failed: see $OUT/rank/logs/"
 fi
 python analyze.py "$OUT" --out "$OUT/report"

@@ -21,9 +21,10 @@ done
 FIXED=(phases.2.steps=200 phases.2.optim.warmup_steps=0 recovery.constrained_m=0)
 sweep() {  # name, then the grid
   local name=$1; shift
-  python -m loclin.sweep --fork "${PARENTS[@]}" --after degrade --seeds 0,1 --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}"
+  python -m loclin.sweep --fork "${PARENTS[@]}" --after degrade --seeds 0,1 --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}" \
+    || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
 }
-sweep sgd phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.05,0.2,0.8]"
+sweep sgd phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0125,0.05,0.2,0.8]"
 sweep sgd_momentum phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.005,0.02,0.08]"
 sweep adam phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.001,0.003]"
 sweep adamw phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
