@@ -29,6 +29,7 @@ from loclin.rundir import (
 )
 
 EXIT_USAGE = 2
+EXIT_FAULT = 1  # the run itself failed (diverged): not a mistake in the command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         # and by Lightning, which otherwise gives each CPU rank cores / devices threads
         os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.cpu_threads)
 
+    summary = None
     if cfg.kind == "quadratic":
         from loclin.quadratic_experiment import run_quadratic
 
@@ -102,11 +104,16 @@ def main(argv: list[str] | None = None) -> int:
     elif cfg.random_search.enabled:
         from loclin.random_search_experiment import run_random_search
 
-        run_random_search(cfg, Path(run_dir), resume=args.resume is not None)
+        summary = run_random_search(cfg, Path(run_dir), resume=args.resume is not None)
     else:
         from loclin.experiment import run_experiment  # heavy imports only after the config is valid
 
-        run_experiment(cfg, Path(run_dir), resume=args.resume is not None)  # a fork's reused phases count as done
+        summary = run_experiment(cfg, Path(run_dir), resume=args.resume is not None)  # a fork's reused phases count as done
+    diverged = (summary or {}).get("diverged")
+    if diverged:
+        if global_rank() == 0:
+            print(f"loclin: error: {diverged['message']} (phase '{diverged['phase']}', run step {diverged['step']}); {Path(run_dir) / 'summary.json'} marks the run as diverged", file=sys.stderr)
+        return EXIT_FAULT
     if global_rank() == 0:
         print(f"[loclin] run directory: {run_dir}")
         print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")

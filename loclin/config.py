@@ -112,6 +112,9 @@ class TrainerConfig:
     # cores / devices). Results depend on it in the last bit: equal runs need equal thread counts
     cpu_threads: int | None = None
     progress_bar: bool = True
+    # stop after this many consecutive steps with a non-finite training loss (0 = never): the
+    # summary says where the run diverged and train.py exits 1
+    divergence_patience: int = 10
 
 
 @dataclass
@@ -284,7 +287,7 @@ def phase_plan(c: DictConfig) -> list[DictConfig]:
     """The phases to run: the configured list, or one "train" phase of trainer.max_steps."""
     if c.phases:
         return list(c.phases)
-    return [OmegaConf.create({"name": "train", "steps": c.trainer.max_steps, "tasks": None, "lr": None, "fresh_optimizer": True, "optim": {}})]
+    return [OmegaConf.structured(PhaseConfig(name="train", steps=c.trainer.max_steps))]
 
 
 def phase_optimizer(c: DictConfig, phase: DictConfig) -> OptimizerSpec:
@@ -417,6 +420,7 @@ def validate(c: DictConfig) -> None:
     _require(t.devices >= 1, f"trainer.devices={t.devices} must be >= 1")
     _require(d.batch_size % t.devices == 0, f"data.batch_size={d.batch_size} is the global batch: it must split evenly over trainer.devices={t.devices}")
     _require(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads={t.cpu_threads} must be >= 1 (or null)")
+    _require(t.divergence_patience >= 0, f"trainer.divergence_patience={t.divergence_patience} must be >= 0 (0: never stop)")
     if t.grad_shards is not None:
         _require(t.grad_shards >= 1 and d.batch_size % t.grad_shards == 0, f"trainer.grad_shards={t.grad_shards} must be >= 1 and split data.batch_size={d.batch_size} evenly")
     validate_random_search(c, first_steps)

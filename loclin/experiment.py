@@ -31,6 +31,7 @@ from callbacks import (
 )
 from callbacks.activation_shift import ActivationShiftCallback
 from callbacks.base import MeasurementCallback, MemoryReport, metric
+from callbacks.divergence import Diverged, DivergenceGuard
 from callbacks.random_search import RandomSearchCallback
 from datamodules.contrast import encode_contrasts, load_items, split_items
 from datamodules.phased import PhasedDataModule
@@ -222,7 +223,7 @@ def build_trainer(cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbac
         strategy=t.strategy,
         precision=t.precision,
         logger=logger,
-        callbacks=[*callbacks, checkpoint],
+        callbacks=[*callbacks, *([DivergenceGuard(t.divergence_patience)] if t.divergence_patience else []), checkpoint],
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar,
         use_distributed_sampler=False,
@@ -300,7 +301,14 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
         trainer = build_trainer(cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps)
         if phase.steps > 0:
-            trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.is_file() else None)
+            try:
+                trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.is_file() else None)
+            except Diverged as error:  # a finished run all the same: its summary says where and why
+                summary["diverged"] = {"phase": phase.name, "step": offset + error.first, "patience": error.patience, "message": str(error)}
+                summary["wall_seconds_this_process"] = time.time() - started
+                if trainer.is_global_zero:
+                    write_json(run_dir / SUMMARY_FILE, summary)
+                return summary
             for callback in phase_callbacks:  # a resume from a checkpoint at the last step skips on_train_end
                 callback.finish_phase(trainer, module)
             optimizer_state = trainer.optimizers[0].state_dict()

@@ -83,7 +83,9 @@ def collect(folder: Path) -> list[dict]:
     records = []
     for manifest_file in sorted(folder.glob(f"*/{MANIFEST}")):
         for point, summary in point_summaries(manifest_file.parent, json.loads(manifest_file.read_text())):
-            if summary is not None:
+            if summary is not None and summary.get("diverged"):
+                records.append({"map": "c4", "sweep": manifest_file.parent.name, "cell": point["cell"], "seed": point["seed"], "missing": True, "diverged": summary["diverged"], "metrics": {}})
+            elif summary is not None:
                 records.append(c4_record(manifest_file.parent.name, point, summary))
             else:  # failed (e.g. diverged) or not run yet: named in the verdict, never averaged
                 records.append({"map": "c4", "sweep": manifest_file.parent.name, "cell": point["cell"], "seed": point["seed"], "missing": True, "metrics": {}})
@@ -110,12 +112,14 @@ def c4_cells(records: list[dict]) -> dict[str, list[dict]]:
     return cells
 
 
-def missing_points(records: list[dict]) -> dict[str, list[int]]:
-    """Cells with points that have no summary (a run that failed, e.g. diverged, or has not run): seeds."""
-    missing: dict[str, list[int]] = {}
+def missing_points(records: list[dict]) -> dict[str, list[str]]:
+    """Cells with points that have no numbers: a run that diverged (its summary says where), failed
+    or has not run; each point as "seed s" with the reason when it is known."""
+    missing: dict[str, list[str]] = {}
     for record in records:
         if record.get("missing"):
-            missing.setdefault(cell_label(record), []).append(record["seed"])
+            why = f" diverged at step {record['diverged']['step']}" if record.get("diverged") else ""
+            missing.setdefault(cell_label(record), []).append(f"seed {record['seed']}{why}")
     return missing
 
 
@@ -180,7 +184,7 @@ def c4_verdict(records: list[dict]) -> str:
         text.append(f"Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), whose capture describes a failed run: {'; '.join(failed)}.")
     missing = missing_points(records)
     if missing:
-        text.append("Points without a summary (failed, e.g. diverged, or not yet run; see the sweep's logs/): " + "; ".join(f"{label} (seed {', '.join(map(str, seeds))})" for label, seeds in missing.items()) + ".")
+        text.append("Points without numbers (diverged, failed or not yet run; see the sweep's logs/): " + "; ".join(f"{label} ({', '.join(points)})" for label, points in missing.items()) + ".")
     beaten = [label for label, g in cells.items() if cell_stat(g, "recovery.capture.R8_random_positions")[0] > means[label][0]]
     if beaten:
         text.append(f"8 updates at random positions capture more than the first 8 in {len(beaten)} of {len(cells)} cells (the prefix is not special there): {'; '.join(beaten)}.")

@@ -310,6 +310,11 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
         from loclin.steer_report import build_steer_report
 
         return build_steer_report(summaries, runs, out, run_label)
+    diverged = [f"- `{run_label(s)}` diverged in phase '{s['diverged']['phase']}' at run step {s['diverged']['step']}: {s['diverged']['message']}" for s in summaries if s.get("diverged")]
+    summaries = [s for s in summaries if not s.get("diverged")]
+    if not summaries:
+        (out / "report.md").write_text("\n".join(["# loclin report", "", "## Diverged runs", "", *diverged, ""]))
+        return "\n".join(line[2:] for line in diverged)
     table = headline_table(summaries)
     plots = write_plots(summaries, out)
     legend = "\n".join(f"- `{short}`: {long} (`{name}`)" for short, name, long in columns_for(summaries))
@@ -326,6 +331,8 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
         legend,
         "",
     ]
+    if diverged:
+        parts += ["## Diverged runs (left out of every table)", "", *diverged, ""]
     for s in summaries:
         parts += [f"## Tasks: {run_label(s)}", "", render_markdown(task_table(s)), ""]
         parts += drift_and_recovery_sections(s, "##", f": {run_label(s)}")

@@ -39,7 +39,8 @@ def test_c4_verdict_names_the_cell_that_passes_and_the_axis_that_matters():
     # the optimizer moves P8 by 0.80 − 0.12 = 0.68; the rate within sgd by 0.02; T by up to 0.8
     assert verdict.index("the recovery length T ∈ [25, 100] (within a run) 0.8") < verdict.index("the optimizer (its best rate) 0.68") < verdict.index("the learning rate (within an optimizer) 0.02")
     failed = {**c4("sgd", 3.0, 0, 0.0), "missing": True, "metrics": {}}
-    assert "Points without a summary (failed, e.g. diverged, or not yet run; see the sweep's logs/): sgd: recover lr=3.0 (seed 0)." in c4_verdict([*records, failed])
+    diverged = {**c4("sgd", 3.0, 1, 0.0), "missing": True, "diverged": {"step": 512}, "metrics": {}}
+    assert "Points without numbers (diverged, failed or not yet run; see the sweep's logs/): sgd: recover lr=3.0 (seed 0, seed 1 diverged at step 512)." in c4_verdict([*records, failed, diverged])
     assert len(c4_table([*records, failed])) == 4  # never averaged into a row
     below = c4_verdict([c4("sgd", 0.1, 0, 0.2), c4("sgd", 0.1, 1, 0.4)])
     assert below.startswith("P8 reaches 0.77 in no cell. The highest is sgd: recover lr=0.1: 0.3 [")

@@ -153,3 +153,20 @@ def test_a_checkpoint_killed_while_saving_leaves_the_previous_one(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         AtomicCheckpoint(dirpath=tmp_path)._save_checkpoint(KilledWhileSaving(), str(target))
     assert torch.load(target) == {"step": 1}
+
+
+def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
+    """lr = 1e3: the loss is NaN within a few steps; the run stops ``divergence_patience`` steps
+    later (well before the per-task probe that NaN would crash), exit 1, and analyze names it."""
+    command = [sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={tmp_path}", "optim.lr=1e3", "trainer.progress_bar=false"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 1, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("loclin: error:")]
+    assert len(errors) == 1 and "training diverged: the loss was not finite from step" in errors[0] and "Traceback" not in result.stderr
+    run_dir = tmp_path / "tiny_synthetic" / "version_0"
+    summary = json.loads((run_dir / "summary.json").read_text())
+    diverged = summary["diverged"]
+    assert diverged["phase"] == "train" and diverged["patience"] == 10 and 0 < diverged["step"] < 40
+    out = tmp_path / "analysis"
+    assert subprocess.run([sys.executable, str(REPO / "analyze.py"), str(run_dir), "--out", str(out)], capture_output=True, timeout=120, cwd=REPO).returncode == 0
+    assert "diverged in phase 'train'" in (out / "report.md").read_text()
