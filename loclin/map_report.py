@@ -261,6 +261,24 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
         fig.savefig(out / "c4_other_axes.png", dpi=120)
         plt.close(fig)
         figures.append(("c4_other_axes.png", "P8 and its controls per cell of the other axes"))
+    ms = sorted({int(k[len("recovery.capture.P") : -len("_updates")]) for r in records for k in r["metrics"] if k.startswith("recovery.capture.P") and k.endswith("_updates")})
+    if ms:
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for label, group in cells.items():
+            (line,) = ax.plot(ms, [cell_stat(group, f"recovery.capture.P{m}_updates")[0] for m in ms], marker="o", lw=1, label=label)
+            controls = [m for m in ms if f"recovery.capture.R{m}_random_positions" in group[0]["metrics"]]
+            ax.plot(controls, [cell_stat(group, f"recovery.capture.R{m}_random_positions")[0] for m in controls], ls="--", lw=0.8, color=line.get_color())
+        ax.axhline(PAPER_P8, color="k", ls=":")
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("m (first m updates)")
+        ax.set_ylabel("cap(P_m, Δ)")
+        ax.set_ylim(0, 1)
+        ax.set_title("P_m against m per cell (dashed: m updates at random positions)", fontsize=9)
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
+        fig.tight_layout()
+        fig.savefig(out / "c4_pm.png", dpi=120)
+        plt.close(fig)
+        figures.append(("c4_pm.png", "P_m for every m, with the random-position control"))
     lengths = capture_lengths(records)
     if lengths:
         fig, ax = plt.subplots(figsize=(7, 4))

@@ -79,7 +79,7 @@ def test_map_folder_round_trips_through_its_records(tmp_path):
     assert analyze.main([str(folder), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## C4" in report and "## C6" in report and "**Verdict.**" in report and "sgd_batch: recover batch=1024" in report
-    assert all((tmp_path / "out" / name).stat().st_size > 1000 for name in ("c4_p8_vs_lr.png", "c4_p8_vs_T.png", "c4_other_axes.png", "c6_layers.png"))
+    assert all((tmp_path / "out" / name).stat().st_size > 1000 for name in ("c4_p8_vs_lr.png", "c4_p8_vs_T.png", "c4_other_axes.png", "c4_pm.png", "c6_layers.png"))
     parts, _ = map_sections(records, tmp_path / "again", "###", "maps/x/")
     assert "![P8 (solid) and the random-position control (dashed) against the recover rate](maps/x/c4_p8_vs_lr.png)" in parts
 
