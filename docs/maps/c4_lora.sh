@@ -3,14 +3,14 @@
 # capture of the recovery displacement against 8 random-position and the last 8 updates, per
 # recover optimizer and learning rate, LoRA rank, and degradation type and strength. Recoveries
 # are forked from one θ_0 (degradations from one θ*) per parent seed. Resumable: run it again.
-#   bash docs/maps/c4_lora.sh [OUT=runs/maps/c4_lora] [WORKERS=1] [SECTIONS=optimizer,degradation,rank]
-# About an hour on 2 CPU cores (100 recovery steps a cell, ~0.8 s a step). For a GPU, the bigger
-# map: SEEDS=0,1,2 STEPS=200 bash docs/maps/c4_lora.sh runs/maps/c4_lora_gpu 4
+#   bash docs/maps/c4_lora.sh [OUT=runs/maps/c4_lora] [WORKERS=1] [SECTIONS=adamw,adam,sgd,sgd_momentum,degradation,rank]
+# Cost: a SmolLM2 step is ~5 s on 2 CPU cores (not 0.8 s), so a 100-step cell is ~10 min here and
+# the whole map (~20 cells) is a GPU job: SEEDS=0,1,2 STEPS=200 bash docs/maps/c4_lora.sh OUT 4
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/maps/c4_lora}
 WORKERS=${2:-1}
-SECTIONS=${3:-optimizer,degradation,rank}
+SECTIONS=${3:-adamw,adam,sgd,sgd_momentum,degradation,rank}
 STEPS=${STEPS:-100}
 SEEDS=${SEEDS:-0,1}
 CAPTURE_AT="[10,25,50,$STEPS]"
@@ -32,12 +32,11 @@ sweep() {  # name, the phase to fork after, the parents' seeds, then the grid an
     || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
 }
 FIRST=${SEEDS%%,*}
-if [[ $SECTIONS == *optimizer* ]]; then  # the recover optimizer and its rate; AdamW on every seed (the verdict)
-sweep adamw degrade "$SEEDS" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
-sweep adam degrade "$FIRST" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.001,0.003]"
-sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.1,0.4,1.6]"
-sweep sgd_momentum degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.01,0.04,0.16]"
-fi
+# the recover optimizer and its rate (AdamW on every seed: the verdict cell)
+[[ $SECTIONS == *adamw* ]] && sweep adamw degrade "$SEEDS" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
+[[ $SECTIONS == *adam,* || $SECTIONS == *adam ]] && sweep adam degrade "$FIRST" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.001,0.003]"
+[[ $SECTIONS == *sgd,* || $SECTIONS == *sgd ]] && sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.1,0.4,1.6]"
+[[ $SECTIONS == *sgd_momentum* ]] && sweep sgd_momentum degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.01,0.04,0.16]"
 if [[ $SECTIONS == *degradation* ]]; then  # the degradation's strength and type, forked from θ*, default recovery
 sweep d1_strength train "$FIRST" --grid "phases.1.lr=[0.001,0.02]"
 sweep d3_noise train "$FIRST" phases.1.steps=0 recovery.degradation=noise --grid "recovery.noise_scale=[0.05,0.3]"
