@@ -18,15 +18,17 @@ point() {  # name, config, overrides
   echo "[c6] $name"
   python train.py --config "$config" "output_root=$OUT/$name" "experiment=$name" trainer.progress_bar=false "$@"
 }
+# the base point, then the short-item axes first (statements run in minutes, CoQA passages in tens)
 point smollm2_coqa conf/steer_smollm2.yaml
-point smollm2_coqa_lora conf/steer_smollm2.yaml steer.stepped=lora
 point smollm2_statements conf/steer_smollm2.yaml "${STATEMENTS[@]}"
-point smollm2_sycophancy conf/steer_smollm2.yaml "${SYCOPHANCY[@]}"
-point gemma_coqa conf/steer_gemma.yaml
 point gemma_statements conf/steer_gemma.yaml "${STATEMENTS[@]}"
 point gemma_statements_no_bos conf/steer_gemma.yaml "${STATEMENTS[@]}" steer.special_tokens=false
-if [[ ${2:-} == qwen* ]]; then  # qwen: statements (the paper's C7 setting); qwen_all: CoQA too
+if [[ ${2:-} == qwen* ]]; then  # the opt-in 0.5B on statements (the paper's C7 setting); qwen_all: CoQA too
   point qwen_statements conf/steer_qwen_offline.yaml "${STATEMENTS[@]}"
-  if [ "$2" = qwen_all ]; then point qwen_coqa conf/steer_qwen_offline.yaml; fi
 fi
+point smollm2_statements_lora conf/steer_smollm2.yaml "${STATEMENTS[@]}" steer.stepped=lora
+point smollm2_sycophancy conf/steer_smollm2.yaml "${SYCOPHANCY[@]}"
+point gemma_coqa conf/steer_gemma.yaml
+point smollm2_coqa_lora conf/steer_smollm2.yaml steer.stepped=lora
+if [ "${2:-}" = qwen_all ]; then point qwen_coqa conf/steer_qwen_offline.yaml; fi
 python analyze.py "$OUT" --out "$OUT/report"
