@@ -35,7 +35,7 @@ FIRST=${SEEDS%%,*}
 # the recover optimizer and its rate (AdamW on every seed: the verdict cell)
 [[ $SECTIONS == *adamw* ]] && sweep adamw degrade "$SEEDS" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
 [[ $SECTIONS == *adam,* || $SECTIONS == *adam ]] && sweep adam degrade "$FIRST" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.001,0.003]"
-[[ $SECTIONS == *sgd,* || $SECTIONS == *sgd ]] && sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.1,0.4,1.6]"
+[[ $SECTIONS == *sgd,* || $SECTIONS == *sgd ]] && sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.4,0.1,1.6]"
 [[ $SECTIONS == *sgd_momentum* ]] && sweep sgd_momentum degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.01,0.04,0.16]"
 if [[ $SECTIONS == *degradation* ]]; then  # the degradation's strength and type, forked from θ*, default recovery
 sweep d1_strength train "$FIRST" --grid "phases.1.lr=[0.001,0.02]"

@@ -28,7 +28,6 @@ sweep sgd phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2
 sweep sgd_momentum phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.005,0.02,0.08]"
 sweep adam phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.001,0.003]"
 sweep adamw phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
-# the gradient noise: plain SGD and Adam at their recovering rates with larger recover batches (data.batch_size is 64)
-sweep sgd_batch phases.2.optim.name=sgd phases.2.optim.weight_decay=0 phases.2.lr=0.05 --grid "phases.2.batch_size=[256,1024,4096]"
-sweep adam_batch phases.2.optim.name=adam phases.2.optim.weight_decay=0 phases.2.lr=0.001 --grid "phases.2.batch_size=[1024,4096]"
+# the warm-up of the recover rate: recovery_synthetic's own recover phase warms up over 100 steps
+sweep adamw_warmup phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 phases.2.lr=0.001 --grid "phases.2.optim.warmup_steps=[0,20,100]"
 python analyze.py "$OUT" --out "$OUT/report"  # the map: table, verdict, figures, cells.json
