@@ -26,6 +26,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -101,16 +102,21 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
 
 
 LIVE_POINTS: set[subprocess.Popen] = set()  # this process's running points, stopped with it
+STOPPING = threading.Event()  # set by a signal: no new point starts
 STOP_GRACE_SECONDS = 10
 
 
 def run_command(command: list[str], log: str) -> int:
     """One point in a subprocess, its output in the point's log (a module-level function, so
     submitit and Ray can ship it to their workers)."""
+    if STOPPING.is_set():
+        return 128 + signal.SIGTERM
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
         child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
         LIVE_POINTS.add(child)
+        if STOPPING.is_set():  # the signal came between the check above and the start
+            child.kill()
         try:
             return child.wait()
         finally:
@@ -119,7 +125,9 @@ def run_command(command: list[str], log: str) -> int:
 
 def stop_points(signum: int, frame) -> None:
     """SIGTERM/SIGINT to the sweep stops its running points too, so a restarted sweep never
-    shares a run directory with a point left running; they resume from their last checkpoint."""
+    shares a run directory with a point left running; they resume from their last checkpoint.
+    Points not started yet are not started."""
+    STOPPING.set()
     for child in list(LIVE_POINTS):
         child.terminate()
     for child in list(LIVE_POINTS):

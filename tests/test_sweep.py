@@ -116,7 +116,7 @@ def test_a_terminated_sweep_stops_its_running_points(tmp_path):
     import time
 
     out = tmp_path / "sweep"
-    args = ["--config", TINY, "--seeds", "0", "--out", str(out), "trainer.max_steps=100000", "geometry.enabled=false"]
+    args = ["--config", TINY, "--seeds", "0,1", "--out", str(out), "trainer.max_steps=100000", "geometry.enabled=false"]
     parent = subprocess.Popen([sys.executable, "-m", "loclin.sweep", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def points_alive() -> list[int]:
@@ -139,6 +139,8 @@ def test_a_terminated_sweep_stops_its_running_points(tmp_path):
         os.kill(parent.pid, signal.SIGTERM)
         assert parent.wait(timeout=60) == 128 + signal.SIGTERM
         assert points_alive() == []  # stopped with the sweep, not left running into the next one
+        time.sleep(2.0)
+        assert points_alive() == [] and not (out / "points" / "base__seed1").exists()  # and the next point never starts
     finally:
         parent.kill()
         for pid in points_alive():
