@@ -6,7 +6,7 @@ from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 
 class MeasurementCallback(Callback):
@@ -27,7 +27,12 @@ class MeasurementCallback(Callback):
         if writer is None or not hasattr(writer, "add_figure"):
             return
         offset = getattr(trainer.logger, "step_offset", 0)  # later phases continue the step axis
-        for tag, figure in self.figures().items():
+        try:
+            figures = self.figures()
+        except ValueError as error:  # e.g. a log axis over NaNs: a picture never costs the numbers
+            rank_zero_warn(f"[loclin] {type(self).__name__}: figures skipped ({error})")
+            return
+        for tag, figure in figures.items():
             writer.add_figure(tag, figure, global_step=step + offset, close=True)
 
     def figures(self) -> dict[str, Any]:
