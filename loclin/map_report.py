@@ -21,7 +21,7 @@ from loclin.rundir import RunDirError
 PAPER_P8 = 0.77  # arXiv 2606.10929, claim C4: P8 capture of the LoRA recovery displacement
 CELLS_FILE = "cells.json"
 OPTIMIZER_SWEEPS = ("sgd", "sgd_momentum", "adam", "adamw")
-AXIS_NAMES = {"phases.2.lr": "recover lr", "phases.2.batch_size": "recover batch", "phases.1.lr": "D1 lr", "recovery.noise_scale": "D3 ρ", "lm.lora.rank": "rank"}
+AXIS_NAMES = {"phases.2.lr": "recover lr", "phases.2.optim.warmup_steps": "recover warm-up", "phases.2.batch_size": "recover batch", "phases.1.lr": "D1 lr", "recovery.noise_scale": "D3 ρ", "lm.lora.rank": "rank"}
 C4_COLUMNS = {
     "P8 [95%]": "recovery.capture.P8_updates",
     "R8 random positions": "recovery.capture.R8_random_positions",
@@ -255,7 +255,7 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
         ax.set_xticks(xs, [label for label, _ in others], rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("capture of Δ = θ_R − θ_0")
         ax.set_ylim(0, 1)
-        ax.set_title("P8 and its controls on the other axes (mean, 95% over parent seeds)", fontsize=9)
+        ax.set_title("P8 and its controls on the other axes\n(mean, 95% t-interval over parent seeds)", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out / "c4_other_axes.png", dpi=120)
