@@ -45,6 +45,15 @@ def random_cosine_baseline(reference: torch.Tensor, samples: int = 1000, seed: i
     }
 
 
+def sign_flipped_contrast(differences: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
+    """v^π = mean_i π_i d_i for item contrasts ``differences`` (… × N × d) and signs π (N, or R × N
+    for R draws at once: R × … × d). The CAA vector once the labels carry no information."""
+    n = differences.shape[-2]
+    if signs.dim() == 1:
+        return torch.einsum("n,...nd->...d", signs.to(differences.dtype), differences) / n
+    return torch.einsum("rn,...nd->r...d", signs.to(differences.dtype), differences) / n
+
+
 def shuffled_label_cosines(differences: torch.Tensor, shift: torch.Tensor, draws: int, seed: int) -> torch.Tensor:
     """The shuffled-label null: cos(δ_ℓ, v_ℓ^π) for ``draws`` random sign flips π of the items'
     contrasts, v^π = mean_i π_i (h_ℓ(x_i ⊕ a_i⁺) − h_ℓ(x_i ⊕ a_i⁻)), π_i = ±1 with probability ½.
@@ -54,5 +63,5 @@ def shuffled_label_cosines(differences: torch.Tensor, shift: torch.Tensor, draws
     generator = torch.Generator().manual_seed(seed)
     n = differences.shape[1]
     signs = torch.randint(0, 2, (draws, n), generator=generator, dtype=torch.float64) * 2 - 1
-    shuffled = torch.einsum("rn,lnd->rld", signs, differences.double()) / n  # draws × L × d
+    shuffled = sign_flipped_contrast(differences.double(), signs)  # draws × L × d
     return torch.stack([cosine_per_layer(shift, v) for v in shuffled])

@@ -22,6 +22,7 @@ PAPER_P8 = 0.77  # arXiv 2606.10929, claim C4: P8 capture of the LoRA recovery d
 CELLS_FILE = "cells.json"
 OPTIMIZER_SWEEPS = ("sgd", "sgd_momentum", "adam", "adamw")
 AXIS_NAMES = {"phases.2.lr": "recover lr", "phases.2.optim.warmup_steps": "recover warm-up", "phases.2.batch_size": "recover batch", "phases.1.lr": "D1 lr", "recovery.noise_scale": "D3 ρ", "lm.lora.rank": "rank"}
+OUTSIDE = {"fontsize": 7, "loc": "center left", "bbox_to_anchor": (1, 0.5)}  # a legend beside the axes
 C4_COLUMNS = {
     "P8 [95%]": "recovery.capture.P8_updates",
     "R8 random positions": "recovery.capture.R8_random_positions",
@@ -213,6 +214,24 @@ def c4_verdict(records: list[dict]) -> str:
     return " ".join(text)
 
 
+def error_bars(stats: list[tuple[float, float, float]]) -> list[list[float]]:
+    """matplotlib's yerr from (mean, low, high) rows; no bar where there is no interval (one seed)."""
+    return [[0 if math.isnan(lo) else m - lo for m, lo, _ in stats], [0 if math.isnan(hi) else hi - m for m, _, hi in stats]]
+
+
+def save_capture_figure(fig, ax, out: Path, name: str, title: str, legend: dict) -> None:
+    """The paper's 0.77 line, a [0, 1] capture axis, the title and legend; written and closed."""
+    import matplotlib.pyplot as plt
+
+    ax.axhline(PAPER_P8, color="k", ls=":", label=f"paper P8 = {PAPER_P8}")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.legend(**legend)
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=120)
+    plt.close(fig)
+
+
 def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
     import matplotlib.pyplot as plt
 
@@ -227,39 +246,26 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
                 continue
             lrs = [lr for lr, _ in group]
             stats = [cell_stat(g, "recovery.capture.P8_updates") for _, g in group]
-            yerr = [[0 if math.isnan(lo) else m - lo for m, lo, _ in stats], [0 if math.isnan(hi) else hi - m for m, _, hi in stats]]
-            line = ax.errorbar(lrs, [m for m, _, _ in stats], yerr=yerr, marker="o", capsize=3, label=f"{sweep}: P8")
+            line = ax.errorbar(lrs, [m for m, _, _ in stats], yerr=error_bars(stats), marker="o", capsize=3, label=f"{sweep}: P8")
             controls = [cell_stat(g, "recovery.capture.R8_random_positions")[0] for _, g in group]
             ax.plot(lrs, controls, ls="--", marker="x", color=line[0].get_color(), alpha=0.7, label=f"{sweep}: 8 random positions")
-        ax.axhline(PAPER_P8, color="k", ls=":", label=f"paper P8 = {PAPER_P8}")
         ax.set_xscale("log")
         ax.set_xlabel("recover learning rate")
         ax.set_ylabel("capture of Δ = θ_R − θ_0")
-        ax.set_ylim(0, 1)
-        ax.set_title("P8 against the recover optimizer and rate\n(mean, 95% t-interval over parent seeds)", fontsize=9)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
-        fig.tight_layout()
-        fig.savefig(out / "c4_p8_vs_lr.png", dpi=120)
-        plt.close(fig)
+        save_capture_figure(fig, ax, out, "c4_p8_vs_lr.png", "P8 against the recover optimizer and rate\n(mean, 95% t-interval over parent seeds)", OUTSIDE)
         figures.append(("c4_p8_vs_lr.png", "P8 (solid) and the random-position control (dashed) against the recover rate"))
-    others = [(label, g) for label, g in cells.items() if (label, g) not in optimizer_cells]
+    plotted = {label for label, _ in optimizer_cells}
+    others = [(label, g) for label, g in cells.items() if label not in plotted]
     if others:
         fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(others) + 2), 4))
         stats = [cell_stat(g, "recovery.capture.P8_updates") for _, g in others]
-        yerr = [[0 if math.isnan(lo) else m - lo for m, lo, _ in stats], [0 if math.isnan(hi) else hi - m for m, _, hi in stats]]
         xs = list(range(len(others)))
-        ax.bar(xs, [m for m, _, _ in stats], yerr=yerr, capsize=3, color="tab:blue", alpha=0.7, label="P8 (first 8 updates)")
+        ax.bar(xs, [m for m, _, _ in stats], yerr=error_bars(stats), capsize=3, color="tab:blue", alpha=0.7, label="P8 (first 8 updates)")
         ax.scatter(xs, [cell_stat(g, "recovery.capture.R8_random_positions")[0] for _, g in others], marker="x", color="tab:orange", zorder=3, label="8 random positions")
         ax.scatter(xs, [cell_stat(g, "recovery.capture.L8_last_updates")[0] for _, g in others], marker="_", s=200, color="tab:green", zorder=3, label="last 8")
-        ax.axhline(PAPER_P8, color="k", ls=":", label=f"paper P8 = {PAPER_P8}")
         ax.set_xticks(xs, [label for label, _ in others], rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("capture of Δ = θ_R − θ_0")
-        ax.set_ylim(0, 1)
-        ax.set_title("P8 and its controls on the other axes\n(mean, 95% t-interval over parent seeds)", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "c4_other_axes.png", dpi=120)
-        plt.close(fig)
+        save_capture_figure(fig, ax, out, "c4_other_axes.png", "P8 and its controls on the other axes\n(mean, 95% t-interval over parent seeds)", {"fontsize": 7})
         figures.append(("c4_other_axes.png", "P8 and its controls per cell of the other axes"))
     ms = sorted({int(k[len("recovery.capture.P") : -len("_updates")]) for r in records for k in r["metrics"] if k.startswith("recovery.capture.P") and k.endswith("_updates")})
     if ms:
@@ -268,16 +274,10 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
             (line,) = ax.plot(ms, [cell_stat(group, f"recovery.capture.P{m}_updates")[0] for m in ms], marker="o", lw=1, label=label)
             controls = [m for m in ms if f"recovery.capture.R{m}_random_positions" in group[0]["metrics"]]
             ax.plot(controls, [cell_stat(group, f"recovery.capture.R{m}_random_positions")[0] for m in controls], ls="--", lw=0.8, color=line.get_color())
-        ax.axhline(PAPER_P8, color="k", ls=":")
         ax.set_xscale("log", base=2)
         ax.set_xlabel("m (first m updates)")
         ax.set_ylabel("cap(P_m, Δ)")
-        ax.set_ylim(0, 1)
-        ax.set_title("P_m against m per cell (dashed: m updates at random positions)", fontsize=9)
-        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
-        fig.tight_layout()
-        fig.savefig(out / "c4_pm.png", dpi=120)
-        plt.close(fig)
+        save_capture_figure(fig, ax, out, "c4_pm.png", "P_m against m per cell (dashed: m updates at random positions)", {**OUTSIDE, "fontsize": 6})
         figures.append(("c4_pm.png", "P_m for every m, with the random-position control"))
     lengths = capture_lengths(records)
     if lengths:
@@ -285,16 +285,10 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
         for label, group in cells.items():
             ys = [cell_stat(group, f"recovery.capture_at_T{t}.P8_updates")[0] for t in lengths]
             ax.plot(lengths, ys, marker="o", lw=1, label=label)
-        ax.axhline(PAPER_P8, color="k", ls=":")
         ax.set_xscale("log")
         ax.set_xlabel("recovery length T (steps)")
         ax.set_ylabel("cap(P_8, θ_T − θ_0)")
-        ax.set_ylim(0, 1)
-        ax.set_title("P8 against the recovery length, per cell (mean over seeds)", fontsize=9)
-        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
-        fig.tight_layout()
-        fig.savefig(out / "c4_p8_vs_T.png", dpi=120)
-        plt.close(fig)
+        save_capture_figure(fig, ax, out, "c4_p8_vs_T.png", "P8 against the recovery length, per cell (mean over seeds)", {**OUTSIDE, "fontsize": 6})
         figures.append(("c4_p8_vs_T.png", "P8 of the displacement after T steps, from the same runs"))
     return figures
 

@@ -30,7 +30,12 @@ from datamodules.contrast import (
     split_items,
 )
 from geometry.intervals import bootstrap_interval
-from geometry.steering import cosine_per_layer, random_cosine_baseline, shuffled_label_cosines
+from geometry.steering import (
+    cosine_per_layer,
+    random_cosine_baseline,
+    shuffled_label_cosines,
+    sign_flipped_contrast,
+)
 from lightning_modules.activations import (
     answer_residuals,
     decoder_blocks,
@@ -189,7 +194,7 @@ def steering_directions(found: dict, delta: torch.Tensor, layer: int, seed: int)
     generator = torch.Generator().manual_seed(seed + 1)
     random_direction = torch.randn(differences.shape[1], generator=generator, dtype=torch.float64)
     signs = torch.randint(0, 2, (differences.shape[0],), generator=generator, dtype=torch.float64) * 2 - 1
-    shuffled = (signs[:, None] * differences).mean(0)
+    shuffled = sign_flipped_contrast(differences, signs)
     return {"caa": found["caa"][layer], "delta": delta[layer], "s": found["s"][layer], "random": random_direction, "shuffled": shuffled}
 
 
