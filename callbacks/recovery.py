@@ -17,8 +17,10 @@ positions are kept (at most control_draws·control_m + control_m vectors).
 
 Capture against recovery length (``capture_at_steps``): at each step T of the list,
 Δ_T = θ_T − θ_0 projected on the prefix basis (built once the first max(prefix_ms) updates are
-in; k-sized work per T after that), cap(P_m, Δ_T) for every m <= T, cap of the last m updates
-before T (a ring of ``control_m`` updates), and T's held-out loss and accuracy at θ_T.
+in; k-sized work per T after that), cap(P_m, Δ_T) for every m <= T, the two controls at that
+length (m updates at seeded random positions in [0, T), ``control_draws`` draws, and the last m
+updates before T from a ring of ``control_m``), and T's held-out loss and accuracy at θ_T. At
+T = the whole recovery the random positions are the end-of-recovery control's own.
 
 For a LoRA adapter (``effective_layers`` given) the prefix capture is also measured in
 effective weight space: the moves e_t = W(θ_{t+1}) − W(θ_t) of W = (α/r) B A against
@@ -68,8 +70,15 @@ class RecoveryCallback(MeasurementCallback):
         self.random_positions = control_positions(steps, self.control_m, control_draws, seed)
         self.last_positions = list(range(steps - self.control_m, steps)) if control_draws else []
         self.control_updates: dict[int, torch.Tensor] = {}  # u_p for the positions the controls use
-        self._wanted = set(self.last_positions).union(*map(set, self.random_positions))
+        self.length_positions = {t: self.positions_before(t, steps, control_draws, seed) for t in self.capture_at_steps}
+        self._wanted = set(self.last_positions).union(*map(set, self.random_positions), *(set(p) for draws in self.length_positions.values() for p in draws))
         self._theta_before: torch.Tensor | None = None
+
+    def positions_before(self, length: int, steps: int, draws: int, seed: int) -> list[list[int]]:
+        """The random-position draws of the control at recovery length T = ``length``."""
+        if length == steps:
+            return self.random_positions
+        return control_positions(length, min(self.control_m, length), draws, seed, salt=length)
 
     @property
     def state_key(self) -> str:
@@ -106,7 +115,8 @@ class RecoveryCallback(MeasurementCallback):
                 self.length_curve.append(self.capture_at_length(trainer, pl_module, trainer.global_step))
 
     def capture_at_length(self, trainer: L.Trainer, pl_module: L.LightningModule, steps_taken: int) -> dict:
-        """cap(P_m, Δ_T) for m <= T, the last-m control and T's held-out numbers at θ_T."""
+        """cap(P_m, Δ_T) for m <= T, the random-position and last-m controls at T, and T's
+        held-out numbers at θ_T."""
         delta = self.vector.values() - self.theta_zero
         basis = self._prefix_basis
         if basis is None:
@@ -116,10 +126,23 @@ class RecoveryCallback(MeasurementCallback):
         ms = [m for m in self.prefix_ms if m <= min(steps_taken, self.recorded)]
         cumulative = torch.cumsum((delta @ basis).double().pow(2), 0) / delta.double().pow(2).sum()
         last = prefix_capture_curve(torch.stack(self._recent[::-1]), delta, [m for m in ms if m <= len(self._recent)])
+        draws = self.length_positions.get(steps_taken, [])
+        if any(p not in self.control_updates for positions in draws for p in positions):
+            draws = []  # a run resumed from a checkpoint that predates the length controls
+        in_draws = [m for m in ms if draws and m <= len(draws[0])]
+        random = [prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, in_draws) for positions in draws]
         heldout = {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()}
         with torch.no_grad():
             scores = pl_module.evaluate_batch(heldout)
-        return {"T": steps_taken, "m": ms, "prefix": [float(cumulative[m - 1]) for m in ms], "last": [last.get(m, float("nan")) for m in ms], "delta_norm": float(delta.norm()), **scores}
+        return {
+            "T": steps_taken,
+            "m": ms,
+            "prefix": [float(cumulative[m - 1]) for m in ms],
+            "last": [last.get(m, float("nan")) for m in ms],
+            "random": [[draw[m] for draw in random] if m in in_draws else [] for m in ms],
+            "delta_norm": float(delta.norm()),
+            **scores,
+        }
 
     def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         theta_end = self.vector.values()
@@ -161,7 +184,8 @@ class RecoveryCallback(MeasurementCallback):
         """cap(orth(u_p : p in a set), Δ) for the random-position draws and the last m updates,
         for every m in prefix_ms up to control_m (each draw's sets are nested in m)."""
         ms = [m for m in self.prefix_ms if m <= self.control_m]
-        if not ms or not self.random_positions or any(p not in self.control_updates for p in self._wanted):
+        own = set(self.last_positions).union(*map(set, self.random_positions))
+        if not ms or not self.random_positions or any(p not in self.control_updates for p in own):
             return {}
         draws = [prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, ms) for positions in self.random_positions]
         # the last m updates are u_{T−m} … u_{T−1}: the nested sets grow backwards from the end
@@ -232,7 +256,12 @@ class RecoveryCallback(MeasurementCallback):
             curve["by_length"] = self.length_curve
             for row in self.length_curve:
                 if 8 in row["m"]:
-                    metrics[f"recovery.capture_at_T{row['T']}.P8_updates"] = metric(row["prefix"][row["m"].index(8)], f"cap(P_8, Δ_T), Δ_T = θ_T − θ_0 after T = {row['T']} recovery steps", random_capture_baseline(8, dim))
+                    i, at = row["m"].index(8), f"after T = {row['T']} recovery steps"
+                    metrics[f"recovery.capture_at_T{row['T']}.P8_updates"] = metric(row["prefix"][i], f"cap(P_8, Δ_T), Δ_T = θ_T − θ_0 {at}", random_capture_baseline(8, dim))
+                    metrics[f"recovery.capture_at_T{row['T']}.L8_last_updates"] = metric(row["last"][i], f"control: cap of Δ_T by the last 8 updates before T, {at}", random_capture_baseline(8, dim))
+                    if row.get("random", [[]] * (i + 1))[i]:
+                        mean = float(torch.tensor(row["random"][i], dtype=torch.float64).mean())
+                        metrics[f"recovery.capture_at_T{row['T']}.R8_random_positions"] = metric(mean, f"control: cap of Δ_T by 8 updates at random positions in [0, T), mean over {len(row['random'][i])} draws, {at}", random_capture_baseline(8, dim))
                 metrics[f"recovery.capture_at_T{row['T']}.acc"] = metric(row["acc"], f"task-{self.target} held-out accuracy at θ_T, T = {row['T']}")
         if "effective" in self.results:
             curve["min_pivot_effective_updates"] = [self.results["pivots"]["effective_updates"][m - 1] for m in curve["m"]]
@@ -270,8 +299,8 @@ class RecoveryCallback(MeasurementCallback):
         self._recent = list(state_dict.get("recent", []))
 
 
-def control_positions(steps: int, m: int, draws: int, seed: int) -> list[list[int]]:
+def control_positions(steps: int, m: int, draws: int, seed: int, salt: int = 0) -> list[list[int]]:
     """``draws`` seeded sets of m distinct recovery positions in [0, steps), each in draw order
-    (its first j positions are the j-update control)."""
-    generator = torch.Generator().manual_seed(seed * 1000 + 29)
+    (its first j positions are the j-update control); ``salt`` gives another length its own draws."""
+    generator = torch.Generator().manual_seed(seed * 1000 + 29 + 100_003 * salt)
     return [torch.randperm(steps, generator=generator)[:m].tolist() for _ in range(draws)] if steps >= m else []

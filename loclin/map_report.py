@@ -284,11 +284,14 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
         fig, ax = plt.subplots(figsize=(7, 4))
         for label, group in cells.items():
             ys = [cell_stat(group, f"recovery.capture_at_T{t}.P8_updates")[0] for t in lengths]
-            ax.plot(lengths, ys, marker="o", lw=1, label=label)
+            (line,) = ax.plot(lengths, ys, marker="o", lw=1, label=label)
+            controls = [t for t in lengths if f"recovery.capture_at_T{t}.R8_random_positions" in group[0]["metrics"]]
+            ys = [cell_stat(group, f"recovery.capture_at_T{t}.R8_random_positions")[0] for t in controls]
+            ax.plot(controls, ys, ls="--", lw=0.8, color=line.get_color())
         ax.set_xscale("log")
         ax.set_xlabel("recovery length T (steps)")
         ax.set_ylabel("cap(P_8, θ_T − θ_0)")
-        save_capture_figure(fig, ax, out, "c4_p8_vs_T.png", "P8 against the recovery length, per cell (mean over seeds)", {**OUTSIDE, "fontsize": 6})
+        save_capture_figure(fig, ax, out, "c4_p8_vs_T.png", "P8 against the recovery length, per cell (mean over seeds; dashed: 8 at random positions before T)", {**OUTSIDE, "fontsize": 6})
         figures.append(("c4_p8_vs_T.png", "P8 of the displacement after T steps, from the same runs"))
     return figures
 

@@ -183,17 +183,20 @@ def prefix_table(summary: dict) -> list[list[str]]:
 
 
 def length_table(summary: dict) -> list[list[str]]:
-    """Capture against recovery length: cap(P_m, Δ_T) and the last-m control at each T, with T's
-    held-out accuracy at θ_T (how far the recovery had got)."""
+    """Capture against recovery length: cap(P_m, Δ_T) and the two controls at each T (8 updates at
+    random positions before T, mean over draws, and the last 8), with T's held-out accuracy at θ_T
+    (how far the recovery had got)."""
     rows_in = summary["curves"].get("recovery.prefix", {}).get("by_length", [])
     if not rows_in:
         return []
     ms = sorted({m for row in rows_in for m in row["m"]})
-    rows = [["T", "T acc at θ_T", "‖Δ_T‖", *(f"cap(P{m}, Δ_T)" for m in ms), "last 8 before T"]]
+    rows = [["T", "T acc at θ_T", "‖Δ_T‖", *(f"cap(P{m}, Δ_T)" for m in ms), "8 at random positions before T", "last 8 before T"]]
     for row in rows_in:
         by_m = dict(zip(row["m"], row["prefix"]))
         last8 = dict(zip(row["m"], row["last"])).get(8, float("nan"))
-        rows.append([str(row["T"]), fmt(row["acc"]), fmt(row["delta_norm"]), *(fmt(by_m.get(m, float("nan"))) for m in ms), fmt(last8)])
+        random8 = dict(zip(row["m"], row.get("random", []))).get(8) or [float("nan")]
+        cells = [fmt(by_m.get(m, float("nan"))) for m in ms]
+        rows.append([str(row["T"]), fmt(row["acc"]), fmt(row["delta_norm"]), *cells, fmt(sum(random8) / len(random8)), fmt(last8)])
     return rows
 
 

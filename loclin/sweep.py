@@ -9,7 +9,7 @@ The sweep directory (``--out``, default ``<output_root>/sweeps/<experiment>``) h
 ``sweep.json`` (the manifest: the command's config or parent, the grid, the seeds and every
 point's overrides) and ``points/<point>/version_<n>/``, a plain run directory per point.
 Running the same command again skips finished points (summary.json), resumes killed ones
-(``train.py --resume``) and starts the rest. A forked sweep takes one parent per seed with
+(``train.py --resume``) and starts the rest; run with more ``--seeds`` (and parents), it adds them. A forked sweep takes one parent per seed with
 ``--fork RUN [RUN ...]`` (in the order of ``--seeds``), or one parent for every point.
 
 Each point runs as its own ``train.py`` process. The launcher is an existing engine, never a
@@ -217,6 +217,18 @@ def build_manifest(args: argparse.Namespace) -> dict:
     }
 
 
+def grows(old: dict, new: dict) -> bool:
+    """Whether ``new`` is the sweep of ``old`` or that sweep with more seeds: the same command and
+    grid, and every earlier point kept as it was (its overrides and parent), so finished points
+    stay finished. Seeds may be added later, for example a second parent seed in one cell."""
+    same = ("config", "overrides", "after", "grid")
+    if any(old.get(key) != new[key] for key in same):
+        return False
+    keep = ("name", "overrides", "parent")
+    new_points = [{key: point[key] for key in keep} for point in new["points"]]
+    return all({key: point.get(key) for key in keep} in new_points for point in old["points"])
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
@@ -242,10 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         out = args.out or Path(manifest.pop("default_out"))
         manifest.pop("default_out", None)
         previous = out / MANIFEST
-        if previous.is_file():
-            old = json.loads(previous.read_text())
-            if {k: old.get(k) for k in ("config", "overrides", "fork", "after", "grid", "seeds")} != {k: manifest[k] for k in ("config", "overrides", "fork", "after", "grid", "seeds")}:
-                raise ConfigError(f"'{out}' holds a different sweep ({MANIFEST} differs); choose another --out")
+        if previous.is_file() and not grows(json.loads(previous.read_text()), manifest):
+            raise ConfigError(f"'{out}' holds a different sweep ({MANIFEST} differs); choose another --out")
         run = launcher(args.launcher, args.workers, out, args.cluster)
     except (ConfigError, RunDirError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)

@@ -10,6 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from omegaconf import OmegaConf
 
 from callbacks.parameter_vector import ParameterVector
+from callbacks.recovery import control_positions
 from datamodules.synthetic import SyntheticTasksDataModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.config import ConfigError, load_config
@@ -198,3 +199,12 @@ def test_capture_against_recovery_length_from_one_trajectory(reference):
     assert rows[-1]["acc"] == reference["metrics"]["recovery.theta_R.acc"]["value"]
     assert rows[-1]["last"][rows[-1]["m"].index(8)] == pytest.approx(reference["metrics"]["recovery.capture.L8_last_updates"]["value"], abs=1e-5)
     assert reference["metrics"]["recovery.capture_at_T25.acc"]["value"] == rows[1]["acc"]
+    # the random-position control at each T: 10 draws of 8 positions in [0, T); at T = 60 the end's own
+    for row in rows:
+        assert [len(draws) for draws in row["random"]] == [10 if m <= 8 else 0 for m in row["m"]]
+        assert all(0 <= c <= 1 for draws in row["random"] for c in draws)
+    end_r8 = reference["metrics"]["recovery.capture.R8_random_positions"]["value"]
+    assert reference["metrics"]["recovery.capture_at_T60.R8_random_positions"]["value"] == pytest.approx(end_r8, abs=1e-6)
+    assert reference["metrics"]["recovery.capture_at_T60.L8_last_updates"]["value"] == pytest.approx(reference["metrics"]["recovery.capture.L8_last_updates"]["value"], abs=1e-5)
+    positions = control_positions(25, 8, 10, 0, salt=25)
+    assert all(len(set(p)) == 8 and all(0 <= i < 25 for i in p) for p in positions) and positions != control_positions(25, 8, 10, 0)

@@ -166,3 +166,20 @@ def test_a_forked_sweep_applies_its_fixed_overrides_to_every_point(tmp_path, cap
     assert sweep.main(bad) == 2
     assert "'model.d_model' would change what the parent computed" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
+
+
+def test_a_sweep_grows_by_seeds_but_refuses_any_other_change(tmp_path, capsys):
+    def manifest(*args):
+        return sweep.build_manifest(sweep.parse_args(["--config", TINY, *args, *SHORT]))
+
+    one_seed = manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "0")
+    assert sweep.grows(one_seed, one_seed)
+    assert sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "0,1"))
+    assert not sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "1"))  # seed 0 dropped
+    assert not sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003]", "--seeds", "0,1"))
+    assert not sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "0", "optim.weight_decay=0"))
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / sweep.MANIFEST).write_text(json.dumps(one_seed))
+    assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--out", str(out), *SHORT]) == 2
+    assert f"'{out}' holds a different sweep" in capsys.readouterr().err
