@@ -19,6 +19,7 @@ from pathlib import Path
 from loclin.config import ConfigError, load_config
 from loclin.fork import fork_config, populate_fork
 from loclin.model_source import ModelSourceError, resolve_model_source
+from loclin.protocols import protocol_for
 from loclin.rundir import (
     RUN_DIR_ENV,
     RunDirError,
@@ -33,24 +34,29 @@ EXIT_FAULT = 1  # the run itself failed (diverged): not a mistake in the command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="experiment YAML (see conf/)")
     source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
-    source.add_argument("--fork", type=Path, metavar="RUN_DIR", help="a new run reusing RUN_DIR's phases up to --after; only later phases run")
+    source.add_argument(
+        "--fork",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a new run reusing RUN_DIR's phases up to --after; only later phases run",
+    )
     parser.add_argument("--after", metavar="PHASE", help="with --fork: the last of the parent's phases to reuse")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_steps=500")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_steps=500"
+    )
     return parser.parse_args(argv)
 
 
 def check_model_sources(cfg) -> None:
-    """A LoRA run's model and tokenizer must be loadable before a run directory is made."""
-    if cfg.kind == "steer":
-        resolve_model_source(cfg.steer.model)
-    if cfg.kind == "lora":
-        resolve_model_source(cfg.lm.model)
-        if cfg.lm.tokenizer:
-            resolve_model_source(cfg.lm.tokenizer, "tokenizer_config.json")
+    """The protocol's models and tokenizers must be loadable before a run directory is made."""
+    for source, marker in protocol_for(cfg).sources(cfg):
+        resolve_model_source(source, marker)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,7 +72,11 @@ def main(argv: list[str] | None = None) -> int:
             if not args.after:
                 raise ConfigError("--fork needs --after PHASE: the last of the parent's phases to reuse")
             launched = launched_run_dir()
-            cfg = load_config(Path(launched) / "config.yaml") if launched else fork_config(args.fork, args.after, args.overrides)
+            cfg = (
+                load_config(Path(launched) / "config.yaml")
+                if launched
+                else fork_config(args.fork, args.after, args.overrides)
+            )
             check_model_sources(cfg)
             run_dir = launched or create_run_dir(cfg.output_root, cfg.experiment)
             if not launched:
@@ -87,32 +97,19 @@ def main(argv: list[str] | None = None) -> int:
         # and by Lightning, which otherwise gives each CPU rank cores / devices threads
         os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.cpu_threads)
 
-    summary = None
-    if cfg.kind == "quadratic":
-        from loclin.quadratic_experiment import run_quadratic
-
-        run_quadratic(cfg, Path(run_dir))
-    elif cfg.kind == "steer":
-        from datamodules.contrast import TemplateError
-        from loclin.steer_experiment import run_steering
-
-        try:
-            run_steering(cfg, Path(run_dir))
-        except TemplateError as error:  # found once the items are tokenized (issue 16: before the run directory)
-            print(f"loclin: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
-    elif cfg.random_search.enabled:
-        from loclin.random_search_experiment import run_random_search
-
-        summary = run_random_search(cfg, Path(run_dir), resume=args.resume is not None)
-    else:
-        from loclin.experiment import run_experiment  # heavy imports only after the config is valid
-
-        summary = run_experiment(cfg, Path(run_dir), resume=args.resume is not None)  # a fork's reused phases count as done
+    try:  # heavy imports only now that the config is valid; a fork's reused phases count as done
+        summary = protocol_for(cfg).run(cfg, Path(run_dir), resume=args.resume is not None)
+    except ConfigError as error:  # found only once the data is encoded (issue 16: before the run directory)
+        print(f"loclin: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     diverged = (summary or {}).get("diverged")
     if diverged:
         if global_rank() == 0:
-            print(f"loclin: error: {diverged['message']} (phase '{diverged['phase']}', run step {diverged['step']}); {Path(run_dir) / 'summary.json'} marks the run as diverged", file=sys.stderr)
+            print(
+                f"loclin: error: {diverged['message']} (phase '{diverged['phase']}', run step {diverged['step']}); "
+                f"{Path(run_dir) / 'summary.json'} marks the run as diverged",
+                file=sys.stderr,
+            )
         return EXIT_FAULT
     if global_rank() == 0:
         print(f"[loclin] run directory: {run_dir}")

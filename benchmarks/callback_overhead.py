@@ -1,7 +1,8 @@
 """Training-step time and memory of the geometry callbacks, on against off, in one process.
 
     python benchmarks/callback_overhead.py [--config conf/synthetic.yaml] [--steps 1000]
-    python benchmarks/callback_overhead.py --config conf/lora_smollm2.yaml --steps 210 --warmup 20 --variants default no-probe off-again
+    python benchmarks/callback_overhead.py --config conf/lora_smollm2.yaml --steps 210 --warmup 20 \
+        --variants default no-probe off-again
 
 Each variant trains the same model from the same seed for --steps steps. A step is timed
 from on_train_batch_start (first callback) to on_train_batch_end (last callback), so it
@@ -86,7 +87,16 @@ def time_hooks(callbacks: list[Callback]) -> list[float]:
 
 def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_dir: str) -> dict:
     # the first phase of the config alone (no recovery), for exactly ``steps`` steps
-    cfg = load_config(config, ["phases=[]", "recovery.enabled=false", f"trainer.max_steps={steps}", f"trainer.eval_every={steps}", *overrides])
+    cfg = load_config(
+        config,
+        [
+            "phases=[]",
+            "recovery.enabled=false",
+            f"trainer.max_steps={steps}",
+            f"trainer.eval_every={steps}",
+            *overrides,
+        ],
+    )
     L.seed_everything(cfg.seed, verbose=False)
     module, datamodule = build_module_and_data(cfg)
     datamodule.set_phase(0, list(cfg.data.train_tasks or cfg.data.tasks))
@@ -122,7 +132,15 @@ VARIANTS = {
     "default": ("on (default)", []),
     "no-probe": ("on, no per-task probe", ["geometry.per_task.enabled=false"]),
     "w64": ("on, W=64", ["geometry.window=64"]),
-    "strides": ("on, strides 25/50", ["geometry.basis_stride=25", "geometry.drift_stride=50", "geometry.drift_lags=[50,100,200,400]", "geometry.per_task.stride=1000"]),
+    "strides": (
+        "on, strides 25/50",
+        [
+            "geometry.basis_stride=25",
+            "geometry.drift_stride=50",
+            "geometry.drift_lags=[50,100,200,400]",
+            "geometry.per_task.stride=1000",
+        ],
+    ),
     "grad-only": ("on, grad only", ["geometry.sources=[grad]", "geometry.drift_sources=[grad]"]),
 }
 
@@ -130,17 +148,30 @@ VARIANTS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="conf/synthetic.yaml")
-    parser.add_argument("--steps", type=int, default=1000, help="steps per variant (>= per-task stride to include a probe)")
+    parser.add_argument(
+        "--steps", type=int, default=1000, help="steps per variant (>= per-task stride to include a probe)"
+    )
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=[v for v in VARIANTS if v != "off-again"], help="which variants to time, in order ('off' always runs first)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=list(VARIANTS),
+        default=[v for v in VARIANTS if v != "off-again"],
+        help="which variants to time, in order ('off' always runs first)",
+    )
     args = parser.parse_args()
     chosen = ["off", *(v for v in args.variants if v != "off")]
     with tempfile.TemporaryDirectory() as log_dir:
-        results = {VARIANTS[v][0]: run_variant(args.config, VARIANTS[v][1], args.steps, args.warmup, log_dir) for v in chosen}
+        results = {
+            VARIANTS[v][0]: run_variant(args.config, VARIANTS[v][1], args.steps, args.warmup, log_dir) for v in chosen
+        }
     base = results["off"]
     dims = [r["dim"] for r in results.values() if r["dim"]]
     print(f"\n{args.config}: {args.steps} steps per variant, D = {dims[0] if dims else 0:,}")
-    print(f"{'variant':<32}{'median ms':>10}{'ratio':>8}{'mean ms':>10}{'ratio':>8}{'in hooks ms':>12}{'ratio':>8}{'state MiB':>11}")
+    print(
+        f"{'variant':<32}{'median ms':>10}{'ratio':>8}{'mean ms':>10}{'ratio':>8}"
+        f"{'in hooks ms':>12}{'ratio':>8}{'state MiB':>11}"
+    )
     for name, r in results.items():
         print(
             f"{name:<32}{r['median_ms']:>10.2f}{r['median_ms'] / base['median_ms']:>8.3f}"

@@ -32,13 +32,27 @@ VARIANTS = {
     "one process (baseline)": ["trainer.grad_shards=1", "trainer.cpu_threads=null"],
     "one process, 2 shards, 1 thread": ["trainer.grad_shards=2", "trainer.cpu_threads=1"],
     "DDP, 2 ranks": [*DDP, "trainer.cpu_threads=1"],
-    "DDP, 2 ranks, sharded windows": [*DDP, "trainer.cpu_threads=1", "geometry.shard_windows=true", "geometry.per_task.enabled=false"],
+    "DDP, 2 ranks, sharded windows": [
+        *DDP,
+        "trainer.cpu_threads=1",
+        "geometry.shard_windows=true",
+        "geometry.per_task.enabled=false",
+    ],
 }
 REFERENCE = "one process, 2 shards, 1 thread"
 
 
 def run(config: Path, steps: int, root: Path, overrides: list[str]) -> tuple[float, float, dict]:
-    command = [sys.executable, str(REPO / "train.py"), "--config", str(config), f"output_root={root}", f"trainer.max_steps={steps}", "trainer.progress_bar=false", *overrides]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--config",
+        str(config),
+        f"output_root={root}",
+        f"trainer.max_steps={steps}",
+        "trainer.progress_bar=false",
+        *overrides,
+    ]
     started = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - started
@@ -71,7 +85,10 @@ def main() -> None:
     baseline = results["one process (baseline)"][0]
     reference = results[REFERENCE][2]
     print(f"{args.config.name}, {args.steps} steps (wall time includes ~10 s of start-up)\n")
-    print(f"| variant | wall s | ratio | geometry state per rank, MiB | equal to '{REFERENCE}' (exact / ≤1e-5 / compared) |")
+    print(
+        f"| variant | wall s | ratio | geometry state per rank, MiB | equal to '{REFERENCE}' (exact / ≤1e-5 / "
+        "compared) |"
+    )
     print("|---|---|---|---|---|")
     for name, (seconds, state, metrics) in results.items():
         exact, close, compared = agreement(metrics, reference)

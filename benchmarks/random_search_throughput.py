@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from callbacks.parameter_vector import ParameterVector  # noqa: E402
+from geometry.perturbed_loss import PerturbedLoss  # noqa: E402
 from loclin.config import load_config  # noqa: E402
 from loclin.experiment import build_module_and_data  # noqa: E402
-from loclin.random_search import PerturbedLoss  # noqa: E402
 
 
 def naive(module, vector: ParameterVector, batches, deltas: torch.Tensor) -> torch.Tensor:
@@ -49,7 +49,9 @@ def timed(evaluate, deltas: torch.Tensor) -> tuple[float, torch.Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="conf/random_search_synthetic.yaml")
-    parser.add_argument("--widths", type=int, nargs="*", default=[8, 32, 128], help="d_model values (synthetic kind only)")
+    parser.add_argument(
+        "--widths", type=int, nargs="*", default=[8, 32, 128], help="d_model values (synthetic kind only)"
+    )
     parser.add_argument("--samples", type=int, default=64)
     args = parser.parse_args()
     base = load_config(args.config, [])
@@ -69,7 +71,11 @@ def main() -> None:
         print(f"{label:>14} {vector.dim:>9,}  {'naive':8} {rate_naive:>10.1f} {1.0:>8.2f} {0.0:>17.1e}", flush=True)
         for name, vectorize, chunk in (("loop", False, 1), ("vmap8", True, 8), ("vmap32", True, 32)):
             rate, out = timed(PerturbedLoss(module, vector.names, batches, chunk=chunk, vectorize=vectorize), deltas)
-            print(f"{label:>14} {vector.dim:>9,}  {name:8} {rate:>10.1f} {rate / rate_naive:>8.2f} {float((out - reference).abs().max()):>17.1e}", flush=True)
+            print(
+                f"{label:>14} {vector.dim:>9,}  {name:8} {rate:>10.1f} {rate / rate_naive:>8.2f} "
+                f"{float((out - reference).abs().max()):>17.1e}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -35,7 +35,10 @@ def model_and_batch(n_layer: int, n_embd: int, seed: int = 0):
     torch.manual_seed(seed)
     model = GPT2LMHeadModel(GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=max(1, n_embd // 64)))
     tokens = torch.randint(0, model.config.vocab_size, (4, 64), generator=torch.Generator().manual_seed(seed))
-    groups = {f"block{i}": [(n, p) for n, p in model.named_parameters() if n.startswith(f"transformer.h.{i}.")] for i in range(n_layer)}
+    groups = {
+        f"block{i}": [(n, p) for n, p in model.named_parameters() if n.startswith(f"transformer.h.{i}.")]
+        for i in range(n_layer)
+    }
     groups["embed"] = [(n, p) for n, p in model.named_parameters() if not n.startswith("transformer.h.")]
     return model, tokens, groups
 
@@ -53,8 +56,15 @@ def timing_and_memory(args) -> None:
     sketched = SketchedParameterVector(exact, args.sketch_dim, seed=0)
     windows = {s: VectorWindow(sketched.dim, args.window, sketched.slices) for s in ("grad", "update")}
     held = sketched.nbytes + sum(w.nbytes for w in windows.values())
-    print(f"GPT-2-124M-sized: D = {exact.dim:,}; dense grad + update windows of W = {args.window}: {dense_bytes / 2**30:.1f} GiB")
-    print(f"  sketched to m = {sketched.dim:,}: hashes {sketched.sketch.nbytes / 2**20:.0f} MiB, windows + scratch {(held - sketched.sketch.nbytes) / 2**20:.1f} MiB, total {held / 2**30:.2f} GiB ({held / dense_bytes:.3f} of dense)")
+    print(
+        f"GPT-2-124M-sized: D = {exact.dim:,}; dense grad + update windows of W = {args.window}: "
+        f"{dense_bytes / 2**30:.1f} GiB"
+    )
+    print(
+        f"  sketched to m = {sketched.dim:,}: hashes {sketched.sketch.nbytes / 2**20:.0f} MiB, windows + scratch "
+        f"{(held - sketched.sketch.nbytes) / 2**20:.1f} MiB, total {held / 2**30:.2f} GiB ({held / dense_bytes:.3f} of "
+        "dense)"
+    )
     plain, with_sketch = [], []
     for step in range(2 * args.steps + 2):
         measure = step % 2 == 1
@@ -71,7 +81,10 @@ def timing_and_memory(args) -> None:
         if step >= 2:
             (with_sketch if measure else plain).append(time.perf_counter() - started)
     base, on = statistics.median(plain), statistics.median(with_sketch)
-    print(f"  step (4 × 64 tokens): {base * 1000:.0f} ms without, {on * 1000:.0f} ms with the sketched grad + update windows: ratio {on / base:.3f}")
+    print(
+        f"  step (4 × 64 tokens): {base * 1000:.0f} ms without, {on * 1000:.0f} ms with the sketched grad + update "
+        f"windows: ratio {on / base:.3f}"
+    )
 
 
 def angle_error(args) -> None:
@@ -85,7 +98,9 @@ def angle_error(args) -> None:
     energies = {"dense": [], "sketch": []}
     data = torch.Generator().manual_seed(2)
     for step in range(3 * args.window):
-        batch = torch.randint(0, 2000, (4, 64), generator=data)  # a 2,000-token slice of the vocabulary: a learnable task
+        batch = torch.randint(
+            0, 2000, (4, 64), generator=data
+        )  # a 2,000-token slice of the vocabulary: a learnable task
         train_step(model, optimizer, batch)
         exact.write_grads(dense_window.next_slot())
         dense_window.commit(step)
@@ -99,10 +114,16 @@ def angle_error(args) -> None:
                 energies[name].append(spectrum_summary(singular, args.k)["energy_topk"])
     dense_angles = np.sort(subspace_angles(*bases["dense"]))
     sketch_angles = np.sort(subspace_angles(*bases["sketch"]))
-    print(f"dense-fitting model: D = {exact.dim:,}, m = {sketched.dim:,}, W = {args.window}, k = {args.k}, bases {args.window + args.window // 2} steps apart")
+    print(
+        f"dense-fitting model: D = {exact.dim:,}, m = {sketched.dim:,}, W = {args.window}, k = {args.k}, bases "
+        f"{args.window + args.window // 2} steps apart"
+    )
     print(f"  principal angles dense (scipy): {np.round(dense_angles, 4).tolist()}")
     print(f"  principal angles sketched:      {np.round(sketch_angles, 4).tolist()}")
-    print(f"  max angle error {np.abs(dense_angles - sketch_angles).max():.4f} rad (target <= 0.02); top-{args.k} energy dense {np.round(energies['dense'], 4).tolist()} sketched {np.round(energies['sketch'], 4).tolist()}")
+    print(
+        f"  max angle error {np.abs(dense_angles - sketch_angles).max():.4f} rad (target <= 0.02); top-{args.k} energy "
+        f"dense {np.round(energies['dense'], 4).tolist()} sketched {np.round(energies['sketch'], 4).tolist()}"
+    )
 
 
 def main() -> None:

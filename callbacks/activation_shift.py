@@ -46,7 +46,9 @@ class ActivationShiftCallback(MeasurementCallback):
         self.caa = mean_difference(positive, self._mean_residual(model, "negative"))
         self.first = self.previous = positive.mean(1)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step % self.stride:
             return
@@ -73,8 +75,14 @@ class ActivationShiftCallback(MeasurementCallback):
         dim = self.caa.shape[1]
         return {
             "metrics": {
-                "activation.cos_shift_caa_mean": metric(float(shifts.mean()), f"mean over blocks and measurements of cos(Δh_ℓ, v_ℓ), Δh over {self.stride} steps", dim**-0.5),
-                "activation.cos_total_shift_caa_max": metric(float(final.max()), "max over blocks of cos(h_ℓ(θ_end) − h_ℓ(θ_start), v_ℓ)", dim**-0.5),
+                "activation.cos_shift_caa_mean": metric(
+                    float(shifts.mean()),
+                    f"mean over blocks and measurements of cos(Δh_ℓ, v_ℓ), Δh over {self.stride} steps",
+                    dim**-0.5,
+                ),
+                "activation.cos_total_shift_caa_max": metric(
+                    float(final.max()), "max over blocks of cos(h_ℓ(θ_end) − h_ℓ(θ_start), v_ℓ)", dim**-0.5
+                ),
             },
             "curves": {"activation.shift": {**self.history, "random_rms": dim**-0.5}},
         }

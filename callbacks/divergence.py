@@ -19,7 +19,9 @@ class Diverged(RuntimeError):
     """Training diverged: ``step`` is the phase's step at which the guard stopped it."""
 
     def __init__(self, step: int, patience: int, first: int):
-        super().__init__(f"training diverged: the loss was not finite from step {first} of the phase on ({patience} steps in a row)")
+        super().__init__(
+            f"training diverged: the loss was not finite from step {first} of the phase on ({patience} steps in a row)"
+        )
         self.step = step
         self.patience = patience
         self.first = first
@@ -30,7 +32,9 @@ class DivergenceGuard(Callback):
         self.patience = patience
         self.nonfinite_run = 0  # consecutive non-finite steps so far
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         local = loss is not None and not math.isfinite(float(loss.detach()))
         if trainer.strategy.reduce_boolean_decision(local, all=False):

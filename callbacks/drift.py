@@ -37,7 +37,13 @@ HEADLINE_LAG = 100
 
 
 class DriftCallback(MeasurementCallback):
-    def __init__(self, window: GradientWindowCallback, rolling: RollingBasisCallback, stride: int = 25, lags: tuple[int, ...] = (25, 50, 100, 200, 400)):
+    def __init__(
+        self,
+        window: GradientWindowCallback,
+        rolling: RollingBasisCallback,
+        stride: int = 25,
+        lags: tuple[int, ...] = (25, 50, 100, 200, 400),
+    ):
         if any(lag % stride for lag in lags):
             raise ValueError(f"every drift lag must be a multiple of the drift stride {stride}, got {list(lags)}")
         self.window = window
@@ -74,7 +80,10 @@ class DriftCallback(MeasurementCallback):
     def _still_needed(self, snapshot_step: int, now: int) -> bool:
         return any(snapshot_step % lag == 0 and now - snapshot_step < lag for lag in self.logged_lags)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        self.rolling.advance(trainer)  # the window and the basis first, whatever the callback order
         step = self.rolling.current_step
         fresh = step == self.window.latest_step[self.source]
         if not fresh or step % self.stride or step == self.last_snapshot:
@@ -129,8 +138,10 @@ class DriftCallback(MeasurementCallback):
             "overlap": [1.0] + [self.averages.mean(f"overlap_lag{lag}") for lag in lags],
             "overlap_std": [0.0] + [self.averages.std(f"overlap_lag{lag}") for lag in lags],
             "grassmann": [0.0] + [self.averages.mean(f"grassmann_lag{lag}") for lag in lags],
-            "stale_capture": [self.averages.mean("stale_capture_lag0")] + [self.averages.mean(f"stale_capture_lag{lag}") for lag in lags],
-            "pairs": [self.averages.count("stale_capture_lag0")] + [self.averages.count(f"overlap_lag{lag}") for lag in lags],
+            "stale_capture": [self.averages.mean("stale_capture_lag0")]
+            + [self.averages.mean(f"stale_capture_lag{lag}") for lag in lags],
+            "pairs": [self.averages.count("stale_capture_lag0")]
+            + [self.averages.count(f"overlap_lag{lag}") for lag in lags],
             **self.ceiling_curve(),
         }
 
@@ -157,16 +168,29 @@ class DriftCallback(MeasurementCallback):
         src = self.source
         baseline = random_capture_baseline(self.rolling.k, self.window.dim)
         metrics = {
-            f"{src}.half_life": metric(half_life(curve["lags"][1:], curve["overlap"][1:]), "half_life (SCIENCE.md 4): lag where mean overlap falls to 0.5, steps; inf = beyond the largest lag"),
+            f"{src}.half_life": metric(
+                half_life(curve["lags"][1:], curve["overlap"][1:]),
+                "half_life (SCIENCE.md 4): lag where mean overlap falls to 0.5, steps; inf = beyond the largest lag",
+            ),
             f"{src}.max_lag": metric(float(curve["lags"][-1]), "largest lag on the drift curve, steps"),
         }
         for lag, overlap_value, stale in zip(curve["lags"][1:], curve["overlap"][1:], curve["stale_capture"][1:]):
             note = "; < 0.5 at lag 100 reads as substantial drift" if lag == HEADLINE_LAG else ""
-            metrics[f"{src}.overlap_lag{lag}"] = metric(overlap_value, f"overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag {lag}{note}", baseline)
-            metrics[f"{src}.stale_capture_lag{lag}"] = metric(stale, f"stale-basis capture (SCIENCE.md 4) cap(B_s, v_(s+{lag})), energy", baseline)
+            metrics[f"{src}.overlap_lag{lag}"] = metric(
+                overlap_value, f"overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag {lag}{note}", baseline
+            )
+            metrics[f"{src}.stale_capture_lag{lag}"] = metric(
+                stale, f"stale-basis capture (SCIENCE.md 4) cap(B_s, v_(s+{lag})), energy", baseline
+            )
         metrics.update(self.ceiling_metrics(curve, baseline))
         s, t, ov = zip(*self.heatmap) if self.heatmap else ((), (), ())
-        return {"metrics": metrics, "curves": {f"{src}.drift": curve, f"{src}.heatmap": {"s": list(s), "t": list(t), "overlap": list(ov), "lags": list(self.logged_lags)}}}
+        return {
+            "metrics": metrics,
+            "curves": {
+                f"{src}.drift": curve,
+                f"{src}.heatmap": {"s": list(s), "t": list(t), "overlap": list(ov), "lags": list(self.logged_lags)},
+            },
+        }
 
     def ceiling_metrics(self, curve: dict, baseline: float) -> dict:
         """The honest drift figures: disjoint-window overlap, its ratio to the noise ceiling, the
@@ -176,26 +200,50 @@ class DriftCallback(MeasurementCallback):
             return {}
         metrics = {
             f"{src}.noise_ceiling": {
-                **metric(curve["noise_ceiling"], f"noise ceiling (SCIENCE.md 4): overlap of the top-k bases of the even and odd halves of one window (W/2 = {window // 2} vectors each), mean over {curve['noise_ceiling_count']} snapshots", baseline),
+                **metric(
+                    curve["noise_ceiling"],
+                    "noise ceiling (SCIENCE.md 4): overlap of the top-k bases of the even and odd halves of one "
+                    f"window (W/2 = {window // 2} vectors each), mean over {curve['noise_ceiling_count']} snapshots",
+                    baseline,
+                ),
                 "spread": {"std": curve["noise_ceiling_std"]},
             }
         }
         for lag, half, ratio in zip(curve["half_lags"], curve["half_overlap"], curve["ratio"]):
-            metrics[f"{src}.half_overlap_lag{lag}"] = metric(half, f"overlap of half-window bases of disjoint windows (W = {window}) at lag {lag}, B_e(s) against B_o(s+{lag})", baseline)
-            metrics[f"{src}.overlap_ratio_lag{lag}"] = metric(ratio, f"half-window overlap at lag {lag} ÷ noise ceiling: 1 = no drift beyond sampling noise (the honest drift figure)")
+            metrics[f"{src}.half_overlap_lag{lag}"] = metric(
+                half,
+                f"overlap of half-window bases of disjoint windows (W = {window}) at lag {lag}, B_e(s) against "
+                f"B_o(s+{lag})",
+                baseline,
+            )
+            metrics[f"{src}.overlap_ratio_lag{lag}"] = metric(
+                ratio,
+                f"half-window overlap at lag {lag} ÷ noise ceiling: 1 = no drift beyond sampling noise (the honest "
+                "drift figure)",
+            )
         if curve["half_lags"]:
             value, bound = ratio_half_life(curve["half_lags"], curve["ratio"])
-            entry = metric(value, "half-life (SCIENCE.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps (bound: at_most = already below ½ at the smallest disjoint lag, at_least = above ½ up to the largest)")
+            entry = metric(
+                value,
+                "half-life (SCIENCE.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps (bound: at_most "
+                "= already below ½ at the smallest disjoint lag, at_least = above ½ up to the largest)",
+            )
             metrics[f"{src}.half_life_ratio"] = {**entry, "bound": bound} if bound else entry
             top = plateau_lags(curve["half_lags"])
             chosen = [curve["half_lags"].index(lag) for lag in top]
             plateau = sum(curve["half_overlap"][i] for i in chosen) / len(chosen)
-            metrics[f"{src}.plateau"] = metric(plateau, f"plateau: mean half-window overlap over the largest lags {top}, the part of the basis that persists", baseline)
-            metrics[f"{src}.plateau_ratio"] = metric(sum(curve["ratio"][i] for i in chosen) / len(chosen), f"plateau ÷ noise ceiling over lags {top}")
+            metrics[f"{src}.plateau"] = metric(
+                plateau,
+                f"plateau: mean half-window overlap over the largest lags {top}, the part of the basis that persists",
+                baseline,
+            )
+            metrics[f"{src}.plateau_ratio"] = metric(
+                sum(curve["ratio"][i] for i in chosen) / len(chosen), f"plateau ÷ noise ceiling over lags {top}"
+            )
         return metrics
 
     def figures(self) -> dict:
-        from loclin.plots import drift_curve_figure, drift_heatmap_figure
+        from callbacks.figures import drift_curve_figure, drift_heatmap_figure
 
         curve = self.curve()
         if len(curve["lags"]) < 2:
@@ -204,17 +252,30 @@ class DriftCallback(MeasurementCallback):
         s, t, ov = zip(*self.heatmap)
         return {
             f"drift/{self.source}/curve": drift_curve_figure({self.source: curve}, baseline),
-            f"drift/{self.source}/heatmap": drift_heatmap_figure(s, t, ov, self.logged_lags, title=f"{self.source} basis overlap"),
+            f"drift/{self.source}/heatmap": drift_heatmap_figure(
+                s, t, ov, self.logged_lags, title=f"{self.source} basis overlap"
+            ),
         }
 
     def state_dict(self) -> dict:
         whole = self.window.shard.gather
-        ring = [(step, whole(basis, 0), None if even is None else whole(even, 0), ceiling) for step, basis, even, ceiling in self.ring]
-        return {"ring": ring, "last_snapshot": self.last_snapshot, "averages": self.averages.state_dict(), "heatmap": list(self.heatmap)}
+        ring = [
+            (step, whole(basis, 0), None if even is None else whole(even, 0), ceiling)
+            for step, basis, even, ceiling in self.ring
+        ]
+        return {
+            "ring": ring,
+            "last_snapshot": self.last_snapshot,
+            "averages": self.averages.state_dict(),
+            "heatmap": list(self.heatmap),
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         local = self.window.shard.local
-        self.ring = [(step, local(basis, 0), None if even is None else local(even, 0), ceiling) for step, basis, even, ceiling in state_dict["ring"]]
+        self.ring = [
+            (step, local(basis, 0), None if even is None else local(even, 0), ceiling)
+            for step, basis, even, ceiling in state_dict["ring"]
+        ]
         self.last_snapshot = state_dict["last_snapshot"]
         self.averages.load_state_dict(state_dict["averages"])
         self.heatmap = [tuple(x) for x in state_dict["heatmap"]]

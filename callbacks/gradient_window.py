@@ -30,7 +30,15 @@ SOURCES = ("grad", "update")
 
 
 class GradientWindowCallback(MeasurementCallback):
-    def __init__(self, window: int, sources: Sequence[str] = SOURCES, groups: Sequence[str] | None = None, sketch_dim: int | None = None, seed: int = 0, shard_windows: bool = False):
+    def __init__(
+        self,
+        window: int,
+        sources: Sequence[str] = SOURCES,
+        groups: Sequence[str] | None = None,
+        sketch_dim: int | None = None,
+        seed: int = 0,
+        shard_windows: bool = False,
+    ):
         unknown = set(sources) - set(SOURCES)
         if unknown:
             raise ValueError(f"unknown window source(s) {sorted(unknown)}; expected some of {SOURCES}")
@@ -44,6 +52,7 @@ class GradientWindowCallback(MeasurementCallback):
         self.nonfinite = {s: 0 for s in self.sources}
         self.latest_step: dict[str, int] = {s: -1 for s in self.sources}
         self._pending_state: dict | None = None
+        self._update_committed: tuple[int, int] | None = None  # (trainer, step) of the last committed update
 
     @property
     def state_key(self) -> str:
@@ -88,7 +97,9 @@ class GradientWindowCallback(MeasurementCallback):
         if self.shard_windows and trainer.world_size > 1:
             self.vector = self.vector.split(trainer.global_rank, trainer.world_size)
             detail = f", sharded over {trainer.world_size} ranks (rank 0 holds {self.vector.dim:,})"
-        self.windows = {s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce) for s in self.sources}
+        self.windows = {
+            s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce) for s in self.sources
+        }
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
         rank_zero_info(
@@ -104,7 +115,9 @@ class GradientWindowCallback(MeasurementCallback):
             self.latest_step[source] = step
         else:
             self.nonfinite[source] += 1
-            rank_zero_warn(f"[loclin] non-finite {source} at step {step} skipped by the geometry ({self.nonfinite[source]} so far)")
+            rank_zero_warn(
+                f"[loclin] non-finite {source} at step {step} skipped by the geometry ({self.nonfinite[source]} so far)"
+            )
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         step = trainer.global_step
@@ -114,14 +127,26 @@ class GradientWindowCallback(MeasurementCallback):
         if "update" in self.windows:  # θ_t goes into the update slot; the step turns it into u_t
             self.vector.write_values(self.windows["update"].next_slot())
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
-        if "update" not in self.windows:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        self.commit_update(trainer)
+
+    def commit_update(self, trainer: L.Trainer) -> None:
+        """u_t = θ_{t+1} − θ_t into the window, once per step: the callbacks that read the window
+        call this first, so the order of the callback list cannot matter."""
+        if "update" not in self.windows or self._update_committed == (id(trainer), trainer.global_step):
             return
+        self._update_committed = (id(trainer), trainer.global_step)
         self.vector.subtract_from_values(self.windows["update"].next_slot())
         self._commit("update", trainer.global_step - 1)
 
     def summary(self) -> dict:
-        result = {"metrics": {}, "counts": {f"nonfinite_{s}": n for s, n in self.nonfinite.items()}, "dim": self.input_dim}
+        result = {
+            "metrics": {},
+            "counts": {f"nonfinite_{s}": n for s, n in self.nonfinite.items()},
+            "dim": self.input_dim,
+        }
         if self.sketch_dim:
             result["sketch_dim"] = self.dim
         return result

@@ -50,12 +50,16 @@ class ParameterVector:
         owner = [min(world_size - 1, world_size * (a + b) // (2 * self.dim)) for a, b in zip(offsets, offsets[1:])]
         mine = [i for i, r in enumerate(owner) if r == rank]
         if not mine:
-            raise ValueError(f"geometry.shard_windows: {len(self.params)} measured parameters cannot be shared by {world_size} ranks")
+            raise ValueError(
+                f"geometry.shard_windows: {len(self.params)} measured parameters cannot be shared by {world_size} ranks"
+            )
         start, stop = offsets[mine[0]], offsets[mine[-1] + 1]
         part = copy.copy(self)
         part.params = [self.params[i] for i in mine]
         part.names = [self.names[i] for i in mine]
-        part.slices = {g: (min(max(a, start), stop) - start, min(max(b, start), stop) - start) for g, (a, b) in self.slices.items()}
+        part.slices = {
+            g: (min(max(a, start), stop) - start, min(max(b, start), stop) - start) for g, (a, b) in self.slices.items()
+        }
         part.dim = stop - start
         part.shard = CoordinateShard(start, stop, self.dim, sharded=True)
         return part
@@ -113,7 +117,10 @@ class ParameterVector:
     def flatten(self, tensors: Sequence[torch.Tensor | None]) -> torch.Tensor:
         """Concatenate per-parameter tensors (e.g. from torch.autograd.grad) in this order."""
         return torch.cat(
-            [torch.zeros(p.numel()) if t is None else t.detach().reshape(-1).float() for p, t in zip(self.params, tensors)]
+            [
+                torch.zeros(p.numel()) if t is None else t.detach().reshape(-1).float()
+                for p, t in zip(self.params, tensors)
+            ]
         )
 
 

@@ -42,7 +42,15 @@ def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dic
 
 
 class PerTaskGradientCallback(MeasurementCallback):
-    def __init__(self, window: GradientWindowCallback, tasks: Sequence[str], stride: int = 500, n_batches: int = 8, n_heldout: int = 2, k: int = 4):
+    def __init__(
+        self,
+        window: GradientWindowCallback,
+        tasks: Sequence[str],
+        stride: int = 500,
+        n_batches: int = 8,
+        n_heldout: int = 2,
+        k: int = 4,
+    ):
         if not 1 <= k <= n_batches:
             raise ValueError(f"per-task k must be in 1..n_batches={n_batches}, got {k}")
         self.window = window
@@ -67,7 +75,9 @@ class PerTaskGradientCallback(MeasurementCallback):
         transient = (self.n_batches + self.n_heldout) * self.window.dim * 4
         return len(self.tasks) * per_task + transient
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         step = trainer.global_step
         if step % self.stride or step == self.probe_step:
             return
@@ -78,7 +88,10 @@ class PerTaskGradientCallback(MeasurementCallback):
         bases, heldout, logs = {}, {}, {}
         for task in self.tasks:
             grads = torch.stack(
-                [task_gradient(pl_module, self.window.vector, datamodule.probe_batch(task, (step, i))) for i in range(self.n_batches + self.n_heldout)]
+                [
+                    task_gradient(pl_module, self.window.vector, datamodule.probe_batch(task, (step, i)))
+                    for i in range(self.n_batches + self.n_heldout)
+                ]
             )
             window, held = grads[: self.n_batches], grads[self.n_batches :]
             basis, singular_values = topk_basis(window, self.k)
@@ -87,7 +100,9 @@ class PerTaskGradientCallback(MeasurementCallback):
             stats["heldout_capture"] = float(torch.tensor([capture(basis, g) for g in held]).mean())
             if task in self.bases:
                 stats["overlap_prev_probe"] = compare_subspaces(self.bases[task], basis)["overlap"]
-                stats["stale_capture_prev_probe"] = float(torch.tensor([capture(self.bases[task], g) for g in held]).mean())
+                stats["stale_capture_prev_probe"] = float(
+                    torch.tensor([capture(self.bases[task], g) for g in held]).mean()
+                )
             for name, value in stats.items():
                 self.averages.add(f"{task}/{name}", value)
                 logs[f"pertask/{task}/{name}"] = value
@@ -116,15 +131,40 @@ class PerTaskGradientCallback(MeasurementCallback):
         baseline = random_capture_baseline(self.k, self.window.dim)
         metrics = {}
         for task in self.tasks:
-            metrics[f"pertask.{task}.heldout_capture"] = metric(self.averages.mean(f"{task}/heldout_capture"), f"heldout_capture (SCIENCE.md 3) of fresh task gradients by the top-{self.k} per-task basis, energy, mean over probes", baseline)
-            metrics[f"pertask.{task}.energy_topk"] = metric(self.averages.mean(f"{task}/energy_topk"), f"energy_topk (SCIENCE.md 1) of {self.n_batches} per-task gradients", self.k / self.n_batches)
+            metrics[f"pertask.{task}.heldout_capture"] = metric(
+                self.averages.mean(f"{task}/heldout_capture"),
+                f"heldout_capture (SCIENCE.md 3) of fresh task gradients by the top-{self.k} per-task basis, energy, "
+                "mean over probes",
+                baseline,
+            )
+            metrics[f"pertask.{task}.energy_topk"] = metric(
+                self.averages.mean(f"{task}/energy_topk"),
+                f"energy_topk (SCIENCE.md 1) of {self.n_batches} per-task gradients",
+                self.k / self.n_batches,
+            )
             if self.averages.count(f"{task}/overlap_prev_probe"):
-                metrics[f"pertask.{task}.overlap_prev_probe"] = metric(self.averages.mean(f"{task}/overlap_prev_probe"), f"overlap (SCIENCE.md 4) of the per-task basis with the one {self.stride} steps earlier", baseline)
+                metrics[f"pertask.{task}.overlap_prev_probe"] = metric(
+                    self.averages.mean(f"{task}/overlap_prev_probe"),
+                    f"overlap (SCIENCE.md 4) of the per-task basis with the one {self.stride} steps earlier",
+                    baseline,
+                )
         heldout = [metrics[f"pertask.{t}.heldout_capture"]["value"] for t in self.tasks]
-        metrics["pertask.heldout_capture_mean"] = metric(sum(heldout) / len(heldout), "heldout_capture (SCIENCE.md 3), per-task bases, mean over tasks and probes, energy", baseline)
+        metrics["pertask.heldout_capture_mean"] = metric(
+            sum(heldout) / len(heldout),
+            "heldout_capture (SCIENCE.md 3), per-task bases, mean over tasks and probes, energy",
+            baseline,
+        )
         if len(self.tasks) > 1:
-            metrics["pertask.cross_task_overlap_mean"] = metric(self.averages.mean("cross_task_overlap_mean"), "overlap (SCIENCE.md 4) between different tasks' bases, mean off-diagonal", baseline)
-            metrics["pertask.cross_task_capture_mean"] = metric(self.averages.mean("cross_task_capture_mean"), "capture of task T' held-out gradients by task T's basis, mean off-diagonal", baseline)
+            metrics["pertask.cross_task_overlap_mean"] = metric(
+                self.averages.mean("cross_task_overlap_mean"),
+                "overlap (SCIENCE.md 4) between different tasks' bases, mean off-diagonal",
+                baseline,
+            )
+            metrics["pertask.cross_task_capture_mean"] = metric(
+                self.averages.mean("cross_task_capture_mean"),
+                "capture of task T' held-out gradients by task T's basis, mean off-diagonal",
+                baseline,
+            )
         return {
             "metrics": metrics,
             "curves": {
@@ -138,13 +178,17 @@ class PerTaskGradientCallback(MeasurementCallback):
         }
 
     def figures(self) -> dict:
-        from loclin.plots import matrix_figure
+        from callbacks.figures import matrix_figure
 
         if not self.probes:
             return {}
         return {
-            "pertask/overlap_matrix": matrix_figure((self.overlap_sum / self.probes).tolist(), self.tasks, "overlap of per-task bases"),
-            "pertask/cross_capture_matrix": matrix_figure((self.cross_capture_sum / self.probes).tolist(), self.tasks, "cap(B_row, held-out g_col)"),
+            "pertask/overlap_matrix": matrix_figure(
+                (self.overlap_sum / self.probes).tolist(), self.tasks, "overlap of per-task bases"
+            ),
+            "pertask/cross_capture_matrix": matrix_figure(
+                (self.cross_capture_sum / self.probes).tolist(), self.tasks, "cap(B_row, held-out g_col)"
+            ),
         }
 
     def state_dict(self) -> dict:

@@ -2,7 +2,7 @@
 
 At each step s of ``at_steps`` the callback keeps θ_s and the rolling gradient basis B_s;
 ``k`` steps later the update window holds u_s … u_{s+k−1}, whose span is the trajectory-prefix
-basis P_k at θ_s. It then sets the module back to θ_s, runs loclin.random_search.probe_point
+basis P_k at θ_s. It then sets the module back to θ_s, runs geometry.perturbed_loss.probe_point
 (full space and the rolling, prefix and random k-subspaces), and restores θ_{s+k}: training
 continues exactly as it would have.
 """
@@ -17,15 +17,22 @@ from callbacks.base import MeasurementCallback, metric
 from callbacks.gradient_window import GradientWindowCallback
 from callbacks.parameter_vector import ParameterVector
 from callbacks.rolling_basis import RollingBasisCallback
+from geometry.perturbed_loss import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
 from geometry.static_bases import random_basis
 from geometry.subspace import orthonormalize
-from loclin.random_search import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
 
 
 class RandomSearchCallback(MeasurementCallback):
     state_key = "RandomSearch"
 
-    def __init__(self, cfg, k: int, seed: int, window: GradientWindowCallback | None = None, rolling: RollingBasisCallback | None = None):
+    def __init__(
+        self,
+        cfg,
+        k: int,
+        seed: int,
+        window: GradientWindowCallback | None = None,
+        rolling: RollingBasisCallback | None = None,
+    ):
         self.cfg, self.k, self.seed = cfg, k, seed
         self.window, self.rolling = window, rolling
         self.delay = k if "prefix" in cfg.subspaces else 0
@@ -39,7 +46,13 @@ class RandomSearchCallback(MeasurementCallback):
     def _vector(self, pl_module: L.LightningModule) -> ParameterVector:
         return self.window.vector if self.window is not None else ParameterVector(pl_module.parameter_groups())
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        if self.rolling is not None:
+            self.rolling.advance(trainer)  # the window and the basis first, whatever the callback order
+        elif self.window is not None:
+            self.window.commit_update(trainer)
         step = trainer.global_step
         if step in self.at_steps and step not in self.pending and all(p["step"] != step for p in self.points):
             vector = self._vector(pl_module)
@@ -65,16 +78,25 @@ class RandomSearchCallback(MeasurementCallback):
         datamodule = trainer.datamodule
         vector = self._vector(pl_module)
         current, was_training = vector.values(), pl_module.training
-        rank_zero_info(f"[loclin] random search at step {start}: {len(self.cfg.sigma_multiples)} σ × {self.cfg.samples} perturbations of D={vector.dim:,}")
+        rank_zero_info(
+            f"[loclin] random search at step {start}: {len(self.cfg.sigma_multiples)} σ × {self.cfg.samples} "
+            f"perturbations of D={vector.dim:,}"
+        )
         tasks = datamodule.train_task_names
         rows = self.cfg.batch_size // len(tasks)
         fixed_batches = [datamodule.probe_batch(task, (7_000_003, start), rows) for task in tasks]
-        heldout_batches = [{key: value[:rows] for key, value in datamodule.heldout_batch(task).items()} for task in tasks]
+        heldout_batches = [
+            {key: value[:rows] for key, value in datamodule.heldout_batch(task).items()} for task in tasks
+        ]
         try:
             vector.load_values(saved["theta"])
             pl_module.eval()
-            fixed = PerturbedLoss(pl_module, vector.names, fixed_batches, chunk=self.cfg.chunk, vectorize=self.cfg.vectorize)
-            heldout = PerturbedLoss(pl_module, vector.names, heldout_batches, chunk=self.cfg.chunk, vectorize=self.cfg.vectorize)
+            fixed = PerturbedLoss(
+                pl_module, vector.names, fixed_batches, chunk=self.cfg.chunk, vectorize=self.cfg.vectorize
+            )
+            heldout = PerturbedLoss(
+                pl_module, vector.names, heldout_batches, chunk=self.cfg.chunk, vectorize=self.cfg.vectorize
+            )
             result = probe_point(fixed, heldout, self._bases(start, saved, vector.dim), self.cfg, self.seed + start)
         finally:
             vector.load_values(current)
@@ -82,7 +104,15 @@ class RandomSearchCallback(MeasurementCallback):
         result["step"] = start
         self.points.append(result)
         row = result["fixed"][0]
-        self.log_scalars(trainer, {"random_search/p_improve_small_sigma": row["p_improve"], "random_search/sigma_linear": result["sigma_linear"], "random_search/trace_h": result["trace_h"]}, start)
+        self.log_scalars(
+            trainer,
+            {
+                "random_search/p_improve_small_sigma": row["p_improve"],
+                "random_search/sigma_linear": result["sigma_linear"],
+                "random_search/trace_h": result["trace_h"],
+            },
+            start,
+        )
 
     def summary(self) -> dict:
         if not self.points:
@@ -103,16 +133,47 @@ def headline_metrics(point: dict, cfg) -> dict:
     n_star, small = point["sigma_star"]["n"], point["fixed"][0]
     metrics = {
         "random_search.grad_norm": metric(point["grad_norm"], "‖g‖ of the fixed-batch loss at θ_s"),
-        "random_search.trace_h": metric(point["trace_h"], f"tr H, Hutchinson ({cfg.hutchinson_samples} Rademacher probes), ± {point['trace_h_se']:.3g}"),
+        "random_search.trace_h": metric(
+            point["trace_h"],
+            f"tr H, Hutchinson ({cfg.hutchinson_samples} Rademacher probes), ± {point['trace_h_se']:.3g}",
+        ),
         "random_search.sigma_linear": metric(point["sigma_linear"], "σ_lin = ‖g‖ / max(|tr H|, ‖H‖_F)"),
-        "random_search.p_improve.smallest_sigma": metric(small["p_improve"], f"P(ΔL < 0) at σ = {cfg.sigma_multiples[0]} σ_lin (theory: {small['pred_p_improve']:.3f})", 0.5),
-        f"random_search.best{n_star}_over_linear.smallest_sigma": metric(small[f"best{n_star}"] / small[f"linear_best{n_star}"], f"measured best-of-{n_star} ΔL / (−m_N σ‖g‖) at σ = {cfg.sigma_multiples[0]} σ_lin (theory ≈ 1, any D)", 1.0),
-        "random_search.sigma_star.measured_over_predicted": metric(point["sigma_star"]["measured"] / point["sigma_star"]["pred"], f"σ* measured (best of {n_star} on the σ grid, parabola in log σ) / m_N‖g‖/tr H", 1.0),
-        "random_search.holds_up_to_sigma_over_linear": metric(holds_up_to(point), f"largest σ/σ_lin of the grid up to which best-of-{n_star} is predicted within {HOLDS_TOLERANCE:.0%}"),
-        "random_search.sigma_star_numeric.measured_over_predicted": metric(point["sigma_star"]["measured"] / point["sigma_star"]["pred_numeric"], "σ* measured / the minimiser of Theorem B with the ‖H‖_F term", 1.0),
-        "random_search.es_cosine.measured": metric(point["es"]["cos"], f"cos(ĝ_ES, g), N={point['es']['n']}", point["es"]["pred_cos"]),
+        "random_search.p_improve.smallest_sigma": metric(
+            small["p_improve"],
+            f"P(ΔL < 0) at σ = {cfg.sigma_multiples[0]} σ_lin (theory: {small['pred_p_improve']:.3f})",
+            0.5,
+        ),
+        f"random_search.best{n_star}_over_linear.smallest_sigma": metric(
+            small[f"best{n_star}"] / small[f"linear_best{n_star}"],
+            f"measured best-of-{n_star} ΔL / (−m_N σ‖g‖) at σ = {cfg.sigma_multiples[0]} σ_lin (theory ≈ 1, any D)",
+            1.0,
+        ),
+        "random_search.sigma_star.measured_over_predicted": metric(
+            point["sigma_star"]["measured"] / point["sigma_star"]["pred"],
+            f"σ* measured (best of {n_star} on the σ grid, parabola in log σ) / m_N‖g‖/tr H",
+            1.0,
+        ),
+        "random_search.holds_up_to_sigma_over_linear": metric(
+            holds_up_to(point),
+            f"largest σ/σ_lin of the grid up to which best-of-{n_star} is predicted within {HOLDS_TOLERANCE:.0%}",
+        ),
+        "random_search.sigma_star_numeric.measured_over_predicted": metric(
+            point["sigma_star"]["measured"] / point["sigma_star"]["pred_numeric"],
+            "σ* measured / the minimiser of Theorem B with the ‖H‖_F term",
+            1.0,
+        ),
+        "random_search.es_cosine.measured": metric(
+            point["es"]["cos"], f"cos(ĝ_ES, g), N={point['es']['n']}", point["es"]["pred_cos"]
+        ),
     }
     for name, row in point["subspaces"].items():
-        metrics[f"random_search.subspace.{name}.rho_over_full"] = metric(row["rho"] / row["rho_full"], f"signal density ρ(U)/ρ(full) of the {name} space (k={row['k']}); > 1 predicts U beats the full space")
-        metrics[f"random_search.subspace.{name}.best{n_star}"] = metric(row["measured_gain"], f"best-of-{n_star} ΔL in the {name} space at its best σ on the grid (predicted −G*_U = {row['pred_gain']:.3g})")
+        metrics[f"random_search.subspace.{name}.rho_over_full"] = metric(
+            row["rho"] / row["rho_full"],
+            f"signal density ρ(U)/ρ(full) of the {name} space (k={row['k']}); > 1 predicts U beats the full space",
+        )
+        metrics[f"random_search.subspace.{name}.best{n_star}"] = metric(
+            row["measured_gain"],
+            f"best-of-{n_star} ΔL in the {name} space at its best σ on the grid (predicted −G*_U = "
+            f"{row['pred_gain']:.3g})",
+        )
     return metrics

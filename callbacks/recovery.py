@@ -48,7 +48,21 @@ from geometry.static_bases import go_back_direction, project
 
 
 class RecoveryCallback(MeasurementCallback):
-    def __init__(self, vector: ParameterVector, static_bases: dict[str, torch.Tensor], theta_star: torch.Tensor, target: str, prefix_ms: Sequence[int], constrained_m: int = 0, effective_layers: list[LoraFactors] | None = None, steps: int = 0, control_m: int = 8, control_draws: int = 0, seed: int = 0, capture_at_steps: Sequence[int] = ()):
+    def __init__(
+        self,
+        vector: ParameterVector,
+        static_bases: dict[str, torch.Tensor],
+        theta_star: torch.Tensor,
+        target: str,
+        prefix_ms: Sequence[int],
+        constrained_m: int = 0,
+        effective_layers: list[LoraFactors] | None = None,
+        steps: int = 0,
+        control_m: int = 8,
+        control_draws: int = 0,
+        seed: int = 0,
+        capture_at_steps: Sequence[int] = (),
+    ):
         self.constrained_m = constrained_m
         self.capture_at_steps = sorted(t for t in set(capture_at_steps) if 1 <= t <= steps)
         self.length_curve: list[dict] = []  # one row per T of capture_at_steps
@@ -71,7 +85,9 @@ class RecoveryCallback(MeasurementCallback):
         self.last_positions = list(range(steps - self.control_m, steps)) if control_draws else []
         self.control_updates: dict[int, torch.Tensor] = {}  # u_p for the positions the controls use
         self.length_positions = {t: self.positions_before(t, steps, control_draws, seed) for t in self.capture_at_steps}
-        self._wanted = set(self.last_positions).union(*map(set, self.random_positions), *(set(p) for draws in self.length_positions.values() for p in draws))
+        self._wanted = set(self.last_positions).union(
+            *map(set, self.random_positions), *(set(p) for draws in self.length_positions.values() for p in draws)
+        )
         self._theta_before: torch.Tensor | None = None
 
     def positions_before(self, length: int, steps: int, draws: int, seed: int) -> list[list[int]]:
@@ -98,7 +114,9 @@ class RecoveryCallback(MeasurementCallback):
         if trainer.global_step in self._wanted or self.capture_at_steps:
             self._theta_before = self.vector.values()
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if self.recorded < len(self.updates):
             self.vector.subtract_from_values(self.updates[self.recorded])
             self.recorded += 1
@@ -130,8 +148,13 @@ class RecoveryCallback(MeasurementCallback):
         if any(p not in self.control_updates for positions in draws for p in positions):
             draws = []  # a run resumed from a checkpoint that predates the length controls
         in_draws = [m for m in ms if draws and m <= len(draws[0])]
-        random = [prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, in_draws) for positions in draws]
-        heldout = {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()}
+        random = [
+            prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, in_draws)
+            for positions in draws
+        ]
+        heldout = {
+            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
+        }
         with torch.no_grad():
             scores = pl_module.evaluate_batch(heldout)
         return {
@@ -160,15 +183,27 @@ class RecoveryCallback(MeasurementCallback):
             if m <= self.recorded:
                 bases[f"P{m}_updates"] = prefix_u[:, :m]
                 bases[f"P{m}_gradients"] = prefix_g[:, :m]
-        heldout = {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()}
+        heldout = {
+            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
+        }
         rows = {}
         for name, basis in bases.items():
             self.vector.load_values(self.theta_zero + project(basis, delta))
-            rows[name] = {"capture": capture(basis, delta), "k": int(basis.shape[1]), **pl_module.evaluate_batch(heldout)}
+            rows[name] = {
+                "capture": capture(basis, delta),
+                "k": int(basis.shape[1]),
+                **pl_module.evaluate_batch(heldout),
+            }
         for name, theta in (("theta_0", self.theta_zero), ("theta_R", theta_end), ("theta_star", self.theta_star)):
             self.vector.load_values(theta)
             rows[name] = pl_module.evaluate_batch(heldout)
-        self.results.update({"rows": rows, "delta_norm": float(delta.norm()), "go_back_norm": float((self.theta_star - self.theta_zero).norm())})
+        self.results.update(
+            {
+                "rows": rows,
+                "delta_norm": float(delta.norm()),
+                "go_back_norm": float((self.theta_star - self.theta_zero).norm()),
+            }
+        )
         if self.effective_layers:
             r = effective_step_r(self.theta_zero, self.updates[: self.recorded], theta_end, self.effective_layers)
             captures, pivots = prefix_capture_from_r(r)
@@ -187,12 +222,24 @@ class RecoveryCallback(MeasurementCallback):
         own = set(self.last_positions).union(*map(set, self.random_positions))
         if not ms or not self.random_positions or any(p not in self.control_updates for p in own):
             return {}
-        draws = [prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, ms) for positions in self.random_positions]
+        draws = [
+            prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, ms)
+            for positions in self.random_positions
+        ]
         # the last m updates are u_{T−m} … u_{T−1}: the nested sets grow backwards from the end
-        last = prefix_capture_curve(torch.stack([self.control_updates[p] for p in reversed(self.last_positions)]), delta, ms)
-        return {"m": ms, "random": [[draw[m] for draw in draws] for m in ms], "last": [last[m] for m in ms], "positions": self.random_positions}
+        last = prefix_capture_curve(
+            torch.stack([self.control_updates[p] for p in reversed(self.last_positions)]), delta, ms
+        )
+        return {
+            "m": ms,
+            "random": [[draw[m] for draw in draws] for m in ms],
+            "last": [last[m] for m in ms],
+            "positions": self.random_positions,
+        }
 
-    def constrained_recovery(self, trainer: L.Trainer, pl_module: L.LightningModule, basis: torch.Tensor, heldout: dict) -> dict:
+    def constrained_recovery(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, basis: torch.Tensor, heldout: dict
+    ) -> dict:
         """Re-run the recovery from θ_0 with every step projected back onto θ_0 + span(basis).
 
         Same batches, a fresh optimizer and schedule from ``configure_optimizers``; returns T's
@@ -213,7 +260,11 @@ class RecoveryCallback(MeasurementCallback):
                 self.vector.load_values(self.theta_zero + project(basis, self.vector.values() - self.theta_zero))
         optimizer.zero_grad(set_to_none=True)
         moved = self.vector.values() - self.theta_zero
-        return {"capture_of_own_displacement": capture(basis, moved), "k": int(basis.shape[1]), **pl_module.evaluate_batch(heldout)}
+        return {
+            "capture_of_own_displacement": capture(basis, moved),
+            "k": int(basis.shape[1]),
+            **pl_module.evaluate_batch(heldout),
+        }
 
     def summary(self) -> dict:
         if not self.results:
@@ -222,15 +273,32 @@ class RecoveryCallback(MeasurementCallback):
         metrics = {}
         for name, row in rows.items():
             if "capture" in row:
-                metrics[f"recovery.capture.{name}"] = metric(row["capture"], f"capture (SCIENCE.md 2) cap(B, Δ) of the recovery displacement, energy, k={row['k']}", random_capture_baseline(row["k"], dim))
-                metrics[f"recovery.projected_acc.{name}"] = metric(row["acc"], f"task-{self.target} held-out accuracy at θ_0 + P_B Δ (function-space check)")
+                metrics[f"recovery.capture.{name}"] = metric(
+                    row["capture"],
+                    f"capture (SCIENCE.md 2) cap(B, Δ) of the recovery displacement, energy, k={row['k']}",
+                    random_capture_baseline(row["k"], dim),
+                )
+                metrics[f"recovery.projected_acc.{name}"] = metric(
+                    row["acc"], f"task-{self.target} held-out accuracy at θ_0 + P_B Δ (function-space check)"
+                )
         for name, row in rows.items():
             if name.startswith("constrained_"):
-                metrics[f"recovery.{name}.acc"] = metric(row["acc"], f"task-{self.target} held-out accuracy after re-running the recovery inside θ_0 + span({name[12:]})")
-                metrics[f"recovery.{name}.loss"] = metric(row["loss"], f"task-{self.target} held-out loss after re-running the recovery inside θ_0 + span({name[12:]})")
+                metrics[f"recovery.{name}.acc"] = metric(
+                    row["acc"],
+                    f"task-{self.target} held-out accuracy after re-running the recovery inside θ_0 + "
+                    f"span({name[12:]})",
+                )
+                metrics[f"recovery.{name}.loss"] = metric(
+                    row["loss"],
+                    f"task-{self.target} held-out loss after re-running the recovery inside θ_0 + span({name[12:]})",
+                )
         for point in ("theta_star", "theta_0", "theta_R"):
-            metrics[f"recovery.{point}.acc"] = metric(rows[point]["acc"], f"task-{self.target} held-out accuracy at {point}")
-            metrics[f"recovery.{point}.loss"] = metric(rows[point]["loss"], f"task-{self.target} held-out loss at {point}")
+            metrics[f"recovery.{point}.acc"] = metric(
+                rows[point]["acc"], f"task-{self.target} held-out accuracy at {point}"
+            )
+            metrics[f"recovery.{point}.loss"] = metric(
+                rows[point]["loss"], f"task-{self.target} held-out loss at {point}"
+            )
         curve = {
             "m": [m for m in self.prefix_ms if f"P{m}_updates" in rows],
         }
@@ -241,52 +309,111 @@ class RecoveryCallback(MeasurementCallback):
             curve[f"min_pivot_{source}"] = [pivots[m - 1] for m in curve["m"]]
             curve[f"determined_{source}"] = [pivots[m - 1] >= PREFIX_DETERMINED_PIVOT for m in curve["m"]]
         for m, pivot in zip(curve["m"], curve["min_pivot_updates"]):
-            metrics[f"recovery.prefix_pivot.P{m}_updates"] = metric(pivot, f"smallest relative QR pivot of u_0 … u_{m - 1}; P_{m} is numerically determined when >= {PREFIX_DETERMINED_PIVOT:g}")
+            metrics[f"recovery.prefix_pivot.P{m}_updates"] = metric(
+                pivot,
+                f"smallest relative QR pivot of u_0 … u_{m - 1}; P_{m} is numerically determined when >= "
+                f"{PREFIX_DETERMINED_PIVOT:g}",
+            )
         controls = self.results.get("controls") or {}
         if controls:
             curve["controls"] = controls
             for m, draws, last in zip(controls["m"], controls["random"], controls["last"]):
                 spread = torch.tensor(draws, dtype=torch.float64)
                 metrics[f"recovery.capture.R{m}_random_positions"] = {
-                    **metric(float(spread.mean()), f"control: capture of Δ by {m} updates at seeded random positions of the recovery, mean over {len(draws)} draws", random_capture_baseline(m, dim)),
-                    "spread": {"std": float(spread.std()) if len(draws) > 1 else 0.0, "min": float(spread.min()), "max": float(spread.max()), "draws": len(draws)},
+                    **metric(
+                        float(spread.mean()),
+                        f"control: capture of Δ by {m} updates at seeded random positions of the recovery, mean over "
+                        f"{len(draws)} draws",
+                        random_capture_baseline(m, dim),
+                    ),
+                    "spread": {
+                        "std": float(spread.std()) if len(draws) > 1 else 0.0,
+                        "min": float(spread.min()),
+                        "max": float(spread.max()),
+                        "draws": len(draws),
+                    },
                 }
-                metrics[f"recovery.capture.L{m}_last_updates"] = metric(last, f"control: capture of Δ by the last {m} recovery updates", random_capture_baseline(m, dim))
+                metrics[f"recovery.capture.L{m}_last_updates"] = metric(
+                    last, f"control: capture of Δ by the last {m} recovery updates", random_capture_baseline(m, dim)
+                )
         if self.length_curve:
             curve["by_length"] = self.length_curve
             for row in self.length_curve:
                 if 8 in row["m"]:
                     i, at = row["m"].index(8), f"after T = {row['T']} recovery steps"
-                    metrics[f"recovery.capture_at_T{row['T']}.P8_updates"] = metric(row["prefix"][i], f"cap(P_8, Δ_T), Δ_T = θ_T − θ_0 {at}", random_capture_baseline(8, dim))
-                    metrics[f"recovery.capture_at_T{row['T']}.L8_last_updates"] = metric(row["last"][i], f"control: cap of Δ_T by the last 8 updates before T, {at}", random_capture_baseline(8, dim))
+                    metrics[f"recovery.capture_at_T{row['T']}.P8_updates"] = metric(
+                        row["prefix"][i], f"cap(P_8, Δ_T), Δ_T = θ_T − θ_0 {at}", random_capture_baseline(8, dim)
+                    )
+                    metrics[f"recovery.capture_at_T{row['T']}.L8_last_updates"] = metric(
+                        row["last"][i],
+                        f"control: cap of Δ_T by the last 8 updates before T, {at}",
+                        random_capture_baseline(8, dim),
+                    )
                     if row.get("random", [[]] * (i + 1))[i]:
                         mean = float(torch.tensor(row["random"][i], dtype=torch.float64).mean())
-                        metrics[f"recovery.capture_at_T{row['T']}.R8_random_positions"] = metric(mean, f"control: cap of Δ_T by 8 updates at random positions in [0, T), mean over {len(row['random'][i])} draws, {at}", random_capture_baseline(8, dim))
-                metrics[f"recovery.capture_at_T{row['T']}.acc"] = metric(row["acc"], f"task-{self.target} held-out accuracy at θ_T, T = {row['T']}")
+                        metrics[f"recovery.capture_at_T{row['T']}.R8_random_positions"] = metric(
+                            mean,
+                            "control: cap of Δ_T by 8 updates at random positions in [0, T), mean over "
+                            f"{len(row['random'][i])} draws, {at}",
+                            random_capture_baseline(8, dim),
+                        )
+                metrics[f"recovery.capture_at_T{row['T']}.acc"] = metric(
+                    row["acc"], f"task-{self.target} held-out accuracy at θ_T, T = {row['T']}"
+                )
         if "effective" in self.results:
-            curve["min_pivot_effective_updates"] = [self.results["pivots"]["effective_updates"][m - 1] for m in curve["m"]]
+            curve["min_pivot_effective_updates"] = [
+                self.results["pivots"]["effective_updates"][m - 1] for m in curve["m"]
+            ]
             curve["effective_updates"] = [self.results["effective"][m - 1] for m in curve["m"]]
             curve["effective_dim"] = self.results["effective_dim"]
             for m, value in zip(curve["m"], curve["effective_updates"]):
-                metrics[f"recovery.capture_effective.P{m}_updates"] = metric(value, f"capture of the effective-weight displacement W(θ_R) − W(θ_0), W = (α/r)BA, by the first {m} effective moves", random_capture_baseline(m, self.results["effective_dim"]))
+                metrics[f"recovery.capture_effective.P{m}_updates"] = metric(
+                    value,
+                    f"capture of the effective-weight displacement W(θ_R) − W(θ_0), W = (α/r)BA, by the first {m} "
+                    "effective moves",
+                    random_capture_baseline(m, self.results["effective_dim"]),
+                )
         delta_norm, go_back = self.results["delta_norm"], self.results["go_back_norm"]
         metrics["recovery.delta_norm"] = metric(delta_norm, "‖Δ‖ = ‖θ_R − θ_0‖, how far the recovery moved")
         metrics["recovery.go_back_norm"] = metric(go_back, "‖θ* − θ_0‖, how far the degradation moved")
-        metrics["recovery.delta_over_go_back"] = metric(delta_norm / go_back if go_back else float("nan"), "‖Δ‖ / ‖θ* − θ_0‖: ≈ 1 with S6 capture ≈ 1 goes back; ≪ 1 finds a nearby solution")
-        return {"metrics": metrics, "curves": {"recovery.table": rows, "recovery.prefix": curve, "recovery.norms": {"delta": delta_norm, "go_back": go_back}}}
+        metrics["recovery.delta_over_go_back"] = metric(
+            delta_norm / go_back if go_back else float("nan"),
+            "‖Δ‖ / ‖θ* − θ_0‖: ≈ 1 with S6 capture ≈ 1 goes back; ≪ 1 finds a nearby solution",
+        )
+        return {
+            "metrics": metrics,
+            "curves": {
+                "recovery.table": rows,
+                "recovery.prefix": curve,
+                "recovery.norms": {"delta": delta_norm, "go_back": go_back},
+            },
+        }
 
     def figures(self) -> dict:
-        from loclin.plots import prefix_capture_figure
+        from callbacks.figures import prefix_capture_figure
 
         part = self.summary()
         if not part:
             return {}
         curve = part["curves"]["recovery.prefix"]
         statics = {n: r["capture"] for n, r in part["curves"]["recovery.table"].items() if n.startswith("S")}
-        return {"recovery/prefix_capture": prefix_capture_figure({"run": curve}, statics, random_capture_baseline(8, self.vector.dim))}
+        return {
+            "recovery/prefix_capture": prefix_capture_figure(
+                {"run": curve}, statics, random_capture_baseline(8, self.vector.dim)
+            )
+        }
 
     def state_dict(self) -> dict:
-        return {"updates": self.updates, "gradients": self.gradients, "recorded": self.recorded, "theta_zero": self.theta_zero, "control_updates": self.control_updates, "theta_before": self._theta_before, "length_curve": self.length_curve, "recent": self._recent}
+        return {
+            "updates": self.updates,
+            "gradients": self.gradients,
+            "recorded": self.recorded,
+            "theta_zero": self.theta_zero,
+            "control_updates": self.control_updates,
+            "theta_before": self._theta_before,
+            "length_curve": self.length_curve,
+            "recent": self._recent,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.updates = state_dict["updates"]

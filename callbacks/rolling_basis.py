@@ -21,7 +21,14 @@ SPECTRUM_NAMES = ("energy_topk", "effective_rank", "participation_ratio")
 
 
 class RollingBasisCallback(MeasurementCallback):
-    def __init__(self, window: GradientWindowCallback, source: str = "grad", k: int = 8, stride: int = 10, heldout_lags: tuple[int, ...] = (1, 2, 4, 8)):
+    def __init__(
+        self,
+        window: GradientWindowCallback,
+        source: str = "grad",
+        k: int = 8,
+        stride: int = 10,
+        heldout_lags: tuple[int, ...] = (1, 2, 4, 8),
+    ):
         self.window = window
         self.source = source
         self.k = k
@@ -49,7 +56,15 @@ class RollingBasisCallback(MeasurementCallback):
         waiting = -(-self.horizon // self.stride) + 1
         return (waiting + 1) * self.window.local_dim * self.k * 4
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        self.advance(trainer)
+
+    def advance(self, trainer: L.Trainer) -> None:
+        """Take in what entered the window at this step, once: the drift and random-search
+        callbacks call this before they read the basis, so the callback order cannot matter."""
+        self.window.commit_update(trainer)
         step = self.window.latest_step[self.source]
         if step == self._last_seen:
             return  # nothing new entered the window (non-finite vector skipped)
@@ -83,7 +98,9 @@ class RollingBasisCallback(MeasurementCallback):
         self.pending.append((step, basis))
         self.refreshes += 1
         fractions = singular_values**2 / (singular_values**2).sum()
-        self.energy_fraction_sum = fractions if self.energy_fraction_sum is None else self.energy_fraction_sum + fractions
+        self.energy_fraction_sum = (
+            fractions if self.energy_fraction_sum is None else self.energy_fraction_sum + fractions
+        )
         logs = {}
         for name, value in spectrum_summary(singular_values, self.k).items():
             self.averages.add(name, value)
@@ -96,7 +113,7 @@ class RollingBasisCallback(MeasurementCallback):
         return logs
 
     def figures(self) -> dict:
-        from loclin.plots import heldout_figure, spectrum_figure
+        from callbacks.figures import heldout_figure, spectrum_figure
 
         curves = self.summary().get("curves", {})
         figures = {}
@@ -106,7 +123,9 @@ class RollingBasisCallback(MeasurementCallback):
         heldout = curves.get(f"{self.source}.heldout")
         if heldout and heldout["h"]:
             baseline = random_capture_baseline(self.k, self.window.dim)
-            figures[f"{self.prefix}/heldout_capture"] = heldout_figure({self.source: (heldout["h"], heldout["capture"])}, baseline)
+            figures[f"{self.prefix}/heldout_capture"] = heldout_figure(
+                {self.source: (heldout["h"], heldout["capture"])}, baseline
+            )
         return figures
 
     def summary(self) -> dict:
@@ -117,17 +136,33 @@ class RollingBasisCallback(MeasurementCallback):
         h_values = [h for h in self.heldout_lags if self.averages.count(f"heldout_h{h}")]
         heldout = [self.averages.mean(f"heldout_h{h}") for h in h_values]
         metrics = {
-            f"{src}.energy_topk": metric(self.averages.mean("energy_topk"), "energy_topk (SCIENCE.md 1), mean over refreshes", k / window_size),
-            f"{src}.effective_rank": metric(self.averages.mean("effective_rank"), "effective_rank (SCIENCE.md 1), mean over refreshes", float(window_size)),
-            f"{src}.participation_ratio": metric(self.averages.mean("participation_ratio"), "participation_ratio (SCIENCE.md 1), mean over refreshes", float(window_size)),
+            f"{src}.energy_topk": metric(
+                self.averages.mean("energy_topk"), "energy_topk (SCIENCE.md 1), mean over refreshes", k / window_size
+            ),
+            f"{src}.effective_rank": metric(
+                self.averages.mean("effective_rank"),
+                "effective_rank (SCIENCE.md 1), mean over refreshes",
+                float(window_size),
+            ),
+            f"{src}.participation_ratio": metric(
+                self.averages.mean("participation_ratio"),
+                "participation_ratio (SCIENCE.md 1), mean over refreshes",
+                float(window_size),
+            ),
         }
         if heldout:
             baseline = random_capture_baseline(k, dim)
             for h, value in zip(h_values, heldout):
-                metrics[f"{src}.heldout_capture_h{h}"] = metric(value, f"heldout_capture (SCIENCE.md 3) cap(B_t, v_(t+{h})), energy", baseline)
+                metrics[f"{src}.heldout_capture_h{h}"] = metric(
+                    value, f"heldout_capture (SCIENCE.md 3) cap(B_t, v_(t+{h})), energy", baseline
+                )
         for group in self.window.windows[src].group_slices:
             if self.averages.count(f"energy_topk/{group}"):
-                metrics[f"{src}.energy_topk/{group}"] = metric(self.averages.mean(f"energy_topk/{group}"), "energy_topk (SCIENCE.md 1) of the group's slice of the window", k / window_size)
+                metrics[f"{src}.energy_topk/{group}"] = metric(
+                    self.averages.mean(f"energy_topk/{group}"),
+                    "energy_topk (SCIENCE.md 1) of the group's slice of the window",
+                    k / window_size,
+                )
         return {
             "metrics": metrics,
             "curves": {

@@ -50,14 +50,21 @@ def load_items(source: str, folder: Path, template: str, yes: str, no: str) -> l
         return items
     if source == "sycophancy":
         rows = json.loads((folder / "anthropic_150.json").read_text())
-        return [ContrastItem(row["text"], " " + row["truthful_answer"], " " + row["sycophantic_answer"]) for row in rows]
+        return [
+            ContrastItem(row["text"], " " + row["truthful_answer"], " " + row["sycophantic_answer"]) for row in rows
+        ]
     raise KeyError(f"unknown contrast source '{source}'; one of {list(CONTRAST_SOURCES)}")
 
 
-def split_items(items: list[ContrastItem], n_train: int, n_heldout: int, seed: int) -> tuple[list[ContrastItem], list[ContrastItem]]:
+def split_items(
+    items: list[ContrastItem], n_train: int, n_heldout: int, seed: int
+) -> tuple[list[ContrastItem], list[ContrastItem]]:
     """Seeded disjoint (train, held-out) subsets."""
     if n_train + n_heldout > len(items):
-        raise TemplateError(f"{n_train} + {n_heldout} items asked for, only {len(items)} are available (raise steer.max_tokens or lower the counts)")
+        raise TemplateError(
+            f"{n_train} + {n_heldout} items asked for, only {len(items)} are available (raise steer.max_tokens or "
+            "lower the counts)"
+        )
     order = np.random.default_rng([seed, 9]).permutation(len(items))
     return [items[i] for i in order[:n_train]], [items[i] for i in order[n_train : n_train + n_heldout]]
 
@@ -91,10 +98,15 @@ def encode_contrasts(tokenizer, items: list[ContrastItem], special_tokens: bool 
         pos = tokenizer(item.prompt + item.positive, add_special_tokens=False)["input_ids"]
         neg = tokenizer(item.prompt + item.negative, add_special_tokens=False)["input_ids"]
         if pos[: len(prompt)] != prompt or neg[: len(prompt)] != prompt:
-            raise TemplateError(f"answers {item.positive!r}/{item.negative!r} merge with the prompt's last token ({item.prompt[-20:]!r}); end the template before the answer's leading space")
+            raise TemplateError(
+                f"answers {item.positive!r}/{item.negative!r} merge with the prompt's last token "
+                f"({item.prompt[-20:]!r}); end the template before the answer's leading space"
+            )
         t = next((i for i, (a, b) in enumerate(zip(pos, neg)) if a != b), None)
         if t is None or t == 0:
-            raise TemplateError(f"answers {item.positive!r} and {item.negative!r} tokenize to no differing token after the prompt")
+            raise TemplateError(
+                f"answers {item.positive!r} and {item.negative!r} tokenize to no differing token after the prompt"
+            )
         start = len(prefix)
         rows.append((prefix + pos[: t + 1], prefix + neg[: t + 1], start + t))
     width = max(len(p) for p, _, _ in rows)

@@ -49,7 +49,16 @@ class SeededBatches(Dataset):
     answer tokens / world_size) then makes the ranks' averaged gradients exactly the global
     batch's mean-loss gradient."""
 
-    def __init__(self, samplers: Sequence[Any], batch_size: int, seed: int, single_task: bool, collate: Collate, phase: int = 0, shard: tuple[int, int] = (0, 1)):
+    def __init__(
+        self,
+        samplers: Sequence[Any],
+        batch_size: int,
+        seed: int,
+        single_task: bool,
+        collate: Collate,
+        phase: int = 0,
+        shard: tuple[int, int] = (0, 1),
+    ):
         self.samplers = list(samplers)
         self.batch_size = batch_size
         self.single_task = single_task
@@ -90,7 +99,15 @@ class PhasedDataModule(L.LightningDataModule):
 
     samplers: dict[str, Any]
 
-    def __init__(self, tasks: Sequence[str], train_tasks: Sequence[str] | None, batch_size: int, batch_mode: str, steps_per_epoch: int, seed: int):
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        train_tasks: Sequence[str] | None,
+        batch_size: int,
+        batch_mode: str,
+        steps_per_epoch: int,
+        seed: int,
+    ):
         super().__init__()
         self.task_names = list(tasks)
         self.train_task_names = list(train_tasks) if train_tasks else list(tasks)
@@ -117,12 +134,16 @@ class PhasedDataModule(L.LightningDataModule):
     def global_batches(self, shard: tuple[int, int] = (0, 1)) -> SeededBatches:
         """This phase's training batches by step (whole, or one data-parallel rank's rows)."""
         samplers = [self.samplers[n] for n in self.train_task_names]
-        return SeededBatches(samplers, self.batch_size, self.seed, self.single_task_batches, self.collate, self.phase, shard)
+        return SeededBatches(
+            samplers, self.batch_size, self.seed, self.single_task_batches, self.collate, self.phase, shard
+        )
 
     def train_dataloader(self) -> DataLoader:
         trainer = getattr(self, "trainer", None)
         shard = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return DataLoader(self.global_batches(shard), batch_size=None, sampler=StepSampler(self.steps_per_epoch, self._global_step))
+        return DataLoader(
+            self.global_batches(shard), batch_size=None, sampler=StepSampler(self.steps_per_epoch, self._global_step)
+        )
 
     def _global_step(self) -> int:
         trainer = getattr(self, "trainer", None)
@@ -136,7 +157,10 @@ class PhasedDataModule(L.LightningDataModule):
 
     def val_dataloader(self) -> list[DataLoader]:
         """One loader per task over its held-out split (batches of ``eval_batch_size``)."""
-        return [DataLoader(BatchSlices(self.heldout_batch(name), self.eval_batch_size), batch_size=None) for name in self.task_names]
+        return [
+            DataLoader(BatchSlices(self.heldout_batch(name), self.eval_batch_size), batch_size=None)
+            for name in self.task_names
+        ]
 
     eval_batch_size = 512
 

@@ -20,7 +20,9 @@ from datamodules.phased import IGNORE_INDEX, PhasedDataModule
 from datamodules.text_tasks import Example, TextTask, build_text_tasks
 
 
-def encode_examples(tokenizer, examples: Sequence[Example], task_index: Sequence[int], prefix: Sequence[int] = ()) -> dict[str, torch.Tensor]:
+def encode_examples(
+    tokenizer, examples: Sequence[Example], task_index: Sequence[int], prefix: Sequence[int] = ()
+) -> dict[str, torch.Tensor]:
     """Next-token inputs/targets of (prompt, answer) pairs, right-padded, loss on answers only;
     every prompt starts with ``prefix`` (the model's special tokens)."""
     prompts = [list(prefix) + ids for ids in tokenizer([p for p, _ in examples], add_special_tokens=False)["input_ids"]]

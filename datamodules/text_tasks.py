@@ -99,7 +99,7 @@ class NextWord(TextTask):
 
 
 def detokenize(words: Sequence[str]) -> str:
-    """Brown's space-separated tokens as text: no space before , ; : . ? ! or ' """
+    """Brown's space-separated tokens as text: no space before , ; : . ? ! or '"""
     text = " ".join(words)
     for mark in (",", ";", ":", ".", "?", "!", "'s", "n't"):
         text = text.replace(f" {mark}", mark)
@@ -124,7 +124,9 @@ def build_text_tasks(names: Sequence[str], corpus: Path | None, heldout_size: in
     sentences: list[list[str]] = []
     if any(name in CORPUS_TASKS for name in names):
         if corpus is None or not corpus.is_file():
-            raise FileNotFoundError(f"tasks {[n for n in names if n in CORPUS_TASKS]} need the Brown corpus; '{corpus}' is not a file")
+            raise FileNotFoundError(
+                f"tasks {[n for n in names if n in CORPUS_TASKS]} need the Brown corpus; '{corpus}' is not a file"
+            )
         words, sentences = read_corpus(corpus)
     tasks: dict[str, TextTask] = {}
     for name in names:

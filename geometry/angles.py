@@ -20,7 +20,9 @@ def angles_from_cross(cross: torch.Tensor) -> torch.Tensor:
     return torch.arccos(torch.linalg.svdvals(cross.double()).clamp(-1.0, 1.0))
 
 
-def principal_angles(basis_a: torch.Tensor, basis_b: torch.Tensor, refine_small: bool = True, reduce: Reduce = no_reduce) -> torch.Tensor:
+def principal_angles(
+    basis_a: torch.Tensor, basis_b: torch.Tensor, refine_small: bool = True, reduce: Reduce = no_reduce
+) -> torch.Tensor:
     """Principal angles (radians, ascending) between the column spans of two orthonormal bases.
 
     Uses the cosine formula, accurate to about sqrt(machine epsilon) near 0. With

@@ -50,12 +50,17 @@ def half_window_slots(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return order[0::2], order[1::2]
 
 
-def half_window_coefficients(gram: torch.Tensor, steps: torch.Tensor, k: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def half_window_coefficients(
+    gram: torch.Tensor, steps: torch.Tensor, k: int
+) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{"even": (slots, C), "odd": (slots, C)}: B_half = X[slots]ᵀ C, the top-min(k, W/2) basis of
     each half, from sub-blocks of the window's Gram."""
     even, odd = half_window_slots(steps)
     k_half = min(k, len(odd))
-    return {name: (slots, basis_coefficients(gram[slots][:, slots], k_half)[0]) for name, slots in (("even", even), ("odd", odd))}
+    return {
+        name: (slots, basis_coefficients(gram[slots][:, slots], k_half)[0])
+        for name, slots in (("even", even), ("odd", odd))
+    }
 
 
 def noise_ceiling(gram: torch.Tensor, steps: torch.Tensor, k: int) -> float:

@@ -14,7 +14,9 @@ import torch
 from torch.func import functional_call, grad, jvp
 
 
-def flat_hvp(module: torch.nn.Module, loss_of_outputs: Callable[[torch.nn.Module, dict], torch.Tensor], names: list[str]) -> Callable[[torch.Tensor], torch.Tensor]:
+def flat_hvp(
+    module: torch.nn.Module, loss_of_outputs: Callable[[torch.nn.Module, dict], torch.Tensor], names: list[str]
+) -> Callable[[torch.Tensor], torch.Tensor]:
     """v ↦ H v for the loss as a function of the named parameters (flattened in ``names`` order).
 
     ``loss_of_outputs(module_call, params)`` must return the scalar loss, where
@@ -43,7 +45,9 @@ def flat_hvp(module: torch.nn.Module, loss_of_outputs: Callable[[torch.nn.Module
     return hvp
 
 
-def lanczos_top_eigenpairs(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, k: int, iterations: int | None = None, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def lanczos_top_eigenpairs(
+    hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, k: int, iterations: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k (largest) eigenvalues (descending) and orthonormal eigenvectors (D×k) of a symmetric H."""
     steps = min(dim, iterations or max(2 * k + 10, 30))
     generator = torch.Generator().manual_seed(seed)

@@ -29,10 +29,14 @@ def t_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, flo
     return mean, mean - half, mean + half
 
 
-def bootstrap_interval(statistic: Callable[[torch.Tensor], torch.Tensor], n_items: int, draws: int, seed: int, level: float = 0.95) -> tuple[torch.Tensor, torch.Tensor]:
+def bootstrap_interval(
+    statistic: Callable[[torch.Tensor], torch.Tensor], n_items: int, draws: int, seed: int, level: float = 0.95
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Percentile bootstrap of ``statistic(index)`` (a tensor of any shape; ``index`` a resample
     of 0 … n_items−1 with replacement): the (low, high) quantiles, elementwise."""
     generator = torch.Generator().manual_seed(seed)
-    samples = torch.stack([statistic(torch.randint(n_items, (n_items,), generator=generator)) for _ in range(draws)]).double()
+    samples = torch.stack(
+        [statistic(torch.randint(n_items, (n_items,), generator=generator)) for _ in range(draws)]
+    ).double()
     tail = (1 - level) / 2
     return torch.quantile(samples, tail, dim=0), torch.quantile(samples, 1 - tail, dim=0)

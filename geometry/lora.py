@@ -46,7 +46,9 @@ def effective_weights(theta: torch.Tensor, layers: list[LoraFactors]) -> torch.T
     return torch.cat(parts)
 
 
-def effective_moves(theta_start: torch.Tensor, steps: torch.Tensor, theta_end: torch.Tensor, layers: list[LoraFactors]) -> Iterator[torch.Tensor]:
+def effective_moves(
+    theta_start: torch.Tensor, steps: torch.Tensor, theta_end: torch.Tensor, layers: list[LoraFactors]
+) -> Iterator[torch.Tensor]:
     """Per adapted layer, the (M+1)×(d_out·d_in) block of the effective moves e_0 … e_{M−1} of
     the raw steps ``steps`` (M×D, u_t = θ_{t+1} − θ_t from θ_0 = ``theta_start``) and, last, of
     the effective displacement W(θ_end) − W(θ_start) (float64). Peak memory: one layer's block."""
@@ -64,7 +66,9 @@ def effective_moves(theta_start: torch.Tensor, steps: torch.Tensor, theta_end: t
         yield torch.cat([moves.reshape(m, -1), total.reshape(1, -1)])
 
 
-def effective_step_r(theta_start: torch.Tensor, steps: torch.Tensor, theta_end: torch.Tensor, layers: list[LoraFactors]) -> torch.Tensor:
+def effective_step_r(
+    theta_start: torch.Tensor, steps: torch.Tensor, theta_end: torch.Tensor, layers: list[LoraFactors]
+) -> torch.Tensor:
     """R factor (M+1)×(M+1) of [e_0 … e_{M−1}, W(θ_end) − W(θ_start)] as columns, by TSQR over
     the layers (geometry.prefix.stacked_r): the prefix captures of these vectors to QR accuracy,
     where their Gram matrix would square the condition number of a Krylov-like prefix."""

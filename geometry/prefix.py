@@ -71,7 +71,9 @@ def prefix_capture_curve(vectors: torch.Tensor, displacement: torch.Tensor, ms: 
     return prefix_capture_and_pivots(vectors, displacement, ms)[0]
 
 
-def prefix_capture_and_pivots(vectors: torch.Tensor, displacement: torch.Tensor, ms: Sequence[int]) -> tuple[dict[int, float], dict[int, float]]:
+def prefix_capture_and_pivots(
+    vectors: torch.Tensor, displacement: torch.Tensor, ms: Sequence[int]
+) -> tuple[dict[int, float], dict[int, float]]:
     """cap(P_m, Δ) and the smallest relative pivot min_{i<m} r_i, for each m in ``ms``."""
     basis, pivots = nested_prefix(vectors[: max(ms)])
     delta = displacement.reshape(-1).to(torch.float64)

@@ -29,7 +29,9 @@ def power_law_spectrum(dim: int, exponent: float = 1.0) -> torch.Tensor:
     return 1.0 / torch.arange(1, dim + 1, dtype=torch.float64) ** exponent
 
 
-def gradient_descent(eigenvalues: torch.Tensor, offset: torch.Tensor, steps: int, lr_scale: float = 0.9, keep: int = 32) -> QuadraticRun:
+def gradient_descent(
+    eigenvalues: torch.Tensor, offset: torch.Tensor, steps: int, lr_scale: float = 0.9, keep: int = 32
+) -> QuadraticRun:
     """Run GD from θ_0 − θ° = ``offset`` with η = lr_scale / λ_max; keep the first ``keep`` updates."""
     eta = lr_scale / float(eigenvalues.max())
     x = offset.to(torch.float64).clone()  # θ_t − θ°

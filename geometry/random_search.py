@@ -84,7 +84,9 @@ class LocalQuadraticLaw:
         if expected_max_normal(n) * math.sqrt(self.frob_h_sq / 2) >= self.trace_h / 2:
             return math.nan
         sigmas = self.sigma_linear * torch.logspace(-3, 3, 6001, dtype=torch.float64)
-        values = 0.5 * sigmas**2 * self.trace_h - expected_max_normal(n) * torch.sqrt(sigmas**2 * self.grad_norm**2 + 0.5 * sigmas**4 * self.frob_h_sq)
+        values = 0.5 * sigmas**2 * self.trace_h - expected_max_normal(n) * torch.sqrt(
+            sigmas**2 * self.grad_norm**2 + 0.5 * sigmas**4 * self.frob_h_sq
+        )
         return float(sigmas[int(torch.argmin(values))])
 
     def gain_star(self, n: int) -> float:
@@ -140,9 +142,13 @@ def hutchinson(hvp: Callable[[torch.Tensor], torch.Tensor], dim: int, samples: i
     return {"trace": float(q.mean()), "trace_se": spread(q), "frob_sq": float(s.mean()), "frob_sq_se": spread(s)}
 
 
-def subspace_law(hvp: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor, gradient: torch.Tensor) -> LocalQuadraticLaw:
+def subspace_law(
+    hvp: Callable[[torch.Tensor], torch.Tensor], basis: torch.Tensor, gradient: torch.Tensor
+) -> LocalQuadraticLaw:
     """The law of ΔL for ε = U z, z ~ N(0, I_k): ‖Uᵀg‖, tr(UᵀHU), ‖UᵀHU‖_F² exactly, from k HVPs."""
     columns = torch.stack([hvp(basis[:, j].float()).double() for j in range(basis.shape[1])], 1)
     projected = basis.double().T @ columns  # UᵀHU, k×k
     projected = 0.5 * (projected + projected.T)
-    return LocalQuadraticLaw(float((basis.double().T @ gradient.double()).norm()), float(projected.trace()), float((projected**2).sum()))
+    return LocalQuadraticLaw(
+        float((basis.double().T @ gradient.double()).norm()), float(projected.trace()), float((projected**2).sum())
+    )

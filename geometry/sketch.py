@@ -3,8 +3,8 @@
 Each group g (D_g coordinates) owns a block of m_g ≈ m·D_g/D sketch coordinates (groups no
 larger than their share are kept exactly). Within a block, (S x)_j = Σ_{i: h(i)=j} s(i) x_i with
 a seeded bucket h(i) and sign s(i) per coordinate, stored as an int32 and an int8 per
-coordinate (5 bytes; GPT-2-124M: 622 MB): the D×m matrix is never formed, and a vector is sketched parameter by parameter,
-in chunks, without ever concatenating the D-vector.
+coordinate (5 bytes; GPT-2-124M: 622 MB): the D×m matrix is never formed, and a vector is
+sketched parameter by parameter, in chunks, without ever concatenating the D-vector.
 
 Error bounds (per block of size m, for fixed x, y, over the seed):
     E⟨Sx, Sy⟩ = ⟨x, y⟩,   Var⟨Sx, Sy⟩ = (‖x‖²‖y‖² + ⟨x, y⟩² − 2 Σ_i x_i² y_i²) / m  ≤  2‖x‖²‖y‖² / m.
@@ -66,7 +66,9 @@ class CountSketch:
             where = slice(offset + first, offset + first + chunk.numel())
             block.index_add_(0, buckets[where], chunk * signs[where])
 
-    def apply_pieces(self, pieces: Iterable[tuple[str, int, torch.Tensor]], out: torch.Tensor | None = None) -> torch.Tensor:
+    def apply_pieces(
+        self, pieces: Iterable[tuple[str, int, torch.Tensor]], out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """S x for x given as (group, offset within the group, values) pieces."""
         out = torch.zeros(self.dim) if out is None else out.zero_()
         for group, offset, values in pieces:

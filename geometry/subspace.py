@@ -79,7 +79,9 @@ def basis_coefficients(gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
     return v[:, :k_eff] / s[:k_eff], s
 
 
-def basis_from_rows(rows: torch.Tensor, gram: torch.Tensor, k: int, reduce: Reduce = no_reduce) -> tuple[torch.Tensor, torch.Tensor]:
+def basis_from_rows(
+    rows: torch.Tensor, gram: torch.Tensor, k: int, reduce: Reduce = no_reduce
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k left singular basis B (D×k') of the rows of ``rows`` (W×D) given their Gram.
 
     k' = min(k, numerical rank). Returns ``(B, s)`` where ``s`` holds all W singular values

@@ -26,7 +26,13 @@ from geometry.subspace import basis_from_rows
 class VectorWindow:
     """Ring buffer of the last ``capacity`` vectors with per-group Gram matrices."""
 
-    def __init__(self, dim: int, capacity: int, group_slices: dict[str, tuple[int, int]] | None = None, reduce: Reduce = no_reduce):
+    def __init__(
+        self,
+        dim: int,
+        capacity: int,
+        group_slices: dict[str, tuple[int, int]] | None = None,
+        reduce: Reduce = no_reduce,
+    ):
         if capacity < 1:
             raise ValueError(f"window capacity must be >= 1, got {capacity}")
         self.reduce = reduce

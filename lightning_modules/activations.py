@@ -18,7 +18,9 @@ from torch import nn
 def decoder_blocks(model: nn.Module) -> nn.ModuleList:
     """The model's stack of decoder blocks: its longest ModuleList of one block class
     (``transformer.h`` for GPT-2, ``model.layers`` for Llama/Qwen; peft wrappers included)."""
-    stacks = [m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0 and len({type(b) for b in m}) == 1]
+    stacks = [
+        m for m in model.modules() if isinstance(m, nn.ModuleList) and len(m) > 0 and len({type(b) for b in m}) == 1
+    ]
     if not stacks:
         raise ValueError(f"{type(model).__name__} has no ModuleList of decoder blocks")
     return max(stacks, key=len)
@@ -94,10 +96,16 @@ def residual_at(model: nn.Module, forward, positions: torch.Tensor) -> torch.Ten
     return gather(positions) if positions.dim() == 1 else torch.stack([gather(at) for at in positions])
 
 
-def answer_residuals(model, call, part: dict[str, torch.Tensor], ids_key: str, offset: int | tuple[int, ...] = 0) -> torch.Tensor:
+def answer_residuals(
+    model, call, part: dict[str, torch.Tensor], ids_key: str, offset: int | tuple[int, ...] = 0
+) -> torch.Tensor:
     """h_ℓ at each row's answer position t (+ offset) of a contrast batch (datamodules.contrast),
     for every block: L×B×d, or P×L×B×d for a tuple of P offsets (one forward pass). ``call`` is
     the model or a functional call of it."""
-    at = part["answer_pos"] + offset if isinstance(offset, int) else torch.stack([part["answer_pos"] + o for o in offset])
+    at = (
+        part["answer_pos"] + offset
+        if isinstance(offset, int)
+        else torch.stack([part["answer_pos"] + o for o in offset])
+    )
     # the residuals are all that is read: one position through the unembedding, not T
     return residual_at(model, lambda: call(input_ids=part[ids_key], attention_mask=part["mask"], logits_to_keep=1), at)

@@ -138,5 +138,7 @@ class AnswerTokenModule(L.LightningModule):
         """The phase's optimizer (``optim_spec``, set by the experiment; lightning_modules.optim),
         or AdamW from the constructor's lr, weight_decay, betas and warmup_steps."""
         hp = self.hparams
-        spec = self.optim_spec or OptimizerSpec("adamw", hp.lr, hp.weight_decay, tuple(hp.betas), warmup_steps=hp.warmup_steps)
+        spec = self.optim_spec or OptimizerSpec(
+            "adamw", hp.lr, hp.weight_decay, tuple(hp.betas), warmup_steps=hp.warmup_steps
+        )
         return build_optimizer(self.trainable_parameters(), spec)

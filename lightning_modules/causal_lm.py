@@ -1,7 +1,8 @@
 """A LoRA adapter (peft) on a pretrained causal LM, trained on answer tokens of text tasks.
 
-One code path loads any causal LM: ``asset:NAME`` (a folder of the loclin asset cache), a local
-directory, or a Hugging Face hub id, through ``AutoModelForCausalLM`` / ``AutoTokenizer``. The
+One code path loads any causal LM through ``AutoModelForCausalLM`` / ``AutoTokenizer``, from a
+source already resolved by the caller (``loclin.model_source``: an ``asset:NAME`` of the loclin
+asset cache, a local directory or a Hugging Face hub id, and whether to stay offline). The
 base model is frozen and runs without dropout (the measured loss must be a deterministic
 function of the adapter); only the LoRA matrices train. They form two parameter groups,
 ``lora_A`` and ``lora_B`` (every adapted layer, in model order): θ = (A ‖ B) is the raw space the
@@ -18,15 +19,20 @@ from torch import nn
 
 from datamodules.text_tasks import TEXT_TASK_NAMES
 from lightning_modules.answer_tokens import AnswerTokenModule
-from loclin.model_source import ModelSourceError, resolve_model_source
+
+Source = tuple[str, bool]  # (what from_pretrained gets, whether to stay offline)
 
 
-def load_causal_lm(name: str, tokenizer_name: str | None = None):
-    """(model in float32 with every dropout off, tokenizer) through one ``from_pretrained`` path."""
+class AdapterError(ValueError):
+    """A LoRA adapter that does not fit the model (a user's mistake)."""
+
+
+def load_causal_lm(model: Source, tokenizer: Source | None = None):
+    """(model in float32 with every dropout off, tokenizer) through one ``from_pretrained`` path;
+    the tokenizer comes from the model's source unless given."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    source, offline = resolve_model_source(name)
-    tokenizer_source, tokenizer_offline = resolve_model_source(tokenizer_name, "tokenizer_config.json") if tokenizer_name else (source, offline)
+    (source, offline), (tokenizer_source, tokenizer_offline) = model, tokenizer or model
     model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32, local_files_only=offline)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_source, local_files_only=tokenizer_offline)
     for module in model.modules():
@@ -42,7 +48,14 @@ def uses_conv1d(model: nn.Module, target_modules: Sequence[str]) -> bool:
     return any(isinstance(m, Conv1D) for n, m in model.named_modules() if n.split(".")[-1] in target_modules)
 
 
-def add_lora_adapter(base: nn.Module, rank: int, alpha: float, dropout: float, target_modules: Sequence[str], fan_in_fan_out: bool | None = None) -> nn.Module:
+def add_lora_adapter(
+    base: nn.Module,
+    rank: int,
+    alpha: float,
+    dropout: float,
+    target_modules: Sequence[str],
+    fan_in_fan_out: bool | None = None,
+) -> nn.Module:
     """``base`` wrapped by peft with a LoRA adapter (A Kaiming, B = 0); only A and B train."""
     from peft import LoraConfig, get_peft_model
 
@@ -50,19 +63,29 @@ def add_lora_adapter(base: nn.Module, rank: int, alpha: float, dropout: float, t
     present = {n.split(".")[-1] for n, _ in base.named_modules()}
     missing = [t for t in targets if t not in present]
     if missing:
-        raise ModelSourceError(f"lora.target_modules {missing} are not modules of {type(base).__name__}; it has e.g. {sorted(present)[:12]}")
+        raise AdapterError(
+            f"lora.target_modules {missing} are not modules of {type(base).__name__}; it has e.g. "
+            f"{sorted(present)[:12]}"
+        )
     if fan_in_fan_out is None:
         fan_in_fan_out = uses_conv1d(base, targets)
-    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, fan_in_fan_out=fan_in_fan_out, bias="none")
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=targets,
+        fan_in_fan_out=fan_in_fan_out,
+        bias="none",
+    )
     return get_peft_model(base, config)
 
 
 class CausalLMLoRAModule(AnswerTokenModule):
     def __init__(
         self,
-        model_name: str,
+        model_source: Source,
         task_names: list[str],
-        tokenizer_name: str | None = None,
+        tokenizer_source: Source | None = None,
         rank: int = 8,
         alpha: float = 16.0,
         lora_dropout: float = 0.0,
@@ -75,8 +98,10 @@ class CausalLMLoRAModule(AnswerTokenModule):
     ):
         super().__init__(task_names, TEXT_TASK_NAMES)
         self.save_hyperparameters()
-        base, self.tokenizer = load_causal_lm(model_name, tokenizer_name)
-        self.model = add_lora_adapter(base.train(), rank, alpha, lora_dropout, target_modules, fan_in_fan_out)  # train mode is harmless: dropout is off
+        base, self.tokenizer = load_causal_lm(model_source, tokenizer_source)
+        self.model = add_lora_adapter(
+            base.train(), rank, alpha, lora_dropout, target_modules, fan_in_fan_out
+        )  # train mode is harmless: dropout is off
         self.strict_loading = False  # checkpoints hold the adapter only; the base model is reloaded
 
     def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:

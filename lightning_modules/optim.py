@@ -103,4 +103,3 @@ def build_optimizer(named: Sequence[tuple[str, nn.Parameter]], spec: OptimizerSp
         optimizer = torch.optim.SGD(groups, lr=spec.lr, momentum=spec.momentum, nesterov=spec.nesterov)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule_factor(spec))
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-

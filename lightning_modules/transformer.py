@@ -39,7 +39,9 @@ class Block(nn.Module):
 
 
 class TinyDecoder(nn.Module):
-    def __init__(self, vocab_size: int, context: int, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0):
+    def __init__(
+        self, vocab_size: int, context: int, n_layers: int, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0
+    ):
         super().__init__()
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.position_embedding = nn.Embedding(context, d_model)

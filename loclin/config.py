@@ -131,7 +131,9 @@ class GeometryConfig:
     enabled: bool = True
     groups: list[str] | None = None  # parameter groups measured; null = all trainable
     window: int = 32  # W, vectors per window
-    sketch_dim: int | None = None  # m: keep CountSketch S v (m floats) instead of v (D floats); null = exact (geometry/sketch.py)
+    sketch_dim: int | None = (
+        None  # m: keep CountSketch S v (m floats) instead of v (D floats); null = exact (geometry/sketch.py)
+    )
     shard_windows: bool = False  # data parallel: each rank keeps 1/devices of the coordinates (geometry/sharded.py)
     k: int = 8  # basis rank
     sources: list[str] = field(default_factory=lambda: ["grad", "update"])
@@ -172,7 +174,9 @@ class RecoveryConfig:
     constrained_m: int = 8  # re-run the recovery inside θ_0 + span(P_m); 0 = skip
     control_m: int = 8  # controls for P_m, m <= control_m: m updates at random positions, and the last m
     control_draws: int = 10  # seeded draws of random positions (mean and spread); 0 = no controls
-    capture_at_steps: list[int] = field(default_factory=lambda: [10, 25, 50, 100, 200])  # cap(P_m, θ_T − θ_0) at these T (those within the recovery)
+    capture_at_steps: list[int] = field(
+        default_factory=lambda: [10, 25, 50, 100, 200]
+    )  # cap(P_m, θ_T − θ_0) at these T (those within the recovery)
 
 
 @dataclass
@@ -200,7 +204,9 @@ class SteerConfig:
     n_heldout: int = 32  # other items for the steering curves
     max_tokens: int = 256  # items whose answer sits later are skipped (CPU time)
     batch_size: int = 8
-    etas: list[float] = field(default_factory=lambda: [1e-5, 1e-4, 1e-3])  # SGD step sizes (flatness); the middle one is the headline
+    etas: list[float] = field(
+        default_factory=lambda: [1e-5, 1e-4, 1e-3]
+    )  # SGD step sizes (flatness); the middle one is the headline
     adam_eta: float = 1e-5  # Adam's first step (≈ η sign g)
     steer_layer: int | None = None  # null: the middle block
     special_tokens: bool = True  # the tokenizer's own prefix (a BOS for Gemma/Llama-family); false: none
@@ -228,8 +234,12 @@ class ActivationShiftConfig:
 @dataclass
 class RandomSearchConfig:
     enabled: bool = False  # synthetic/lora runs: random search at points of the first phase (SCIENCE.md 8)
-    at_steps: list[int] = field(default_factory=lambda: [])  # probe points θ_s (geometry.window <= s <= steps − geometry.k)
-    sigma_multiples: list[float] = field(default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0])  # σ in units of σ_lin
+    at_steps: list[int] = field(
+        default_factory=lambda: []
+    )  # probe points θ_s (geometry.window <= s <= steps − geometry.k)
+    sigma_multiples: list[float] = field(
+        default_factory=lambda: [0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0]
+    )  # σ in units of σ_lin
     samples: int = 1000  # perturbations per σ (best of N for N up to this)
     best_of: list[int] = field(default_factory=lambda: [2, 10, 100, 1000])
     n_star: int = 100  # N of the σ* and subspace comparisons
@@ -237,9 +247,13 @@ class RandomSearchConfig:
     batch_size: int = 256  # rows of the fixed (training-distribution) and held-out losses, split over tasks
     subspaces: list[str] = field(default_factory=lambda: ["rolling", "prefix", "random"])  # k = geometry.k
     subspace_samples: int = 200
-    vectorize: bool = True  # vmap over chunks of perturbations (benchmarks/random_search_throughput.py: pays on small models)
+    vectorize: bool = (
+        True  # vmap over chunks of perturbations (benchmarks/random_search_throughput.py: pays on small models)
+    )
     chunk: int = 16  # perturbations per vmapped call
-    widths: list[int] = field(default_factory=lambda: [])  # synthetic: also probe these d_model (end of training) for the dimension sweep
+    widths: list[int] = field(
+        default_factory=lambda: []
+    )  # synthetic: also probe these d_model (end of training) for the dimension sweep
 
 
 @dataclass
@@ -332,9 +346,14 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         except OmegaConfBaseException as error:
             raise ConfigError(_one_line(error, "command line")) from None
         except yaml.YAMLError as error:  # the value is parsed as YAML: quote text holding ': ' or newlines
-            raise ConfigError(f"command line: '{item.split('=', 1)[0]}' has a value that is not valid YAML ({str(error).splitlines()[0]}); quote it: key=\"...\"") from None
+            raise ConfigError(
+                f"command line: '{item.split('=', 1)[0]}' has a value that is not valid YAML "
+                f'({str(error).splitlines()[0]}); quote it: key="..."'
+            ) from None
         except (TypeError, ValueError, IndexError) as error:
-            raise ConfigError(f"command line: cannot apply '{item}' ({error}); give a list as a whole, e.g. phases=[...]") from None
+            raise ConfigError(
+                f"command line: cannot apply '{item}' ({error}); give a list as a whole, e.g. phases=[...]"
+            ) from None
     validate(config)
     return config
 
@@ -366,7 +385,11 @@ def _require(condition: bool, message: str) -> None:
 
 def whole_vector_users(c: DictConfig) -> list[str]:
     """Enabled measurements that need whole, exact D-vectors (no sketched or sharded windows)."""
-    used = (("geometry.per_task", c.geometry.per_task.enabled), ("recovery", c.recovery.enabled), ("random_search", c.random_search.enabled))
+    used = (
+        ("geometry.per_task", c.geometry.per_task.enabled),
+        ("recovery", c.recovery.enabled),
+        ("random_search", c.random_search.enabled),
+    )
     return [name for name, on in used if on]
 
 
@@ -378,8 +401,14 @@ def validate(c: DictConfig) -> None:
         return
     if c.kind == "quadratic":
         q = c.quadratic
-        _require(q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2, "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge")
-        _require(max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window, "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window")
+        _require(
+            q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2,
+            "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge",
+        )
+        _require(
+            max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window,
+            "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window",
+        )
         return
     d, m, t, g = c.data, c.model, c.trainer, c.geometry
     known = TEXT_TASK_NAMES if c.kind == "lora" else TASK_NAMES
@@ -391,8 +420,14 @@ def validate(c: DictConfig) -> None:
     a = c.activation_shift
     if a.enabled:
         _require(c.kind == "lora", "activation_shift needs kind: lora (a causal LM with a tokenizer)")
-        _require(a.source in ("coqa", "statements", "sycophancy"), f"activation_shift.source='{a.source}' must be coqa, statements or sycophancy")
-        _require(a.n_items >= 1 and a.stride >= 1 and a.batch_size >= 1, "activation_shift.n_items, stride and batch_size must be >= 1")
+        _require(
+            a.source in ("coqa", "statements", "sycophancy"),
+            f"activation_shift.source='{a.source}' must be coqa, statements or sycophancy",
+        )
+        _require(
+            a.n_items >= 1 and a.stride >= 1 and a.batch_size >= 1,
+            "activation_shift.n_items, stride and batch_size must be >= 1",
+        )
         if a.data.startswith(ASSET_PREFIX):
             try:
                 asset_path(a.data[len(ASSET_PREFIX) :])
@@ -404,13 +439,20 @@ def validate(c: DictConfig) -> None:
         _require(len(d.train_tasks) > 0, "data.train_tasks is empty; use null to train on all tasks")
     _require(d.modulus >= 2, f"data.modulus={d.modulus} must be >= 2")
     _require(d.length >= 1, f"data.length={d.length} must be >= 1")
-    _require("majority" not in d.tasks or d.length % 2 == 1, f"data.length={d.length} must be odd for the majority task")
+    _require(
+        "majority" not in d.tasks or d.length % 2 == 1, f"data.length={d.length} must be odd for the majority task"
+    )
     _require(d.batch_size >= 1, f"data.batch_size={d.batch_size} must be >= 1")
     _require(d.batch_mode in ("mixed", "single"), f"data.batch_mode='{d.batch_mode}' must be 'mixed' or 'single'")
     _require(0 < d.heldout_fraction < 1, f"data.heldout_fraction={d.heldout_fraction} must be in (0, 1)")
     _require(d.heldout_size >= 1, f"data.heldout_size={d.heldout_size} must be >= 1")
-    _require(m.n_layers >= 1 and m.d_model >= 1 and m.d_ff >= 1, "model.n_layers, model.d_model and model.d_ff must be >= 1")
-    _require(m.n_heads >= 1 and m.d_model % m.n_heads == 0, f"model.d_model={m.d_model} must be divisible by model.n_heads={m.n_heads}")
+    _require(
+        m.n_layers >= 1 and m.d_model >= 1 and m.d_ff >= 1, "model.n_layers, model.d_model and model.d_ff must be >= 1"
+    )
+    _require(
+        m.n_heads >= 1 and m.d_model % m.n_heads == 0,
+        f"model.d_model={m.d_model} must be divisible by model.n_heads={m.n_heads}",
+    )
     _require(0 <= m.dropout < 1, f"model.dropout={m.dropout} must be in [0, 1)")
     validate_optimizers(c)
     _require(t.max_steps >= 1, f"trainer.max_steps={t.max_steps} must be >= 1")
@@ -418,49 +460,108 @@ def validate(c: DictConfig) -> None:
     first_steps = phase_plan(c)[0].steps
     _require(t.eval_every >= 1, f"trainer.eval_every={t.eval_every} must be >= 1")
     _require(t.devices >= 1, f"trainer.devices={t.devices} must be >= 1")
-    _require(d.batch_size % t.devices == 0, f"data.batch_size={d.batch_size} is the global batch: it must split evenly over trainer.devices={t.devices}")
+    _require(
+        d.batch_size % t.devices == 0,
+        f"data.batch_size={d.batch_size} is the global batch: it must split evenly over trainer.devices={t.devices}",
+    )
     _require(t.cpu_threads is None or t.cpu_threads >= 1, f"trainer.cpu_threads={t.cpu_threads} must be >= 1 (or null)")
-    _require(t.divergence_patience >= 0, f"trainer.divergence_patience={t.divergence_patience} must be >= 0 (0: never stop)")
+    _require(
+        t.divergence_patience >= 0, f"trainer.divergence_patience={t.divergence_patience} must be >= 0 (0: never stop)"
+    )
     if t.grad_shards is not None:
-        _require(t.grad_shards >= 1 and d.batch_size % t.grad_shards == 0, f"trainer.grad_shards={t.grad_shards} must be >= 1 and split data.batch_size={d.batch_size} evenly")
+        _require(
+            t.grad_shards >= 1 and d.batch_size % t.grad_shards == 0,
+            f"trainer.grad_shards={t.grad_shards} must be >= 1 and split data.batch_size={d.batch_size} evenly",
+        )
     validate_random_search(c, first_steps)
     if not g.enabled:
         return
     sharding = next((name for name in ("fsdp", "deepspeed", "model_parallel") if name in str(t.strategy).lower()), None)
-    _require(sharding is None, f"trainer.strategy={t.strategy}: the geometry reads whole parameters and gradients, which {sharding} shards; use trainer.strategy=ddp (geometry.shard_windows=true splits the windows across ranks) or geometry.enabled=false")
+    _require(
+        sharding is None,
+        f"trainer.strategy={t.strategy}: the geometry reads whole parameters and gradients, which {sharding} shards; "
+        "use trainer.strategy=ddp (geometry.shard_windows=true splits the windows across ranks) or "
+        "geometry.enabled=false",
+    )
     _require(g.window >= 1, f"geometry.window={g.window} must be >= 1")
     if g.groups:
         unknown_groups = [name for name in g.groups if name not in parameter_group_names(c)]
-        _require(not unknown_groups, f"geometry.groups: unknown group(s) {unknown_groups}; the model has {parameter_group_names(c)}")
+        _require(
+            not unknown_groups,
+            f"geometry.groups: unknown group(s) {unknown_groups}; the model has {parameter_group_names(c)}",
+        )
     _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
     if g.sketch_dim is not None:
-        _require(g.sketch_dim >= 2 * g.window, f"geometry.sketch_dim={g.sketch_dim} must be at least 2 × geometry.window={g.window}")
+        _require(
+            g.sketch_dim >= 2 * g.window,
+            f"geometry.sketch_dim={g.sketch_dim} must be at least 2 × geometry.window={g.window}",
+        )
         users = whole_vector_users(c)
-        _require(not users, f"geometry.sketch_dim sketches the windows, bases and drift only; {', '.join(users)} need exact D-vectors: disable them or set geometry.sketch_dim=null")
+        _require(
+            not users,
+            f"geometry.sketch_dim sketches the windows, bases and drift only; {', '.join(users)} need exact D-vectors: "
+            "disable them or set geometry.sketch_dim=null",
+        )
     if g.shard_windows:
-        _require(g.sketch_dim is None, "geometry.shard_windows and geometry.sketch_dim cannot be combined: shard the exact windows or sketch them")
+        _require(
+            g.sketch_dim is None,
+            "geometry.shard_windows and geometry.sketch_dim cannot be combined: shard the exact windows or sketch them",
+        )
         users = whole_vector_users(c)
-        _require(not users, f"geometry.shard_windows shards the windows, bases and drift only; {', '.join(users)} need whole D-vectors: disable them or set geometry.shard_windows=false")
-    _require(g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)")
-    _require(set(g.sources) <= {"grad", "update"} and len(g.sources) > 0, f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]")
-    _require(set(g.drift_sources) <= set(g.sources), f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}")
-    _require(1 <= g.basis_stride <= g.window, f"geometry.basis_stride={g.basis_stride} must be between 1 and geometry.window={g.window}")
-    _require(len(g.heldout_lags) > 0 and min(g.heldout_lags) >= 1, f"geometry.heldout_lags={list(g.heldout_lags)} must be positive step counts")
-    _require(g.drift_stride >= 1 and g.drift_stride % g.basis_stride == 0, f"geometry.drift_stride={g.drift_stride} must be a positive multiple of geometry.basis_stride={g.basis_stride}")
+        _require(
+            not users,
+            f"geometry.shard_windows shards the windows, bases and drift only; {', '.join(users)} need whole "
+            "D-vectors: disable them or set geometry.shard_windows=false",
+        )
+    _require(
+        g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)"
+    )
+    _require(
+        set(g.sources) <= {"grad", "update"} and len(g.sources) > 0,
+        f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]",
+    )
+    _require(
+        set(g.drift_sources) <= set(g.sources),
+        f"geometry.drift_sources={list(g.drift_sources)} must be among geometry.sources={list(g.sources)}",
+    )
+    _require(
+        1 <= g.basis_stride <= g.window,
+        f"geometry.basis_stride={g.basis_stride} must be between 1 and geometry.window={g.window}",
+    )
+    _require(
+        len(g.heldout_lags) > 0 and min(g.heldout_lags) >= 1,
+        f"geometry.heldout_lags={list(g.heldout_lags)} must be positive step counts",
+    )
+    _require(
+        g.drift_stride >= 1 and g.drift_stride % g.basis_stride == 0,
+        f"geometry.drift_stride={g.drift_stride} must be a positive multiple of geometry.basis_stride={g.basis_stride}",
+    )
     if g.drift_sources:
         _require(len(g.drift_lags) > 0, "geometry.drift_lags is empty")
         bad = [lag for lag in g.drift_lags if lag <= 0 or lag % g.drift_stride]
-        _require(not bad, f"geometry.drift_lags {bad} must be positive multiples of geometry.drift_stride={g.drift_stride}")
+        _require(
+            not bad, f"geometry.drift_lags {bad} must be positive multiples of geometry.drift_stride={g.drift_stride}"
+        )
         for lag in g.drift_lags:
             # lag L is sampled at pairs (s, s + L) with s a multiple of L and a full window at s
             needed = -(-(g.window - 1) // lag) * lag + lag + 1
-            _require(needed <= first_steps, f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {needed} steps, more than the first phase's {first_steps}")
+            _require(
+                needed <= first_steps,
+                f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {needed} steps, more than the "
+                f"first phase's {first_steps}",
+            )
     p = g.per_task
     if p.enabled:
         _require(p.stride >= 1, f"geometry.per_task.stride={p.stride} must be >= 1")
         _require(p.n_batches >= 1 and p.n_heldout >= 1, "geometry.per_task.n_batches and n_heldout must be >= 1")
-        _require(1 <= p.k <= p.n_batches, f"geometry.per_task.k={p.k} must be between 1 and geometry.per_task.n_batches={p.n_batches}")
-        _require(p.stride <= first_steps, f"geometry.per_task.stride={p.stride} is longer than the first phase ({first_steps} steps)")
+        _require(
+            1 <= p.k <= p.n_batches,
+            f"geometry.per_task.k={p.k} must be between 1 and geometry.per_task.n_batches={p.n_batches}",
+        )
+        _require(
+            p.stride <= first_steps,
+            f"geometry.per_task.stride={p.stride} is longer than the first phase ({first_steps} steps)",
+        )
 
 
 def resolve_asset_file(reference: str, filename: str) -> Path:
@@ -474,9 +575,14 @@ def validate_lm(c: DictConfig) -> None:
     """The LoRA section and the files it needs (assets, corpus); the hub is checked at load."""
     lm, lora = c.lm, c.lm.lora
     _require(bool(lm.model), "lm.model is empty; give asset:NAME, a local directory or a hub id")
-    _require(lora.rank >= 1 and lora.alpha > 0, f"lm.lora.rank={lora.rank} must be >= 1 and lm.lora.alpha={lora.alpha} > 0")
+    _require(
+        lora.rank >= 1 and lora.alpha > 0, f"lm.lora.rank={lora.rank} must be >= 1 and lm.lora.alpha={lora.alpha} > 0"
+    )
     _require(0 <= lora.dropout < 1, f"lm.lora.dropout={lora.dropout} must be in [0, 1)")
-    _require(len(lora.target_modules) > 0, "lm.lora.target_modules is empty; e.g. [q_proj, v_proj] (Llama) or [c_attn] (GPT-2)")
+    _require(
+        len(lora.target_modules) > 0,
+        "lm.lora.target_modules is empty; e.g. [q_proj, v_proj] (Llama) or [c_attn] (GPT-2)",
+    )
     for key in ("model", "tokenizer"):
         if lm[key] and lm[key].startswith(ASSET_PREFIX):
             try:
@@ -488,7 +594,10 @@ def validate_lm(c: DictConfig) -> None:
             corpus = resolve_asset_file(c.data.corpus, "brown.txt")
         except AssetError as error:
             raise ConfigError(f"data.corpus: {error}") from None
-        _require(corpus.is_file(), f"data.corpus='{c.data.corpus}': file {corpus} not found (tasks {list(CORPUS_TASKS)} need it)")
+        _require(
+            corpus.is_file(),
+            f"data.corpus='{c.data.corpus}': file {corpus} not found (tasks {list(CORPUS_TASKS)} need it)",
+        )
 
 
 def validate_random_search(c: DictConfig, first_steps: int) -> None:
@@ -499,16 +608,33 @@ def validate_random_search(c: DictConfig, first_steps: int) -> None:
     low = g.window if g.enabled else 0
     high = first_steps - (g.k if g.enabled and "prefix" in r.subspaces else 0)
     outside = [s for s in r.at_steps if not low <= s <= high]
-    _require(not outside, f"random_search.at_steps {outside} must lie in [{low}, {high}] (after the first window fills, and geometry.k updates before the end of the {first_steps}-step first phase)")
+    _require(
+        not outside,
+        f"random_search.at_steps {outside} must lie in [{low}, {high}] (after the first window fills, and geometry.k "
+        f"updates before the end of the {first_steps}-step first phase)",
+    )
     unknown = [name for name in r.subspaces if name not in ("rolling", "prefix", "random")]
     _require(not unknown, f"random_search.subspaces: unknown {unknown}; choose from rolling, prefix, random")
     needs = {"rolling": "grad", "prefix": "update"}
     for name, source in needs.items():
-        _require(name not in r.subspaces or (g.enabled and source in g.sources), f"random_search.subspaces '{name}' needs geometry.enabled with '{source}' in geometry.sources")
-    _require(len(r.sigma_multiples) > 0 and all(m > 0 for m in r.sigma_multiples), f"random_search.sigma_multiples={list(r.sigma_multiples)} must be positive")
+        _require(
+            name not in r.subspaces or (g.enabled and source in g.sources),
+            f"random_search.subspaces '{name}' needs geometry.enabled with '{source}' in geometry.sources",
+        )
+    _require(
+        len(r.sigma_multiples) > 0 and all(m > 0 for m in r.sigma_multiples),
+        f"random_search.sigma_multiples={list(r.sigma_multiples)} must be positive",
+    )
     _require(list(r.sigma_multiples) == sorted(r.sigma_multiples), "random_search.sigma_multiples must be increasing")
-    _require(r.samples >= 2 and r.subspace_samples >= r.n_star and r.samples >= r.n_star >= 1, f"random_search: need samples >= n_star={r.n_star} and subspace_samples >= n_star (got {r.samples}, {r.subspace_samples})")
-    _require(r.hutchinson_samples >= 2 and r.batch_size >= len(c.data.train_tasks or c.data.tasks) and r.chunk >= 1, "random_search: hutchinson_samples >= 2, batch_size >= the number of tasks and chunk >= 1 are needed")
+    _require(
+        r.samples >= 2 and r.subspace_samples >= r.n_star and r.samples >= r.n_star >= 1,
+        f"random_search: need samples >= n_star={r.n_star} and subspace_samples >= n_star (got {r.samples}, "
+        f"{r.subspace_samples})",
+    )
+    _require(
+        r.hutchinson_samples >= 2 and r.batch_size >= len(c.data.train_tasks or c.data.tasks) and r.chunk >= 1,
+        "random_search: hutchinson_samples >= 2, batch_size >= the number of tasks and chunk >= 1 are needed",
+    )
     _require(not r.widths or c.kind == "synthetic", "random_search.widths is a synthetic-model sweep (kind: synthetic)")
     bad = [w for w in r.widths if w < c.model.n_heads or w % c.model.n_heads]
     _require(not bad, f"random_search.widths {bad} must be multiples of model.n_heads={c.model.n_heads}")
@@ -516,14 +642,32 @@ def validate_random_search(c: DictConfig, first_steps: int) -> None:
 
 def validate_steer(c: DictConfig) -> None:
     s = c.steer
-    _require(s.source in ("coqa", "statements", "sycophancy"), f"steer.source='{s.source}' must be coqa, statements or sycophancy")
-    _require(s.n_train >= 1 and s.n_heldout >= 1 and s.batch_size >= 1, "steer.n_train, steer.n_heldout and steer.batch_size must be >= 1")
+    _require(
+        s.source in ("coqa", "statements", "sycophancy"),
+        f"steer.source='{s.source}' must be coqa, statements or sycophancy",
+    )
+    _require(
+        s.n_train >= 1 and s.n_heldout >= 1 and s.batch_size >= 1,
+        "steer.n_train, steer.n_heldout and steer.batch_size must be >= 1",
+    )
     _require(s.stepped in ("all", "lora"), f"steer.stepped='{s.stepped}' must be all or lora")
     _require(s.lora.rank >= 1 and len(s.lora.target_modules) > 0, "steer.lora needs rank >= 1 and target_modules")
-    _require(len(s.etas) > 0 and all(e > 0 for e in s.etas) and s.adam_eta > 0, f"steer.etas={list(s.etas)} and steer.adam_eta must be > 0")
-    _require(any(abs(a) <= SLOPE_RADIUS and a != 0 for a in s.alphas), f"steer.alphas={list(s.alphas)} needs a nonzero α within {SLOPE_RADIUS} of 0 for the slope")
-    _require(s.bootstrap == 0 or s.bootstrap >= 100, f"steer.bootstrap={s.bootstrap} must be 0 (no intervals) or >= 100 resamples")
-    _require(s.shuffled_draws == 0 or s.shuffled_draws >= 20, f"steer.shuffled_draws={s.shuffled_draws} must be 0 (no null) or >= 20 draws")
+    _require(
+        len(s.etas) > 0 and all(e > 0 for e in s.etas) and s.adam_eta > 0,
+        f"steer.etas={list(s.etas)} and steer.adam_eta must be > 0",
+    )
+    _require(
+        any(abs(a) <= SLOPE_RADIUS and a != 0 for a in s.alphas),
+        f"steer.alphas={list(s.alphas)} needs a nonzero α within {SLOPE_RADIUS} of 0 for the slope",
+    )
+    _require(
+        s.bootstrap == 0 or s.bootstrap >= 100,
+        f"steer.bootstrap={s.bootstrap} must be 0 (no intervals) or >= 100 resamples",
+    )
+    _require(
+        s.shuffled_draws == 0 or s.shuffled_draws >= 20,
+        f"steer.shuffled_draws={s.shuffled_draws} must be 0 (no null) or >= 20 draws",
+    )
     for key in ("model", "data"):
         if s[key].startswith(ASSET_PREFIX):
             try:
@@ -542,7 +686,10 @@ def validate_optimizers(c: DictConfig) -> None:
         problem = spec_problem(spec)
         _require(problem is None, f"phases[{i}] ({phase.name}): {problem}")
         if previous is not None and not phase.fresh_optimizer:
-            _require(spec.name == previous.name, f"phases[{i}].fresh_optimizer=false carries {previous.name}'s state, but the phase runs {spec.name}")
+            _require(
+                spec.name == previous.name,
+                f"phases[{i}].fresh_optimizer=false carries {previous.name}'s state, but the phase runs {spec.name}",
+            )
         previous = spec
 
 
@@ -554,7 +701,11 @@ def validate_phases(c: DictConfig) -> None:
         _require(p.lr is None or p.lr > 0, f"phases[{i}].lr={p.lr} must be > 0")
         if p.batch_size is not None:
             shards = max(c.trainer.devices, c.trainer.grad_shards or 1)
-            _require(p.batch_size >= 1 and p.batch_size % shards == 0, f"phases[{i}].batch_size={p.batch_size} must be >= 1 and split evenly over {shards} devices or gradient shards")
+            _require(
+                p.batch_size >= 1 and p.batch_size % shards == 0,
+                f"phases[{i}].batch_size={p.batch_size} must be >= 1 and split evenly over {shards} devices or "
+                "gradient shards",
+            )
         if p.tasks is not None:
             outside = [t for t in p.tasks if t not in c.data.tasks]
             _require(not outside, f"phases[{i}].tasks: {outside} not in data.tasks {list(c.data.tasks)}")
@@ -565,7 +716,9 @@ def validate_phases(c: DictConfig) -> None:
     if not r.enabled:
         return
     _require(r.target in c.data.tasks, f"recovery.target='{r.target}' is not in data.tasks {list(c.data.tasks)}")
-    _require(r.degradation in DEGRADATIONS, f"recovery.degradation='{r.degradation}' must be one of {list(DEGRADATIONS)}")
+    _require(
+        r.degradation in DEGRADATIONS, f"recovery.degradation='{r.degradation}' must be one of {list(DEGRADATIONS)}"
+    )
     for key in ("degrade_phase", "recover_phase"):
         _require(r[key] in names, f"recovery.{key}='{r[key]}' is not among the phases {names}")
     degrade, recover = names.index(r.degrade_phase), names.index(r.recover_phase)
@@ -574,17 +727,44 @@ def validate_phases(c: DictConfig) -> None:
     if r.degradation == "interference":
         _require(degrade_steps >= 1, f"recovery.degradation=interference needs phases[{degrade}].steps >= 1")
         tasks = c.phases[degrade].tasks
-        _require(tasks is None or r.target not in tasks, f"phases[{degrade}].tasks must not contain the target '{r.target}' for interference")
+        _require(
+            tasks is None or r.target not in tasks,
+            f"phases[{degrade}].tasks must not contain the target '{r.target}' for interference",
+        )
     else:
-        _require(degrade_steps == 0, f"recovery.degradation={r.degradation} is applied at once: set phases[{degrade}].steps to 0")
+        _require(
+            degrade_steps == 0,
+            f"recovery.degradation={r.degradation} is applied at once: set phases[{degrade}].steps to 0",
+        )
     if r.degradation == "reset":
-        _require(r.reset_group in parameter_group_names(c), f"recovery.reset_group='{r.reset_group}' is not a parameter group; the model has {parameter_group_names(c)}")
+        _require(
+            r.reset_group in parameter_group_names(c),
+            f"recovery.reset_group='{r.reset_group}' is not a parameter group; the model has "
+            f"{parameter_group_names(c)}",
+        )
     _require(r.k >= 1, f"recovery.k={r.k} must be >= 1")
     _require(len(r.prefix_ms) > 0 and min(r.prefix_ms) >= 1, f"recovery.prefix_ms={list(r.prefix_ms)} must be positive")
-    _require(max(r.prefix_ms) <= recover_steps, f"recovery.prefix_ms up to {max(r.prefix_ms)} needs that many recovery steps; phases[{recover}].steps={recover_steps}")
-    _require(r.static_batches >= r.k, f"recovery.static_batches={r.static_batches} must be >= recovery.k={r.k} (S1 is a top-k basis of that many gradients)")
+    _require(
+        max(r.prefix_ms) <= recover_steps,
+        f"recovery.prefix_ms up to {max(r.prefix_ms)} needs that many recovery steps; "
+        f"phases[{recover}].steps={recover_steps}",
+    )
+    _require(
+        r.static_batches >= r.k,
+        f"recovery.static_batches={r.static_batches} must be >= recovery.k={r.k} (S1 is a top-k basis of that many "
+        "gradients)",
+    )
     _require(r.noise_scale > 0 and r.negation_scale > 0, "recovery.noise_scale and recovery.negation_scale must be > 0")
-    _require(r.constrained_m == 0 or r.constrained_m in r.prefix_ms, f"recovery.constrained_m={r.constrained_m} must be 0 or one of recovery.prefix_ms={list(r.prefix_ms)}")
+    _require(
+        r.constrained_m == 0 or r.constrained_m in r.prefix_ms,
+        f"recovery.constrained_m={r.constrained_m} must be 0 or one of recovery.prefix_ms={list(r.prefix_ms)}",
+    )
     _require(0 <= r.hurt_threshold <= 1, f"recovery.hurt_threshold={r.hurt_threshold} must be in [0, 1]")
-    _require(all(t >= 1 for t in r.capture_at_steps), f"recovery.capture_at_steps={list(r.capture_at_steps)} must be >= 1")
-    _require(r.control_draws >= 0 and 1 <= r.control_m <= recover_steps, f"recovery.control_m={r.control_m} must be in 1 … phases[{recover}].steps={recover_steps} and recovery.control_draws={r.control_draws} >= 0")
+    _require(
+        all(t >= 1 for t in r.capture_at_steps), f"recovery.capture_at_steps={list(r.capture_at_steps)} must be >= 1"
+    )
+    _require(
+        r.control_draws >= 0 and 1 <= r.control_m <= recover_steps,
+        f"recovery.control_m={r.control_m} must be in 1 … phases[{recover}].steps={recover_steps} and "
+        f"recovery.control_draws={r.control_draws} >= 0",
+    )

@@ -42,6 +42,7 @@ from lightning_modules.answer_tokens import AnswerTokenModule
 from lightning_modules.causal_lm import CausalLMLoRAModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.config import phase_optimizer, phase_plan, resolve_asset_file
+from loclin.model_source import resolve_model_and_tokenizer
 from loclin.recovery import Recovery
 from loclin.rundir import (
     CHECKPOINT_DIR,
@@ -56,24 +57,33 @@ from loclin.rundir import (
 from loclin.tensorboard import drift_layout
 
 
+def build_synthetic(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDataModule]:
+    datamodule = build_datamodule(cfg)
+    return build_module(cfg, datamodule), datamodule
+
+
+def build_lora(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDataModule]:
+    module = build_lora_module(cfg)  # it brings the tokenizer the text tasks are encoded with
+    return module, build_text_datamodule(cfg, module.tokenizer)
+
+
+MODEL_FAMILIES = {"synthetic": build_synthetic, "lora": build_lora}  # the phased runner's kinds
+
+
 def build_module_and_data(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDataModule]:
-    """The module and its datamodule for ``cfg.kind`` (a LoRA module brings the tokenizer)."""
-    if cfg.kind == "lora":
-        module = build_lora_module(cfg)
-        datamodule = build_text_datamodule(cfg, module.tokenizer)
-    else:
-        datamodule = build_datamodule(cfg)
-        module = build_module(cfg, datamodule)
+    """The module and its datamodule of the model family ``cfg.kind`` (MODEL_FAMILIES)."""
+    module, datamodule = MODEL_FAMILIES[cfg.kind](cfg)
     module.grad_shards = cfg.trainer.grad_shards or 1  # one process only (see AnswerTokenModule.training_step)
     return module, datamodule
 
 
 def build_lora_module(cfg: DictConfig) -> CausalLMLoRAModule:
     lm, o = cfg.lm, cfg.optim
+    model_source, tokenizer_source = resolve_model_and_tokenizer(lm.model, lm.tokenizer)
     return CausalLMLoRAModule(
-        model_name=lm.model,
+        model_source=model_source,
         task_names=list(cfg.data.tasks),
-        tokenizer_name=lm.tokenizer,
+        tokenizer_source=tokenizer_source,
         rank=lm.lora.rank,
         alpha=lm.lora.alpha,
         lora_dropout=lm.lora.dropout,
@@ -142,7 +152,9 @@ def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> Activ
     a = cfg.activation_shift
     items = load_items(a.source, resolve_asset_file(a.data, ""), a.template, a.yes_answer, a.no_answer)
     probe, _ = split_items(items, min(a.n_items, len(items)), 0, cfg.seed)
-    return ActivationShiftCallback(encode_contrasts(module.tokenizer, probe, cfg.lm.special_tokens), stride=a.stride, batch_size=a.batch_size)
+    return ActivationShiftCallback(
+        encode_contrasts(module.tokenizer, probe, cfg.lm.special_tokens), stride=a.stride, batch_size=a.batch_size
+    )
 
 
 def build_random_search(cfg: DictConfig, measurements: list[MeasurementCallback]) -> RandomSearchCallback:
@@ -163,14 +175,32 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
     g = cfg.geometry
     if not g.enabled or steps < g.window:
         return []
-    window = GradientWindowCallback(g.window, sources=list(g.sources), groups=list(g.groups) if g.groups else None, sketch_dim=g.sketch_dim, seed=cfg.seed, shard_windows=g.shard_windows)
-    rolling = {s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags)) for s in g.sources}
+    window = GradientWindowCallback(
+        g.window,
+        sources=list(g.sources),
+        groups=list(g.groups) if g.groups else None,
+        sketch_dim=g.sketch_dim,
+        seed=cfg.seed,
+        shard_windows=g.shard_windows,
+    )
+    rolling = {
+        s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags))
+        for s in g.sources
+    }
     lags = feasible_lags(cfg, steps)
-    drift = [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources] if lags else []
+    drift = (
+        [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources]
+        if lags
+        else []
+    )
     callbacks: list[MeasurementCallback] = [window, *rolling.values(), *drift]
     p = g.per_task
     if p.enabled and per_task and p.stride <= steps:
-        callbacks.append(PerTaskGradientCallback(window, list(cfg.data.tasks), stride=p.stride, n_batches=p.n_batches, n_heldout=p.n_heldout, k=p.k))
+        callbacks.append(
+            PerTaskGradientCallback(
+                window, list(cfg.data.tasks), stride=p.stride, n_batches=p.n_batches, n_heldout=p.n_heldout, k=p.k
+            )
+        )
     return callbacks
 
 
@@ -202,10 +232,14 @@ class PhaseLogger(TensorBoardLogger):
 
 
 def build_logger(run_dir: Path) -> PhaseLogger:
-    return PhaseLogger(save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name, default_hp_metric=False)
+    return PhaseLogger(
+        save_dir=str(run_dir.parent.parent), name=run_dir.parent.name, version=run_dir.name, default_hp_metric=False
+    )
 
 
-def build_trainer(cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbacks: list[Callback], steps: int) -> L.Trainer:
+def build_trainer(
+    cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbacks: list[Callback], steps: int
+) -> L.Trainer:
     t = cfg.trainer
     # monitor=None + save_top_k=1: one rolling file, rewritten at the end of every "epoch"
     checkpoint = AtomicCheckpoint(
@@ -223,7 +257,11 @@ def build_trainer(cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbac
         strategy=t.strategy,
         precision=t.precision,
         logger=logger,
-        callbacks=[*callbacks, *([DivergenceGuard(t.divergence_patience)] if t.divergence_patience else []), checkpoint],
+        callbacks=[
+            *callbacks,
+            *([DivergenceGuard(t.divergence_patience)] if t.divergence_patience else []),
+            checkpoint,
+        ],
         log_every_n_steps=t.log_every_n_steps,
         enable_progress_bar=t.progress_bar,
         use_distributed_sampler=False,
@@ -239,7 +277,9 @@ def task_metrics(results: list[dict[str, float]], datamodule: PhasedDataModule) 
     metrics = {}
     for task, chance in datamodule.chance_accuracy.items():
         metrics[f"task.{task}.acc"] = metric(float(merged[f"val/{task}/acc"]), "held-out answer-token accuracy", chance)
-        metrics[f"task.{task}.exact"] = metric(float(merged[f"val/{task}/exact"]), "held-out exact match (all answer tokens right)")
+        metrics[f"task.{task}.exact"] = metric(
+            float(merged[f"val/{task}/exact"]), "held-out exact match (all answer tokens right)"
+        )
         metrics[f"task.{task}.loss"] = metric(float(merged[f"val/{task}/loss"]), "held-out answer-token cross-entropy")
     return metrics
 
@@ -256,7 +296,13 @@ def phase_tasks(cfg: DictConfig, phase: DictConfig) -> list[str]:
     return list(cfg.data.train_tasks or cfg.data.tasks)
 
 
-def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_callbacks: list[Callback] | None = None, extend_summary: Callable[[dict], None] | None = None) -> dict:
+def run_experiment(
+    cfg: DictConfig,
+    run_dir: Path,
+    resume: bool = False,
+    extra_callbacks: list[Callback] | None = None,
+    extend_summary: Callable[[dict], None] | None = None,
+) -> dict:
     """Run every phase; write config.yaml, TensorBoard events, checkpoints and summary.json
     (``extend_summary`` adds to the summary first: summary.json marks a finished run)."""
     started = time.time()
@@ -268,7 +314,9 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
     module, datamodule = build_module_and_data(cfg)
     logger = build_logger(run_dir)
     if cfg.geometry.enabled or cfg.activation_shift.enabled:
-        logger.experiment.add_custom_scalars(drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks, cfg.activation_shift.enabled))
+        logger.experiment.add_custom_scalars(
+            drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks, cfg.activation_shift.enabled)
+        )
     recovery = Recovery(cfg, run_dir, module, datamodule) if cfg.recovery.enabled else None
     plan = phase_plan(cfg)
     summary = base_summary(cfg, run_dir, plan)
@@ -299,12 +347,21 @@ def run_experiment(cfg: DictConfig, run_dir: Path, resume: bool = False, extra_c
         if recovery is not None:
             phase_callbacks += recovery.before_phase(phase)
         reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
-        trainer = build_trainer(cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps)
+        trainer = build_trainer(
+            cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps
+        )
         if phase.steps > 0:
             try:
-                trainer.fit(module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.is_file() else None)
+                trainer.fit(
+                    module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.is_file() else None
+                )
             except Diverged as error:  # a finished run all the same: its summary says where and why
-                summary["diverged"] = {"phase": phase.name, "step": offset + error.first, "patience": error.patience, "message": str(error)}
+                summary["diverged"] = {
+                    "phase": phase.name,
+                    "step": offset + error.first,
+                    "patience": error.patience,
+                    "message": str(error),
+                }
                 summary["wall_seconds_this_process"] = time.time() - started
                 if trainer.is_global_zero:
                     write_json(run_dir / SUMMARY_FILE, summary)
@@ -339,7 +396,10 @@ def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict
         "run_dir": str(run_dir),
         "seed": cfg.seed,
         "steps": sum(p.steps for p in plan),
-        "phases": [{"name": p.name, "steps": p.steps, "tasks": phase_tasks(cfg, p), "optim": phase_optimizer(cfg, p).as_dict()} for p in plan],
+        "phases": [
+            {"name": p.name, "steps": p.steps, "tasks": phase_tasks(cfg, p), "optim": phase_optimizer(cfg, p).as_dict()}
+            for p in plan
+        ],
         "geometry": {"window": cfg.geometry.window, "k": cfg.geometry.k},
         "metrics": {},
         "curves": {},
@@ -348,16 +408,28 @@ def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict
     }
 
 
-def phase_summary(phase: DictConfig, index: int, trainer: L.Trainer, callbacks: list[MeasurementCallback], task_metrics: dict) -> dict:
+def phase_summary(
+    phase: DictConfig, index: int, trainer: L.Trainer, callbacks: list[MeasurementCallback], task_metrics: dict
+) -> dict:
     """One phase's numbers. The first phase's names are bare (``grad.energy_topk``); later
     phases are prefixed with the phase name (``recover.grad.overlap_lag100``)."""
     prefix = "" if index == 0 else f"{phase.name}."
-    part = {"metrics": {f"{prefix}{n}": v for n, v in task_metrics.items()}, "curves": {}, "memory_bytes": {}, "counts": {}, "geometry": {}}
+    part = {
+        "metrics": {f"{prefix}{n}": v for n, v in task_metrics.items()},
+        "curves": {},
+        "memory_bytes": {},
+        "counts": {},
+        "geometry": {},
+    }
     for callback in callbacks:
         result = callback.summary()
-        part["metrics"].update({f"{prefix}{n}": v for n, v in result.get("metrics", {}).items() if not n.startswith("recovery.")})
+        part["metrics"].update(
+            {f"{prefix}{n}": v for n, v in result.get("metrics", {}).items() if not n.startswith("recovery.")}
+        )
         part["metrics"].update({n: v for n, v in result.get("metrics", {}).items() if n.startswith("recovery.")})
-        part["curves"].update({(n if n.startswith("recovery.") else f"{prefix}{n}"): c for n, c in result.get("curves", {}).items()})
+        part["curves"].update(
+            {(n if n.startswith("recovery.") else f"{prefix}{n}"): c for n, c in result.get("curves", {}).items()}
+        )
         part["memory_bytes"][f"{prefix}{callback.state_key}"] = callback.memory_bytes()
         if "dim" in result:
             part["geometry"]["dim"] = result["dim"]

@@ -27,7 +27,18 @@ from loclin.rundir import (
 )
 
 # names and execution settings: how the later phases run (processes, threads), not what was computed
-ALWAYS_FREE = ("experiment", "output_root", "trainer.progress_bar", "trainer.log_every_n_steps", "fork", "trainer.accelerator", "trainer.devices", "trainer.strategy", "trainer.grad_shards", "trainer.cpu_threads")
+ALWAYS_FREE = (
+    "experiment",
+    "output_root",
+    "trainer.progress_bar",
+    "trainer.log_every_n_steps",
+    "fork",
+    "trainer.accelerator",
+    "trainer.devices",
+    "trainer.strategy",
+    "trainer.grad_shards",
+    "trainer.cpu_threads",
+)
 RECOVER_MEASUREMENT = ("prefix_ms", "constrained_m", "control_m", "control_draws", "capture_at_steps", "hurt_threshold")
 DEGRADATION_KEYS = ("degradation", "negation_scale", "noise_scale", "reset_group")
 
@@ -67,12 +78,20 @@ def fork_config(parent: Path, after: str, overrides: list[str]) -> DictConfig:
     if after not in names:
         raise ConfigError(f"--after {after}: the parent's phases are {names}")
     for name in names[: names.index(after) + 1]:
-        if not (parent / PHASES_DIR / f"{name}.json").is_file() or not (parent / CHECKPOINT_DIR / name / END_CHECKPOINT).is_file():
-            raise RunDirError(f"--fork: the parent's phase '{name}' is not complete (no {PHASES_DIR}/{name}.json or its {END_CHECKPOINT})")
+        if (
+            not (parent / PHASES_DIR / f"{name}.json").is_file()
+            or not (parent / CHECKPOINT_DIR / name / END_CHECKPOINT).is_file()
+        ):
+            raise RunDirError(
+                f"--fork: the parent's phase '{name}' is not complete (no {PHASES_DIR}/{name}.json or its "
+                f"{END_CHECKPOINT})"
+            )
     cfg = load_config(parent / CONFIG_FILE, [*overrides, f"fork.parent={parent.resolve()}", f"fork.after={after}"])
     fork_names = [p.name for p in phase_plan(cfg)]
     if fork_names[: len(names[: names.index(after) + 1])] != names[: names.index(after) + 1]:
-        raise ConfigError(f"--fork: the phases up to '{after}' must stay {names[: names.index(after) + 1]}, got {fork_names}")
+        raise ConfigError(
+            f"--fork: the phases up to '{after}' must stay {names[: names.index(after) + 1]}, got {fork_names}"
+        )
     free = free_keys(parent_cfg, after)
     before, now = flatten(OmegaConf.to_container(parent_cfg)), flatten(OmegaConf.to_container(cfg))
     for key in sorted(set(before) | set(now)):
@@ -81,7 +100,8 @@ def fork_config(parent: Path, after: str, overrides: list[str]) -> DictConfig:
         if before.get(key) != now.get(key):
             raise ConfigError(
                 f"--fork: '{key}' would change what the parent computed up to phase '{after}' "
-                f"(parent {before.get(key)!r}, fork {now.get(key)!r}); only later phases and their measurement keys may change"
+                f"(parent {before.get(key)!r}, fork {now.get(key)!r}); only later phases and their measurement keys "
+                "may change"
             )
     return cfg
 

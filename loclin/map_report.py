@@ -15,13 +15,21 @@ import math
 from pathlib import Path
 
 from geometry.intervals import t_interval
-from loclin.report import fmt, render_markdown, render_text
+from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError
+from loclin.tables import fmt, render_markdown, render_text
 
 PAPER_P8 = 0.77  # arXiv 2606.10929, claim C4: P8 capture of the LoRA recovery displacement
 CELLS_FILE = "cells.json"
 OPTIMIZER_SWEEPS = ("sgd", "sgd_momentum", "adam", "adamw")
-AXIS_NAMES = {"phases.2.lr": "recover lr", "phases.2.optim.warmup_steps": "recover warm-up", "phases.2.batch_size": "recover batch", "phases.1.lr": "D1 lr", "recovery.noise_scale": "D3 ρ", "lm.lora.rank": "rank"}
+AXIS_NAMES = {
+    "phases.2.lr": "recover lr",
+    "phases.2.optim.warmup_steps": "recover warm-up",
+    "phases.2.batch_size": "recover batch",
+    "phases.1.lr": "D1 lr",
+    "recovery.noise_scale": "D3 ρ",
+    "lm.lora.rank": "rank",
+}
 OUTSIDE = {"fontsize": 7, "loc": "center left", "bbox_to_anchor": (1, 0.5)}  # a legend beside the axes
 C4_COLUMNS = {
     "P8 [95%]": "recovery.capture.P8_updates",
@@ -43,12 +51,18 @@ def is_map(folder: Path) -> bool:
 
     if (folder / CELLS_FILE).is_file():
         return True
-    return not (folder / MANIFEST).is_file() and (any(folder.glob(f"*/{MANIFEST}")) or any(folder.glob("*/*/version_*/summary.json")))
+    return not (folder / MANIFEST).is_file() and (
+        any(folder.glob(f"*/{MANIFEST}")) or any(folder.glob("*/*/version_*/summary.json"))
+    )
 
 
 def c4_record(sweep: str, point: dict, summary: dict) -> dict:
     norms = summary.get("curves", {}).get("recovery.norms", {})
-    metrics = {k: v["value"] for k, v in summary["metrics"].items() if k.startswith("recovery.") and isinstance(v.get("value"), (int, float))}
+    metrics = {
+        k: v["value"]
+        for k, v in summary["metrics"].items()
+        if k.startswith("recovery.") and isinstance(v.get("value"), (int, float))
+    }
     if norms.get("go_back"):
         metrics.setdefault("recovery.delta_over_go_back", norms["delta"] / norms["go_back"])
         metrics.setdefault("recovery.delta_norm", norms["delta"])
@@ -57,7 +71,14 @@ def c4_record(sweep: str, point: dict, summary: dict) -> dict:
 
 
 def c6_record(name: str, summary: dict) -> dict:
-    keep = ("cos_delta_caa", "cos_delta_caa_interval", "cos_delta_caa_prompt_end", "cos_adam_caa", "shuffled_p95", "random_p95")
+    keep = (
+        "cos_delta_caa",
+        "cos_delta_caa_interval",
+        "cos_delta_caa_prompt_end",
+        "cos_adam_caa",
+        "shuffled_p95",
+        "random_p95",
+    )
     layers = summary["curves"]["steer.layers"]
     return {
         "map": "c6",
@@ -67,7 +88,10 @@ def c6_record(name: str, summary: dict) -> dict:
         "stepped": summary["stepped"],
         "bos": bool(summary.get("special_prefix")),
         "seed": summary["seed"],
-        "metrics": {k: {"value": v["value"], **({"interval": v["interval"]} if "interval" in v else {})} for k, v in summary["metrics"].items()},
+        "metrics": {
+            k: {"value": v["value"], **({"interval": v["interval"]} if "interval" in v else {})}
+            for k, v in summary["metrics"].items()
+        },
         "layers": {k: layers[k] for k in keep if k in layers},
         "steered_layer": summary["curves"]["steer.curves"]["layer"],
     }
@@ -85,14 +109,33 @@ def collect(folder: Path) -> list[dict]:
     for manifest_file in sorted(folder.glob(f"*/{MANIFEST}")):
         for point, summary in point_summaries(manifest_file.parent, json.loads(manifest_file.read_text())):
             if summary is not None and summary.get("diverged"):
-                records.append({"map": "c4", "sweep": manifest_file.parent.name, "cell": point["cell"], "seed": point["seed"], "missing": True, "diverged": summary["diverged"], "metrics": {}})
+                records.append(
+                    {
+                        "map": "c4",
+                        "sweep": manifest_file.parent.name,
+                        "cell": point["cell"],
+                        "seed": point["seed"],
+                        "missing": True,
+                        "diverged": summary["diverged"],
+                        "metrics": {},
+                    }
+                )
             elif summary is not None:
                 records.append(c4_record(manifest_file.parent.name, point, summary))
             else:  # failed (e.g. diverged) or not run yet: named in the verdict, never averaged
-                records.append({"map": "c4", "sweep": manifest_file.parent.name, "cell": point["cell"], "seed": point["seed"], "missing": True, "metrics": {}})
+                records.append(
+                    {
+                        "map": "c4",
+                        "sweep": manifest_file.parent.name,
+                        "cell": point["cell"],
+                        "seed": point["seed"],
+                        "missing": True,
+                        "metrics": {},
+                    }
+                )
     for summary_file in sorted(folder.glob("*/*/version_*/summary.json")):
         summary = json.loads(summary_file.read_text())
-        if summary.get("kind") == "steer":
+        if protocol_of_summary(summary) == "steer":
             records.append(c6_record(summary_file.parents[2].name, summary))
     if not any(not r.get("missing") for r in records):
         raise RunDirError(f"map '{folder}' has no finished point yet")
@@ -151,8 +194,29 @@ def spread(values: list[float]) -> float:
 
 def capture_lengths(records: list[dict]) -> list[int]:
     """The T of ``recovery.capture_at_T{T}.P8_updates`` present in the records."""
-    keys = {k for r in records for k in r["metrics"] if k.startswith("recovery.capture_at_T") and k.endswith(".P8_updates")}
+    keys = {
+        k for r in records for k in r["metrics"] if k.startswith("recovery.capture_at_T") and k.endswith(".P8_updates")
+    }
     return sorted(int(k[len("recovery.capture_at_T") : -len(".P8_updates")]) for k in keys)
+
+
+def length_controls(cells: dict[str, list[dict]], lengths: list[int]) -> list[str]:
+    """P8 of θ_T − θ_0 against 8 updates at random positions before T, for the (cell, T) pairs
+    whose runs measured that control (recovery.capture_at_T{T}.R8_random_positions)."""
+    pairs = []
+    for group in cells.values():
+        for t in lengths:
+            if f"recovery.capture_at_T{t}.R8_random_positions" in group[0]["metrics"]:
+                prefix = cell_stat(group, f"recovery.capture_at_T{t}.P8_updates")[0]
+                pairs.append((prefix, cell_stat(group, f"recovery.capture_at_T{t}.R8_random_positions")[0], t))
+    if not pairs:
+        return []
+    passing = [(p, r) for p, r, t in pairs if p >= PAPER_P8 and t > 8]
+    return [
+        f"Against 8 updates at random positions before T (measured in {len(pairs)} (cell, T) pairs), the first 8 "
+        f"capture more in {sum(p > r for p, r, _ in pairs)}; of the {len(passing)} pairs past T = 8 with P8 ≥ "
+        f"{PAPER_P8}, {sum(p > r for p, r in passing)} beat that control."
+    ]
 
 
 def c4_verdict(records: list[dict]) -> str:
@@ -165,32 +229,62 @@ def c4_verdict(records: list[dict]) -> str:
     reached = [label for label, (mean, low, _) in ranked if mean >= PAPER_P8]
     text = []
     if reached:
-        text.append(f"P8 ≥ {PAPER_P8} in: " + "; ".join(f"{label} ({fmt_stat(means[label])})" for label in reached) + ".")
+        text.append(
+            f"P8 ≥ {PAPER_P8} in: " + "; ".join(f"{label} ({fmt_stat(means[label])})" for label in reached) + "."
+        )
     else:
         best, stat = ranked[0]
         text.append(f"P8 reaches {PAPER_P8} in no cell. The highest is {best}: {fmt_stat(stat)}.")
     lengths = capture_lengths(records)
     if lengths:
-        counts = [f"{sum(cell_stat(g, f'recovery.capture_at_T{t}.P8_updates')[0] >= PAPER_P8 for g in cells.values())} at T = {t}" for t in lengths]
-        passing = {t: sum(cell_stat(g, f"recovery.capture_at_T{t}.P8_updates")[0] >= PAPER_P8 for g in cells.values()) for t in lengths}
+        counts = [
+            f"{sum(cell_stat(g, f'recovery.capture_at_T{t}.P8_updates')[0] >= PAPER_P8 for g in cells.values())} at T "
+            f"= {t}"
+            for t in lengths
+        ]
+        passing = {
+            t: sum(cell_stat(g, f"recovery.capture_at_T{t}.P8_updates")[0] >= PAPER_P8 for g in cells.values())
+            for t in lengths
+        }
         reading = ""
         if passing[max(lengths)] < max(passing.values()):
             reading = ": the first 8 updates explain a short recovery better than a long one"
         text.append(
-            f"Against the length of the recovery, from the same runs: cap(P_8, θ_T − θ_0) ≥ {PAPER_P8} in {', '.join(counts)} "
+            f"Against the length of the recovery, from the same runs: cap(P_8, θ_T − θ_0) ≥ {PAPER_P8} in "
+            f"{', '.join(counts)} "
             f"(of {len(cells)} cells; near T = 8 it is 1 by construction){reading}."
         )
-    failed = [label for label, g in cells.items() if cell_stat(g, "recovery.theta_R.acc")[0] <= cell_stat(g, "recovery.theta_0.acc")[0] + 0.05]
+        text += length_controls(cells, lengths)
+    failed = [
+        label
+        for label, g in cells.items()
+        if cell_stat(g, "recovery.theta_R.acc")[0] <= cell_stat(g, "recovery.theta_0.acc")[0] + 0.05
+    ]
     if failed:
-        text.append(f"Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), whose capture describes a failed run: {'; '.join(failed)}.")
+        text.append(
+            "Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), whose capture describes a "
+            f"failed run: {'; '.join(failed)}."
+        )
     missing = missing_points(records)
     if missing:
-        text.append("Points without numbers (diverged, failed or not yet run; see the sweep's logs/): " + "; ".join(f"{label} ({', '.join(points)})" for label, points in missing.items()) + ".")
-    beaten = [label for label, g in cells.items() if cell_stat(g, "recovery.capture.R8_random_positions")[0] > means[label][0]]
+        text.append(
+            "Points without numbers (diverged, failed or not yet run; see the sweep's logs/): "
+            + "; ".join(f"{label} ({', '.join(points)})" for label, points in missing.items())
+            + "."
+        )
+    beaten = [
+        label for label, g in cells.items() if cell_stat(g, "recovery.capture.R8_random_positions")[0] > means[label][0]
+    ]
     if beaten:
-        text.append(f"8 updates at random positions capture more than the first 8 in {len(beaten)} of {len(cells)} cells (the prefix is not special there): {'; '.join(beaten)}.")
+        text.append(
+            f"8 updates at random positions capture more than the first 8 in {len(beaten)} of {len(cells)} cells (the "
+            f"prefix is not special there): {'; '.join(beaten)}."
+        )
     else:
-        text.append(f"The first 8 updates capture more than 8 at random positions in all {len(cells)} cells: the prefix is special.")
+        text.append(
+            f"The first 8 updates capture more than 8 at random positions in all {len(cells)} cells: the prefix is "
+            "special."
+        )
     effects = {}
     by_sweep: dict[str, list[float]] = {}
     for label, group in cells.items():
@@ -205,18 +299,26 @@ def c4_verdict(records: list[dict]) -> str:
     long_enough = [t for t in lengths if t >= 3 * 8]  # at T ≈ m the prefix is nearly all of Δ_T, whatever the regime
     if len(long_enough) > 1:
         effects[f"the recovery length T ∈ {long_enough} (within a run)"] = max(
-            spread([r["metrics"].get(f"recovery.capture_at_T{t}.P8_updates", math.nan) for t in long_enough]) for r in records
+            spread([r["metrics"].get(f"recovery.capture_at_T{t}.P8_updates", math.nan) for t in long_enough])
+            for r in records
         )
     effects = {k: v for k, v in effects.items() if not math.isnan(v)}
     if effects:
         order = sorted(effects.items(), key=lambda item: -item[1])
-        text.append("What moves P8 most (range of cell means): " + "; ".join(f"{name} {fmt(value)}" for name, value in order) + ".")
+        text.append(
+            "What moves P8 most (range of cell means): "
+            + "; ".join(f"{name} {fmt(value)}" for name, value in order)
+            + "."
+        )
     return " ".join(text)
 
 
 def error_bars(stats: list[tuple[float, float, float]]) -> list[list[float]]:
     """matplotlib's yerr from (mean, low, high) rows; no bar where there is no interval (one seed)."""
-    return [[0 if math.isnan(lo) else m - lo for m, lo, _ in stats], [0 if math.isnan(hi) else hi - m for m, _, hi in stats]]
+    return [
+        [0 if math.isnan(lo) else m - lo for m, lo, _ in stats],
+        [0 if math.isnan(hi) else hi - m for m, _, hi in stats],
+    ]
 
 
 def save_capture_figure(fig, ax, out: Path, name: str, title: str, legend: dict) -> None:
@@ -237,47 +339,123 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
 
     cells = c4_cells(records)
     figures = []
-    optimizer_cells = [(label, g) for label, g in cells.items() if g[0]["sweep"] in OPTIMIZER_SWEEPS and "phases.2.lr" in g[0]["cell"]]
+    optimizer_cells = [
+        (label, g) for label, g in cells.items() if g[0]["sweep"] in OPTIMIZER_SWEEPS and "phases.2.lr" in g[0]["cell"]
+    ]
     if optimizer_cells:
         fig, ax = plt.subplots(figsize=(7, 4))
         for sweep in OPTIMIZER_SWEEPS:
-            group = sorted(((g[0]["cell"]["phases.2.lr"], g) for _, g in optimizer_cells if g[0]["sweep"] == sweep), key=lambda item: item[0])
+            group = sorted(
+                ((g[0]["cell"]["phases.2.lr"], g) for _, g in optimizer_cells if g[0]["sweep"] == sweep),
+                key=lambda item: item[0],
+            )
             if not group:
                 continue
             lrs = [lr for lr, _ in group]
             stats = [cell_stat(g, "recovery.capture.P8_updates") for _, g in group]
-            line = ax.errorbar(lrs, [m for m, _, _ in stats], yerr=error_bars(stats), marker="o", capsize=3, label=f"{sweep}: P8")
+            line = ax.errorbar(
+                lrs, [m for m, _, _ in stats], yerr=error_bars(stats), marker="o", capsize=3, label=f"{sweep}: P8"
+            )
             controls = [cell_stat(g, "recovery.capture.R8_random_positions")[0] for _, g in group]
-            ax.plot(lrs, controls, ls="--", marker="x", color=line[0].get_color(), alpha=0.7, label=f"{sweep}: 8 random positions")
+            ax.plot(
+                lrs,
+                controls,
+                ls="--",
+                marker="x",
+                color=line[0].get_color(),
+                alpha=0.7,
+                label=f"{sweep}: 8 random positions",
+            )
         ax.set_xscale("log")
         ax.set_xlabel("recover learning rate")
         ax.set_ylabel("capture of Δ = θ_R − θ_0")
-        save_capture_figure(fig, ax, out, "c4_p8_vs_lr.png", "P8 against the recover optimizer and rate\n(mean, 95% t-interval over parent seeds)", OUTSIDE)
-        figures.append(("c4_p8_vs_lr.png", "P8 (solid) and the random-position control (dashed) against the recover rate"))
+        save_capture_figure(
+            fig,
+            ax,
+            out,
+            "c4_p8_vs_lr.png",
+            "P8 against the recover optimizer and rate\n(mean, 95% t-interval over parent seeds)",
+            OUTSIDE,
+        )
+        figures.append(
+            ("c4_p8_vs_lr.png", "P8 (solid) and the random-position control (dashed) against the recover rate")
+        )
     plotted = {label for label, _ in optimizer_cells}
     others = [(label, g) for label, g in cells.items() if label not in plotted]
     if others:
         fig, ax = plt.subplots(figsize=(max(5, 0.7 * len(others) + 2), 4))
         stats = [cell_stat(g, "recovery.capture.P8_updates") for _, g in others]
         xs = list(range(len(others)))
-        ax.bar(xs, [m for m, _, _ in stats], yerr=error_bars(stats), capsize=3, color="tab:blue", alpha=0.7, label="P8 (first 8 updates)")
-        ax.scatter(xs, [cell_stat(g, "recovery.capture.R8_random_positions")[0] for _, g in others], marker="x", color="tab:orange", zorder=3, label="8 random positions")
-        ax.scatter(xs, [cell_stat(g, "recovery.capture.L8_last_updates")[0] for _, g in others], marker="_", s=200, color="tab:green", zorder=3, label="last 8")
+        ax.bar(
+            xs,
+            [m for m, _, _ in stats],
+            yerr=error_bars(stats),
+            capsize=3,
+            color="tab:blue",
+            alpha=0.7,
+            label="P8 (first 8 updates)",
+        )
+        ax.scatter(
+            xs,
+            [cell_stat(g, "recovery.capture.R8_random_positions")[0] for _, g in others],
+            marker="x",
+            color="tab:orange",
+            zorder=3,
+            label="8 random positions",
+        )
+        ax.scatter(
+            xs,
+            [cell_stat(g, "recovery.capture.L8_last_updates")[0] for _, g in others],
+            marker="_",
+            s=200,
+            color="tab:green",
+            zorder=3,
+            label="last 8",
+        )
         ax.set_xticks(xs, [label for label, _ in others], rotation=35, ha="right", fontsize=7)
         ax.set_ylabel("capture of Δ = θ_R − θ_0")
-        save_capture_figure(fig, ax, out, "c4_other_axes.png", "P8 and its controls on the other axes\n(mean, 95% t-interval over parent seeds)", {"fontsize": 7})
+        save_capture_figure(
+            fig,
+            ax,
+            out,
+            "c4_other_axes.png",
+            "P8 and its controls on the other axes\n(mean, 95% t-interval over parent seeds)",
+            {"fontsize": 7},
+        )
         figures.append(("c4_other_axes.png", "P8 and its controls per cell of the other axes"))
-    ms = sorted({int(k[len("recovery.capture.P") : -len("_updates")]) for r in records for k in r["metrics"] if k.startswith("recovery.capture.P") and k.endswith("_updates")})
+    ms = sorted(
+        {
+            int(k[len("recovery.capture.P") : -len("_updates")])
+            for r in records
+            for k in r["metrics"]
+            if k.startswith("recovery.capture.P") and k.endswith("_updates")
+        }
+    )
     if ms:
         fig, ax = plt.subplots(figsize=(7, 4))
         for label, group in cells.items():
-            (line,) = ax.plot(ms, [cell_stat(group, f"recovery.capture.P{m}_updates")[0] for m in ms], marker="o", lw=1, label=label)
+            (line,) = ax.plot(
+                ms, [cell_stat(group, f"recovery.capture.P{m}_updates")[0] for m in ms], marker="o", lw=1, label=label
+            )
             controls = [m for m in ms if f"recovery.capture.R{m}_random_positions" in group[0]["metrics"]]
-            ax.plot(controls, [cell_stat(group, f"recovery.capture.R{m}_random_positions")[0] for m in controls], ls="--", lw=0.8, color=line.get_color())
+            ax.plot(
+                controls,
+                [cell_stat(group, f"recovery.capture.R{m}_random_positions")[0] for m in controls],
+                ls="--",
+                lw=0.8,
+                color=line.get_color(),
+            )
         ax.set_xscale("log", base=2)
         ax.set_xlabel("m (first m updates)")
         ax.set_ylabel("cap(P_m, Δ)")
-        save_capture_figure(fig, ax, out, "c4_pm.png", "P_m against m per cell (dashed: m updates at random positions)", {**OUTSIDE, "fontsize": 6})
+        save_capture_figure(
+            fig,
+            ax,
+            out,
+            "c4_pm.png",
+            "P_m against m per cell (dashed: m updates at random positions)",
+            {**OUTSIDE, "fontsize": 6},
+        )
         figures.append(("c4_pm.png", "P_m for every m, with the random-position control"))
     lengths = capture_lengths(records)
     if lengths:
@@ -291,16 +469,36 @@ def c4_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
         ax.set_xscale("log")
         ax.set_xlabel("recovery length T (steps)")
         ax.set_ylabel("cap(P_8, θ_T − θ_0)")
-        save_capture_figure(fig, ax, out, "c4_p8_vs_T.png", "P8 against the recovery length, per cell (mean over seeds; dashed: 8 at random positions before T)", {**OUTSIDE, "fontsize": 6})
+        save_capture_figure(
+            fig,
+            ax,
+            out,
+            "c4_p8_vs_T.png",
+            "P8 against the recovery length, per cell (mean over seeds; dashed: 8 at random positions before T)",
+            {**OUTSIDE, "fontsize": 6},
+        )
         figures.append(("c4_p8_vs_T.png", "P8 of the displacement after T steps, from the same runs"))
     return figures
 
 
-C6_COLUMNS = ["point", "model", "source", "step on", "BOS", "max cos(δ, v) [95%]", "at block", "block's 95%", "max cos(δ at t−1, v) [95%]", "max cos(Adam δ, v)", "shuffled p95 (worst block)", "δ̂ : v̂ at the peak block [95%]"]
+C6_COLUMNS = [
+    "point",
+    "model",
+    "source",
+    "step on",
+    "BOS",
+    "max cos(δ, v) [95%]",
+    "at block",
+    "block's 95%",
+    "max cos(δ at t−1, v) [95%]",
+    "max cos(Adam δ, v)",
+    "shuffled p95 (worst block)",
+    "δ̂ : v̂ at the peak block [95%]",
+]
 
 
 def c6_entry(record: dict, name: str) -> str:
-    from loclin.report import fmt_entry
+    from loclin.tables import fmt_entry
 
     return fmt_entry(record["metrics"].get(name))
 
@@ -311,12 +509,22 @@ def c6_table(records: list[dict]) -> list[list[str]]:
         layers = r["layers"]
         peak = max(range(len(layers["cos_delta_caa"])), key=lambda i: layers["cos_delta_caa"][i])
         interval = layers.get("cos_delta_caa_interval", [[math.nan, math.nan]] * len(layers["cos_delta_caa"]))[peak]
-        rows.append([
-            r["name"], Path(r["model"]).name.replace("asset:", ""), r["source"], r["stepped"], "yes" if r["bos"] else "no",
-            c6_entry(r, "steer.cos_delta_caa.max"), str(peak), f"[{fmt(interval[0])}, {fmt(interval[1])}]",
-            c6_entry(r, "steer.prompt_end.cos_delta_caa.max"), c6_entry(r, "steer.cos_adam_caa.max"), c6_entry(r, "steer.shuffled_max_p95"),
-            c6_entry(r, "steer.at_peak.slope_ratio_delta_caa"),
-        ])
+        rows.append(
+            [
+                r["name"],
+                Path(r["model"]).name.replace("asset:", ""),
+                r["source"],
+                r["stepped"],
+                "yes" if r["bos"] else "no",
+                c6_entry(r, "steer.cos_delta_caa.max"),
+                str(peak),
+                f"[{fmt(interval[0])}, {fmt(interval[1])}]",
+                c6_entry(r, "steer.prompt_end.cos_delta_caa.max"),
+                c6_entry(r, "steer.cos_adam_caa.max"),
+                c6_entry(r, "steer.shuffled_max_p95"),
+                c6_entry(r, "steer.at_peak.slope_ratio_delta_caa"),
+            ]
+        )
     return rows
 
 
@@ -339,33 +547,88 @@ def c6_verdict(records: list[dict], target: float = 0.58) -> str:
                     hits.append((r["name"], position, block, value, low))
     solid = [h for h in hits if h[4] >= target]
     if solid:
-        text.append(f"cos(δ, v) ≥ {target} with its whole 95% interval in: " + "; ".join(f"{n} (δ at {p}, block {b}: {fmt(v)}, lower {fmt(lo)})" for n, p, b, v, lo in solid) + ".")
+        text.append(
+            f"cos(δ, v) ≥ {target} with its whole 95% interval in: "
+            + "; ".join(f"{n} (δ at {p}, block {b}: {fmt(v)}, lower {fmt(lo)})" for n, p, b, v, lo in solid)
+            + "."
+        )
     elif hits:
-        text.append(f"cos(δ, v) passes {target} only as a point value: " + "; ".join(f"{n} (δ at {p}, block {b}: {fmt(v)})" for n, p, b, v, _ in hits) + ".")
+        text.append(
+            f"cos(δ, v) passes {target} only as a point value: "
+            + "; ".join(f"{n} (δ at {p}, block {b}: {fmt(v)})" for n, p, b, v, _ in hits)
+            + "."
+        )
     else:
         best = max(records, key=lambda r: r["metrics"]["steer.cos_delta_caa.max"]["value"])
-        text.append(f"cos(δ, v) reaches {target} at no block of any point. The highest: {best['name']}, {c6_entry(best, 'steer.cos_delta_caa.max')}.")
+        text.append(
+            f"cos(δ, v) reaches {target} at no block of any point. The highest: {best['name']}, "
+            f"{c6_entry(best, 'steer.cos_delta_caa.max')}."
+        )
+    text.append(best_over_reads(records))
     effects: dict[str, list[float]] = {}
     for i, a in enumerate(records):
         for b in records[i + 1 :]:
             differ = [axis for axis in C6_AXES if a[axis] != b[axis]]
             if len(differ) == 1:
-                effects.setdefault(differ[0], []).append(abs(a["metrics"]["steer.cos_delta_caa.max"]["value"] - b["metrics"]["steer.cos_delta_caa.max"]["value"]))
+                effects.setdefault(differ[0], []).append(
+                    abs(
+                        a["metrics"]["steer.cos_delta_caa.max"]["value"]
+                        - b["metrics"]["steer.cos_delta_caa.max"]["value"]
+                    )
+                )
     for r in records:
         if "steer.prompt_end.cos_delta_caa.max" in r["metrics"]:
-            effects.setdefault("read position (t vs t − 1)", []).append(abs(r["metrics"]["steer.cos_delta_caa.max"]["value"] - r["metrics"]["steer.prompt_end.cos_delta_caa.max"]["value"]))
-        effects.setdefault("step rule (SGD vs Adam's first step)", []).append(abs(r["metrics"]["steer.cos_delta_caa.max"]["value"] - r["metrics"]["steer.cos_adam_caa.max"]["value"]))
+            effects.setdefault("read position (t vs t − 1)", []).append(
+                abs(
+                    r["metrics"]["steer.cos_delta_caa.max"]["value"]
+                    - r["metrics"]["steer.prompt_end.cos_delta_caa.max"]["value"]
+                )
+            )
+        effects.setdefault("step rule (SGD vs Adam's first step)", []).append(
+            abs(r["metrics"]["steer.cos_delta_caa.max"]["value"] - r["metrics"]["steer.cos_adam_caa.max"]["value"])
+        )
     names = {"model": "model", "source": "data source", "stepped": "all weights vs LoRA", "bos": "BOS on/off"}
     order = sorted(((names.get(k, k), max(v)) for k, v in effects.items()), key=lambda item: -item[1])
-    text.append("What moves the max over blocks most (largest change along one axis): " + "; ".join(f"{n} {fmt(v)}" for n, v in order) + ".")
+    text.append(
+        "What moves the max over blocks most (largest change along one axis): "
+        + "; ".join(f"{n} {fmt(v)}" for n, v in order)
+        + "."
+    )
     best = max(records, key=lambda r: r["metrics"]["steer.cos_delta_caa.max"]["value"])
     if "steer.at_peak.slope_ratio_delta_caa" in best["metrics"]:
         text.append(
-            f"Steering at {best['name']}'s peak block: slope δ̂ : v̂ = {c6_entry(best, 'steer.at_peak.slope_ratio_delta_caa')}, "
+            f"Steering at {best['name']}'s peak block: slope δ̂ : v̂ = "
+            f"{c6_entry(best, 'steer.at_peak.slope_ratio_delta_caa')}, "
             f"v̂ {c6_entry(best, 'steer.at_peak.slope.caa')}, δ̂ {c6_entry(best, 'steer.at_peak.slope.delta')}, "
-            f"random {c6_entry(best, 'steer.at_peak.slope.random')}, shuffled-label v^π {c6_entry(best, 'steer.at_peak.slope.shuffled')}."
+            f"random {c6_entry(best, 'steer.at_peak.slope.random')}, shuffled-label v^π "
+            f"{c6_entry(best, 'steer.at_peak.slope.shuffled')}."
         )
     return " ".join(text)
+
+
+READS = {  # the max over blocks of each read position and step rule a steering run measures
+    "steer.cos_delta_caa.max": ("δ at t", "cos_delta_caa"),
+    "steer.prompt_end.cos_delta_caa.max": ("δ at t − 1", "cos_delta_caa_prompt_end"),
+    "steer.cos_adam_caa.max": ("Adam's first step, δ at t", "cos_adam_caa"),
+}
+
+
+def best_over_reads(records: list[dict]) -> str:
+    """The highest cos(δ, v) over every point, read position and step rule, with its interval
+    and, at its block, the shuffled-label null's 95th percentile (a cosine below that is what
+    labels flipped at random give)."""
+    found = [(r["metrics"][key]["value"], r, key) for r in records for key in READS if key in r["metrics"]]
+    value, record, key = max(found, key=lambda item: item[0])
+    label, curve = READS[key]
+    text = f"Over every read position and step rule, the highest is {record['name']} ({label}): {c6_entry(record, key)}"
+    per_block, null = record["layers"].get(curve), record["layers"].get("shuffled_p95")
+    if per_block and null:
+        block = max(range(len(per_block)), key=per_block.__getitem__)
+        beats = "above" if per_block[block] > null[block] else "not above"
+        text += (
+            f", at block {block}, {beats} that block's shuffled-label null (95th percentile {fmt(null[block])}, δ at t)"
+        )
+    return text + "."
 
 
 def c6_figures(records: list[dict], out: Path, target: float = 0.58) -> list[tuple[str, str]]:
@@ -377,7 +640,9 @@ def c6_figures(records: list[dict], out: Path, target: float = 0.58) -> list[tup
     for ax, r in zip(axes.flat, records):
         layers = r["layers"]
         x = list(range(len(layers["cos_delta_caa"])))
-        ax.fill_between(x, [-p for p in layers["shuffled_p95"]], layers["shuffled_p95"], color="tab:purple", alpha=0.12) if "shuffled_p95" in layers else None
+        ax.fill_between(
+            x, [-p for p in layers["shuffled_p95"]], layers["shuffled_p95"], color="tab:purple", alpha=0.12
+        ) if "shuffled_p95" in layers else None
         (line,) = ax.plot(x, layers["cos_delta_caa"], marker="o", ms=3, label="δ at t")
         if "cos_delta_caa_interval" in layers:
             low, high = zip(*layers["cos_delta_caa_interval"])
@@ -392,7 +657,10 @@ def c6_figures(records: list[dict], out: Path, target: float = 0.58) -> list[tup
         ax.axis("off")
     axes[0][0].set_ylabel("cos(δ_ℓ, v_ℓ)")
     axes[0][0].legend(fontsize=6)
-    fig.suptitle(f"C6: one-step shift against CAA per block (band: 95% bootstrap; purple: shuffled-label p95; dotted: {target})", fontsize=9)
+    fig.suptitle(
+        f"C6: one-step shift against CAA per block (band: 95% bootstrap; purple: shuffled-label p95; dotted: {target})",
+        fontsize=9,
+    )
     fig.tight_layout()
     fig.savefig(out / "c6_layers.png", dpi=110)
     plt.close(fig)
@@ -409,12 +677,26 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
     text = []
     if c4:
         table = c4_table(c4)
-        parts += [f"{heading} C4: prefix capture of the recovery displacement", "", render_markdown(table), "", f"**Verdict.** {c4_verdict(c4)}", ""]
+        parts += [
+            f"{heading} C4: prefix capture of the recovery displacement",
+            "",
+            render_markdown(table),
+            "",
+            f"**Verdict.** {c4_verdict(c4)}",
+            "",
+        ]
         parts += [item for name, caption in c4_figures(c4, out) for item in (f"![{caption}]({link}{name})", "")]
         text.append(render_text(table))
     if c6:
         table = c6_table(c6)
-        parts += [f"{heading} C6: the one-step activation shift against CAA", "", render_markdown(table), "", f"**Verdict.** {c6_verdict(c6)}", ""]
+        parts += [
+            f"{heading} C6: the one-step activation shift against CAA",
+            "",
+            render_markdown(table),
+            "",
+            f"**Verdict.** {c6_verdict(c6)}",
+            "",
+        ]
         parts += [item for name, caption in c6_figures(c6, out) for item in (f"![{caption}]({link}{name})", "")]
         text.append(render_text(table))
     return parts, "\n\n".join(text)

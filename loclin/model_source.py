@@ -58,3 +58,7 @@ def resolve_model_source(name: str, marker: str = "config.json") -> tuple[str, b
     return name, False
 
 
+def resolve_model_and_tokenizer(model: str, tokenizer: str | None = None) -> tuple[tuple[str, bool], tuple[str, bool]]:
+    """The resolved sources of a model and of its tokenizer (the model's own unless named)."""
+    source = resolve_model_source(model)
+    return source, resolve_model_source(tokenizer, "tokenizer_config.json") if tokenizer else source

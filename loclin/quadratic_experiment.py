@@ -2,7 +2,8 @@
 
 GD on L(θ) = ½ (θ − θ°)ᵀ diag(λ) (θ − θ°), λ_i = 1/i^exponent: prefix capture cap(P_m, Δ)
 beside its exact value cap(K_m(H, g_0), Δ) and the smallest relative pivot of each prefix (the
-update prefix is round-off once that falls near 1e-16, after ~12 updates here), the top-k Hessian eigenspace's capture of Δ (S5), and the drift of a rolling gradient basis,
+update prefix is round-off once that falls near 1e-16, after ~12 updates here), the top-k
+Hessian eigenspace's capture of Δ (S5), and the drift of a rolling gradient basis,
 written to summary.json under the same names as a recovery run so analyze.py reads both.
 """
 
@@ -37,13 +38,16 @@ def rolling_drift(gradients: torch.Tensor, window: int, k: int, lags: list[int])
             bases[t] = ring.basis(k)[0]
     curve = {}
     for lag in lags:
-        values = [compare_subspaces(bases[s], bases[s + lag])["overlap"] for s in bases if s + lag in bases and s % lag == 0]
+        values = [
+            compare_subspaces(bases[s], bases[s + lag])["overlap"] for s in bases if s + lag in bases and s % lag == 0
+        ]
         if values:
             curve[lag] = sum(values) / len(values)
     return curve
 
 
-def run_quadratic(cfg: DictConfig, run_dir: Path) -> dict:
+def run_quadratic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """The whole experiment in one process (seconds): a resumed run starts it again."""
     started = time.time()
     atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
     q = cfg.quadratic
@@ -58,13 +62,40 @@ def run_quadratic(cfg: DictConfig, run_dir: Path) -> dict:
     top = torch.eye(q.dim, dtype=torch.float64)[:, : q.k]  # λ is sorted descending: e_1..e_k
     hessian = capture(top, delta)
     drift = rolling_drift(run.gradients, q.window, q.k_rolling, list(q.drift_lags))
-    metrics = {f"recovery.capture.P{m}_updates": metric(v, f"capture (SCIENCE.md 7) cap(P_{m}, Δ), energy", random_capture_baseline(m, q.dim)) for m, v in curve.items()}
+    metrics = {
+        f"recovery.capture.P{m}_updates": metric(
+            v, f"capture (SCIENCE.md 7) cap(P_{m}, Δ), energy", random_capture_baseline(m, q.dim)
+        )
+        for m, v in curve.items()
+    }
     for m in curve:
-        metrics[f"recovery.capture_krylov.K{m}"] = metric(krylov[m], f"capture of Δ by the exact Krylov space K_{m}(H, g_0) (Arnoldi on H): what cap(P_{m}, Δ) equals in exact arithmetic", random_capture_baseline(m, q.dim))
-        metrics[f"recovery.prefix_pivot.P{m}_updates"] = metric(pivots[m], f"smallest relative QR pivot of u_0 … u_{m - 1}; P_{m} is numerically determined when >= {PREFIX_DETERMINED_PIVOT:g}")
-    metrics["recovery.capture.S5_hessian"] = metric(hessian, f"capture of Δ by the top-{q.k} Hessian eigenvectors", random_capture_baseline(q.k, q.dim))
-    metrics.update({f"grad.overlap_lag{lag}": metric(v, f"overlap of rolling (W={q.window}, k={q.k_rolling}) gradient bases at lag {lag}", q.k_rolling / q.dim) for lag, v in drift.items()})
-    metrics["grad.half_life"] = metric(half_life(list(drift), list(drift.values())), "half_life (SCIENCE.md 4) of the rolling gradient basis, steps")
+        metrics[f"recovery.capture_krylov.K{m}"] = metric(
+            krylov[m],
+            f"capture of Δ by the exact Krylov space K_{m}(H, g_0) (Arnoldi on H): what cap(P_{m}, Δ) equals in exact "
+            "arithmetic",
+            random_capture_baseline(m, q.dim),
+        )
+        metrics[f"recovery.prefix_pivot.P{m}_updates"] = metric(
+            pivots[m],
+            f"smallest relative QR pivot of u_0 … u_{m - 1}; P_{m} is numerically determined when >= "
+            f"{PREFIX_DETERMINED_PIVOT:g}",
+        )
+    metrics["recovery.capture.S5_hessian"] = metric(
+        hessian, f"capture of Δ by the top-{q.k} Hessian eigenvectors", random_capture_baseline(q.k, q.dim)
+    )
+    metrics.update(
+        {
+            f"grad.overlap_lag{lag}": metric(
+                v,
+                f"overlap of rolling (W={q.window}, k={q.k_rolling}) gradient bases at lag {lag}",
+                q.k_rolling / q.dim,
+            )
+            for lag, v in drift.items()
+        }
+    )
+    metrics["grad.half_life"] = metric(
+        half_life(list(drift), list(drift.values())), "half_life (SCIENCE.md 4) of the rolling gradient basis, steps"
+    )
     metrics["loss_drop"] = metric(1 - run.loss_end / run.loss_start, "fraction of the initial loss removed by GD")
     summary = {
         "experiment": cfg.experiment,

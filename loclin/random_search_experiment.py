@@ -22,7 +22,9 @@ WIDTHS_DIR = "widths"
 
 
 def width_config(cfg: DictConfig, width: int) -> DictConfig:
-    sub = OmegaConf.merge(cfg, {"experiment": f"{cfg.experiment}_d{width}", "model": {"d_model": width, "d_ff": 4 * width}})
+    sub = OmegaConf.merge(
+        cfg, {"experiment": f"{cfg.experiment}_d{width}", "model": {"d_model": width, "d_ff": 4 * width}}
+    )
     sub.random_search.widths = []
     sub.random_search.at_steps = [cfg.random_search.at_steps[-1]]
     sub.random_search.subspaces = []  # Proposition C is measured on the configured width
@@ -77,8 +79,16 @@ def run_random_search(cfg: DictConfig, run_dir: Path, resume: bool = False) -> d
         rows = sorted((width_row(w, point, cfg.random_search) for w, point in points.items()), key=lambda r: r["dim"])
         summary["curves"]["random_search.widths"] = rows
         spread = max(r["best_over_linear"] for r in rows) - min(r["best_over_linear"] for r in rows)
-        summary["metrics"]["random_search.widths.dim_range"] = metric(rows[-1]["dim"] / rows[0]["dim"], "largest D / smallest D of the sweep")
-        summary["metrics"]["random_search.widths.best_over_linear_spread"] = metric(spread, "range over widths of best-of-N ΔL / (−m_N σ‖g‖) at the smallest σ (flat in D: ≈ 0)")
-        summary["metrics"]["random_search.widths.es_cos_ratio"] = metric(rows[-1]["es_cos"] / rows[0]["es_cos"], "ES cosine at the largest D / at the smallest D", rows[-1]["pred_es_cos"] / rows[0]["pred_es_cos"])
+        summary["metrics"]["random_search.widths.dim_range"] = metric(
+            rows[-1]["dim"] / rows[0]["dim"], "largest D / smallest D of the sweep"
+        )
+        summary["metrics"]["random_search.widths.best_over_linear_spread"] = metric(
+            spread, "range over widths of best-of-N ΔL / (−m_N σ‖g‖) at the smallest σ (flat in D: ≈ 0)"
+        )
+        summary["metrics"]["random_search.widths.es_cos_ratio"] = metric(
+            rows[-1]["es_cos"] / rows[0]["es_cos"],
+            "ES cosine at the largest D / at the smallest D",
+            rows[-1]["pred_es_cos"] / rows[0]["pred_es_cos"],
+        )
 
     return run_experiment(cfg, run_dir, resume=resume, extend_summary=add_sweep)

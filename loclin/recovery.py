@@ -37,20 +37,40 @@ def degrade(kind: str, module, vector: ParameterVector, theta_init: torch.Tensor
     elif kind == "reset":
         groups = module.parameter_groups()
         if cfg.reset_group not in groups:
-            raise ValueError(f"recovery.reset_group='{cfg.reset_group}' is not a parameter group; the module has {list(groups)}")
+            raise ValueError(
+                f"recovery.reset_group='{cfg.reset_group}' is not a parameter group; the module has {list(groups)}"
+            )
         module.reset_group(cfg.reset_group, generator)
     else:
         raise ValueError(f"unknown degradation '{kind}'")
 
 
-def freeze_static_bases(module, datamodule, vector: ParameterVector, cfg, theta_init: torch.Tensor, rolling_basis: torch.Tensor | None, tasks: list[str], seed: int) -> dict[str, torch.Tensor]:
+def freeze_static_bases(
+    module,
+    datamodule,
+    vector: ParameterVector,
+    cfg,
+    theta_init: torch.Tensor,
+    rolling_basis: torch.Tensor | None,
+    tasks: list[str],
+    seed: int,
+) -> dict[str, torch.Tensor]:
     """S1–S5 and S7 at θ* (S6 needs θ_0 and is added when recovery starts)."""
     target, k = cfg.target, cfg.k
     theta_star = vector.values()
     key = 10**6  # probe keys disjoint from the per-task callback's (step, i)
-    target_grads = torch.stack([task_gradient(module, vector, datamodule.probe_batch(target, (key, i))) for i in range(cfg.static_batches)])
+    target_grads = torch.stack(
+        [task_gradient(module, vector, datamodule.probe_batch(target, (key, i))) for i in range(cfg.static_batches)]
+    )
     s1, _ = topk_basis(target_grads, k)
-    means = [target_grads.mean(0) if t == target else torch.stack([task_gradient(module, vector, datamodule.probe_batch(t, (key, i))) for i in range(cfg.static_batches)]).mean(0) for t in tasks]
+    means = [
+        target_grads.mean(0)
+        if t == target
+        else torch.stack(
+            [task_gradient(module, vector, datamodule.probe_batch(t, (key, i))) for i in range(cfg.static_batches)]
+        ).mean(0)
+        for t in tasks
+    ]
     bases = {
         "S1_task_gradients": s1,
         "S2_mean_gradient_plane": mean_gradient_plane(means),
@@ -64,7 +84,9 @@ def freeze_static_bases(module, datamodule, vector: ParameterVector, cfg, theta_
     return {name: basis.float() for name, basis in bases.items()}
 
 
-def hessian_basis(module, datamodule, vector: ParameterVector, task: str, k: int, iterations: int, seed: int) -> torch.Tensor:
+def hessian_basis(
+    module, datamodule, vector: ParameterVector, task: str, k: int, iterations: int, seed: int
+) -> torch.Tensor:
     """S5: top-k eigenvectors of the Hessian of task T's loss at θ (Lanczos on HVPs)."""
     batch = datamodule.probe_batch(task, (10**6 + 1, 0))
 
@@ -99,7 +121,9 @@ class Recovery:
         self.dir = run_dir / RECOVERY_DIR
         self.dir.mkdir(exist_ok=True)
         self.module = module
-        self.vector = ParameterVector(module.parameter_groups(), list(cfg.geometry.groups) if cfg.geometry.groups else None)
+        self.vector = ParameterVector(
+            module.parameter_groups(), list(cfg.geometry.groups) if cfg.geometry.groups else None
+        )
         init_file = self.dir / "theta_init.pt"
         if not init_file.is_file():
             atomic_torch_save(self.vector.values(), init_file)
@@ -115,9 +139,18 @@ class Recovery:
             frozen = torch.load(self.dir / "static.pt", weights_only=True)
             return [
                 RecoveryCallback(
-                    self.vector, frozen["bases"], frozen["theta_star"], self.r.target, list(self.r.prefix_ms), self.r.constrained_m,
-                    lora_factors(self.module, self.vector), steps=phase.steps, control_m=self.r.control_m,
-                    control_draws=self.r.control_draws, seed=self.cfg.seed, capture_at_steps=list(self.r.capture_at_steps),
+                    self.vector,
+                    frozen["bases"],
+                    frozen["theta_star"],
+                    self.r.target,
+                    list(self.r.prefix_ms),
+                    self.r.constrained_m,
+                    lora_factors(self.module, self.vector),
+                    steps=phase.steps,
+                    control_m=self.r.control_m,
+                    control_draws=self.r.control_draws,
+                    seed=self.cfg.seed,
+                    capture_at_steps=list(self.r.capture_at_steps),
                 )
             ]
         return []
@@ -126,9 +159,20 @@ class Recovery:
         """At the end of the phase before the degradation (θ*): freeze the static bases."""
         if phase.name != self.star_phase:
             return
-        rolling = next((cb for cb in measurements if isinstance(cb, RollingBasisCallback) and cb.source == "grad"), None)
+        rolling = next(
+            (cb for cb in measurements if isinstance(cb, RollingBasisCallback) and cb.source == "grad"), None
+        )
         rolling_basis = rolling.current_basis if rolling is not None else None
-        bases = freeze_static_bases(self.module, self.datamodule, self.vector, self.r, self.theta_init, rolling_basis, list(self.cfg.data.tasks), self.cfg.seed)
+        bases = freeze_static_bases(
+            self.module,
+            self.datamodule,
+            self.vector,
+            self.r,
+            self.theta_init,
+            rolling_basis,
+            list(self.cfg.data.tasks),
+            self.cfg.seed,
+        )
         atomic_torch_save({"bases": bases, "theta_star": self.vector.values()}, self.dir / "static.pt")
 
     def finish(self, summary: dict) -> None:
@@ -139,6 +183,11 @@ class Recovery:
         if before is None or after is None:
             return
         hurt = before - after >= self.r.hurt_threshold
-        m["recovery.degradation_hurt"] = metric(float(hurt), f"1 if task-{target} accuracy fell by >= {self.r.hurt_threshold} from θ* to θ_0")
+        m["recovery.degradation_hurt"] = metric(
+            float(hurt), f"1 if task-{target} accuracy fell by >= {self.r.hurt_threshold} from θ* to θ_0"
+        )
         if not hurt:
-            rank_zero_warn(f"[loclin] the degradation did not hurt task '{target}': accuracy {before:.3f} at θ* -> {after:.3f} at θ_0 (threshold {self.r.hurt_threshold})")
+            rank_zero_warn(
+                f"[loclin] the degradation did not hurt task '{target}': accuracy {before:.3f} at θ* -> {after:.3f} at "
+                f"θ_0 (threshold {self.r.hurt_threshold})"
+            )

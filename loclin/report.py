@@ -5,13 +5,19 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError, read_summary
+from loclin.tables import fmt, fmt_entry, render_markdown, render_text, value
 
 RECOVERY_COLUMNS = [
     ("cap_P8", "recovery.capture.P8_updates", "capture of Δ by the first 8 recovery updates"),
     ("cap_S1", "recovery.capture.S1_task_gradients", "capture of Δ by the task's gradient basis at θ*"),
     ("cap_S5", "recovery.capture.S5_hessian", "capture of Δ by the top-k Hessian eigenvectors at θ*"),
-    ("cap_R8", "recovery.capture.R8_random_positions", "control: 8 updates at random positions of the recovery (mean of draws)"),
+    (
+        "cap_R8",
+        "recovery.capture.R8_random_positions",
+        "control: 8 updates at random positions of the recovery (mean of draws)",
+    ),
     ("cap_L8", "recovery.capture.L8_last_updates", "control: the last 8 recovery updates"),
     ("rec_ov100", "recover.grad.overlap_lag100", "gradient-basis overlap at lag 100 during recovery"),
     ("rec_half_life", "recover.grad.half_life", "half-life of the gradient basis during recovery"),
@@ -24,9 +30,21 @@ COLUMNS = [
     ("ov_lag100", "grad.overlap_lag100", "overlap of full-window gradient bases 100 steps apart"),
     ("half_life", "grad.half_life", "lag where that full-window overlap halves (steps)"),
     ("ceiling", "grad.noise_ceiling", "noise ceiling: overlap of the bases of a window's even and odd halves"),
-    ("ratio_lag100", "grad.overlap_ratio_lag100", "disjoint half-window overlap at lag 100 ÷ ceiling (the honest drift figure)"),
-    ("half_life_ceil", "grad.half_life_ratio", "lag where overlap ÷ ceiling halves, disjoint lags only (≤: already below)"),
-    ("plateau_ceil", "grad.plateau_ratio", "plateau ÷ ceiling: the part of the basis that persists at the largest lags"),
+    (
+        "ratio_lag100",
+        "grad.overlap_ratio_lag100",
+        "disjoint half-window overlap at lag 100 ÷ ceiling (the honest drift figure)",
+    ),
+    (
+        "half_life_ceil",
+        "grad.half_life_ratio",
+        "lag where overlap ÷ ceiling halves, disjoint lags only (≤: already below)",
+    ),
+    (
+        "plateau_ceil",
+        "grad.plateau_ratio",
+        "plateau ÷ ceiling: the part of the basis that persists at the largest lags",
+    ),
     ("task_heldout", "pertask.heldout_capture_mean", "held-out capture by per-task bases"),
     ("task_cross_ov", "pertask.cross_task_overlap_mean", "overlap between tasks' bases"),
 ]
@@ -48,36 +66,6 @@ def find_runs(paths: list[str | Path]) -> list[Path]:
     return runs
 
 
-def value(summary: dict, name: str) -> float:
-    entry = summary["metrics"].get(name)
-    if entry is None:
-        return float("nan")
-    return float(entry["value"])  # "inf" and "nan" are stored as strings and parse back
-
-
-def fmt(x: float) -> str:
-    if math.isnan(x):
-        return "–"
-    if math.isinf(x):
-        return "inf"
-    return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
-
-
-def fmt_entry(entry: dict | None) -> str:
-    """A metric entry with its interval: "0.54 [0.41, 0.63]" (95% interval), or its spread over
-    draws "0.12 ± 0.03"; bounds say so ("≤ 50")."""
-    if entry is None:
-        return "–"
-    text = fmt(float(entry["value"]))
-    bound = {"at_most": "≤ ", "at_least": "≥ "}.get(entry.get("bound", ""), "")
-    if "interval" in entry:
-        low, high = entry["interval"]
-        text += f" [{fmt(float(low))}, {fmt(float(high))}]"
-    elif "spread" in entry and "std" in entry["spread"]:
-        text += f" ± {fmt(float(entry['spread']['std']))}"
-    return bound + text
-
-
 def run_label(summary: dict) -> str:
     return "/".join(Path(summary["run_dir"]).parts[-2:])
 
@@ -88,7 +76,7 @@ def columns_for(summaries: list[dict]) -> list[tuple[str, str, str]]:
 
 
 def mean_interval(values: list[float]) -> str:
-    """"mean [low, high]": the 95% t-interval over seeds (geometry.intervals.t_interval)."""
+    """ "mean [low, high]": the 95% t-interval over seeds (geometry.intervals.t_interval)."""
     from geometry.intervals import t_interval
 
     mean, low, high = t_interval(values)
@@ -127,7 +115,18 @@ def headline_table(summaries: list[dict]) -> list[list[str]]:
     for experiment, runs in groups.items():
         if len({r["seed"] for r in runs}) > 1:
             seeds = ",".join(str(r["seed"]) for r in runs)
-            rows.append([f"{experiment} (mean [95% t-interval], {len(runs)} seeds)", seeds, "", "", "", *(mean_interval([value(r, c[1]) for r in runs]) for c in columns), "", ""])
+            rows.append(
+                [
+                    f"{experiment} (mean [95% t-interval], {len(runs)} seeds)",
+                    seeds,
+                    "",
+                    "",
+                    "",
+                    *(mean_interval([value(r, c[1]) for r in runs]) for c in columns),
+                    "",
+                    "",
+                ]
+            )
     return rows
 
 
@@ -138,13 +137,24 @@ def recovery_table(summary: dict) -> list[list[str]]:
     rows = [["basis", "k", "cap(B, Δ)", "k/D", "T loss at θ_0 + P_B Δ", "T acc at θ_0 + P_B Δ"]]
     for name, row in table.items():
         if "capture" in row:
-            rows.append([name, str(row["k"]), fmt(row["capture"]), fmt(row["k"] / dim), fmt(row.get("loss", float("nan"))), fmt(row.get("acc", float("nan")))])
+            rows.append(
+                [
+                    name,
+                    str(row["k"]),
+                    fmt(row["capture"]),
+                    fmt(row["k"] / dim),
+                    fmt(row.get("loss", float("nan"))),
+                    fmt(row.get("acc", float("nan"))),
+                ]
+            )
     for point in ("theta_star", "theta_0", "theta_R"):
         if point in table:
             rows.append([point, "", "", "", fmt(table[point]["loss"]), fmt(table[point]["acc"])])
     curve = summary["curves"].get("recovery.prefix", {})
-    for m, value in zip(curve.get("m", []), curve.get("effective_updates", [])):
-        rows.append([f"P{m}_updates, effective (α/r)BA", str(m), fmt(value), fmt(m / curve["effective_dim"]), "", ""])
+    for m, captured in zip(curve.get("m", []), curve.get("effective_updates", [])):
+        rows.append(
+            [f"P{m}_updates, effective (α/r)BA", str(m), fmt(captured), fmt(m / curve["effective_dim"]), "", ""]
+        )
     return rows
 
 
@@ -164,7 +174,12 @@ def prefix_table(summary: dict) -> list[list[str]]:
     rows = [header]
     for i, m in enumerate(curve["m"]):
         pivot = curve.get("min_pivot_updates", [float("nan")] * len(curve["m"]))[i]
-        row = [str(m), fmt(curve["updates"][i]), f"{pivot:.1e}", "yes" if curve.get("determined_updates", [True] * len(curve["m"]))[i] else "**no: round-off**"]
+        row = [
+            str(m),
+            fmt(curve["updates"][i]),
+            f"{pivot:.1e}",
+            "yes" if curve.get("determined_updates", [True] * len(curve["m"]))[i] else "**no: round-off**",
+        ]
         if "krylov_exact" in curve:
             row.append(fmt(curve["krylov_exact"][i]))
         if controls:
@@ -173,11 +188,17 @@ def prefix_table(summary: dict) -> list[list[str]]:
                 draws = controls["random"][j]
                 mean = sum(draws) / len(draws)
                 std = (sum((d - mean) ** 2 for d in draws) / max(1, len(draws) - 1)) ** 0.5
-                row += [f"{fmt(mean)} ± {fmt(std)} [{fmt(min(draws))}, {fmt(max(draws))}] ({len(draws)} draws)", fmt(controls["last"][j])]
+                row += [
+                    f"{fmt(mean)} ± {fmt(std)} [{fmt(min(draws))}, {fmt(max(draws))}] ({len(draws)} draws)",
+                    fmt(controls["last"][j]),
+                ]
             else:
                 row += ["", ""]
         if "effective_updates" in curve:
-            row += [fmt(curve["effective_updates"][i]), f"{curve['min_pivot_effective_updates'][i]:.1e}" if "min_pivot_effective_updates" in curve else ""]
+            row += [
+                fmt(curve["effective_updates"][i]),
+                f"{curve['min_pivot_effective_updates'][i]:.1e}" if "min_pivot_effective_updates" in curve else "",
+            ]
         rows.append(row)
     return rows
 
@@ -190,20 +211,47 @@ def length_table(summary: dict) -> list[list[str]]:
     if not rows_in:
         return []
     ms = sorted({m for row in rows_in for m in row["m"]})
-    rows = [["T", "T acc at θ_T", "‖Δ_T‖", *(f"cap(P{m}, Δ_T)" for m in ms), "8 at random positions before T", "last 8 before T"]]
+    rows = [
+        [
+            "T",
+            "T acc at θ_T",
+            "‖Δ_T‖",
+            *(f"cap(P{m}, Δ_T)" for m in ms),
+            "8 at random positions before T",
+            "last 8 before T",
+        ]
+    ]
     for row in rows_in:
         by_m = dict(zip(row["m"], row["prefix"]))
         last8 = dict(zip(row["m"], row["last"])).get(8, float("nan"))
         random8 = dict(zip(row["m"], row.get("random", []))).get(8) or [float("nan")]
         cells = [fmt(by_m.get(m, float("nan"))) for m in ms]
-        rows.append([str(row["T"]), fmt(row["acc"]), fmt(row["delta_norm"]), *cells, fmt(sum(random8) / len(random8)), fmt(last8)])
+        rows.append(
+            [
+                str(row["T"]),
+                fmt(row["acc"]),
+                fmt(row["delta_norm"]),
+                *cells,
+                fmt(sum(random8) / len(random8)),
+                fmt(last8),
+            ]
+        )
     return rows
 
 
 def drift_table(summary: dict, phase: str = "") -> list[list[str]]:
     """The honest drift figures per source: disjoint half-window overlap at each lag L >= W,
     its ratio to the noise ceiling, the ratio's half-life and the plateau."""
-    rows = [["source", "noise ceiling (mean ± std)", "lag", "half-window overlap", "÷ ceiling", "full-window overlap (reference)"]]
+    rows = [
+        [
+            "source",
+            "noise ceiling (mean ± std)",
+            "lag",
+            "half-window overlap",
+            "÷ ceiling",
+            "full-window overlap (reference)",
+        ]
+    ]
     for source in ("grad", "update"):
         curve = summary["curves"].get(f"{phase}{source}.drift", {})
         if not curve.get("half_lags"):
@@ -211,10 +259,28 @@ def drift_table(summary: dict, phase: str = "") -> list[list[str]]:
         full = dict(zip(curve["lags"], curve["overlap"]))
         for i, lag in enumerate(curve["half_lags"]):
             ceiling = f"{fmt(curve['noise_ceiling'])} ± {fmt(curve['noise_ceiling_std'])}" if i == 0 else ""
-            rows.append([source if i == 0 else "", ceiling, str(lag), fmt(curve["half_overlap"][i]), fmt(curve["ratio"][i]), fmt(full.get(lag, float("nan")))])
+            rows.append(
+                [
+                    source if i == 0 else "",
+                    ceiling,
+                    str(lag),
+                    fmt(curve["half_overlap"][i]),
+                    fmt(curve["ratio"][i]),
+                    fmt(full.get(lag, float("nan"))),
+                ]
+            )
         metrics = summary["metrics"]
         rows.append(["", "", "half-life ÷ ceiling", fmt_entry(metrics.get(f"{phase}{source}.half_life_ratio")), "", ""])
-        rows.append(["", "", "plateau (÷ ceiling)", fmt_entry(metrics.get(f"{phase}{source}.plateau")), fmt_entry(metrics.get(f"{phase}{source}.plateau_ratio")), ""])
+        rows.append(
+            [
+                "",
+                "",
+                "plateau (÷ ceiling)",
+                fmt_entry(metrics.get(f"{phase}{source}.plateau")),
+                fmt_entry(metrics.get(f"{phase}{source}.plateau_ratio")),
+                "",
+            ]
+        )
     return rows if len(rows) > 1 else []
 
 
@@ -238,22 +304,9 @@ def task_table(summary: dict) -> list[list[str]]:
     return rows
 
 
-def render_text(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def render_markdown(rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(rows[0]) + " |", "|" + "---|" * len(rows[0])]
-    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
-    return "\n".join(lines)
-
-
 def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
     """Write PNGs; returns (caption, file name) pairs for the report."""
-    from loclin.plots import (
+    from callbacks.figures import (
         drift_curve_figure,
         drift_heatmap_figure,
         heldout_figure,
@@ -272,32 +325,70 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
     k = summaries[0]["geometry"]["k"]
     baseline = summaries[0]["geometry"].get("random_baseline_k_over_D", float("nan"))
     for source in ("grad", "update"):
-        spectra = {f"{run_label(s)} {source}": s["curves"][f"{source}.spectrum"]["mean_energy_fraction"] for s in summaries if f"{source}.spectrum" in s["curves"]}
+        spectra = {
+            f"{run_label(s)} {source}": s["curves"][f"{source}.spectrum"]["mean_energy_fraction"]
+            for s in summaries
+            if f"{source}.spectrum" in s["curves"]
+        }
         if spectra:
-            save(spectrum_figure(spectra, k, title=f"{source} window spectrum (mean over refreshes)"), f"spectrum_{source}.png", f"Singular spectrum of the {source} window")
-        heldout = {run_label(s): (s["curves"][f"{source}.heldout"]["h"], s["curves"][f"{source}.heldout"]["capture"]) for s in summaries if s["curves"].get(f"{source}.heldout", {}).get("h")}
+            save(
+                spectrum_figure(spectra, k, title=f"{source} window spectrum (mean over refreshes)"),
+                f"spectrum_{source}.png",
+                f"Singular spectrum of the {source} window",
+            )
+        heldout = {
+            run_label(s): (s["curves"][f"{source}.heldout"]["h"], s["curves"][f"{source}.heldout"]["capture"])
+            for s in summaries
+            if s["curves"].get(f"{source}.heldout", {}).get("h")
+        }
         if heldout:
-            save(heldout_figure(heldout, baseline), f"heldout_capture_{source}.png", f"Held-out capture of future {source} vectors against steps ahead")
+            save(
+                heldout_figure(heldout, baseline),
+                f"heldout_capture_{source}.png",
+                f"Held-out capture of future {source} vectors against steps ahead",
+            )
         for phase in ("", "recover."):
-            drift = {run_label(s): s["curves"][f"{phase}{source}.drift"] for s in summaries if f"{phase}{source}.drift" in s["curves"]}
+            drift = {
+                run_label(s): s["curves"][f"{phase}{source}.drift"]
+                for s in summaries
+                if f"{phase}{source}.drift" in s["curves"]
+            }
             if drift:
                 name = f"drift_curve_{phase.replace('.', '_')}{source}.png"
                 during = " during recovery" if phase else ""
-                save(drift_curve_figure(drift, baseline), name, f"Drift of the {source} basis{during} against lag, with the k/D baseline")
+                save(
+                    drift_curve_figure(drift, baseline),
+                    name,
+                    f"Drift of the {source} basis{during} against lag, with the k/D baseline",
+                )
     prefix = {run_label(s): s["curves"]["recovery.prefix"] for s in summaries if "recovery.prefix" in s["curves"]}
     if prefix:
         first = next(s for s in summaries if "recovery.table" in s["curves"])
         statics = {n: r["capture"] for n, r in first["curves"]["recovery.table"].items() if n.startswith("S")}
-        save(prefix_capture_figure(prefix, statics, first["geometry"]["random_baseline_k_over_D"]), "prefix_capture.png", "Capture of the recovery displacement by prefix bases P_m against m, static bases (first run) as lines")
+        save(
+            prefix_capture_figure(prefix, statics, first["geometry"]["random_baseline_k_over_D"]),
+            "prefix_capture.png",
+            "Capture of the recovery displacement by prefix bases P_m against m, static bases (first run) as lines",
+        )
     for i, s in enumerate(summaries):
         for source in ("grad", "update"):
             heat = s["curves"].get(f"{source}.heatmap")
             if heat and heat["s"]:
                 lags = heat.get("lags") or s["curves"][f"{source}.drift"]["lags"][1:]
-                save(drift_heatmap_figure(heat["s"], heat["t"], heat["overlap"], lags, title=f"{run_label(s)} {source} basis overlap"), f"drift_heatmap_{source}_{i}.png", f"Overlap between {source} bases at steps s and t ({run_label(s)})")
+                save(
+                    drift_heatmap_figure(
+                        heat["s"], heat["t"], heat["overlap"], lags, title=f"{run_label(s)} {source} basis overlap"
+                    ),
+                    f"drift_heatmap_{source}_{i}.png",
+                    f"Overlap between {source} bases at steps s and t ({run_label(s)})",
+                )
         pertask = s["curves"].get("pertask")
         if pertask:
-            save(matrix_figure(pertask["overlap_matrix"], pertask["tasks"], "overlap of per-task bases"), f"pertask_overlap_{i}.png", f"Overlap between tasks' gradient bases ({run_label(s)})")
+            save(
+                matrix_figure(pertask["overlap_matrix"], pertask["tasks"], "overlap of per-task bases"),
+                f"pertask_overlap_{i}.png",
+                f"Overlap between tasks' gradient bases ({run_label(s)})",
+            )
     return written
 
 
@@ -306,14 +397,19 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     runs = find_runs(run_paths)
     summaries = [read_summary(r) for r in runs]
     out.mkdir(parents=True, exist_ok=True)
-    steer = [s.get("kind") == "steer" for s in summaries]
+    steer = [protocol_of_summary(s) == "steer" for s in summaries]
     if any(steer):
         if not all(steer):
             raise RunDirError("steering runs and training runs have different reports; analyze them separately")
         from loclin.steer_report import build_steer_report
 
         return build_steer_report(summaries, runs, out, run_label)
-    diverged = [f"- `{run_label(s)}` diverged in phase '{s['diverged']['phase']}' at run step {s['diverged']['step']}: {s['diverged']['message']}" for s in summaries if s.get("diverged")]
+    diverged = [
+        f"- `{run_label(s)}` diverged in phase '{s['diverged']['phase']}' at run step {s['diverged']['step']}: "
+        f"{s['diverged']['message']}"
+        for s in summaries
+        if s.get("diverged")
+    ]
     summaries = [s for s in summaries if not s.get("diverged")]
     if not summaries:
         (out / "report.md").write_text("\n".join(["# loclin report", "", "## Diverged runs", "", *diverged, ""]))
@@ -357,10 +453,20 @@ def drift_and_recovery_sections(summary: dict, level: str, suffix: str = "") -> 
     for phase, during in (("", ""), ("recover.", " during recovery")):
         drift = drift_table(summary, phase)
         if drift:
-            parts += [f"{level} Drift against the noise ceiling{during}{suffix}", "", render_markdown(drift), "", DRIFT_READING, ""]
+            parts += [
+                f"{level} Drift against the noise ceiling{during}{suffix}",
+                "",
+                render_markdown(drift),
+                "",
+                DRIFT_READING,
+                "",
+            ]
     if "recovery.table" in summary["curves"]:
         parts += [f"{level} Recovery{suffix}", "", render_markdown(recovery_table(summary)), ""]
-        for title, table in (("Prefix bases: determination and controls", prefix_table(summary)), ("Capture against recovery length", length_table(summary))):
+        for title, table in (
+            ("Prefix bases: determination and controls", prefix_table(summary)),
+            ("Capture against recovery length", length_table(summary)),
+        ):
             if table:
                 parts += [f"{level}# {title}", "", render_markdown(table), ""]
         parts += [verdict(summary), ""]
@@ -385,8 +491,16 @@ def control_sentence(summary: dict, m: int = 8) -> str:
     p, r, lst = prefix["value"], random["value"], last["value"]
     spread = random.get("spread", {})
     beats = p > spread.get("max", r) and p > lst
-    judged = "the prefix is special: it beats every random draw and the last updates" if beats else "the prefix is not special here: some other set of updates of this trajectory does as well"
-    return f"Controls at m = {m}: the first {m} updates capture {fmt(p)}, {m} at random positions {fmt(r)} ± {fmt(spread.get('std', float('nan')))} (max {fmt(spread.get('max', float('nan')))}, {spread.get('draws', '?')} draws), the last {m} {fmt(lst)}; {judged}."
+    judged = (
+        "the prefix is special: it beats every random draw and the last updates"
+        if beats
+        else "the prefix is not special here: some other set of updates of this trajectory does as well"
+    )
+    std, most, draws = spread.get("std", float("nan")), spread.get("max", float("nan")), spread.get("draws", "?")
+    return (
+        f"Controls at m = {m}: the first {m} updates capture {fmt(p)}, {m} at random positions {fmt(r)} ± "
+        f"{fmt(std)} (max {fmt(most)}, {draws} draws), the last {m} {fmt(lst)}; {judged}."
+    )
 
 
 def verdict(summary: dict) -> str:
@@ -405,7 +519,10 @@ def verdict(summary: dict) -> str:
     k = table[best_name]["k"]
     prefix_name = f"P{k}_updates"
     if prefix_name not in table:
-        return f"No prefix basis of the static bases' k = {k} was measured (add {k} to recovery.prefix_ms): no verdict at equal k."
+        return (
+            f"No prefix basis of the static bases' k = {k} was measured (add {k} to recovery.prefix_ms): "
+            "no verdict at equal k."
+        )
     prefix = table[prefix_name]["capture"]
     ratio = prefix / learned[best_name] if learned[best_name] > 0 else float("inf")
     lines = [
@@ -415,33 +532,58 @@ def verdict(summary: dict) -> str:
     if {"theta_0", "theta_R"} <= table.keys() and "acc" in table.get(best_name, {}):
         span = table["theta_R"]["acc"] - table["theta_0"]["acc"]
         if abs(span) > 1e-9:
-            share = {n: (table[n]["acc"] - table["theta_0"]["acc"]) / span for n in (best_name, prefix_name) if n in table}
-            lines.append("Share of the target's accuracy recovered by θ_0 + P_B Δ: " + ", ".join(f"{n} {fmt(v)}" for n, v in share.items()) + ".")
+            share = {
+                n: (table[n]["acc"] - table["theta_0"]["acc"]) / span for n in (best_name, prefix_name) if n in table
+            }
+            lines.append(
+                "Share of the target's accuracy recovered by θ_0 + P_B Δ: "
+                + ", ".join(f"{n} {fmt(v)}" for n, v in share.items())
+                + "."
+            )
     constrained = [n for n in table if n.startswith("constrained_")]
     for name in constrained:
-        lines.append(f"Re-running the recovery inside θ_0 + span({name[12:]}) reaches accuracy {fmt(table[name]['acc'])} (unconstrained θ_R: {fmt(table.get('theta_R', {}).get('acc', float('nan')))}).")
+        lines.append(
+            f"Re-running the recovery inside θ_0 + span({name[12:]}) reaches accuracy {fmt(table[name]['acc'])} "
+            f"(unconstrained θ_R: {fmt(table.get('theta_R', {}).get('acc', float('nan')))})."
+        )
     if learned[best_name] < 0.3 and ratio >= 3:
         strength = "strongly " if prefix > 0.5 else ""
-        lines.append(f"The fixed-task-plane hypothesis is {strength}rejected here: no static basis holds the recovery direction, a short trajectory prefix holds {fmt(ratio)}× more of it.")
+        lines.append(
+            f"The fixed-task-plane hypothesis is {strength}rejected here: no static basis holds the recovery "
+            f"direction, a short trajectory prefix holds {fmt(ratio)}× more of it."
+        )
     elif prefix > learned[best_name]:
-        lines.append("Prefix bases beat every static basis, but by less than the 3× margin this report calls a rejection.")
+        lines.append(
+            "Prefix bases beat every static basis, but by less than the 3× margin this report calls a rejection."
+        )
     else:
-        lines.append("A static basis captures as much as the prefix: the fixed-task-plane hypothesis is not rejected by this run.")
+        lines.append(
+            "A static basis captures as much as the prefix: the fixed-task-plane hypothesis is not rejected by this "
+            "run."
+        )
     curve = summary["curves"].get("recovery.prefix", {})
     if 8 in curve.get("m", []) and curve.get("effective_updates"):
         i = curve["m"].index(8)
         lines.append(
-            f"Against the paper's LoRA figure (C4: the first 8 recovery updates capture 0.77 of Δ): this run's P8 captures "
-            f"{fmt(curve['updates'][i])} in raw A‖B space and {fmt(curve['effective_updates'][i])} in effective weight space."
+            "Against the paper's LoRA figure (C4: the first 8 recovery updates capture 0.77 of Δ): this run's P8 "
+            "captures "
+            f"{fmt(curve['updates'][i])} in raw A‖B space and {fmt(curve['effective_updates'][i])} in effective weight "
+            "space."
         )
     lines.append(control_sentence(summary))
     curve = summary["curves"].get("recovery.prefix", {})
     undetermined = [m for m, ok in zip(curve.get("m", []), curve.get("determined_updates", [])) if not ok]
     if undetermined:
-        lines.append(f"P_m for m in {undetermined} is not numerically determined (smallest relative pivot below 1e-8): those captures are round-off, not geometry.")
+        lines.append(
+            f"P_m for m in {undetermined} is not numerically determined (smallest relative pivot below 1e-8): those "
+            "captures are round-off, not geometry."
+        )
     if "krylov_exact" in curve and 8 in curve["m"]:
         i = curve["m"].index(8)
-        lines.append(f"Against the exact Krylov space: cap(K_8, Δ) = {fmt(curve['krylov_exact'][i])}, the update prefix {fmt(curve['updates'][i])}.")
+        lines.append(
+            f"Against the exact Krylov space: cap(K_8, Δ) = {fmt(curve['krylov_exact'][i])}, the update prefix "
+            f"{fmt(curve['updates'][i])}."
+        )
     if summary["metrics"].get("recovery.degradation_hurt", {}).get("value", 1.0) == 0.0:
         lines.append("Caution: the degradation did not hurt the target task (see recovery.degradation_hurt).")
     return " ".join(line for line in lines if line)

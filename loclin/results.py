@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from loclin.protocols import protocol_of_summary
 from loclin.report import (
     DRIFT_READING,
     build_report,
@@ -39,10 +40,15 @@ def run_section(folder: Path) -> list[str]:
     build_report([folder], folder)
     name = folder.name
     parts = [f"## {name}", "", f"`{command}` (seed {summary['seed']}; [full report]({name}/report.md))", ""]
-    if summary.get("kind") == "steer":
+    if protocol_of_summary(summary) == "steer":
         from loclin.steer_report import steer_table
 
-        parts += [render_markdown(steer_table([summary], lambda s: name)), "", f"![cosine per block]({name}/steer_layers_0.png)", ""]
+        parts += [
+            render_markdown(steer_table([summary], lambda s: name)),
+            "",
+            f"![cosine per block]({name}/steer_layers_0.png)",
+            "",
+        ]
         return parts
     parts += [render_markdown(headline_table([summary])), ""]
     parts += drift_and_recovery_sections(summary, "###")
@@ -79,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     summaries = [json.loads((folder / "summary.json").read_text()) for folder in folders]
     by_experiment: dict[str, list[dict]] = {}
     for summary in summaries:
-        if summary.get("kind") != "steer":
+        if protocol_of_summary(summary) != "steer":
             by_experiment.setdefault(summary["experiment"], []).append(summary)
     for experiment, group in by_experiment.items():
         if len({s["seed"] for s in group}) > 1:

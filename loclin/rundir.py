@@ -91,10 +91,20 @@ def check_checkpoint_readable(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             broken = archive.testzip()
     except (OSError, zipfile.BadZipFile) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not a torch checkpoint (truncated or corrupt)"
-        raise RunDirError(f"checkpoint '{path}' is unreadable: {reason}; delete it to resume from the previous phase, or start a new run") from None
+        reason = (
+            error.strerror
+            if isinstance(error, OSError) and error.strerror
+            else "not a torch checkpoint (truncated or corrupt)"
+        )
+        raise RunDirError(
+            f"checkpoint '{path}' is unreadable: {reason}; delete it to resume from the previous phase, or start a new "
+            "run"
+        ) from None
     if broken is not None:
-        raise RunDirError(f"checkpoint '{path}' is corrupt (member {broken} fails its CRC); delete it to resume from the previous phase, or start a new run")
+        raise RunDirError(
+            f"checkpoint '{path}' is corrupt (member {broken} fails its CRC); delete it to resume from the previous "
+            "phase, or start a new run"
+        )
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from datamodules.contrast import (
+    TemplateError,
     contrast_chunks,
     encode_contrasts,
     load_items,
@@ -44,7 +45,8 @@ from lightning_modules.activations import (
 )
 from lightning_modules.causal_lm import add_lora_adapter, load_causal_lm
 from lightning_modules.optim import OptimizerSpec
-from loclin.config import SLOPE_RADIUS, resolve_asset_file
+from loclin.config import SLOPE_RADIUS, ConfigError, resolve_asset_file
+from loclin.model_source import resolve_model_source
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
 from loclin.steering import first_step_direction, one_step_shift
 
@@ -90,7 +92,10 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
     caa = differences.mean(1)
 
     def readout(call):  # h at each read position for every item: P × L × N × d
-        parts = [answer_residuals(model, call, part, "positive", READ_OFFSETS) for part in contrast_chunks(batch, s.batch_size)]
+        parts = [
+            answer_residuals(model, call, part, "positive", READ_OFFSETS)
+            for part in contrast_chunks(batch, s.batch_size)
+        ]
         return torch.cat(parts, 2).double()
 
     with torch.no_grad():
@@ -111,7 +116,9 @@ def measure_directions(model, batch: dict[str, torch.Tensor], cfg: DictConfig) -
     return found
 
 
-def cosine_intervals(differences: torch.Tensor, item_shifts: torch.Tensor, draws: int, seed: int) -> dict[str, torch.Tensor]:
+def cosine_intervals(
+    differences: torch.Tensor, item_shifts: torch.Tensor, draws: int, seed: int
+) -> dict[str, torch.Tensor]:
     """Bootstrap over the measured items (resampled jointly for δ and v): 95% intervals of
     cos(δ_ℓ, v_ℓ) per layer, and of its max and mean over layers."""
 
@@ -120,17 +127,37 @@ def cosine_intervals(differences: torch.Tensor, item_shifts: torch.Tensor, draws
         return torch.cat([cos, cos.max()[None], cos.mean()[None]])
 
     low, high = bootstrap_interval(statistic, differences.shape[1], draws, seed)
-    return {"layers": torch.stack([low[:-2], high[:-2]], 1), "max": low[-2:-1].tolist() + high[-2:-1].tolist(), "mean": low[-1:].tolist() + high[-1:].tolist()}
+    return {
+        "layers": torch.stack([low[:-2], high[:-2]], 1),
+        "max": low[-2:-1].tolist() + high[-2:-1].tolist(),
+        "mean": low[-1:].tolist() + high[-1:].tolist(),
+    }
 
 
 @torch.no_grad()
-def steering_curves(model, batch: dict[str, torch.Tensor], directions: dict[str, torch.Tensor], layer: int, alphas: list[float], batch_size: int) -> dict:
+def steering_curves(
+    model,
+    batch: dict[str, torch.Tensor],
+    directions: dict[str, torch.Tensor],
+    layer: int,
+    alphas: list[float],
+    batch_size: int,
+) -> dict:
     """Margin z(a⁺) − z(a⁻), p(a⁺)/(p(a⁺) + p(a⁻)) and accuracy against α for each direction.
 
     Each item's prompt runs once; the (direction, α) grid steers copies of its last token."""
-    norm = float(torch.cat([answer_residuals(model, model, part, "positive", -1)[layer].norm(dim=-1) for part in contrast_chunks(batch, batch_size)]).mean())
+    norm = float(
+        torch.cat(
+            [
+                answer_residuals(model, model, part, "positive", -1)[layer].norm(dim=-1)
+                for part in contrast_chunks(batch, batch_size)
+            ]
+        ).mean()
+    )
     units = torch.stack([(direction / direction.norm()).float() for direction in directions.values()])
-    vectors = (torch.tensor(alphas, dtype=torch.float32)[None, :, None] * norm * units[:, None, :]).reshape(-1, units.shape[1])
+    vectors = (torch.tensor(alphas, dtype=torch.float32)[None, :, None] * norm * units[:, None, :]).reshape(
+        -1, units.shape[1]
+    )
     margins = []
     for row in range(len(batch["answer_pos"])):
         logits = steered_last_logits(model, layer, batch["positive"][row, : batch["answer_pos"][row]], vectors).double()
@@ -143,7 +170,9 @@ def steering_curves(model, batch: dict[str, torch.Tensor], directions: dict[str,
             "p_positive": torch.sigmoid(per_alpha).mean(1).tolist(),
             "acc": (per_alpha > 0).double().mean(1).tolist(),
         }
-        curves["item_slopes"][name] = [slope_at_zero(list(alphas), per_alpha[:, i].tolist()) for i in range(per_alpha.shape[1])]
+        curves["item_slopes"][name] = [
+            slope_at_zero(list(alphas), per_alpha[:, i].tolist()) for i in range(per_alpha.shape[1])
+        ]
     return curves
 
 
@@ -157,7 +186,9 @@ def slope_at_zero(alphas: list[float], values: list[float]) -> float:
     return float((xs_centered * (ys - ys.mean())).sum() / xs_centered.pow(2).sum())
 
 
-def alignment_metrics(found: dict, position: str, eta: float, cfg: DictConfig, random_rms: float) -> tuple[dict, dict, dict]:
+def alignment_metrics(
+    found: dict, position: str, eta: float, cfg: DictConfig, random_rms: float
+) -> tuple[dict, dict, dict]:
     """cos(δ_ℓ, v_ℓ) with δ read at ``position`` (READ_POSITIONS): max and mean over blocks with
     bootstrap intervals, Adam's first step, and the flatness in η. Names carry the position
     (``steer.prompt_end.…``) except at the answer token, the headline."""
@@ -169,16 +200,38 @@ def alignment_metrics(found: dict, position: str, eta: float, cfg: DictConfig, r
     cos_delta = cosine_per_layer(read["shifts"][eta], caa)
     cos_adam = cosine_per_layer(read["adam"], caa)
     metrics = {
-        f"steer.{tag}cos_delta_caa.max": {"value": float(cos_delta.max()), "definition": f"max over layers of cos(δ_ℓ, v_ℓ), δ read {where}, one SGD step η={eta}", "baseline": random_rms},
-        f"steer.{tag}cos_delta_caa.mean": {"value": float(cos_delta.mean()), "definition": f"mean over layers of cos(δ_ℓ, v_ℓ), δ read {where}", "baseline": random_rms},
-        f"steer.{tag}cos_adam_caa.max": {"value": float(cos_adam.max()), "definition": f"max over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}, Adam's first step η={s.adam_eta}", "baseline": random_rms},
-        f"steer.{tag}cos_adam_caa.mean": {"value": float(cos_adam.mean()), "definition": f"mean over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}", "baseline": random_rms},
+        f"steer.{tag}cos_delta_caa.max": {
+            "value": float(cos_delta.max()),
+            "definition": f"max over layers of cos(δ_ℓ, v_ℓ), δ read {where}, one SGD step η={eta}",
+            "baseline": random_rms,
+        },
+        f"steer.{tag}cos_delta_caa.mean": {
+            "value": float(cos_delta.mean()),
+            "definition": f"mean over layers of cos(δ_ℓ, v_ℓ), δ read {where}",
+            "baseline": random_rms,
+        },
+        f"steer.{tag}cos_adam_caa.max": {
+            "value": float(cos_adam.max()),
+            "definition": f"max over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}, Adam's first step η={s.adam_eta}",
+            "baseline": random_rms,
+        },
+        f"steer.{tag}cos_adam_caa.mean": {
+            "value": float(cos_adam.mean()),
+            "definition": f"mean over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}",
+            "baseline": random_rms,
+        },
     }
     suffix = "" if position == "answer" else f"_{position}"
     curves = {f"cos_delta_caa{suffix}": cos_delta.tolist(), f"cos_adam_caa{suffix}": cos_adam.tolist()}
     flatness = {str(e): cosine_per_layer(shift, caa).tolist() for e, shift in read["shifts"].items()}
     spread = max(max(c) - min(c) for c in zip(*flatness.values()))
-    metrics[f"steer.{tag}flatness_spread"] = {"value": spread, "definition": f"max over blocks of the range of cos(δ_ℓ(η), v_ℓ) over η ∈ {list(s.etas)}, δ read {where}: 0 when δ is first order in η"}
+    metrics[f"steer.{tag}flatness_spread"] = {
+        "value": spread,
+        "definition": (
+            f"max over blocks of the range of cos(δ_ℓ(η), v_ℓ) over η ∈ {list(s.etas)}, δ read {where}: 0 when δ is "
+            "first order in η"
+        ),
+    }
     if s.bootstrap:
         intervals = cosine_intervals(found["differences"], read["item_shifts"][eta], s.bootstrap, cfg.seed)
         metrics[f"steer.{tag}cos_delta_caa.max"]["interval"] = intervals["max"]
@@ -195,7 +248,13 @@ def steering_directions(found: dict, delta: torch.Tensor, layer: int, seed: int)
     random_direction = torch.randn(differences.shape[1], generator=generator, dtype=torch.float64)
     signs = torch.randint(0, 2, (differences.shape[0],), generator=generator, dtype=torch.float64) * 2 - 1
     shuffled = sign_flipped_contrast(differences, signs)
-    return {"caa": found["caa"][layer], "delta": delta[layer], "s": found["s"][layer], "random": random_direction, "shuffled": shuffled}
+    return {
+        "caa": found["caa"][layer],
+        "delta": delta[layer],
+        "s": found["s"][layer],
+        "random": random_direction,
+        "shuffled": shuffled,
+    }
 
 
 def slope_metrics(curves: dict, layer: int, tag: str, draws: int, seed: int) -> dict:
@@ -206,30 +265,55 @@ def slope_metrics(curves: dict, layer: int, tag: str, draws: int, seed: int) -> 
     items = {name: torch.tensor(curves["item_slopes"][name], dtype=torch.float64) for name in DIRECTIONS}
     n = len(items["caa"])
     for name in DIRECTIONS:
-        metrics[f"steer.{tag}slope.{name}"] = {"value": slopes[name], "definition": f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"}
-    metrics[f"steer.{tag}slope_ratio_delta_caa"] = {"value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), "definition": f"slope(δ̂) / slope(v̂) at layer {layer}"}
+        metrics[f"steer.{tag}slope.{name}"] = {
+            "value": slopes[name],
+            "definition": (
+                f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"
+            ),
+        }
+    metrics[f"steer.{tag}slope_ratio_delta_caa"] = {
+        "value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"),
+        "definition": f"slope(δ̂) / slope(v̂) at layer {layer}",
+    }
     if draws:
         for name in DIRECTIONS:
             low, high = bootstrap_interval(lambda index, name=name: items[name][index].mean(), n, draws, seed + 5)
             metrics[f"steer.{tag}slope.{name}"]["interval"] = [float(low), float(high)]
-        low, high = bootstrap_interval(lambda index: items["delta"][index].mean() / items["caa"][index].mean(), n, draws, seed + 5)
+        low, high = bootstrap_interval(
+            lambda index: items["delta"][index].mean() / items["caa"][index].mean(), n, draws, seed + 5
+        )
         metrics[f"steer.{tag}slope_ratio_delta_caa"]["interval"] = [float(low), float(high)]
     return metrics
 
 
-def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
+def run_steering(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
+    """The whole steering experiment (a resumed run starts it again); a template that does not
+    fit the tokenizer, found once the items are tokenized, is a ConfigError."""
+    try:
+        return measure_steering(cfg, run_dir)
+    except TemplateError as error:
+        raise ConfigError(str(error)) from None
+
+
+def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
     started = time.time()
     atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
     torch.manual_seed(cfg.seed)
     s = cfg.steer
-    model, tokenizer = load_causal_lm(s.model)
+    model, tokenizer = load_causal_lm(resolve_model_source(s.model))
     if s.stepped == "lora":  # B = 0: the step moves B, and the activations through (α/r) ΔB A
-        model = add_lora_adapter(model, s.lora.rank, s.lora.alpha, s.lora.dropout, s.lora.target_modules, s.lora.fan_in_fan_out)
+        model = add_lora_adapter(
+            model, s.lora.rank, s.lora.alpha, s.lora.dropout, s.lora.target_modules, s.lora.fan_in_fan_out
+        )
     model.eval()  # parameters keep requires_grad: s_ℓ differentiates through the hooked h_ℓ
     items = load_items(s.source, resolve_asset_file(s.data, ""), s.template, s.yes_answer, s.no_answer)
     encoded = encode_contrasts(tokenizer, items, s.special_tokens)
     keep = [i for i in range(len(items)) if int(encoded["answer_pos"][i]) < s.max_tokens]
-    print(f"[loclin] steering: {len(keep)} of {len(items)} {s.source} items fit steer.max_tokens={s.max_tokens}; {s.n_train} to measure, {s.n_heldout} held out", flush=True)
+    print(
+        f"[loclin] steering: {len(keep)} of {len(items)} {s.source} items fit steer.max_tokens={s.max_tokens}; "
+        f"{s.n_train} to measure, {s.n_heldout} held out",
+        flush=True,
+    )
     train, heldout = split_items([items[i] for i in keep], s.n_train, s.n_heldout, cfg.seed)
     train_batch, heldout_batch = (encode_contrasts(tokenizer, part, s.special_tokens) for part in (train, heldout))
     print("[loclin] steering: CAA vectors, gradient and s_ℓ on the measured items", flush=True)
@@ -238,30 +322,56 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
     eta = float(s.etas[len(s.etas) // 2])
     blocks = len(decoder_blocks(model))
     baseline = random_cosine_baseline(caa, samples=s.random_samples, seed=cfg.seed)
-    metrics, layer_curves, flatness = {}, {"random_rms": baseline["rms"].tolist(), "random_p95": baseline["p95_abs"].tolist()}, {}
+    metrics, layer_curves, flatness = (
+        {},
+        {"random_rms": baseline["rms"].tolist(), "random_p95": baseline["p95_abs"].tolist()},
+        {},
+    )
     for position in READ_POSITIONS:
         tagged, curves_here, flat = alignment_metrics(found, position, eta, cfg, float(baseline["rms"].mean()))
         metrics.update(tagged)
         layer_curves.update(curves_here)
         flatness[position] = flat
     cos_s = cosine_per_layer(grad_direction, caa)
-    metrics["steer.cos_s_caa.max"] = {"value": float(cos_s.max()), "definition": "max over layers of cos(s_ℓ, v_ℓ), s = −mean ∂ℓ/∂h at t − 1", "baseline": float(baseline["rms"].mean())}
-    metrics["steer.random_rms"] = {"value": float(baseline["rms"].mean()), "definition": f"RMS cos of {s.random_samples} random directions with v (1/sqrt(d) = {float(baseline['expected_rms'][0]):.4f})"}
-    metrics["steer.random_p95"] = {"value": float(baseline["p95_abs"].mean()), "definition": "95th percentile of |cos| of random directions with v"}
+    metrics["steer.cos_s_caa.max"] = {
+        "value": float(cos_s.max()),
+        "definition": "max over layers of cos(s_ℓ, v_ℓ), s = −mean ∂ℓ/∂h at t − 1",
+        "baseline": float(baseline["rms"].mean()),
+    }
+    metrics["steer.random_rms"] = {
+        "value": float(baseline["rms"].mean()),
+        "definition": (
+            f"RMS cos of {s.random_samples} random directions with v (1/sqrt(d) = "
+            f"{float(baseline['expected_rms'][0]):.4f})"
+        ),
+    }
+    metrics["steer.random_p95"] = {
+        "value": float(baseline["p95_abs"].mean()),
+        "definition": "95th percentile of |cos| of random directions with v",
+    }
     layer_curves["cos_s_caa"] = cos_s.tolist()
     delta = found["answer"]["shifts"][eta]
     cos_delta = cosine_per_layer(delta, caa)
     middle = s.steer_layer if s.steer_layer is not None else blocks // 2
     peak = int(cos_delta.argmax())
-    metrics["steer.peak_layer"] = {"value": peak, "definition": "the block where cos(δ_ℓ, v_ℓ) at t peaks: steered as well as the middle block"}
+    metrics["steer.peak_layer"] = {
+        "value": peak,
+        "definition": "the block where cos(δ_ℓ, v_ℓ) at t peaks: steered as well as the middle block",
+    }
     curves_at: dict[int, dict] = {}
     for layer in dict.fromkeys((middle, peak)):
         directions = steering_directions(found, delta, layer, cfg.seed)
-        print(f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α", flush=True)
+        print(
+            f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α",
+            flush=True,
+        )
         curves_at[layer] = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size)
     metrics.update(slope_metrics(curves_at[middle], middle, "", s.bootstrap, cfg.seed))
     metrics.update(slope_metrics(curves_at[peak], peak, "at_peak.", s.bootstrap, cfg.seed))
-    metrics[f"steer.cos_delta_caa.layer{middle}"] = {"value": float(cos_delta[middle]), "definition": f"cos(δ, v) at the steered layer {middle}"}
+    metrics[f"steer.cos_delta_caa.layer{middle}"] = {
+        "value": float(cos_delta[middle]),
+        "definition": f"cos(δ, v) at the steered layer {middle}",
+    }
     if s.bootstrap:
         metrics[f"steer.cos_delta_caa.layer{middle}"]["interval"] = layer_curves["cos_delta_caa_interval"][middle]
     if s.shuffled_draws:
@@ -269,8 +379,17 @@ def run_steering(cfg: DictConfig, run_dir: Path) -> dict:
         magnitude = shuffled.abs()
         layer_curves["shuffled_mean"] = shuffled.mean(0).tolist()
         layer_curves["shuffled_p95"] = magnitude.quantile(0.95, dim=0).tolist()
-        metrics["steer.shuffled_p95"] = {"value": float(magnitude.quantile(0.95, dim=0).mean()), "definition": f"shuffled-label null: 95th percentile of |cos(δ_ℓ, v_ℓ^π)| over {s.shuffled_draws} random sign flips of the items' contrasts, mean over layers"}
-        metrics["steer.shuffled_max_p95"] = {"value": float(magnitude.quantile(0.95, dim=0).max()), "definition": "shuffled-label null: the largest per-layer 95th percentile of |cos(δ_ℓ, v_ℓ^π)|"}
+        metrics["steer.shuffled_p95"] = {
+            "value": float(magnitude.quantile(0.95, dim=0).mean()),
+            "definition": (
+                f"shuffled-label null: 95th percentile of |cos(δ_ℓ, v_ℓ^π)| over {s.shuffled_draws} random sign flips "
+                "of the items' contrasts, mean over layers"
+            ),
+        }
+        metrics["steer.shuffled_max_p95"] = {
+            "value": float(magnitude.quantile(0.95, dim=0).max()),
+            "definition": "shuffled-label null: the largest per-layer 95th percentile of |cos(δ_ℓ, v_ℓ^π)|",
+        }
     summary = {
         "experiment": cfg.experiment,
         "kind": "steer",

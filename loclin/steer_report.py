@@ -37,17 +37,23 @@ def run_label(s: dict, label) -> str:
 def steer_table(summaries: list[dict], label) -> list[list[str]]:
     """One row per run: cos(δ, v) with δ read at the answer token t and at t − 1, against the
     nulls, each with its 95% bootstrap interval over items."""
-    from loclin.report import fmt, fmt_entry
+    from loclin.tables import fmt, fmt_entry
 
     rows = [["run", *ALIGNMENT_COLUMNS, "paper cos(δ, v)"]]
     for s in summaries:
-        rows.append([run_label(s, label), *(fmt_entry(s["metrics"].get(n)) for n in ALIGNMENT_COLUMNS.values()), fmt(PAPER_COS_DELTA_CAA)])
+        rows.append(
+            [
+                run_label(s, label),
+                *(fmt_entry(s["metrics"].get(n)) for n in ALIGNMENT_COLUMNS.values()),
+                fmt(PAPER_COS_DELTA_CAA),
+            ]
+        )
     return rows
 
 
 def steering_table(summaries: list[dict], label) -> list[list[str]]:
     """One row per run and steered block (the middle one, and the one where cos(δ, v) peaks)."""
-    from loclin.report import fmt_entry
+    from loclin.tables import fmt_entry
 
     rows = [["run", "block", *STEERING_COLUMNS]]
     for s in summaries:
@@ -57,13 +63,19 @@ def steering_table(summaries: list[dict], label) -> list[list[str]]:
         if peak is not None and peak != middle:
             blocks.append(("at_peak.", f"{peak} (peak)"))
         for tag, where in blocks:
-            rows.append([run_label(s, label), where, *(fmt_entry(metrics.get(f"steer.{tag}{n}")) for n in STEERING_COLUMNS.values())])
+            rows.append(
+                [
+                    run_label(s, label),
+                    where,
+                    *(fmt_entry(metrics.get(f"steer.{tag}{n}")) for n in STEERING_COLUMNS.values()),
+                ]
+            )
     return rows
 
 
 def steer_verdict(summaries: list[dict], label) -> str:
     """Where cos(δ, v) reaches the paper's 0.58, if anywhere; else the best value and its interval."""
-    from loclin.report import fmt_entry
+    from loclin.tables import fmt_entry
 
     best = []
     for s in summaries:
@@ -77,8 +89,15 @@ def steer_verdict(summaries: list[dict], label) -> str:
     reached = [row for row in best if row[1].get("interval", [row[0]])[0] >= PAPER_COS_DELTA_CAA]
     where = lambda row: f"{label(row[3])}, δ read at {'t − 1' if 'prompt_end' in row[2] else 't'}: {fmt_entry(row[1])}"  # noqa: E731
     if reached:
-        return f"cos(δ, v) reaches {PAPER_COS_DELTA_CAA} (lower 95% bound above it) in: " + "; ".join(where(row) for row in reached) + "."
-    return f"cos(δ, v) reaches {PAPER_COS_DELTA_CAA} with its whole interval nowhere. Best: {where(best[0])} (max over blocks; the block's own interval is in the layer plot)."
+        return (
+            f"cos(δ, v) reaches {PAPER_COS_DELTA_CAA} (lower 95% bound above it) in: "
+            + "; ".join(where(row) for row in reached)
+            + "."
+        )
+    return (
+        f"cos(δ, v) reaches {PAPER_COS_DELTA_CAA} with its whole interval nowhere. Best: {where(best[0])} (max over "
+        "blocks; the block's own interval is in the layer plot)."
+    )
 
 
 def layer_figure(layers: dict, title: str):
@@ -86,9 +105,23 @@ def layer_figure(layers: dict, title: str):
 
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     x = list(range(len(layers["cos_delta_caa"])))
-    ax.fill_between(x, [-p for p in layers["random_p95"]], layers["random_p95"], color="gray", alpha=0.2, label="random directions, 95% of |cos|")
+    ax.fill_between(
+        x,
+        [-p for p in layers["random_p95"]],
+        layers["random_p95"],
+        color="gray",
+        alpha=0.2,
+        label="random directions, 95% of |cos|",
+    )
     if "shuffled_p95" in layers:
-        ax.fill_between(x, [-p for p in layers["shuffled_p95"]], layers["shuffled_p95"], color="tab:purple", alpha=0.12, label="shuffled-label CAA, 95% of |cos(δ, v^π)|")
+        ax.fill_between(
+            x,
+            [-p for p in layers["shuffled_p95"]],
+            layers["shuffled_p95"],
+            color="tab:purple",
+            alpha=0.12,
+            label="shuffled-label CAA, 95% of |cos(δ, v^π)|",
+        )
     (line,) = ax.plot(x, layers["cos_delta_caa"], marker="o", label="cos(δ, v): one SGD step, δ at t")
     if "cos_delta_caa_interval" in layers:
         low, high = zip(*layers["cos_delta_caa_interval"])
@@ -121,14 +154,22 @@ def flatness_figure(flatness: dict, title: str):
     return fig
 
 
-DIRECTION_LABELS = {"caa": "v̂ (CAA)", "delta": "δ̂ (one step)", "s": "ŝ (−∂ℓ/∂h)", "random": "random", "shuffled": "v̂^π (shuffled labels)"}
+DIRECTION_LABELS = {
+    "caa": "v̂ (CAA)",
+    "delta": "δ̂ (one step)",
+    "s": "ŝ (−∂ℓ/∂h)",
+    "random": "random",
+    "shuffled": "v̂^π (shuffled labels)",
+}
 
 
 def curves_figure(curves: dict, title: str):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    for ax, key, ylabel in zip(axes, ("margin", "p_positive", "acc"), ("margin z(a⁺) − z(a⁻)", "p(a⁺) / (p(a⁺) + p(a⁻))", "accuracy")):
+    for ax, key, ylabel in zip(
+        axes, ("margin", "p_positive", "acc"), ("margin z(a⁺) − z(a⁻)", "p(a⁺) / (p(a⁺) + p(a⁻))", "accuracy")
+    ):
         for name, text in DIRECTION_LABELS.items():
             if name in curves:
                 ax.plot(curves["alphas"], curves[name][key], marker="o", label=text)
@@ -143,19 +184,54 @@ def curves_figure(curves: dict, title: str):
 def build_steer_report(summaries: list[dict], runs: list[Path], out: Path, label) -> str:
     import matplotlib.pyplot as plt
 
-    from loclin.report import render_markdown, render_text
+    from loclin.tables import render_markdown, render_text
 
     table, steered = steer_table(summaries, label), steering_table(summaries, label)
-    parts = ["# loclin steering report", "", f"Runs: {', '.join(f'`{r}`' for r in runs)}", "", "## Alignment of the one-step shift δ with CAA", "", render_markdown(table), ""]
-    parts += [steer_verdict(summaries, label), "", "## Steering on held-out items (margin slope at α = 0)", "", render_markdown(steered), ""]
+    parts = [
+        "# loclin steering report",
+        "",
+        f"Runs: {', '.join(f'`{r}`' for r in runs)}",
+        "",
+        "## Alignment of the one-step shift δ with CAA",
+        "",
+        render_markdown(table),
+        "",
+    ]
+    parts += [
+        steer_verdict(summaries, label),
+        "",
+        "## Steering on held-out items (margin slope at α = 0)",
+        "",
+        render_markdown(steered),
+        "",
+    ]
     for i, s in enumerate(summaries):
         for name, figure, caption in (
-            (f"steer_layers_{i}.png", layer_figure(s["curves"]["steer.layers"], label(s)), "Cosine with the CAA vector per block, random band"),
-            (f"steer_flatness_{i}.png", flatness_figure(s["curves"]["steer.flatness"], label(s)), "cos(δ, v) per block at each step size η"),
-            (f"steer_curves_{i}.png", curves_figure(s["curves"]["steer.curves"], label(s)), "Steering curves on held-out items"),
+            (
+                f"steer_layers_{i}.png",
+                layer_figure(s["curves"]["steer.layers"], label(s)),
+                "Cosine with the CAA vector per block, random band",
+            ),
+            (
+                f"steer_flatness_{i}.png",
+                flatness_figure(s["curves"]["steer.flatness"], label(s)),
+                "cos(δ, v) per block at each step size η",
+            ),
+            (
+                f"steer_curves_{i}.png",
+                curves_figure(s["curves"]["steer.curves"], label(s)),
+                "Steering curves on held-out items",
+            ),
             *(
-                [(f"steer_curves_peak_{i}.png", curves_figure(s["curves"]["steer.curves_at_peak"], label(s)), "Steering curves at the peak block")]
-                if s["curves"].get("steer.curves_at_peak", {}).get("layer", s["curves"]["steer.curves"]["layer"]) != s["curves"]["steer.curves"]["layer"]
+                [
+                    (
+                        f"steer_curves_peak_{i}.png",
+                        curves_figure(s["curves"]["steer.curves_at_peak"], label(s)),
+                        "Steering curves at the peak block",
+                    )
+                ]
+                if s["curves"].get("steer.curves_at_peak", {}).get("layer", s["curves"]["steer.curves"]["layer"])
+                != s["curves"]["steer.curves"]["layer"]
                 else []
             ),
         ):

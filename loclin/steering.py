@@ -25,6 +25,8 @@ from lightning_modules.optim import OptimizerSpec, build_optimizer
 Call = Callable[..., torch.Tensor]
 
 Call = Callable[..., torch.Tensor]
+
+
 def _caller(model: nn.Module, params: dict[str, torch.Tensor]) -> Call:
     def call(*args, **kwargs):
         return functional_call(model, params, args, kwargs)
@@ -32,13 +34,17 @@ def _caller(model: nn.Module, params: dict[str, torch.Tensor]) -> Call:
     return call
 
 
-def loss_gradient(model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor]) -> dict[str, torch.Tensor]:
+def loss_gradient(
+    model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor]
+) -> dict[str, torch.Tensor]:
     """∇ of ``loss_of`` w.r.t. the named parameters (the model's .grad untouched)."""
     params = {n: p.detach() for n, p in model.named_parameters() if n in set(names)}
     return grad(lambda p: loss_of(_caller(model, p)))(params)
 
 
-def first_step_direction(model: nn.Module, gradient: dict[str, torch.Tensor], spec: OptimizerSpec) -> dict[str, torch.Tensor]:
+def first_step_direction(
+    model: nn.Module, gradient: dict[str, torch.Tensor], spec: OptimizerSpec
+) -> dict[str, torch.Tensor]:
     """The step d with θ' = θ − lr · d that the phase optimizer ``spec`` takes first from θ with
     gradient g (lightning_modules.optim, the one definition training uses): SGD d = g (any
     momentum: its buffer starts at g), Adam d = g / (|g| + ε), AdamW d = λθ + g / (|g| + ε) on
@@ -56,13 +62,21 @@ def first_step_direction(model: nn.Module, gradient: dict[str, torch.Tensor], sp
     return direction
 
 
-def step_direction(model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor], spec: OptimizerSpec | None = None) -> dict[str, torch.Tensor]:
+def step_direction(
+    model: nn.Module, names: Sequence[str], loss_of: Callable[[Call], torch.Tensor], spec: OptimizerSpec | None = None
+) -> dict[str, torch.Tensor]:
     """d of :func:`first_step_direction` for the loss ``loss_of`` (default: plain SGD, d = g)."""
     return first_step_direction(model, loss_gradient(model, names, loss_of), spec or OptimizerSpec("sgd", lr=1.0))
 
 
 @torch.no_grad()
-def one_step_shift(model: nn.Module, direction: dict[str, torch.Tensor], eta: float, readout_of: Callable[[Call], torch.Tensor], base: torch.Tensor | None = None) -> torch.Tensor:
+def one_step_shift(
+    model: nn.Module,
+    direction: dict[str, torch.Tensor],
+    eta: float,
+    readout_of: Callable[[Call], torch.Tensor],
+    base: torch.Tensor | None = None,
+) -> torch.Tensor:
     """readout(θ − η d) − readout(θ) for a step direction d from :func:`step_direction`
     (``base``: readout(θ) when the caller already has it)."""
     params = {n: p.detach() for n, p in model.named_parameters() if n in direction}
@@ -72,7 +86,9 @@ def one_step_shift(model: nn.Module, direction: dict[str, torch.Tensor], eta: fl
     return readout_of(_caller(model, stepped)) - base
 
 
-def first_order_shift(model: nn.Module, direction: dict[str, torch.Tensor], eta: float, readout_of: Callable[[Call], torch.Tensor]) -> torch.Tensor:
+def first_order_shift(
+    model: nn.Module, direction: dict[str, torch.Tensor], eta: float, readout_of: Callable[[Call], torch.Tensor]
+) -> torch.Tensor:
     """The linear prediction J(−η d) of :func:`one_step_shift` (a Jacobian-vector product)."""
     params = {n: p.detach() for n, p in model.named_parameters() if n in direction}
     tangent = {n: -eta * direction[n] for n in params}

@@ -9,8 +9,9 @@ The sweep directory (``--out``, default ``<output_root>/sweeps/<experiment>``) h
 ``sweep.json`` (the manifest: the command's config or parent, the grid, the seeds and every
 point's overrides) and ``points/<point>/version_<n>/``, a plain run directory per point.
 Running the same command again skips finished points (summary.json), resumes killed ones
-(``train.py --resume``) and starts the rest; run with more ``--seeds`` (and parents), it adds them. A forked sweep takes one parent per seed with
-``--fork RUN [RUN ...]`` (in the order of ``--seeds``), or one parent for every point.
+(``train.py --resume``) and starts the rest; run with more ``--seeds`` (and parents), it adds
+them. A forked sweep takes one parent per seed with ``--fork RUN [RUN ...]`` (in the order of
+``--seeds``), or one parent for every point.
 
 Each point runs as its own ``train.py`` process. The launcher is an existing engine, never a
 scheduler of ours: ``local`` (a pool of ``--workers`` subprocesses, the default), ``submitit``
@@ -78,7 +79,15 @@ def expand(grid: dict[str, list], seeds: list[int], parents: list[str]) -> list[
             overrides = [f"{key}={value_text(value)}" for key, value in assignment.items()]
             if not parents:
                 overrides.append(f"seed={seed}")
-            points.append({"name": point_name(assignment, seed), "cell": assignment, "seed": seed, "parent": parent, "overrides": overrides})
+            points.append(
+                {
+                    "name": point_name(assignment, seed),
+                    "cell": assignment,
+                    "seed": seed,
+                    "parent": parent,
+                    "overrides": overrides,
+                }
+            )
     return points
 
 
@@ -97,8 +106,26 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
             pass  # killed before its first checkpoint: a fresh version of the point
     where = [f"output_root={root}", f"experiment={point['name']}", "trainer.progress_bar=false"]
     if point["parent"]:
-        return [sys.executable, str(REPO / "train.py"), "--fork", point["parent"], "--after", manifest["after"], *where, *manifest["overrides"], *point["overrides"]]
-    return [sys.executable, str(REPO / "train.py"), "--config", manifest["config"], *where, *manifest["overrides"], *point["overrides"]]
+        return [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--fork",
+            point["parent"],
+            "--after",
+            manifest["after"],
+            *where,
+            *manifest["overrides"],
+            *point["overrides"],
+        ]
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--config",
+        manifest["config"],
+        *where,
+        *manifest["overrides"],
+        *point["overrides"],
+    ]
 
 
 LIVE_POINTS: set[subprocess.Popen] = set()  # this process's running points, stopped with it
@@ -230,12 +257,16 @@ def grows(old: dict, new: dict) -> bool:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--config", type=Path, help="experiment YAML")
     source.add_argument("--fork", nargs="+", metavar="RUN_DIR", help="parent run(s): one, or one per seed")
     parser.add_argument("--after", metavar="PHASE", help="with --fork: the parent's last reused phase")
-    parser.add_argument("--grid", action="append", default=[], metavar="key=[a,b,c]", help="one axis of the grid (repeat)")
+    parser.add_argument(
+        "--grid", action="append", default=[], metavar="key=[a,b,c]", help="one axis of the grid (repeat)"
+    )
     parser.add_argument("--seeds", default=None, help="comma-separated seeds (a forked sweep: one per parent)")
     parser.add_argument("--workers", type=int, default=1, help="points run at once")
     parser.add_argument("--launcher", choices=LAUNCHERS, default="local")
@@ -269,12 +300,19 @@ def main(argv: list[str] | None = None) -> int:
             jobs.append((command, str(out / "logs" / f"{point['name']}.log")))
         else:
             skipped += 1
-    print(f"[loclin] sweep {out}: {len(manifest['points'])} points, {skipped} finished, {len(jobs)} to run ({args.launcher}, {args.workers} workers)", flush=True)
+    print(
+        f"[loclin] sweep {out}: {len(manifest['points'])} points, {skipped} finished, {len(jobs)} to run "
+        f"({args.launcher}, {args.workers} workers)",
+        flush=True,
+    )
     codes = run(jobs) if jobs else []
     failed = [log for (_, log), code in zip(jobs, codes) if code != 0]
     for log in failed:
         print(f"loclin: error: a point failed; see {log}", file=sys.stderr)
-    print(f"[loclin] sweep done: {len(jobs) - len(failed)} ran, {skipped} skipped, {len(failed)} failed; python analyze.py {out}")
+    print(
+        f"[loclin] sweep done: {len(jobs) - len(failed)} ran, {skipped} skipped, {len(failed)} failed; python "
+        f"analyze.py {out}"
+    )
     return 1 if failed else 0
 
 

@@ -8,11 +8,17 @@ import math
 from pathlib import Path
 
 from geometry.intervals import t_interval
-from loclin.report import fmt, render_markdown, render_text, value
 from loclin.rundir import RunDirError
 from loclin.sweep import MANIFEST
+from loclin.tables import fmt, render_markdown, render_text, value
 
-DEFAULT_KEYS = ("recovery.capture.P8_updates", "recovery.capture.R8_random_positions", "recovery.capture.L8_last_updates", "recovery.theta_R.acc", "grad.overlap_ratio_lag100")
+DEFAULT_KEYS = (
+    "recovery.capture.P8_updates",
+    "recovery.capture.R8_random_positions",
+    "recovery.capture.L8_last_updates",
+    "recovery.theta_R.acc",
+    "grad.overlap_ratio_lag100",
+)
 
 
 def point_summaries(sweep_dir: Path, manifest: dict) -> list[tuple[dict, dict | None]]:
@@ -112,7 +118,14 @@ def build_sweep_report(sweep_dir: Path, out: Path, keys: list[str] | None = None
     out.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
 
-    parts = ["# loclin sweep report", "", f"Sweep: `{sweep_dir}`; grid {manifest['grid']}; seeds {manifest['seeds']}", "", render_markdown(rows), ""]
+    parts = [
+        "# loclin sweep report",
+        "",
+        f"Sweep: `{sweep_dir}`; grid {manifest['grid']}; seeds {manifest['seeds']}",
+        "",
+        render_markdown(rows),
+        "",
+    ]
     for i, key in enumerate(keys):
         figure = sweep_figure(manifest, stats, key)
         name = f"sweep_{i}.png"

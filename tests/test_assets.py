@@ -96,13 +96,23 @@ def test_coqa_yes_no_questions_keep_passage_and_earlier_turns(tmp_path, monkeypa
     story = {
         "id": "s1",
         "story": "Tom has a red ball. He lost it.",
-        "questions": [{"input_text": "What does Tom have?", "turn_id": 1}, {"input_text": "Is it red?", "turn_id": 2}, {"input_text": "did he keep it?", "turn_id": 3}],
-        "answers": [{"input_text": "a ball", "turn_id": 1}, {"input_text": "Yes", "turn_id": 2}, {"input_text": "no.", "turn_id": 3}],
+        "questions": [
+            {"input_text": "What does Tom have?", "turn_id": 1},
+            {"input_text": "Is it red?", "turn_id": 2},
+            {"input_text": "did he keep it?", "turn_id": 3},
+        ],
+        "answers": [
+            {"input_text": "a ball", "turn_id": 1},
+            {"input_text": "Yes", "turn_id": 2},
+            {"input_text": "no.", "turn_id": 3},
+        ],
     }
     data = json.dumps({"data": [story]}).encode()
     archive = tmp_path / "bigbench-1.0.0.tar.gz"
     with tarfile.open(archive, "w:gz") as t:
-        info = tarfile.TarInfo("bigbench-1.0.0/bigbench/benchmark_tasks/coqa_conversational_question_answering/coqa.test.json")
+        info = tarfile.TarInfo(
+            "bigbench-1.0.0/bigbench/benchmark_tasks/coqa_conversational_question_answering/coqa.test.json"
+        )
         info.size = len(data)
         t.addfile(info, io.BytesIO(data))
     pin(monkeypatch, "bigbench-coqa-yes-no", archive)
@@ -123,6 +133,10 @@ def test_sdist_download_reports_a_missing_file_in_one_line(tmp_path, monkeypatch
         def __exit__(self, *exc):
             return False
 
-    monkeypatch.setattr(urllib.request, "urlopen", lambda *a, **k: Listing(json.dumps({"files": [{"filename": "other.tar.gz", "url": "x"}]}).encode()))
+    monkeypatch.setattr(
+        urllib.request,
+        "urlopen",
+        lambda *a, **k: Listing(json.dumps({"files": [{"filename": "other.tar.gz", "url": "x"}]}).encode()),
+    )
     with pytest.raises(AssetError, match=r"lists no bigbench-1.0.0.tar.gz"):
         assets.download_sdist(assets.ASSETS["bigbench-coqa-yes-no"], tmp_path)

@@ -56,7 +56,13 @@ def test_missing_file():
 def test_every_shipped_config_is_valid(tiny_gpt2, text_assets, contrast_assets, monkeypatch, tmp_path):
     # assets are checked when they exist; stand-ins for the big ones CI does not fetch
     real = config_module.asset_path
-    stand_ins = {"smollm2-135m-instruct": tiny_gpt2, "tiny-gpt2": tiny_gpt2, "gemma3-270m": tiny_gpt2, "qwen2.5-coder-0.5b-instruct": tiny_gpt2, "bigbench-coqa-yes-no": tmp_path}
+    stand_ins = {
+        "smollm2-135m-instruct": tiny_gpt2,
+        "tiny-gpt2": tiny_gpt2,
+        "gemma3-270m": tiny_gpt2,
+        "qwen2.5-coder-0.5b-instruct": tiny_gpt2,
+        "bigbench-coqa-yes-no": tmp_path,
+    }
     monkeypatch.setattr(config_module, "asset_path", lambda name: stand_ins.get(name) or real(name))
     for path in sorted((REPO / "conf").glob("*.yaml")):
         assert load_config(path).kind in ("synthetic", "lora", "quadratic", "steer"), path
@@ -72,7 +78,15 @@ def test_every_shipped_config_is_valid(tiny_gpt2, text_assets, contrast_assets, 
     ],
 )
 def test_cli_error_is_one_line_exit_2_and_writes_nothing(tmp_path, args):
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), *args, f"output_root={tmp_path / 'runs'}"] if args[0] == "--config" else [sys.executable, str(REPO / "train.py"), *args], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args, f"output_root={tmp_path / 'runs'}"]
+        if args[0] == "--config"
+        else [sys.executable, str(REPO / "train.py"), *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("loclin: error:"), result.stderr
@@ -99,7 +113,10 @@ def test_resume_refuses_a_finished_run_and_a_run_without_checkpoint(tmp_path):
         check_resumable(run)
 
 
-@pytest.mark.parametrize("overrides", [["kind=cubic"], ["kind=quadratic", "quadratic.lr_scale=2.5"], ["kind=quadratic", "quadratic.prefix_ms=[5000]"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [["kind=cubic"], ["kind=quadratic", "quadratic.lr_scale=2.5"], ["kind=quadratic", "quadratic.prefix_ms=[5000]"]],
+)
 def test_bad_kind_and_quadratic_values(overrides):
     with pytest.raises(ConfigError):
         load_config(REPO / "conf" / "quadratic.yaml", overrides)
@@ -128,13 +145,23 @@ BAD_INPUT = [  # (arguments after train.py, fragment of the one error line)
     (["trainer.devices=3"], "data.batch_size=16 is the global batch: it must split evenly over trainer.devices=3"),
     (["trainer.grad_shards=3"], "trainer.grad_shards=3 must be >= 1 and split data.batch_size=16 evenly"),
     (["trainer.strategy=fsdp", "trainer.devices=2"], "trainer.strategy=fsdp: the geometry reads whole parameters"),
-    (["geometry.shard_windows=true"], "geometry.shard_windows shards the windows, bases and drift only; geometry.per_task"),
+    (
+        ["geometry.shard_windows=true"],
+        "geometry.shard_windows shards the windows, bases and drift only; geometry.per_task",
+    ),
 ]
 
 
 @pytest.mark.parametrize(("overrides", "fragment"), BAD_INPUT)
 def test_bad_input_table_is_one_line_exit_2_nothing_written(overrides, fragment, tmp_path):
-    command = [sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={tmp_path / 'runs'}", *overrides]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--config",
+        str(TINY),
+        f"output_root={tmp_path / 'runs'}",
+        *overrides,
+    ]
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("loclin: error:"), result.stderr
@@ -145,10 +172,28 @@ def test_bad_input_table_is_one_line_exit_2_nothing_written(overrides, fragment,
 def test_unreadable_checkpoint_and_unwritable_output_are_one_line(tmp_path):
     run = corrupt_run(tmp_path / "runs")
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "is unreadable: not a torch checkpoint" in result.stderr, result.stderr
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--resume", str(run)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        result.returncode == 2
+        and result.stderr.count("\n") == 1
+        and "is unreadable: not a torch checkpoint" in result.stderr
+    ), result.stderr
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = subprocess.run([sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={blocker / 'runs'}"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot create run directory" in result.stderr, result.stderr
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={blocker / 'runs'}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot create run directory" in result.stderr
+    ), result.stderr

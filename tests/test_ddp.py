@@ -26,7 +26,15 @@ SHARDED = ["geometry.shard_windows=true", "geometry.per_task.enabled=false"]
 
 
 def command(config: str, root: Path, *overrides: str) -> list[str]:
-    return [sys.executable, str(REPO / "train.py"), "--config", str(REPO / "conf" / config), f"output_root={root}", *SAME_THREADS, *overrides]
+    return [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--config",
+        str(REPO / "conf" / config),
+        f"output_root={root}",
+        *SAME_THREADS,
+        *overrides,
+    ]
 
 
 def only_run_dir(root: Path, config: str) -> Path:
@@ -54,7 +62,13 @@ def test_two_ranks_give_the_single_process_summary_bit_for_bit(config, tmp_path)
 
 def test_lora_on_two_ranks_gives_the_single_process_summary_bit_for_bit(tiny_gpt2, contrast_assets, tmp_path):
     """A peft adapter (frozen base, padded batches), the recovery protocol and activation shifts."""
-    lora = [f"lm.model={tiny_gpt2}", "activation_shift.enabled=true", f"activation_shift.data={contrast_assets}", "activation_shift.stride=10", "activation_shift.n_items=8"]
+    lora = [
+        f"lm.model={tiny_gpt2}",
+        "activation_shift.enabled=true",
+        f"activation_shift.data={contrast_assets}",
+        "activation_shift.stride=10",
+        "activation_shift.n_items=8",
+    ]
     single = run("tiny_lora.yaml", tmp_path / "single", *lora, "trainer.grad_shards=2")
     parallel = run("tiny_lora.yaml", tmp_path / "ddp", *lora, *DDP)
     assert any(name.startswith("activation.") for name in single)
@@ -63,7 +77,12 @@ def test_lora_on_two_ranks_gives_the_single_process_summary_bit_for_bit(tiny_gpt
 
 @pytest.fixture(scope="module")
 def single_unsharded(tmp_path_factory):
-    return run("tiny_synthetic.yaml", tmp_path_factory.mktemp("single"), "trainer.grad_shards=2", "geometry.per_task.enabled=false")
+    return run(
+        "tiny_synthetic.yaml",
+        tmp_path_factory.mktemp("single"),
+        "trainer.grad_shards=2",
+        "geometry.per_task.enabled=false",
+    )
 
 
 def assert_close_summaries(found: dict, expected: dict) -> None:
@@ -82,7 +101,13 @@ def test_sharded_windows_give_the_unsharded_geometry(single_unsharded, tmp_path)
 
 def test_killed_sharded_run_resumes_to_the_same_numbers(single_unsharded, tmp_path):
     """Killed (SIGKILL to every rank) once its first checkpoint is on disk, then resumed."""
-    launched = subprocess.Popen(command("tiny_synthetic.yaml", tmp_path, *DDP, *SHARDED), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    launched = subprocess.Popen(
+        command("tiny_synthetic.yaml", tmp_path, *DDP, *SHARDED),
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     checkpoint = tmp_path / "tiny_synthetic" / "version_0" / "checkpoints" / "train" / "last.ckpt"
     deadline = time.time() + 300
     while not checkpoint.exists() and launched.poll() is None and time.time() < deadline:
@@ -91,9 +116,17 @@ def test_killed_sharded_run_resumes_to_the_same_numbers(single_unsharded, tmp_pa
     launched.wait()
     run_dir = only_run_dir(tmp_path, "tiny_synthetic.yaml")
     assert checkpoint.exists() and not (run_dir / "summary.json").exists()  # killed mid-run
-    resumed = subprocess.run([sys.executable, str(REPO / "train.py"), "--resume", str(run_dir)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), "--resume", str(run_dir)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_close_summaries(values(json.loads((run_dir / "summary.json").read_text())["metrics"]), values(single_unsharded))
+    assert_close_summaries(
+        values(json.loads((run_dir / "summary.json").read_text())["metrics"]), values(single_unsharded)
+    )
 
 
 def test_a_fork_on_two_ranks_gives_the_single_process_fork_bit_for_bit(tmp_path):
@@ -103,7 +136,18 @@ def test_a_fork_on_two_ranks_gives_the_single_process_fork_bit_for_bit(tmp_path)
     change = ["phases.2.optim.name=sgd", "phases.2.lr=0.05"]
 
     def fork(root: Path, *overrides: str) -> dict:
-        args = [sys.executable, str(REPO / "train.py"), "--fork", str(parent), "--after", "degrade", f"output_root={root}", *SAME_THREADS, *change, *overrides]
+        args = [
+            sys.executable,
+            str(REPO / "train.py"),
+            "--fork",
+            str(parent),
+            "--after",
+            "degrade",
+            f"output_root={root}",
+            *SAME_THREADS,
+            *change,
+            *overrides,
+        ]
         result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stderr[-2000:]
         return json.loads((only_run_dir(root, "tiny_recovery.yaml") / "summary.json").read_text())["metrics"]

@@ -25,7 +25,9 @@ def parent(tmp_path_factory) -> Path:
 
 
 def test_a_forked_recovery_equals_the_full_run_with_the_same_settings(parent, tmp_path):
-    assert train.main(["--config", TINY, f"output_root={tmp_path / 'full'}", "trainer.progress_bar=false", *CHANGE]) == 0
+    assert (
+        train.main(["--config", TINY, f"output_root={tmp_path / 'full'}", "trainer.progress_bar=false", *CHANGE]) == 0
+    )
     full = summary_of(tmp_path / "full" / "tiny_recovery" / "version_0")
     assert train.main(["--fork", str(parent), "--after", "degrade", f"output_root={tmp_path / 'fork'}", *CHANGE]) == 0
     fork_dir = tmp_path / "fork" / "tiny_recovery" / "version_0"
@@ -37,13 +39,18 @@ def test_a_forked_recovery_equals_the_full_run_with_the_same_settings(parent, tm
     config = (fork_dir / "config.yaml").read_text()
     assert f"parent: {parent.resolve()}" in config and "after: degrade" in config
     # the reused phases are the parent's files, not recomputed
-    assert (fork_dir / "checkpoints" / "degrade" / "end.ckpt").stat().st_ino == (parent / "checkpoints" / "degrade" / "end.ckpt").stat().st_ino
+    assert (fork_dir / "checkpoints" / "degrade" / "end.ckpt").stat().st_ino == (
+        parent / "checkpoints" / "degrade" / "end.ckpt"
+    ).stat().st_ino
 
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
-        (["--after", "degrade", "model.d_model=32"], "'model.d_model' would change what the parent computed up to phase 'degrade'"),
+        (
+            ["--after", "degrade", "model.d_model=32"],
+            "'model.d_model' would change what the parent computed up to phase 'degrade'",
+        ),
         (["--after", "degrade", "recovery.k=2"], "'recovery.k' would change"),
         (["--after", "degrade", "phases.1.steps=20"], "'phases.1.steps' would change"),
         (["--after", "degrade", "recovery.degradation=noise", "phases.1.steps=0"], "would change"),

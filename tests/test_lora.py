@@ -62,7 +62,9 @@ def test_effective_weight_equals_peft_merged_weight_change(module):
 
 def test_answer_token_loss_equals_transformers_labels_loss(module, text_assets):
     tokenizer = module.tokenizer
-    dm = TextTasksDataModule(tokenizer, ["arith", "reverse"], corpus=text_assets["corpus"], batch_size=4, heldout_size=8)
+    dm = TextTasksDataModule(
+        tokenizer, ["arith", "reverse"], corpus=text_assets["corpus"], batch_size=4, heldout_size=8
+    )
     examples = [dm.samplers["reverse"].heldout[0], dm.samplers["arith"].heldout[1]]
     batch = encode_examples(tokenizer, examples, [2, 0])
     answer_ids = [tokenizer(a, add_special_tokens=False)["input_ids"] for _, a in examples]
@@ -79,7 +81,9 @@ def test_answer_token_loss_equals_transformers_labels_loss(module, text_assets):
 
 
 def test_heldout_examples_are_never_trained_on(text_assets, module):
-    dm = TextTasksDataModule(module.tokenizer, ["arith", "compare", "reverse", "nextword"], corpus=text_assets["corpus"], heldout_size=64)
+    dm = TextTasksDataModule(
+        module.tokenizer, ["arith", "compare", "reverse", "nextword"], corpus=text_assets["corpus"], heldout_size=64
+    )
     rng = np.random.default_rng(0)
     for name, task in dm.samplers.items():
         heldout = set(task.heldout)
@@ -150,7 +154,9 @@ def test_lora_gpt2_config_builds_from_a_local_gpt2_family_model(tiny_gpt2, tmp_p
 @pytest.mark.parametrize("config", ["lora_gpt2.yaml", "lora_distilgpt2.yaml"])
 def test_hub_configs_fail_fast_offline_and_write_nothing(config, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache"))  # a user's cached gpt2 must not count
+    monkeypatch.setattr(
+        huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-hub-cache")
+    )  # a user's cached gpt2 must not count
     assert train.main(["--config", str(REPO / "conf" / config), f"output_root={tmp_path / 'runs'}"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.count("\n") == 0 and "is not a local directory or in the Hugging Face cache" in error
@@ -176,7 +182,9 @@ def test_lora_config_errors_are_one_line(overrides, fragment, tiny_gpt2):
 
 def test_missing_asset_names_the_fetch_command(tmp_path, monkeypatch):
     monkeypatch.setenv("LOCLIN_CACHE", str(tmp_path / "empty"))
-    with pytest.raises(ConfigError, match=r"lm.model: asset 'tiny-gpt2' is not in the cache .* python -m loclin.assets fetch tiny-gpt2"):
+    with pytest.raises(
+        ConfigError, match=r"lm.model: asset 'tiny-gpt2' is not in the cache .* python -m loclin.assets fetch tiny-gpt2"
+    ):
         load_config(TINY)
 
 
@@ -195,7 +203,15 @@ def test_model_sources_resolve_local_directories_and_refuse_bad_ones(tiny_gpt2, 
 
 
 def test_activation_shift_callback_logs_cosines_to_the_caa_vector(tiny_gpt2, contrast_assets, tmp_path):
-    overrides = ["activation_shift.enabled=true", f"activation_shift.data={contrast_assets}", "activation_shift.stride=10", "activation_shift.n_items=8", "recovery.enabled=false", "phases=[{name: train, steps: 30}]", "geometry.enabled=false"]
+    overrides = [
+        "activation_shift.enabled=true",
+        f"activation_shift.data={contrast_assets}",
+        "activation_shift.stride=10",
+        "activation_shift.n_items=8",
+        "recovery.enabled=false",
+        "phases=[{name: train, steps: 30}]",
+        "geometry.enabled=false",
+    ]
     cfg = tiny_config(tmp_path, tiny_gpt2, *overrides)
     summary = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
     curve = summary["curves"]["activation.shift"]
@@ -203,6 +219,10 @@ def test_activation_shift_callback_logs_cosines_to_the_caa_vector(tiny_gpt2, con
     assert all(len(row) == 2 and all(-1 <= c <= 1 for c in row) for row in curve["cos_shift"])  # one per block
     assert curve["random_rms"] == pytest.approx(64**-0.5)
     assert -1 <= summary["metrics"]["activation.cos_shift_caa_mean"]["value"] <= 1
-    panels = drift_layout([], [], ["arith"], activation_shift=True)["activation"]  # the TensorBoard charts find the tags
+    panels = drift_layout([], [], ["arith"], activation_shift=True)[
+        "activation"
+    ]  # the TensorBoard charts find the tags
     per_block, means = (chart[1][0] for chart in panels.values())
-    assert re.fullmatch(per_block, "activation/cos_shift_caa/block1") and re.fullmatch(means, "activation/cos_total_shift_caa_mean")
+    assert re.fullmatch(per_block, "activation/cos_shift_caa/block1") and re.fullmatch(
+        means, "activation/cos_total_shift_caa_mean"
+    )

@@ -33,14 +33,24 @@ def test_c4_verdict_names_the_cell_that_passes_and_the_axis_that_matters():
     verdict = c4_verdict(records)
     assert "P8 ≥ 0.77 in: adam: recover lr=0.001 (0.8 (one seed))" in verdict
     assert "≥ 0.77 in 3 at T = 25, 1 at T = 100 (of 3 cells" in verdict
-    assert "capture more than the first 8 in 2 of 3 cells (the prefix is not special there): sgd: recover lr=0.1; sgd: recover lr=1.0." in verdict
+    assert (
+        "capture more than the first 8 in 2 of 3 cells (the prefix is not special there): sgd: recover lr=0.1; sgd: "
+        "recover lr=1.0." in verdict
+    )
     assert "explain a short recovery better than a long one" in verdict
     assert "in all 1 cells: the prefix is special" in c4_verdict([c4("adam", 0.001, 0, 0.9, random8=0.2)])
     # the optimizer moves P8 by 0.80 − 0.12 = 0.68; the rate within sgd by 0.02; T by up to 0.8
-    assert verdict.index("the recovery length T ∈ [25, 100] (within a run) 0.8") < verdict.index("the optimizer (its best rate) 0.68") < verdict.index("the learning rate (within an optimizer) 0.02")
+    assert (
+        verdict.index("the recovery length T ∈ [25, 100] (within a run) 0.8")
+        < verdict.index("the optimizer (its best rate) 0.68")
+        < verdict.index("the learning rate (within an optimizer) 0.02")
+    )
     failed = {**c4("sgd", 3.0, 0, 0.0), "missing": True, "metrics": {}}
     diverged = {**c4("sgd", 3.0, 1, 0.0), "missing": True, "diverged": {"step": 512}, "metrics": {}}
-    assert "Points without numbers (diverged, failed or not yet run; see the sweep's logs/): sgd: recover lr=3.0 (seed 0, seed 1 diverged at step 512)." in c4_verdict([*records, failed, diverged])
+    assert (
+        "Points without numbers (diverged, failed or not yet run; see the sweep's logs/): sgd: recover lr=3.0 (seed 0, "
+        "seed 1 diverged at step 512)." in c4_verdict([*records, failed, diverged])
+    )
     assert len(c4_table([*records, failed])) == 4  # never averaged into a row
     below = c4_verdict([c4("sgd", 0.1, 0, 0.2), c4("sgd", 0.1, 1, 0.4)])
     assert below.startswith("P8 reaches 0.77 in no cell. The highest is sgd: recover lr=0.1: 0.3 [")
@@ -50,9 +60,26 @@ def c6(name, model, source, peak_value, prompt_end, low, stepped="all", bos=Fals
     layers = [0.1, peak_value, 0.2]
     entry = {"value": peak_value, "interval": [low, peak_value + 0.1]}
     return {
-        "map": "c6", "name": name, "model": model, "source": source, "stepped": stepped, "bos": bos, "seed": 0,
-        "metrics": {"steer.cos_delta_caa.max": entry, "steer.prompt_end.cos_delta_caa.max": {"value": prompt_end}, "steer.cos_adam_caa.max": {"value": peak_value - 0.05}},
-        "layers": {"cos_delta_caa": layers, "cos_delta_caa_interval": [[v - 0.1, v + 0.1] for v in layers[:1]] + [[low, peak_value + 0.1]] + [[0.1, 0.3]], "cos_delta_caa_prompt_end": [0.0, prompt_end, 0.0], "cos_adam_caa": layers},
+        "map": "c6",
+        "name": name,
+        "model": model,
+        "source": source,
+        "stepped": stepped,
+        "bos": bos,
+        "seed": 0,
+        "metrics": {
+            "steer.cos_delta_caa.max": entry,
+            "steer.prompt_end.cos_delta_caa.max": {"value": prompt_end},
+            "steer.cos_adam_caa.max": {"value": peak_value - 0.05},
+        },
+        "layers": {
+            "cos_delta_caa": layers,
+            "cos_delta_caa_interval": [[v - 0.1, v + 0.1] for v in layers[:1]]
+            + [[low, peak_value + 0.1]]
+            + [[0.1, 0.3]],
+            "cos_delta_caa_prompt_end": [0.0, prompt_end, 0.0],
+            "cos_adam_caa": layers,
+        },
         "steered_layer": 1,
     }
 
@@ -65,27 +92,79 @@ def test_c6_verdict_separates_a_solid_pass_from_a_point_value_and_ranks_the_axes
     assert "whole 95% interval in: statements (δ at t, block 1: 0.62, lower 0.59)" in verdict
     assert "gemma" not in verdict.split("What moves")[0]  # 0.60 passes only as a point value: not solid
     # data source moves the max by 0.32 (base vs statements), the model by 0.30, t vs t − 1 by ≤ 0.5
-    assert verdict.index("read position (t vs t − 1) 0.5") < verdict.index("data source 0.32") < verdict.index("model 0.3")
+    assert (
+        verdict.index("read position (t vs t − 1) 0.5") < verdict.index("data source 0.32") < verdict.index("model 0.3")
+    )
     assert "point value: gemma" in c6_verdict([base, other_model])
 
 
 def test_map_folder_round_trips_through_its_records(tmp_path):
     batch = {**c4("sgd_batch", 0.1, 0, 0.5), "cell": {"phases.2.batch_size": 1024}}
-    records = [c4("sgd", 0.1, 0, 0.2, at_t={25: 0.8}), c4("sgd", 0.1, 1, 0.4, at_t={25: 0.7}), batch, c6("base", "m1", "coqa", 0.3, 0.2, 0.1)]
+    records = [
+        c4("sgd", 0.1, 0, 0.2, at_t={25: 0.8}),
+        c4("sgd", 0.1, 1, 0.4, at_t={25: 0.7}),
+        batch,
+        c6("base", "m1", "coqa", 0.3, 0.2, 0.1),
+    ]
     folder = tmp_path / "map"
     folder.mkdir()
     (folder / "cells.json").write_text(json.dumps(records))
     assert collect(folder) == records
     assert analyze.main([str(folder), "--out", str(tmp_path / "out")]) == 0
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "## C4" in report and "## C6" in report and "**Verdict.**" in report and "sgd_batch: recover batch=1024" in report
-    assert all((tmp_path / "out" / name).stat().st_size > 1000 for name in ("c4_p8_vs_lr.png", "c4_p8_vs_T.png", "c4_other_axes.png", "c4_pm.png", "c6_layers.png"))
+    assert (
+        "## C4" in report
+        and "## C6" in report
+        and "**Verdict.**" in report
+        and "sgd_batch: recover batch=1024" in report
+    )
+    assert all(
+        (tmp_path / "out" / name).stat().st_size > 1000
+        for name in ("c4_p8_vs_lr.png", "c4_p8_vs_T.png", "c4_other_axes.png", "c4_pm.png", "c6_layers.png")
+    )
     parts, _ = map_sections(records, tmp_path / "again", "###", "maps/x/")
-    assert "![P8 (solid) and the random-position control (dashed) against the recover rate](maps/x/c4_p8_vs_lr.png)" in parts
+    assert (
+        "![P8 (solid) and the random-position control (dashed) against the recover rate](maps/x/c4_p8_vs_lr.png)"
+        in parts
+    )
 
 
 def test_a_map_folder_without_finished_points_is_one_line(tmp_path, capsys):
     (tmp_path / "sweepA").mkdir()
-    (tmp_path / "sweepA" / "sweep.json").write_text(json.dumps({"points": [{"name": "p", "cell": {}, "seed": 0}], "grid": {}, "seeds": [0]}))
+    (tmp_path / "sweepA" / "sweep.json").write_text(
+        json.dumps({"points": [{"name": "p", "cell": {}, "seed": 0}], "grid": {}, "seeds": [0]})
+    )
     assert analyze.main([str(tmp_path)]) == 2
     assert "has no finished point yet" in capsys.readouterr().err
+
+
+def test_c6_verdict_names_the_best_read_of_any_position_against_its_null():
+    base = c6("base", "m1", "coqa", 0.30, 0.25, 0.2)
+    late = c6("late", "m2", "statements", 0.40, 0.57, 0.1)  # δ at t − 1 peaks at 0.57, block 1
+    late["metrics"]["steer.prompt_end.cos_delta_caa.max"]["interval"] = [0.25, 0.7]
+    late["layers"]["shuffled_p95"] = [0.2, 0.68, 0.2]
+    verdict = c6_verdict([base, late])
+    assert "reaches 0.58 at no block of any point. The highest: late, 0.4 [0.1, 0.5]" in verdict
+    expected = (
+        "the highest is late (δ at t − 1): 0.57 [0.25, 0.7], at block 1, not above that block's shuffled-label null"
+    )
+    assert expected in verdict
+    late["layers"]["shuffled_p95"] = [0.2, 0.5, 0.2]
+    assert "at block 1, above that block's shuffled-label null (95th percentile 0.5" in c6_verdict([base, late])
+
+
+def test_c4_verdict_holds_p8_at_each_length_against_the_random_positions_before_it():
+    records = [c4("sgd", 0.1, 0, 0.9, at_t={25: 0.8, 100: 0.9}), c4("adam", 0.001, 0, 0.4, at_t={25: 0.8, 100: 0.4})]
+    records[0]["metrics"].update(
+        {"recovery.capture_at_T25.R8_random_positions": 0.5, "recovery.capture_at_T100.R8_random_positions": 0.3}
+    )
+    records[1]["metrics"].update(
+        {"recovery.capture_at_T25.R8_random_positions": 0.85, "recovery.capture_at_T100.R8_random_positions": 0.8}
+    )
+    verdict = c4_verdict(records)
+    # 4 pairs; the prefix wins sgd's two; three pairs pass 0.77 (sgd 25 and 100, adam 25), two of them beat R8
+    assert (
+        "(measured in 4 (cell, T) pairs), the first 8 capture more in 2; "
+        "of the 3 pairs past T = 8 with P8 ≥ 0.77, 2 beat" in verdict
+    )
+    assert "random positions before T" not in c4_verdict([c4("sgd", 0.1, 0, 0.9, at_t={25: 0.8})])  # not measured

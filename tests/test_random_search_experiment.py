@@ -11,10 +11,10 @@ import torch
 import analyze
 import train
 from callbacks.parameter_vector import ParameterVector
+from geometry.perturbed_loss import PerturbedLoss
 from geometry.random_search import hutchinson
 from loclin.config import ConfigError, load_config
 from loclin.experiment import build_module_and_data
-from loclin.random_search import PerturbedLoss
 
 
 @pytest.fixture(scope="module")
@@ -55,8 +55,19 @@ def test_gradient_hvp_and_hutchinson_against_the_dense_hessian(tiny):
     reference = copy.deepcopy(module).double()
 
     def flat_loss(flat):
-        params = dict(zip(vector.names, [piece.view(p.shape) for piece, p in zip(flat.split([p.numel() for p in vector.params]), vector.params)]))
-        losses = [reference.answer_loss(torch.func.functional_call(reference, params, (b["input"],)), b["target"]) for b in batches]
+        params = dict(
+            zip(
+                vector.names,
+                [
+                    piece.view(p.shape)
+                    for piece, p in zip(flat.split([p.numel() for p in vector.params]), vector.params)
+                ],
+            )
+        )
+        losses = [
+            reference.answer_loss(torch.func.functional_call(reference, params, (b["input"],)), b["target"])
+            for b in batches
+        ]
         return torch.stack(losses).mean()
 
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
@@ -70,7 +81,14 @@ def test_gradient_hvp_and_hutchinson_against_the_dense_hessian(tiny):
     assert abs(found["frob_sq"] - float((dense**2).sum())) < 4 * found["frob_sq_se"]
 
 
-FAST = ["random_search.samples=120", "random_search.best_of=[2,10,100]", "random_search.subspace_samples=30", "random_search.hutchinson_samples=6", "random_search.sigma_multiples=[0.01,0.3,10.0]", "random_search.widths=[4,16]"]
+FAST = [
+    "random_search.samples=120",
+    "random_search.best_of=[2,10,100]",
+    "random_search.subspace_samples=30",
+    "random_search.hutchinson_samples=6",
+    "random_search.sigma_multiples=[0.01,0.3,10.0]",
+    "random_search.widths=[4,16]",
+]
 
 
 def test_tiny_random_search_end_to_end(tmp_path):
@@ -120,10 +138,21 @@ def test_random_search_config_errors_are_one_line(overrides, fragment):
 
 def test_random_search_on_a_lora_adapter(tiny_gpt2, text_assets, tmp_path):
     overrides = [
-        f"output_root={tmp_path}", f"lm.model={tiny_gpt2}", "phases=[]", "recovery.enabled=false", "trainer.max_steps=50", "geometry.drift_lags=[10,20]",
-        "random_search.enabled=true", "random_search.at_steps=[30]", "random_search.sigma_multiples=[0.01,1.0]",
-        "random_search.samples=40", "random_search.best_of=[2,20]", "random_search.n_star=10", "random_search.subspace_samples=10",
-        "random_search.hutchinson_samples=4", "random_search.batch_size=8",
+        f"output_root={tmp_path}",
+        f"lm.model={tiny_gpt2}",
+        "phases=[]",
+        "recovery.enabled=false",
+        "trainer.max_steps=50",
+        "geometry.drift_lags=[10,20]",
+        "random_search.enabled=true",
+        "random_search.at_steps=[30]",
+        "random_search.sigma_multiples=[0.01,1.0]",
+        "random_search.samples=40",
+        "random_search.best_of=[2,20]",
+        "random_search.n_star=10",
+        "random_search.subspace_samples=10",
+        "random_search.hutchinson_samples=4",
+        "random_search.batch_size=8",
     ]
     assert train.main(["--config", "conf/tiny_lora.yaml", *overrides]) == 0
     summary = json.loads((tmp_path / "tiny_lora" / "version_0" / "summary.json").read_text())
@@ -147,7 +176,9 @@ def test_killed_random_search_run_resumes_to_the_same_points(tmp_path):
     with pytest.raises(RuntimeError, match="simulated kill"):
         run_experiment(cfg, run_dir, extra_callbacks=[Crash(at=75)])  # after the step-60 checkpoint, probe 40 done
     resumed = run_experiment(cfg, run_dir, resume=True)
-    for before, after in zip(reference["curves"]["random_search.points"], resumed["curves"]["random_search.points"], strict=True):
+    for before, after in zip(
+        reference["curves"]["random_search.points"], resumed["curves"]["random_search.points"], strict=True
+    ):
         assert after["step"] == before["step"]
         assert after["fixed"][0]["best10"] == pytest.approx(before["fixed"][0]["best10"], rel=1e-5)
         assert after["trace_h"] == pytest.approx(before["trace_h"], rel=1e-5)
@@ -156,7 +187,13 @@ def test_killed_random_search_run_resumes_to_the_same_points(tmp_path):
 def test_width_sweep_killed_in_the_main_run_resumes_with_its_widths(tmp_path, monkeypatch):
     import loclin.random_search_experiment as sweep
 
-    args = ["--config", "conf/tiny_random_search.yaml", *FAST, "random_search.widths=[4,16]", "random_search.at_steps=[110]"]
+    args = [
+        "--config",
+        "conf/tiny_random_search.yaml",
+        *FAST,
+        "random_search.widths=[4,16]",
+        "random_search.at_steps=[110]",
+    ]
     assert train.main([*args, f"output_root={tmp_path / 'whole'}"]) == 0
     whole = json.loads((tmp_path / "whole" / "tiny_random_search" / "version_0" / "summary.json").read_text())
     real = sweep.run_experiment
@@ -173,6 +210,8 @@ def test_width_sweep_killed_in_the_main_run_resumes_with_its_widths(tmp_path, mo
     run = tmp_path / "killed" / "tiny_random_search" / "version_0"
     assert train.main(["--resume", str(run)]) == 0  # the finished width d4 is read back, not rerun
     resumed = json.loads((run / "summary.json").read_text())
-    for before, after in zip(whole["curves"]["random_search.widths"], resumed["curves"]["random_search.widths"], strict=True):
+    for before, after in zip(
+        whole["curves"]["random_search.widths"], resumed["curves"]["random_search.widths"], strict=True
+    ):
         assert after["dim"] == before["dim"]
         assert after["best_over_linear"] == pytest.approx(before["best_over_linear"], rel=1e-5)

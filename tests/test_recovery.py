@@ -45,7 +45,17 @@ def reference(tmp_path_factory):
 
 def test_every_basis_is_measured_and_prefix_capture_grows_with_m(reference):
     metrics = reference["metrics"]
-    for name in ("S1_task_gradients", "S2_mean_gradient_plane", "S3_task_vector", "S4_rolling_end_of_training", "S5_hessian", "S6_go_back", "S7_random", "P8_updates", "P8_gradients"):
+    for name in (
+        "S1_task_gradients",
+        "S2_mean_gradient_plane",
+        "S3_task_vector",
+        "S4_rolling_end_of_training",
+        "S5_hessian",
+        "S6_go_back",
+        "S7_random",
+        "P8_updates",
+        "P8_gradients",
+    ):
         value = metrics[f"recovery.capture.{name}"]["value"]
         assert 0.0 <= value <= 1.0 + 1e-9, name
         assert f"recovery.projected_acc.{name}" in metrics
@@ -74,7 +84,9 @@ def test_killed_mid_recovery_resumes_to_the_same_numbers(reference, tmp_path):
 def tiny_module():
     torch.manual_seed(0)
     dm = SyntheticTasksDataModule(tasks=["add", "copy"], modulus=7, length=3)
-    module = SyntheticMultitaskModule(dm.vocab.size, dm.vocab.seq_len, dm.task_names, n_layers=2, d_model=8, n_heads=2, d_ff=16)
+    module = SyntheticMultitaskModule(
+        dm.vocab.size, dm.vocab.seq_len, dm.task_names, n_layers=2, d_model=8, n_heads=2, d_ff=16
+    )
     return module, ParameterVector(module.parameter_groups())
 
 
@@ -116,7 +128,13 @@ def test_reset_reinitialises_only_the_named_group():
         (["recovery.target=sort"], "not in data.tasks"),
         (["recovery.recover_phase=nope"], "not among the phases"),
         (["recovery.degradation=melt"], "must be one of"),
-        (["recovery.degradation=reset", "phases=[{name: train, steps: 200}, {name: degrade, steps: 0}, {name: recover, steps: 60}]"], "recovery.reset_group='block1.mlp' is not a parameter group"),
+        (
+            [
+                "recovery.degradation=reset",
+                "phases=[{name: train, steps: 200}, {name: degrade, steps: 0}, {name: recover, steps: 60}]",
+            ],
+            "recovery.reset_group='block1.mlp' is not a parameter group",
+        ),
         (["phases.1.steps=0"], "recovery.degradation=interference needs phases[1].steps >= 1"),
         (["phases.7.steps=3"], "there are 3 phases"),
         (["phases.1.stepz=3"], "Key 'stepz' not in 'PhaseConfig'"),
@@ -175,7 +193,14 @@ def test_prefix_numbers_carry_pivots_and_controls(reference):
 def test_a_plain_sgd_recovery_has_updates_parallel_to_its_gradients(tmp_path):
     """phases[2].optim: plain SGD at a constant rate makes u_t = −η g_t, so P_m from updates and
     from gradients are the same spaces; the training phase keeps AdamW."""
-    overrides = [f"output_root={tmp_path}", "phases.2.optim.name=sgd", "phases.2.optim.weight_decay=0", "phases.2.optim.warmup_steps=0", "phases.2.lr=0.5", "recovery.constrained_m=0"]
+    overrides = [
+        f"output_root={tmp_path}",
+        "phases.2.optim.name=sgd",
+        "phases.2.optim.weight_decay=0",
+        "phases.2.optim.warmup_steps=0",
+        "phases.2.lr=0.5",
+        "recovery.constrained_m=0",
+    ]
     cfg = load_config(TINY, overrides)
     summary = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
     assert [p["optim"]["name"] for p in summary["phases"]] == ["adamw", "adamw", "sgd"]
@@ -197,14 +222,22 @@ def test_capture_against_recovery_length_from_one_trajectory(reference):
     final = reference["curves"]["recovery.prefix"]  # at T = 60, Δ_T is Δ and θ_T is θ_R
     assert rows[-1]["prefix"] == pytest.approx(final["updates"], abs=1e-5)
     assert rows[-1]["acc"] == reference["metrics"]["recovery.theta_R.acc"]["value"]
-    assert rows[-1]["last"][rows[-1]["m"].index(8)] == pytest.approx(reference["metrics"]["recovery.capture.L8_last_updates"]["value"], abs=1e-5)
+    assert rows[-1]["last"][rows[-1]["m"].index(8)] == pytest.approx(
+        reference["metrics"]["recovery.capture.L8_last_updates"]["value"], abs=1e-5
+    )
     assert reference["metrics"]["recovery.capture_at_T25.acc"]["value"] == rows[1]["acc"]
     # the random-position control at each T: 10 draws of 8 positions in [0, T); at T = 60 the end's own
     for row in rows:
         assert [len(draws) for draws in row["random"]] == [10 if m <= 8 else 0 for m in row["m"]]
         assert all(0 <= c <= 1 for draws in row["random"] for c in draws)
     end_r8 = reference["metrics"]["recovery.capture.R8_random_positions"]["value"]
-    assert reference["metrics"]["recovery.capture_at_T60.R8_random_positions"]["value"] == pytest.approx(end_r8, abs=1e-6)
-    assert reference["metrics"]["recovery.capture_at_T60.L8_last_updates"]["value"] == pytest.approx(reference["metrics"]["recovery.capture.L8_last_updates"]["value"], abs=1e-5)
+    assert reference["metrics"]["recovery.capture_at_T60.R8_random_positions"]["value"] == pytest.approx(
+        end_r8, abs=1e-6
+    )
+    assert reference["metrics"]["recovery.capture_at_T60.L8_last_updates"]["value"] == pytest.approx(
+        reference["metrics"]["recovery.capture.L8_last_updates"]["value"], abs=1e-5
+    )
     positions = control_positions(25, 8, 10, 0, salt=25)
-    assert all(len(set(p)) == 8 and all(0 <= i < 25 for i in p) for p in positions) and positions != control_positions(25, 8, 10, 0)
+    assert all(len(set(p)) == 8 and all(0 <= i < 25 for i in p) for p in positions) and positions != control_positions(
+        25, 8, 10, 0
+    )

@@ -11,7 +11,9 @@ COMMON = ["geometry.per_task.enabled=false", "trainer.max_steps=120", "geometry.
 
 
 def summary_of(tmp_path, name, overrides):
-    assert train.main(["--config", "conf/tiny_synthetic.yaml", f"output_root={tmp_path / name}", *COMMON, *overrides]) == 0
+    assert (
+        train.main(["--config", "conf/tiny_synthetic.yaml", f"output_root={tmp_path / name}", *COMMON, *overrides]) == 0
+    )
     return json.loads((tmp_path / name / "tiny_synthetic" / "version_0" / "summary.json").read_text())
 
 
@@ -19,9 +21,17 @@ def test_sketched_window_estimates_the_exact_geometry(tmp_path):
     exact = summary_of(tmp_path, "exact", [])
     sketched = summary_of(tmp_path, "sketched", ["geometry.sketch_dim=1500"])
     assert sketched["geometry"]["dim"] == exact["geometry"]["dim"]  # D is still reported
-    for name in ("grad.energy_topk", "update.energy_topk", "grad.overlap_lag10", "grad.overlap_lag40", "grad.heldout_capture_h1"):
+    for name in (
+        "grad.energy_topk",
+        "update.energy_topk",
+        "grad.overlap_lag10",
+        "grad.overlap_lag40",
+        "grad.heldout_capture_h1",
+    ):
         assert sketched["metrics"][name]["value"] == pytest.approx(exact["metrics"][name]["value"], abs=0.06), name
-    assert sketched["metrics"]["task.add.acc"]["value"] == exact["metrics"]["task.add.acc"]["value"]  # training untouched
+    assert (
+        sketched["metrics"]["task.add.acc"]["value"] == exact["metrics"]["task.add.acc"]["value"]
+    )  # training untouched
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,13 @@ from loclin.config import ConfigError, load_config
 
 
 def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contrast_assets, tmp_path):
-    args = ["--config", "conf/tiny_steer.yaml", f"output_root={tmp_path}", f"steer.model={tiny_gpt2}", f"steer.data={contrast_assets}"]
+    args = [
+        "--config",
+        "conf/tiny_steer.yaml",
+        f"output_root={tmp_path}",
+        f"steer.model={tiny_gpt2}",
+        f"steer.data={contrast_assets}",
+    ]
     assert train.main(args) == 0
     summary = json.loads((tmp_path / "tiny_steer" / "version_0" / "summary.json").read_text())
     layers = summary["curves"]["steer.layers"]
@@ -28,17 +34,27 @@ def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contr
     # rows run in different batches, and kernels may round differently by batch shape)
     assert max(unsteered.values()) - min(unsteered.values()) <= 1e-6 * abs(unsteered["caa"])
     assert summary["items"] == {"train": 12, "heldout": 8}
-    for name in ("steer.cos_delta_caa.max", "steer.cos_delta_caa.mean", "steer.slope.delta", "steer.slope_ratio_delta_caa"):
+    for name in (
+        "steer.cos_delta_caa.max",
+        "steer.cos_delta_caa.mean",
+        "steer.slope.delta",
+        "steer.slope_ratio_delta_caa",
+    ):
         low, high = summary["metrics"][name]["interval"]  # 95% bootstrap over items
         assert low <= summary["metrics"][name]["value"] <= high or name == "steer.slope_ratio_delta_caa", name
     assert len(layers["cos_delta_caa_interval"]) == 2 and len(layers["shuffled_p95"]) == 2
     # δ read at t − 1 too (its own intervals), and steering at the block where cos(δ, v) peaks
-    assert len(layers["cos_delta_caa_prompt_end"]) == 2 and layers["cos_delta_caa_prompt_end"] != layers["cos_delta_caa"]
+    assert (
+        len(layers["cos_delta_caa_prompt_end"]) == 2 and layers["cos_delta_caa_prompt_end"] != layers["cos_delta_caa"]
+    )
     low, high = summary["metrics"]["steer.prompt_end.cos_delta_caa.max"]["interval"]
     assert low <= summary["metrics"]["steer.prompt_end.cos_delta_caa.max"]["value"] <= high
     peak = summary["metrics"]["steer.peak_layer"]["value"]
     assert layers["cos_delta_caa"][peak] == max(layers["cos_delta_caa"])
-    assert summary["curves"]["steer.curves_at_peak"]["layer"] == peak and "steer.at_peak.slope_ratio_delta_caa" in summary["metrics"]
+    assert (
+        summary["curves"]["steer.curves_at_peak"]["layer"] == peak
+        and "steer.at_peak.slope_ratio_delta_caa" in summary["metrics"]
+    )
     assert set(summary["curves"]["steer.curves"]["item_slopes"]) == {"caa", "delta", "s", "random", "shuffled"}
     assert 0 < summary["metrics"]["steer.shuffled_p95"]["value"] <= 1
     out = tmp_path / "analysis"
@@ -81,13 +97,31 @@ def test_activation_shift_needs_a_lora_run():
 def test_one_step_on_a_fresh_lora_adapter(tiny_gpt2, contrast_assets, tmp_path):
     common = ["--config", "conf/tiny_steer.yaml", f"steer.model={tiny_gpt2}", f"steer.data={contrast_assets}"]
     assert train.main([*common, f"output_root={tmp_path / 'all'}"]) == 0
-    assert train.main([*common, f"output_root={tmp_path / 'lora'}", "steer.stepped=lora", "steer.lora.target_modules=[c_attn]", "steer.lora.rank=2"]) == 0
-    full, lora = (json.loads((tmp_path / name / "tiny_steer" / "version_0" / "summary.json").read_text()) for name in ("all", "lora"))
+    assert (
+        train.main(
+            [
+                *common,
+                f"output_root={tmp_path / 'lora'}",
+                "steer.stepped=lora",
+                "steer.lora.target_modules=[c_attn]",
+                "steer.lora.rank=2",
+            ]
+        )
+        == 0
+    )
+    full, lora = (
+        json.loads((tmp_path / name / "tiny_steer" / "version_0" / "summary.json").read_text())
+        for name in ("all", "lora")
+    )
     assert lora["stepped"] == "lora"
     # a fresh adapter (B = 0) leaves the model's function alone: v and s are those of the base model
-    assert lora["curves"]["steer.layers"]["cos_s_caa"] == pytest.approx(full["curves"]["steer.layers"]["cos_s_caa"], abs=1e-5)
+    assert lora["curves"]["steer.layers"]["cos_s_caa"] == pytest.approx(
+        full["curves"]["steer.layers"]["cos_s_caa"], abs=1e-5
+    )
     # the step itself differs: only B moves
-    assert lora["curves"]["steer.layers"]["cos_delta_caa"] != pytest.approx(full["curves"]["steer.layers"]["cos_delta_caa"], abs=1e-3)
+    assert lora["curves"]["steer.layers"]["cos_delta_caa"] != pytest.approx(
+        full["curves"]["steer.layers"]["cos_delta_caa"], abs=1e-3
+    )
 
 
 def test_a_bos_prepending_tokenizer_keeps_its_bos_and_the_answer_position(tiny_gpt2):
@@ -116,7 +150,10 @@ def test_caa_vectors_equal_a_plain_mean_difference_on_a_bos_prepending_tokenizer
     folder = save_tiny_gpt2(tmp_path / "tiny3", text_assets["tokenizer"], n_layer=3)
     tokenizer = AutoTokenizer.from_pretrained(folder, add_bos_token=True)
     model = AutoModelForCausalLM.from_pretrained(folder).eval()
-    items = [ContrastItem(f"Is {a} more than {b}? Answer:", " Yes" if a > b else " No", " No" if a > b else " Yes") for a, b in [(3, 1), (2, 5), (7, 4), (1, 9), (6, 6)]]
+    items = [
+        ContrastItem(f"Is {a} more than {b}? Answer:", " Yes" if a > b else " No", " No" if a > b else " Yes")
+        for a, b in [(3, 1), (2, 5), (7, 4), (1, 9), (6, 6)]
+    ]
     cfg = OmegaConf.create({"steer": {"batch_size": 2, "etas": [1e-3], "adam_eta": 1e-3}})
     caa = measure_directions(model, encode_contrasts(tokenizer, items), cfg)["caa"]
     # independent: the tokenizer's own convention on the whole text, HF's hidden states
@@ -129,6 +166,8 @@ def test_caa_vectors_equal_a_plain_mean_difference_on_a_bos_prepending_tokenizer
             t = next(i for i, (a, b) in enumerate(zip(pos, neg)) if a != b)
             h_pos = model(torch.tensor([pos]), output_hidden_states=True).hidden_states
             h_neg = model(torch.tensor([neg]), output_hidden_states=True).hidden_states
-            differences.append(torch.stack([h_pos[i + 1][0, t] - h_neg[i + 1][0, t] for i in range(2)]))  # the last is after ln_f
+            differences.append(
+                torch.stack([h_pos[i + 1][0, t] - h_neg[i + 1][0, t] for i in range(2)])
+            )  # the last is after ln_f
     reference = torch.stack(differences).double().mean(0)
     torch.testing.assert_close(caa[:2], reference, rtol=1e-5, atol=1e-6)

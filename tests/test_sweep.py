@@ -28,7 +28,19 @@ def test_grid_expansion_names_every_point_and_keeps_value_types():
 
 def test_a_killed_sweep_resumes_without_redoing_finished_points_and_tabulates_intervals(tmp_path, capsys):
     out = tmp_path / "sweep"
-    args = ["--config", TINY, "--grid", "optim.lr=[0.003]", "--seeds", "0,1,2", "--out", str(out), "--workers", "2", *SHORT]
+    args = [
+        "--config",
+        TINY,
+        "--grid",
+        "optim.lr=[0.003]",
+        "--seeds",
+        "0,1,2",
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        *SHORT,
+    ]
     assert sweep.main(args) == 0
     finished = sorted(out.glob("points/*/version_0/summary.json"))
     assert len(finished) == 3
@@ -48,13 +60,16 @@ def test_a_killed_sweep_resumes_without_redoing_finished_points_and_tabulates_in
     assert (finished[0]).is_file() and (finished[1]).is_file()
     # the table's interval against a hand computation over the three seeds
     key = "task.add.acc"
-    values = [json.loads(p.read_text())["metrics"][key]["value"] for p in sorted(out.glob("points/optim.lr=0.003__seed*/version_*/summary.json"))]
+    values = [
+        json.loads(p.read_text())["metrics"][key]["value"]
+        for p in sorted(out.glob("points/optim.lr=0.003__seed*/version_*/summary.json"))
+    ]
     mean = sum(values) / 3
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / 2)
     half = 4.302652729911275 * sd / math.sqrt(3)
     text = build_sweep_report(out, tmp_path / "report", [key])
     row = next(line for line in text.splitlines() if line.startswith("0.003"))
-    from loclin.report import fmt
+    from loclin.tables import fmt
 
     assert f"{fmt(mean)} [{fmt(mean - half)}, {fmt(mean + half)}]" in row
     assert analyze.main([str(out), "--key", key, "--out", str(tmp_path / "a")]) == 0
@@ -80,7 +95,24 @@ def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, capsys, args, fragm
 def test_the_submitit_launcher_runs_points_on_its_local_executor(tmp_path):
     pytest.importorskip("submitit")
     out = tmp_path / "sweep"
-    assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--launcher", "submitit", "--cluster", "local", "--out", str(out), *SHORT]) == 0
+    assert (
+        sweep.main(
+            [
+                "--config",
+                TINY,
+                "--grid",
+                "optim.lr=[0.003]",
+                "--launcher",
+                "submitit",
+                "--cluster",
+                "local",
+                "--out",
+                str(out),
+                *SHORT,
+            ]
+        )
+        == 0
+    )
     assert len(list(out.glob("points/*/version_0/summary.json"))) == 1
 
 
@@ -88,7 +120,10 @@ def test_the_ray_launcher_runs_points_on_a_local_instance(tmp_path):
     """Ray is an optional extra (`pip install -e ".[sweep]"`): skipped where it is not installed."""
     pytest.importorskip("ray")
     out = tmp_path / "sweep"
-    assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--launcher", "ray", "--out", str(out), *SHORT]) == 0
+    assert (
+        sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--launcher", "ray", "--out", str(out), *SHORT])
+        == 0
+    )
     assert len(list(out.glob("points/*/version_0/summary.json"))) == 1
 
 
@@ -117,7 +152,9 @@ def test_a_terminated_sweep_stops_its_running_points(tmp_path):
 
     out = tmp_path / "sweep"
     args = ["--config", TINY, "--seeds", "0,1", "--out", str(out), "trainer.max_steps=100000", "geometry.enabled=false"]
-    parent = subprocess.Popen([sys.executable, "-m", "loclin.sweep", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(
+        [sys.executable, "-m", "loclin.sweep", *args], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
     def points_alive() -> list[int]:
         found = []
@@ -155,14 +192,29 @@ def test_a_forked_sweep_applies_its_fixed_overrides_to_every_point(tmp_path, cap
     parent = tmp_path / "parent" / "tiny_recovery" / "version_0"
     out = tmp_path / "sweep"
     fixed = ["phases.2.optim.name=sgd", "phases.2.optim.weight_decay=0", "recovery.constrained_m=0"]
-    assert sweep.main(["--fork", str(parent), "--after", "degrade", "--grid", "phases.2.lr=[0.05]", "--out", str(out), *fixed]) == 0
+    assert (
+        sweep.main(
+            ["--fork", str(parent), "--after", "degrade", "--grid", "phases.2.lr=[0.05]", "--out", str(out), *fixed]
+        )
+        == 0
+    )
     (point,) = out.glob("points/*/version_0")
     summary = json.loads((point / "summary.json").read_text())
     assert summary["phases"][2]["optim"]["name"] == "sgd" and summary["phases"][2]["optim"]["lr"] == 0.05
     assert summary["phases"][2]["optim"]["weight_decay"] == 0
     # a fixed override that would change the parent's past is one line before anything runs
     capsys.readouterr()
-    bad = ["--fork", str(parent), "--after", "degrade", "--grid", "phases.2.lr=[0.05]", "--out", str(tmp_path / "bad"), "model.d_model=32"]
+    bad = [
+        "--fork",
+        str(parent),
+        "--after",
+        "degrade",
+        "--grid",
+        "phases.2.lr=[0.05]",
+        "--out",
+        str(tmp_path / "bad"),
+        "model.d_model=32",
+    ]
     assert sweep.main(bad) == 2
     assert "'model.d_model' would change what the parent computed" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()
@@ -177,7 +229,9 @@ def test_a_sweep_grows_by_seeds_but_refuses_any_other_change(tmp_path, capsys):
     assert sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "0,1"))
     assert not sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "1"))  # seed 0 dropped
     assert not sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003]", "--seeds", "0,1"))
-    assert not sweep.grows(one_seed, manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "0", "optim.weight_decay=0"))
+    assert not sweep.grows(
+        one_seed, manifest("--grid", "optim.lr=[0.003,0.01]", "--seeds", "0", "optim.weight_decay=0")
+    )
     out = tmp_path / "s"
     out.mkdir()
     (out / sweep.MANIFEST).write_text(json.dumps(one_seed))

@@ -54,7 +54,15 @@ def test_run_directory_holds_config_events_checkpoint_summary(reference_run):
     on_disk = json.loads((run_dir / "summary.json").read_text())
     assert on_disk["steps"] == 200
     metrics = on_disk["metrics"]
-    for name in ("grad.energy_topk", "grad.heldout_capture_h1", "grad.overlap_lag20", "grad.half_life", "update.energy_topk", "pertask.heldout_capture_mean", "task.add.acc"):
+    for name in (
+        "grad.energy_topk",
+        "grad.heldout_capture_h1",
+        "grad.overlap_lag20",
+        "grad.half_life",
+        "update.energy_topk",
+        "pertask.heldout_capture_mean",
+        "task.add.acc",
+    ):
         assert name in metrics, name
         assert "definition" in metrics[name]
     # the geometry is far from random even on the tiny model
@@ -95,7 +103,12 @@ def test_killed_run_resumes_to_the_same_summary(reference_run, tmp_path):
 def test_analyze_prints_table_and_writes_plots_and_report(reference_run, tmp_path):
     root, _ = reference_run
     out = tmp_path / "analysis"
-    result = subprocess.run([sys.executable, str(REPO / "analyze.py"), str(root), "--out", str(out)], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "analyze.py"), str(root), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "tiny_synthetic/version_0" in result.stdout
     report = (out / "report.md").read_text()
@@ -105,7 +118,12 @@ def test_analyze_prints_table_and_writes_plots_and_report(reference_run, tmp_pat
 
 
 def test_analyze_of_a_missing_run_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, str(REPO / "analyze.py"), str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "analyze.py"), str(tmp_path / "nothing")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "not found" in result.stderr
 
@@ -119,7 +137,9 @@ class PoisonGradients(Callback):
 
     def on_after_backward(self, trainer, pl_module):
         if trainer.global_step in self.steps:
-            next(p for p in pl_module.parameters() if p.grad is not None).grad.view(-1)[0] = self.steps[trainer.global_step]
+            next(p for p in pl_module.parameters() if p.grad is not None).grad.view(-1)[0] = self.steps[
+                trainer.global_step
+            ]
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.global_step in self.steps:
@@ -129,7 +149,12 @@ class PoisonGradients(Callback):
 
 
 def test_nonfinite_gradients_are_counted_skipped_and_never_poison_a_basis(tmp_path):
-    summary = run_tiny(tmp_path, "trainer.max_steps=60", "geometry.drift_lags=[10,20]", extra_callbacks=[PoisonGradients({17: float("nan"), 33: float("inf")})])
+    summary = run_tiny(
+        tmp_path,
+        "trainer.max_steps=60",
+        "geometry.drift_lags=[10,20]",
+        extra_callbacks=[PoisonGradients({17: float("nan"), 33: float("inf")})],
+    )
     assert summary["counts"]["nonfinite_grad"] == 2 and summary["counts"]["nonfinite_update"] == 0
     values = [m["value"] for name, m in summary["metrics"].items() if name.startswith(("grad.", "update."))]
     assert values and not any(math.isnan(v) for v in values)  # (a half-life may be inf: longer than the largest lag)
@@ -158,15 +183,51 @@ def test_a_checkpoint_killed_while_saving_leaves_the_previous_one(tmp_path):
 def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
     """lr = 1e3: the loss is NaN within a few steps; the run stops ``divergence_patience`` steps
     later (well before the per-task probe that NaN would crash), exit 1, and analyze names it."""
-    command = [sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={tmp_path}", "optim.lr=1e3", "trainer.progress_bar=false"]
+    command = [
+        sys.executable,
+        str(REPO / "train.py"),
+        "--config",
+        str(TINY),
+        f"output_root={tmp_path}",
+        "optim.lr=1e3",
+        "trainer.progress_bar=false",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 1, result.stderr[-2000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("loclin: error:")]
-    assert len(errors) == 1 and "training diverged: the loss was not finite from step" in errors[0] and "Traceback" not in result.stderr
+    assert (
+        len(errors) == 1
+        and "training diverged: the loss was not finite from step" in errors[0]
+        and "Traceback" not in result.stderr
+    )
     run_dir = tmp_path / "tiny_synthetic" / "version_0"
     summary = json.loads((run_dir / "summary.json").read_text())
     diverged = summary["diverged"]
     assert diverged["phase"] == "train" and diverged["patience"] == 10 and 0 < diverged["step"] < 40
     out = tmp_path / "analysis"
-    assert subprocess.run([sys.executable, str(REPO / "analyze.py"), str(run_dir), "--out", str(out)], capture_output=True, timeout=120, cwd=REPO).returncode == 0
+    assert (
+        subprocess.run(
+            [sys.executable, str(REPO / "analyze.py"), str(run_dir), "--out", str(out)],
+            capture_output=True,
+            timeout=120,
+            cwd=REPO,
+        ).returncode
+        == 0
+    )
     assert "diverged in phase 'train'" in (out / "report.md").read_text()
+
+
+def test_the_geometry_callbacks_give_the_same_numbers_in_any_order(reference_run, tmp_path, monkeypatch):
+    """Drift reads the rolling basis, which reads the window: listed backwards (drift first, as a
+    user might), every number is still the one of the builder's order, drift included."""
+    import loclin.experiment as experiment
+
+    build = experiment.build_geometry_callbacks
+    monkeypatch.setattr(experiment, "build_geometry_callbacks", lambda *a, **k: build(*a, **k)[::-1])
+    reversed_order = run_tiny(tmp_path)
+    _, summary = reference_run
+    assert "grad.overlap_lag10" in summary["metrics"] and "update.half_life" in summary["metrics"]
+    assert reversed_order["metrics"].keys() == summary["metrics"].keys()
+    for name, entry in summary["metrics"].items():
+        a, b = entry["value"], reversed_order["metrics"][name]["value"]
+        assert a == b or (a != a and b != b), name  # bit for bit (NaN equals NaN)

@@ -100,5 +100,8 @@ def test_the_tensorboard_drift_charts_find_the_ceiling_tags_the_callback_logs():
     charts = drift_layout(["grad"], ["grad"], ["add"])["drift"]
     band = charts["grad: noise ceiling (running mean ± std)"]
     assert band[0] == "Margin" and set(band[1]) <= logged
-    for title in ("grad: disjoint half-window overlap and the ceiling", "grad: overlap ÷ noise ceiling (the honest drift)"):
+    for title in (
+        "grad: disjoint half-window overlap and the ceiling",
+        "grad: overlap ÷ noise ceiling (the honest drift)",
+    ):
         assert all(any(re.fullmatch(pattern, tag) for tag in logged) for pattern in charts[title][1]), title

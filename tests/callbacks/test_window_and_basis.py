@@ -142,11 +142,16 @@ def test_split_shares_out_every_coordinate_once_in_order(world_size):
 
     from callbacks.parameter_vector import ParameterVector
 
-    groups = {name: [(f"{name}.{i}", nn.Parameter(torch.randn(n))) for i, n in enumerate(sizes)] for name, sizes in (("a", [7, 3]), ("b", [11]), ("c", [2, 2, 5]))}
+    groups = {
+        name: [(f"{name}.{i}", nn.Parameter(torch.randn(n))) for i, n in enumerate(sizes)]
+        for name, sizes in (("a", [7, 3]), ("b", [11]), ("c", [2, 2, 5]))
+    }
     whole = ParameterVector(groups)
     theta = whole.values()
     parts = [whole.split(rank, world_size) for rank in range(world_size)]
-    assert [p.shard.start for p in parts] == [0] + [p.shard.stop for p in parts[:-1]] and parts[-1].shard.stop == whole.dim
+    assert [p.shard.start for p in parts] == [0] + [p.shard.stop for p in parts[:-1]] and parts[
+        -1
+    ].shard.stop == whole.dim
     for part in parts:
         assert part.dim == part.shard.stop - part.shard.start > 0 and part.shard.dim == whole.dim
         torch.testing.assert_close(part.values(), theta[part.shard.start : part.shard.stop], rtol=0, atol=0)
@@ -162,7 +167,9 @@ def test_recovery_controls_equal_numpy_qr_of_the_updates_at_the_drawn_positions(
 
     vector = ParameterVector(toy.parameter_groups())
     theta0 = vector.values()
-    recovery = RecoveryCallback(vector, {}, theta0, "t", prefix_ms=[1, 2, 4], steps=12, control_m=4, control_draws=3, seed=5)
+    recovery = RecoveryCallback(
+        vector, {}, theta0, "t", prefix_ms=[1, 2, 4], steps=12, control_m=4, control_draws=3, seed=5
+    )
     recovery.theta_zero = theta0
     recovery.vector = vector
     driver = StepDriver(toy, [recovery], lr=0.1)

@@ -51,14 +51,21 @@ def test_batches_are_a_function_of_seed_and_index():
 
 
 def test_single_task_batches_and_probe_batches():
-    dm = SyntheticTasksDataModule(tasks=["add", "copy", "sort"], train_tasks=["copy", "sort"], modulus=7, length=3, batch_size=8, batch_mode="single")
+    dm = SyntheticTasksDataModule(
+        tasks=["add", "copy", "sort"],
+        train_tasks=["copy", "sort"],
+        modulus=7,
+        length=3,
+        batch_size=8,
+        batch_mode="single",
+    )
     loader = dm.train_dataloader()
     tasks = [batch["task"].unique().tolist() for batch, _ in zip(loader, range(4))]
     assert all(len(t) == 1 for t in tasks)
-    assert {t[0] for t in tasks} == {TASK_NAMES.index('copy'), TASK_NAMES.index('sort')}
+    assert {t[0] for t in tasks} == {TASK_NAMES.index("copy"), TASK_NAMES.index("sort")}
     probe = dm.probe_batch("add", (10, 2))
     assert torch.equal(probe["input"], dm.probe_batch("add", (10, 2))["input"])
-    assert (probe["task"] == TASK_NAMES.index('add')).all()
+    assert (probe["task"] == TASK_NAMES.index("add")).all()
 
 
 def test_a_phase_trains_in_its_own_batch_size_and_probes_keep_the_data_batch():

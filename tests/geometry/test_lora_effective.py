@@ -50,7 +50,9 @@ def test_effective_prefix_capture_from_the_stacked_r_equals_numpy_qr_of_the_expl
     reference = np.cumsum((q.T @ d) ** 2) / (d @ d)
     captures, pivots = prefix_capture_from_r(effective_step_r(*trajectory))
     np.testing.assert_allclose(captures.numpy(), reference, rtol=0, atol=1e-12)
-    reference_pivots = np.minimum.accumulate(np.abs(np.linalg.qr(vectors[:-1].T)[1].diagonal()) / np.linalg.norm(vectors[:-1], axis=1))
+    reference_pivots = np.minimum.accumulate(
+        np.abs(np.linalg.qr(vectors[:-1].T)[1].diagonal()) / np.linalg.norm(vectors[:-1], axis=1)
+    )
     np.testing.assert_allclose(pivots.numpy(), reference_pivots, rtol=1e-8)
 
 

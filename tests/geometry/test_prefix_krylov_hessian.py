@@ -96,7 +96,9 @@ def test_hessian_vector_products_match_the_dense_hessian():
     v = torch.randn(flat.numel())
     torch.testing.assert_close(hvp(v), dense @ v, rtol=1e-4, atol=1e-5)
     values, _ = lanczos_top_eigenpairs(hvp, flat.numel(), k=3, iterations=flat.numel())
-    np.testing.assert_allclose(values.numpy(), np.sort(np.linalg.eigvalsh(dense.double().numpy()))[::-1][:3], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(
+        values.numpy(), np.sort(np.linalg.eigvalsh(dense.double().numpy()))[::-1][:3], rtol=1e-3, atol=1e-5
+    )
 
 
 def numpy_qr_curve(rows: np.ndarray, delta: np.ndarray) -> np.ndarray:
@@ -129,7 +131,9 @@ def test_gram_route_equals_qr_on_random_prefixes():
         rows = rng.normal(size=(16, 500)) * rng.uniform(0.1, 10, size=(16, 1))
         delta = rows[:10].T @ rng.normal(size=10) + 0.3 * rng.normal(size=500)
         vectors = torch.from_numpy(np.vstack([rows, delta]))
-        np.testing.assert_allclose(prefix_capture_from_gram(vectors @ vectors.T).numpy(), numpy_qr_curve(rows, delta), rtol=0, atol=1e-10)
+        np.testing.assert_allclose(
+            prefix_capture_from_gram(vectors @ vectors.T).numpy(), numpy_qr_curve(rows, delta), rtol=0, atol=1e-10
+        )
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -169,6 +173,9 @@ def test_exact_krylov_capture_matches_the_update_prefix_where_that_is_determined
     curve, pivots = prefix_capture_and_pivots(run.updates, run.displacement, [1, 2, 4, 8, 16, 32])
     for m in (1, 2, 4, 8):
         assert pivots[m] >= PREFIX_DETERMINED_PIVOT
-        exact = float((krylov_basis(lambda v: spectrum * v, run.gradients[0], m).T @ run.displacement).pow(2).sum() / run.displacement.pow(2).sum())
+        exact = float(
+            (krylov_basis(lambda v: spectrum * v, run.gradients[0], m).T @ run.displacement).pow(2).sum()
+            / run.displacement.pow(2).sum()
+        )
         assert exact == pytest.approx(curve[m], abs=1e-8)
     assert pivots[16] < PREFIX_DETERMINED_PIVOT and pivots[32] < PREFIX_DETERMINED_PIVOT

@@ -26,7 +26,13 @@ def test_m_n_closed_forms_table_and_quadrature():
     for n, table in {2: 0.564, 5: 1.163, 10: 1.539, 30: 2.043, 100: 2.508, 1000: 3.241, 10_000: 3.852}.items():
         assert expected_max_normal(n) == pytest.approx(table, abs=6e-4)  # SCIENCE.md's table, 3 decimals
     for n in (7, 250, 10**6):
-        reference, _ = integrate.quad(lambda x, n=n: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1), -12, 12, points=[math.sqrt(2 * math.log(n))], limit=400)
+        reference, _ = integrate.quad(
+            lambda x, n=n: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1),
+            -12,
+            12,
+            points=[math.sqrt(2 * math.log(n))],
+            limit=400,
+        )
         assert expected_max_normal(n) == pytest.approx(reference, abs=1e-8)
 
 
@@ -44,7 +50,9 @@ def test_min_of_n_estimators_equal_brute_force_over_all_subsets():
     scores, values = torch.tensor(rng.standard_normal(9)), torch.tensor(rng.standard_normal(9))
     for n in (1, 3, 9):
         subsets = list(itertools.combinations(range(9), n))
-        assert expected_min_of_n(scores, n) == pytest.approx(np.mean([min(scores[list(s)]) for s in subsets]), abs=1e-12)
+        assert expected_min_of_n(scores, n) == pytest.approx(
+            np.mean([min(scores[list(s)]) for s in subsets]), abs=1e-12
+        )
         chosen = [values[min(s, key=lambda i: scores[i])] for s in subsets]
         assert selected_mean(scores, values, n) == pytest.approx(float(np.mean(chosen)), abs=1e-12)
 
@@ -90,7 +98,9 @@ def test_sigma_star_maximises_the_predicted_gain():
     assert grid[int(np.argmin(values))] == pytest.approx(law.sigma_star(n), rel=0.01)
     assert min(values) == pytest.approx(-law.gain_star(n), rel=1e-4)
     assert law.sigma_star_numeric(n) == pytest.approx(law.sigma_star(n), rel=0.01)  # the ‖H‖_F term is 0 here
-    spread = LocalQuadraticLaw(grad_norm=2.0, trace_h=50.0, frob_h_sq=2 * (50.0 / (2 * expected_max_normal(n))) ** 2 * 1.01)
+    spread = LocalQuadraticLaw(
+        grad_norm=2.0, trace_h=50.0, frob_h_sq=2 * (50.0 / (2 * expected_max_normal(n))) ** 2 * 1.01
+    )
     assert math.isnan(spread.sigma_star_numeric(n))  # m_N ‖H‖_F/√2 > ½ tr H: no finite optimum
 
 
@@ -112,7 +122,9 @@ def test_hutchinson_and_subspace_law_against_the_dense_hessian(quadratic):
     found = hutchinson(hvp, len(gradient), samples=4000, seed=0)
     assert abs(found["trace"] - float(hessian.trace())) < 4 * found["trace_se"]
     assert abs(found["frob_sq"] - float((hessian**2).sum())) < 4 * found["frob_sq_se"]
-    basis, _ = torch.linalg.qr(torch.randn(len(gradient), 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64))
+    basis, _ = torch.linalg.qr(
+        torch.randn(len(gradient), 5, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    )
     law = subspace_law(hvp, basis, gradient)
     projected = basis.T @ hessian @ basis
     assert law.grad_norm == pytest.approx(float((basis.T @ gradient).norm()), rel=1e-9)

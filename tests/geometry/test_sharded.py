@@ -23,8 +23,12 @@ DIM, WINDOW, K, SPLIT = 5000, 12, 4, 1700  # rank 0 holds coordinates [0, 1700),
 def windows():
     generator = torch.Generator().manual_seed(0)
     signal = torch.randn(DIM, 6, generator=generator)
-    first = (signal[:, :4] @ torch.randn(4, WINDOW, generator=generator)).T + 0.1 * torch.randn(WINDOW, DIM, generator=generator)
-    second = (signal[:, 2:6] @ torch.randn(4, WINDOW, generator=generator)).T + 0.1 * torch.randn(WINDOW, DIM, generator=generator)
+    first = (signal[:, :4] @ torch.randn(4, WINDOW, generator=generator)).T + 0.1 * torch.randn(
+        WINDOW, DIM, generator=generator
+    )
+    second = (signal[:, 2:6] @ torch.randn(4, WINDOW, generator=generator)).T + 0.1 * torch.randn(
+        WINDOW, DIM, generator=generator
+    )
     probes = torch.randn(3, DIM, generator=generator) + first[:3]
     return first, second, probes
 
@@ -48,13 +52,29 @@ def worker(rank: int, store: str, out: str) -> None:
     captures = capture_rows(bases[0], probes[:, part], all_reduce_sum)
     angles = principal_angles(bases[0], bases[1], reduce=all_reduce_sum)
     overlap = compare_subspaces(bases[0], bases[1], all_reduce_sum)["overlap"]
-    torch.save({"basis_a": bases[0], "basis_b": bases[1], "singular": singular, "captures": captures, "angles": angles, "overlap": overlap}, f"{out}/rank{rank}.pt")
+    torch.save(
+        {
+            "basis_a": bases[0],
+            "basis_b": bases[1],
+            "singular": singular,
+            "captures": captures,
+            "angles": angles,
+            "overlap": overlap,
+        },
+        f"{out}/rank{rank}.pt",
+    )
     dist.destroy_process_group()
 
 
 def test_two_ranks_reproduce_the_unsplit_window(tmp_path):
-    script = f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}]; import test_sharded; test_sharded.worker(int(sys.argv[1]), {str(tmp_path / 'store')!r}, {str(tmp_path)!r})"
-    ranks = [subprocess.Popen([sys.executable, "-c", script, str(rank)], stderr=subprocess.PIPE, text=True) for rank in range(2)]
+    script = (
+        f"import sys; sys.path[:0] = [{str(REPO)!r}, {str(Path(__file__).parent)!r}]; import test_sharded; "
+        f"test_sharded.worker(int(sys.argv[1]), {str(tmp_path / 'store')!r}, {str(tmp_path)!r})"
+    )
+    ranks = [
+        subprocess.Popen([sys.executable, "-c", script, str(rank)], stderr=subprocess.PIPE, text=True)
+        for rank in range(2)
+    ]
     for process in ranks:
         _, errors = process.communicate(timeout=120)
         assert process.returncode == 0, errors[-2000:]
@@ -77,6 +97,10 @@ def test_two_ranks_reproduce_the_unsplit_window(tmp_path):
     for r in ranks:  # every rank holds the same reduced numbers
         torch.testing.assert_close(r["captures"], capture_rows(basis_a, probes).double(), rtol=1e-4, atol=1e-6)
         exact = np.sort(subspace_angles(basis_a.double().numpy(), basis_b.double().numpy()))
-        np.testing.assert_allclose(r["angles"].numpy(), exact, atol=1e-5)  # small angles refined from the reduced residual Gram
+        np.testing.assert_allclose(
+            r["angles"].numpy(), exact, atol=1e-5
+        )  # small angles refined from the reduced residual Gram
         assert abs(r["overlap"] - (np.cos(exact) ** 2).sum() / K) < 1e-5
-    torch.testing.assert_close(joined_b.T @ joined_b, torch.eye(K), rtol=0, atol=1e-4)  # slices join into an orthonormal basis
+    torch.testing.assert_close(
+        joined_b.T @ joined_b, torch.eye(K), rtol=0, atol=1e-4
+    )  # slices join into an orthonormal basis

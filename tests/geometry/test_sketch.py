@@ -34,7 +34,12 @@ def test_inner_products_are_unbiased_with_the_stated_variance():
     estimates = []
     for seed in range(800):
         sketch = CountSketch({"all": dim}, m, seed=seed)
-        estimates.append(float(sketch.apply(x.float(), {"all": (0, dim)}).double() @ sketch.apply(y.float(), {"all": (0, dim)}).double()))
+        estimates.append(
+            float(
+                sketch.apply(x.float(), {"all": (0, dim)}).double()
+                @ sketch.apply(y.float(), {"all": (0, dim)}).double()
+            )
+        )
     estimates = np.array(estimates)
     exact = float(x @ y)
     variance = (float(x @ x) * float(y @ y) + exact**2 - 2 * float((x**2 * y**2).sum())) / m
@@ -48,11 +53,17 @@ def test_principal_angles_from_sketched_windows_match_scipy_on_dense():
     dim, window, k, m = 200_000, 16, 4, 32_768
     generator = torch.Generator().manual_seed(2)
     signal = torch.linalg.qr(torch.randn(dim, 6, generator=generator))[0]
-    first = signal[:, :4] @ torch.randn(4, window, generator=generator) * 3 + 0.002 * torch.randn(dim, window, generator=generator)
-    second = torch.cat([signal[:, 1:4], signal[:, 5:6]], 1) @ torch.randn(4, window, generator=generator) * 3 + 0.002 * torch.randn(dim, window, generator=generator)
+    first = signal[:, :4] @ torch.randn(4, window, generator=generator) * 3 + 0.002 * torch.randn(
+        dim, window, generator=generator
+    )
+    second = torch.cat([signal[:, 1:4], signal[:, 5:6]], 1) @ torch.randn(
+        4, window, generator=generator
+    ) * 3 + 0.002 * torch.randn(dim, window, generator=generator)
     exact = subspace_angles(topk_basis(first.T, k)[0].double().numpy(), topk_basis(second.T, k)[0].double().numpy())
     sketch = CountSketch({"all": dim}, m, seed=0)
     project = lambda window_: torch.stack([sketch.apply(col, {"all": (0, dim)}) for col in window_.T])  # noqa: E731
-    sketched = subspace_angles(topk_basis(project(first), k)[0].double().numpy(), topk_basis(project(second), k)[0].double().numpy())
+    sketched = subspace_angles(
+        topk_basis(project(first), k)[0].double().numpy(), topk_basis(project(second), k)[0].double().numpy()
+    )
     assert np.abs(np.sort(sketched) - np.sort(exact)).max() <= 0.02
     assert np.sort(exact)[-1] > 1.0 and np.sort(exact)[-2] < 0.3  # three shared directions, one replaced

@@ -10,7 +10,9 @@ from geometry import VectorWindow, orthonormalize, topk_basis
 
 def low_rank_rows(w: int, d: int, rank: int, noise: float, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(w, rank, generator=g) @ torch.randn(rank, d, generator=g) + noise * torch.randn(w, d, generator=g)
+    return torch.randn(w, rank, generator=g) @ torch.randn(rank, d, generator=g) + noise * torch.randn(
+        w, d, generator=g
+    )
 
 
 @pytest.mark.parametrize("k", [1, 3, 5])
@@ -57,7 +59,12 @@ def test_window_gram_and_basis_match_brute_force_after_wraparound():
     np.testing.assert_allclose(window.singular_values(), np.linalg.svd(last.numpy(), compute_uv=False), rtol=1e-4)
     first = held[:, :120]
     np.testing.assert_allclose(window.gram("first"), first @ first.T, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(brute.numpy())), np.sort(np.linalg.eigvalsh(window.gram().numpy())), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.sort(np.linalg.eigvalsh(brute.numpy())),
+        np.sort(np.linalg.eigvalsh(window.gram().numpy())),
+        rtol=1e-4,
+        atol=1e-4,
+    )
     basis, _ = window.basis(3)
     u = np.linalg.svd(last.numpy().T, full_matrices=False)[0][:, :3]
     assert subspace_angles(basis.double().numpy(), u).max() < 1e-3

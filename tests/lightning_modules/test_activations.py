@@ -35,7 +35,9 @@ def test_hooks_read_every_block_output_as_output_hidden_states(lm):
     assert sorted(captured) == list(range(blocks)) == list(range(len(out.hidden_states) - 1))
     for layer in range(blocks - 1):
         torch.testing.assert_close(captured[layer], out.hidden_states[layer + 1])
-    torch.testing.assert_close(model.transformer.ln_f(captured[blocks - 1]), out.hidden_states[-1])  # last entry is after ln_f
+    torch.testing.assert_close(
+        model.transformer.ln_f(captured[blocks - 1]), out.hidden_states[-1]
+    )  # last entry is after ln_f
 
 
 def test_measurement_and_steering_leave_no_trace(lm):
@@ -56,7 +58,10 @@ def test_measurement_and_steering_leave_no_trace(lm):
     row = 0
     torch.testing.assert_close(steered[row, : start[row]], before[row, : start[row]])
     assert not torch.allclose(steered[row, start[row] :], before[row, start[row] :])
-    wrapped = get_peft_model(AutoModelForCausalLM.from_pretrained(model.name_or_path, dtype=torch.float64), LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True))
+    wrapped = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(model.name_or_path, dtype=torch.float64),
+        LoraConfig(r=2, target_modules=["c_attn"], fan_in_fan_out=True),
+    )
     assert len(decoder_blocks(wrapped)) == len(decoder_blocks(model))
     hooks_before = [dict(block._forward_hooks) for block in decoder_blocks(wrapped)]
     with residual_stream(wrapped) as captured:
@@ -78,7 +83,10 @@ def test_caa_vector_equals_brute_force_per_item_hidden_states(lm):
     blocks = len(decoder_blocks(model))
     reference = torch.zeros(blocks, model.config.n_embd, dtype=torch.float64)
     for pos, neg in zip(positive, negative):  # one unpadded item at a time
-        states = [model(input_ids=torch.tensor([tokenizer(t)["input_ids"]]), output_hidden_states=True).hidden_states for t in (pos, neg)]
+        states = [
+            model(input_ids=torch.tensor([tokenizer(t)["input_ids"]]), output_hidden_states=True).hidden_states
+            for t in (pos, neg)
+        ]
         for layer in range(blocks - 1):
             reference[layer] += (states[0][layer + 1][0, -1] - states[1][layer + 1][0, -1]) / len(prompts)
     torch.testing.assert_close(caa[: blocks - 1], reference[: blocks - 1])
@@ -116,7 +124,9 @@ def test_one_step_shift_matches_its_first_order_prediction(lm):
     for n in names:
         closed = gradient[n] / (gradient[n].abs() + 1e-8)
         torch.testing.assert_close(adam[n], closed, rtol=1e-9, atol=1e-9)
-        torch.testing.assert_close(adamw[n], closed + (0.1 * params[n].detach() if params[n].ndim >= 2 else 0), rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(
+            adamw[n], closed + (0.1 * params[n].detach() if params[n].ndim >= 2 else 0), rtol=1e-9, atol=1e-9
+        )
         torch.testing.assert_close(momentum[n], gradient[n], rtol=1e-9, atol=1e-12)  # the buffer starts at g
         torch.testing.assert_close(direction[n], gradient[n], rtol=1e-9, atol=1e-12)
 
@@ -134,11 +144,20 @@ def tiny_decoder(family: str):
     from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
 
     torch.manual_seed(0)
-    common = {"vocab_size": 97, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2}
+    common = {
+        "vocab_size": 97,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+    }
     config = {
         "llama": lambda: LlamaConfig(**common),
         "qwen2": lambda: Qwen2Config(**common),
-        "gemma3": lambda: Gemma3TextConfig(**common, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"]),
+        "gemma3": lambda: Gemma3TextConfig(
+            **common, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"]
+        ),
     }[family]()
     return AutoModelForCausalLM.from_config(config, dtype=torch.float64).eval()
 
@@ -167,7 +186,10 @@ def test_answer_residuals_reads_several_positions_in_one_pass(lm):
     from lightning_modules.activations import answer_residuals
 
     model, tokenizer = lm
-    batch = encode_contrasts(tokenizer, [ContrastItem("Is the sky blue?\nAnswer:", " Yes", " No"), ContrastItem("Do fish fly? Answer:", " No", " Yes")])
+    batch = encode_contrasts(
+        tokenizer,
+        [ContrastItem("Is the sky blue?\nAnswer:", " Yes", " No"), ContrastItem("Do fish fly? Answer:", " No", " Yes")],
+    )
     both = answer_residuals(model, model, batch, "positive", (0, -1))  # P × L × B × d
     hidden = model(input_ids=batch["positive"], attention_mask=batch["mask"], output_hidden_states=True).hidden_states
     rows = torch.arange(2)

@@ -33,7 +33,9 @@ def test_plain_sgd_on_the_quadratic_is_gradient_descent_and_gives_its_krylov_cap
     updates = torch.stack(updates)
     torch.testing.assert_close(updates[:16], reference.updates, rtol=1e-12, atol=1e-15)
     ms = [1, 2, 4, 8]
-    assert prefix_capture_curve(updates[:16], updates.sum(0), ms) == pytest.approx(prefix_capture_curve(reference.updates, reference.displacement, ms), abs=1e-10)
+    assert prefix_capture_curve(updates[:16], updates.sum(0), ms) == pytest.approx(
+        prefix_capture_curve(reference.updates, reference.displacement, ms), abs=1e-10
+    )
 
 
 def test_schedules_follow_their_closed_forms():
@@ -46,7 +48,9 @@ def test_schedules_follow_their_closed_forms():
 
 
 def test_a_phase_overrides_the_run_optimizer():
-    cfg = load_config("conf/tiny_recovery.yaml", ["phases.2.optim.name=sgd", "phases.2.optim.momentum=0.9", "phases.2.lr=0.05"])
+    cfg = load_config(
+        "conf/tiny_recovery.yaml", ["phases.2.optim.name=sgd", "phases.2.optim.momentum=0.9", "phases.2.lr=0.05"]
+    )
     train, recover = (phase_optimizer(cfg, cfg.phases[i]) for i in (0, 2))
     assert (train.name, train.lr) == ("adamw", 3e-3)
     assert (recover.name, recover.momentum, recover.lr, recover.steps) == ("sgd", 0.9, 0.05, 60)
@@ -60,8 +64,14 @@ def test_a_phase_overrides_the_run_optimizer():
         (["optim.lr=-1"], "optim.lr=-1"),
         (["optim.name=sgd", "optim.nesterov=true"], "optim.nesterov needs optim.momentum > 0"),
         (["optim.schedule=linear"], "optim.schedule='linear' must be one of"),
-        (["phases.2.optim.name=adam", "phases.2.optim.momentum=0.5"], "phases[2] (recover): optim.momentum=0.5 is for sgd"),
-        (["phases.2.optim.name=sgd", "phases.2.fresh_optimizer=false"], "phases[2].fresh_optimizer=false carries adamw's state, but the phase runs sgd"),
+        (
+            ["phases.2.optim.name=adam", "phases.2.optim.momentum=0.5"],
+            "phases[2] (recover): optim.momentum=0.5 is for sgd",
+        ),
+        (
+            ["phases.2.optim.name=sgd", "phases.2.fresh_optimizer=false"],
+            "phases[2].fresh_optimizer=false carries adamw's state, but the phase runs sgd",
+        ),
     ],
 )
 def test_bad_optimizer_combinations_are_one_line(overrides, fragment):

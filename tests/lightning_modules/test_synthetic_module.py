@@ -9,7 +9,9 @@ from lightning_modules.synthetic import SyntheticMultitaskModule
 
 def build():
     dm = SyntheticTasksDataModule(tasks=["add", "reverse"], modulus=7, length=3, batch_size=8)
-    module = SyntheticMultitaskModule(dm.vocab.size, dm.vocab.seq_len, dm.task_names, n_layers=2, d_model=16, n_heads=2, d_ff=32)
+    module = SyntheticMultitaskModule(
+        dm.vocab.size, dm.vocab.seq_len, dm.task_names, n_layers=2, d_model=16, n_heads=2, d_ff=32
+    )
     return dm, module
 
 

@@ -61,10 +61,20 @@ def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: 
         axes[1].plot(lags, curve["stale_capture"], marker="o", ms=3, label=label)
         if curve.get("half_lags"):
             color = line.get_color()
-            axes[0].plot(curve["half_lags"], curve["half_overlap"], marker="s", ms=4, ls="--", color=color, label=f"{label}: half windows, disjoint (L ≥ W)")
+            axes[0].plot(
+                curve["half_lags"],
+                curve["half_overlap"],
+                marker="s",
+                ms=4,
+                ls="--",
+                color=color,
+                label=f"{label}: half windows, disjoint (L ≥ W)",
+            )
             ceiling, spread = curve["noise_ceiling"], curve.get("noise_ceiling_std", 0.0)
             axes[0].axhspan(ceiling - spread, ceiling + spread, color=color, alpha=0.12)
-            axes[0].axhline(ceiling, color=color, lw=0.8, ls="-.", label=f"{label}: noise ceiling {ceiling:.2f} ± {spread:.2f}")
+            axes[0].axhline(
+                ceiling, color=color, lw=0.8, ls="-.", label=f"{label}: noise ceiling {ceiling:.2f} ± {spread:.2f}"
+            )
             axes[2].plot(curve["half_lags"], curve["ratio"], marker="s", ms=4, color=color, label=label)
     for ax, ylabel in zip(axes, ("overlap $\\|B_s^T B_t\\|_F^2/k$", "stale capture cap$(B_s, g_t)$")):
         ax.axhline(baseline, color="gray", ls="--", label=f"random k/D = {baseline:.2g}")
@@ -87,7 +97,13 @@ def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: 
     return fig
 
 
-def drift_heatmap_figure(steps_a: Sequence[int], steps_b: Sequence[int], overlaps: Sequence[float], lags: Sequence[int], title: str = "basis overlap") -> Figure:
+def drift_heatmap_figure(
+    steps_a: Sequence[int],
+    steps_b: Sequence[int],
+    overlaps: Sequence[float],
+    lags: Sequence[int],
+    title: str = "basis overlap",
+) -> Figure:
     """Overlap between the bases at steps s and t = s + L, drawn as step s against lag L.
 
     This is the band of the s×t overlap matrix that was measured (lags of the drift ladder),
@@ -100,7 +116,16 @@ def drift_heatmap_figure(steps_a: Sequence[int], steps_b: Sequence[int], overlap
     rows = np.searchsorted(np.asarray(sorted(lags)), lag[keep])
     columns = max(1, len(set(s.tolist())))
     fig, ax = plt.subplots(figsize=(7, 3.2))
-    image = ax.scatter(s[keep], rows, c=np.asarray(overlaps)[keep], vmin=0, vmax=1, cmap="viridis", marker="s", s=max(4.0, 600.0 / columns))
+    image = ax.scatter(
+        s[keep],
+        rows,
+        c=np.asarray(overlaps)[keep],
+        vmin=0,
+        vmax=1,
+        cmap="viridis",
+        marker="s",
+        s=max(4.0, 600.0 / columns),
+    )
     fig.colorbar(image, ax=ax, label="overlap $\\|B_s^T B_{s+L}\\|_F^2/k$")
     ax.set_yticks(range(len(lags)), [str(v) for v in sorted(lags)])
     ax.set_xlabel("step s")
@@ -119,7 +144,9 @@ def matrix_figure(matrix: Sequence[Sequence[float]], labels: Sequence[str], titl
     ax.set_yticks(range(len(labels)), labels)
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
-            ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if m[i, j] < 0.6 * vmax else "k")
+            ax.text(
+                j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7, color="w" if m[i, j] < 0.6 * vmax else "k"
+            )
     fig.colorbar(image, ax=ax)
     ax.set_title(title)
     fig.tight_layout()
@@ -129,21 +156,43 @@ def matrix_figure(matrix: Sequence[Sequence[float]], labels: Sequence[str], titl
 PAPER_LORA_PREFIX_M, PAPER_LORA_PREFIX_CAPTURE = 8, 0.77  # arXiv 2606.10929, claim C4
 
 
-def prefix_capture_figure(series: dict[str, dict[str, Sequence[float]]], statics: dict[str, float], baseline: float) -> Figure:
+def prefix_capture_figure(
+    series: dict[str, dict[str, Sequence[float]]], statics: dict[str, float], baseline: float
+) -> Figure:
     """Prefix capture cap(P_m, Δ) against m (updates, gradients and, for LoRA, effective weight
     space), static bases as lines."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, curve in series.items():
         (line,) = ax.plot(curve["m"], curve["updates"], marker="o", label=f"{label}: P_m from updates")
         if curve.get("gradients"):
-            ax.plot(curve["m"], curve["gradients"], marker="s", ls="--", color=line.get_color(), label=f"{label}: P_m from gradients")
+            ax.plot(
+                curve["m"],
+                curve["gradients"],
+                marker="s",
+                ls="--",
+                color=line.get_color(),
+                label=f"{label}: P_m from gradients",
+            )
         if curve.get("effective_updates"):
-            ax.plot(curve["m"], curve["effective_updates"], marker="^", ls="-.", color=line.get_color(), label=f"{label}: effective weights (α/r)BA")
+            ax.plot(
+                curve["m"],
+                curve["effective_updates"],
+                marker="^",
+                ls="-.",
+                color=line.get_color(),
+                label=f"{label}: effective weights (α/r)BA",
+            )
     for i, (name, value) in enumerate(sorted(statics.items())):
         ax.axhline(value, color=plt.cm.tab10(i % 10), ls=":", lw=1, label=f"{name}: {value:.3f}")
     ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"random k/D = {baseline:.2g}")
     if any(curve.get("effective_updates") for curve in series.values()):  # a LoRA run: the paper's C4 point
-        ax.plot([PAPER_LORA_PREFIX_M], [PAPER_LORA_PREFIX_CAPTURE], "k*", ms=10, label=f"paper, LoRA, m = 8: {PAPER_LORA_PREFIX_CAPTURE}")
+        ax.plot(
+            [PAPER_LORA_PREFIX_M],
+            [PAPER_LORA_PREFIX_CAPTURE],
+            "k*",
+            ms=10,
+            label=f"paper, LoRA, m = 8: {PAPER_LORA_PREFIX_CAPTURE}",
+        )
     ax.set_xscale("log", base=2)
     ax.set_xlabel("prefix length m")
     ax.set_ylabel("cap(B, Δ), energy")

@@ -57,7 +57,14 @@ class PerturbedLoss:
     """δ ↦ L(θ + δ) = mean over ``batches`` of ``module.answer_loss`` with the parameters
     ``names`` (flattened in that order) moved by δ."""
 
-    def __init__(self, module: torch.nn.Module, names: list[str], batches: list[dict[str, torch.Tensor]], chunk: int = 16, vectorize: bool = True):
+    def __init__(
+        self,
+        module: torch.nn.Module,
+        names: list[str],
+        batches: list[dict[str, torch.Tensor]],
+        chunk: int = 16,
+        vectorize: bool = True,
+    ):
         self.module, self.names, self.batches = module, list(names), batches
         self.base = {n: p.detach() for n, p in module.named_parameters()}
         self.shapes = [self.base[n].shape for n in self.names]
@@ -99,7 +106,14 @@ class PerturbedLoss:
         return with_math_kernel
 
 
-def sample_deltas(losses: dict[str, PerturbedLoss], sigma: float, count: int, seed: int, basis: torch.Tensor | None = None, es_gradient: bool = False):
+def sample_deltas(
+    losses: dict[str, PerturbedLoss],
+    sigma: float,
+    count: int,
+    seed: int,
+    basis: torch.Tensor | None = None,
+    es_gradient: bool = False,
+):
     """ΔL_i for ``count`` draws ε_i ~ N(0, I) (or ε_i = U z_i inside ``basis`` U), on every loss.
 
     The same seed gives the same ε at every σ (common random numbers across the grid).
@@ -149,10 +163,13 @@ def best_sigma(sigmas: list[float], values: list[float]) -> float:
 def measure_sigma(law: LocalQuadraticLaw, deltas: torch.Tensor, sigma: float, ns: list[int]) -> dict:
     """Measured against predicted at one σ: mean, std, P(ΔL < 0) and best of N."""
     row = {
-        "mean": float(deltas.mean()), "pred_mean": law.mean(sigma),
+        "mean": float(deltas.mean()),
+        "pred_mean": law.mean(sigma),
         "mean_se": float(deltas.std() / math.sqrt(len(deltas))),
-        "std": float(deltas.std()), "pred_std": math.sqrt(law.variance(sigma)),
-        "p_improve": float((deltas < 0).double().mean()), "pred_p_improve": law.p_improve(sigma),
+        "std": float(deltas.std()),
+        "pred_std": math.sqrt(law.variance(sigma)),
+        "p_improve": float((deltas < 0).double().mean()),
+        "pred_p_improve": law.p_improve(sigma),
         "quantiles": torch.quantile(deltas / (sigma * law.grad_norm), QUANTILES).tolist(),
     }
     for n in ns:
@@ -169,14 +186,28 @@ def probe_point(fixed: PerturbedLoss, heldout: PerturbedLoss, bases: dict[str, t
     heldout_law, heldout_curvature, _ = law_of(heldout, cfg.hutchinson_samples, seed + 1)
     sigmas = [float(m) * law.sigma_linear for m in cfg.sigma_multiples]
     result = {
-        "dim": fixed.dim, "grad_norm": law.grad_norm, "trace_h": law.trace_h, "trace_h_se": curvature["trace_se"],
-        "frob_h": math.sqrt(max(law.frob_h_sq, 0.0)), "sigma_linear": law.sigma_linear,
-        "heldout": {"grad_norm": heldout_law.grad_norm, "trace_h": heldout_law.trace_h, "trace_h_se": heldout_curvature["trace_se"]},
-        "sigma_multiples": list(cfg.sigma_multiples), "sigmas": sigmas, "fixed": [], "heldout_rows": [], "selected_heldout": [],
+        "dim": fixed.dim,
+        "grad_norm": law.grad_norm,
+        "trace_h": law.trace_h,
+        "trace_h_se": curvature["trace_se"],
+        "frob_h": math.sqrt(max(law.frob_h_sq, 0.0)),
+        "sigma_linear": law.sigma_linear,
+        "heldout": {
+            "grad_norm": heldout_law.grad_norm,
+            "trace_h": heldout_law.trace_h,
+            "trace_h_se": heldout_curvature["trace_se"],
+        },
+        "sigma_multiples": list(cfg.sigma_multiples),
+        "sigmas": sigmas,
+        "fixed": [],
+        "heldout_rows": [],
+        "selected_heldout": [],
     }
     es = None
     for index, sigma in enumerate(sigmas):
-        found, estimate = sample_deltas({"fixed": fixed, "heldout": heldout}, sigma, cfg.samples, seed, es_gradient=index == 0)
+        found, estimate = sample_deltas(
+            {"fixed": fixed, "heldout": heldout}, sigma, cfg.samples, seed, es_gradient=index == 0
+        )
         result["fixed"].append(measure_sigma(law, found["fixed"], sigma, ns))
         result["heldout_rows"].append(measure_sigma(heldout_law, found["heldout"], sigma, ns))
         result["selected_heldout"].append({f"best{n}": selected_mean(found["fixed"], found["heldout"], n) for n in ns})
@@ -197,12 +228,22 @@ def probe_point(fixed: PerturbedLoss, heldout: PerturbedLoss, bases: dict[str, t
     for name, basis in bases.items():
         sub_law = subspace_law(hvp, basis, gradient)
         sub_sigmas = [float(m) * sub_law.sigma_linear for m in cfg.sigma_multiples]
-        rows = [measure_sigma(sub_law, sample_deltas({"fixed": fixed}, s, cfg.subspace_samples, seed, basis=basis)[0]["fixed"], s, [n_star]) for s in sub_sigmas]
+        rows = [
+            measure_sigma(
+                sub_law,
+                sample_deltas({"fixed": fixed}, s, cfg.subspace_samples, seed, basis=basis)[0]["fixed"],
+                s,
+                [n_star],
+            )
+            for s in sub_sigmas
+        ]
         result["subspaces"][name] = subspace_row(sub_law, law, rows, sub_sigmas, n_star, basis.shape[1])
     return result
 
 
-def subspace_row(sub_law: LocalQuadraticLaw, full_law: LocalQuadraticLaw, rows: list[dict], sigmas: list[float], n: int, k: int) -> dict:
+def subspace_row(
+    sub_law: LocalQuadraticLaw, full_law: LocalQuadraticLaw, rows: list[dict], sigmas: list[float], n: int, k: int
+) -> dict:
     """Proposition C for one space: ρ(U), cap(U, g), and best of N predicted and measured, both
     over the grid's local-linear part (σ <= σ_lin of the space) and measured over the whole grid."""
     best = [row[f"best{n}"] for row in rows]

@@ -1,0 +1,83 @@
+"""The import graph (ARCHITECTURE.md): geometry at the bottom, then datamodules and
+lightning_modules, then callbacks, then loclin on top. No module imports from a layer above its
+own, and no modules import each other in a circle. Read from the source with ``ast``, so an
+import inside a function counts as well."""
+
+import ast
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+LAYER = {"geometry": 0, "datamodules": 1, "lightning_modules": 1, "callbacks": 2, "loclin": 3}
+
+
+def module_of(name: str) -> str | None:
+    """The repository module ``name`` refers to (a package's __init__ as the package), if any."""
+    parts = name.split(".")
+    if parts[0] not in LAYER:
+        return None
+    while parts:
+        path = REPO.joinpath(*parts)
+        if path.with_suffix(".py").is_file() or (path / "__init__.py").is_file():
+            return ".".join(parts)
+        parts.pop()
+    return None
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for package in LAYER:
+        for file in sorted((REPO / package).glob("*.py")):
+            name = package if file.stem == "__init__" else f"{package}.{file.stem}"
+            targets = set()
+            for node in ast.walk(ast.parse(file.read_text())):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [f"{node.module}.{alias.name}" for alias in node.names]
+                else:
+                    continue
+                targets |= {m for m in map(module_of, names) if m and m != name}
+            graph[name] = targets
+    return graph
+
+
+def upward_arrows(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if LAYER[b.split(".")[0]] > LAYER[a.split(".")[0]]
+    )
+
+
+def in_circles(graph: dict[str, set[str]]) -> list[str]:
+    """The modules that reach themselves through their imports."""
+
+    def reaches(start: str) -> set[str]:
+        seen, stack = set(), [start]
+        while stack:
+            for target in graph.get(stack.pop(), ()):
+                if target not in seen:
+                    seen.add(target)
+                    stack.append(target)
+        return seen
+
+    return sorted(m for m in graph if m in reaches(m))
+
+
+def test_no_module_imports_from_a_layer_above_its_own():
+    graph = import_graph()
+    assert len(graph) > 40 and sum(map(len, graph.values())) > 50  # the walk found the code and its imports
+    assert upward_arrows(graph) == []
+
+
+def test_no_import_circles():
+    assert in_circles(import_graph()) == []
+
+
+def test_the_checks_find_a_planted_upward_import_and_circle():
+    graph = import_graph()
+    graph["geometry.capture"] = graph["geometry.capture"] | {"loclin.report"}
+    graph["loclin.tables"] = graph["loclin.tables"] | {"loclin.report"}  # report imports tables
+    assert upward_arrows(graph) == ["geometry.capture -> loclin.report"]
+    assert {"loclin.report", "loclin.tables"} <= set(in_circles(graph))
