@@ -603,7 +603,36 @@ def c6_verdict(records: list[dict], target: float = 0.58) -> str:
             f"random {c6_entry(best, 'steer.at_peak.slope.random')}, shuffled-label v^π "
             f"{c6_entry(best, 'steer.at_peak.slope.shuffled')}."
         )
+    text += steering_reading(records)
     return " ".join(text)
+
+
+def steers(record: dict, direction: str) -> bool | None:
+    """Whether steering along ``direction`` at the peak block moves the margin: its slope's 95%
+    interval excludes 0 (None where the run has no interval)."""
+    entry = record["metrics"].get(f"steer.at_peak.slope.{direction}", {})
+    if "interval" not in entry:
+        return None
+    low, high = entry["interval"]
+    return low > 0 or high < 0
+
+
+def steering_reading(records: list[dict]) -> list[str]:
+    """At each point's peak block: does CAA's own vector steer, and does δ (slope intervals)?"""
+    measured = [r for r in records if steers(r, "caa") is not None]
+    if not measured:
+        return []
+    caa = [r["name"] for r in measured if steers(r, "caa")]
+    both = [r["name"] for r in measured if steers(r, "caa") and steers(r, "delta")]
+    delta_only = [r["name"] for r in measured if steers(r, "delta") and not steers(r, "caa")]
+    text = (
+        f"At the peak block, CAA's own vector moves the margin (slope interval excluding 0) in {len(caa)} of "
+        f"{len(measured)} points{': ' + ', '.join(caa) if caa else ''}; δ does as well in {len(both)}"
+        f"{': ' + ', '.join(both) if both else ''}"
+    )
+    if delta_only:
+        text += f", and δ alone in {', '.join(delta_only)}"
+    return [text + ". Where v̂ itself does not steer, δ̂ : v̂ says nothing."]
 
 
 READS = {  # the max over blocks of each read position and step rule a steering run measures

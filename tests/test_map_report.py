@@ -168,3 +168,14 @@ def test_c4_verdict_holds_p8_at_each_length_against_the_random_positions_before_
         "of the 3 pairs past T = 8 with P8 ≥ 0.77, 2 beat" in verdict
     )
     assert "random positions before T" not in c4_verdict([c4("sgd", 0.1, 0, 0.9, at_t={25: 0.8})])  # not measured
+
+
+def test_c6_verdict_says_whether_caa_and_delta_steer_at_the_peak_block():
+    steering, flat = c6("steering", "m1", "coqa", 0.3, 0.2, 0.1), c6("flat", "m2", "coqa", 0.2, 0.1, 0.0)
+    steering["metrics"]["steer.at_peak.slope.caa"] = {"value": 1.0, "interval": [0.4, 1.6]}
+    steering["metrics"]["steer.at_peak.slope.delta"] = {"value": 0.8, "interval": [0.1, 1.5]}
+    flat["metrics"]["steer.at_peak.slope.caa"] = {"value": 0.1, "interval": [-0.3, 0.5]}
+    flat["metrics"]["steer.at_peak.slope.delta"] = {"value": -0.5, "interval": [-0.9, -0.1]}
+    verdict = c6_verdict([steering, flat])
+    assert "CAA's own vector moves the margin (slope interval excluding 0) in 1 of 2 points: steering" in verdict
+    assert "δ does as well in 1: steering, and δ alone in flat." in verdict
