@@ -223,18 +223,33 @@ def c4_verdict(records: list[dict]) -> str:
     """Where P8 ≥ 0.77, if anywhere; the controls; and which axis moves P8 most (the range of the
     cell means along it)."""
     p8 = "recovery.capture.P8_updates"
-    cells = c4_cells(records)
-    means = {label: cell_stat(group, p8) for label, group in cells.items()}
-    ranked = sorted(means.items(), key=lambda item: -item[1][0] if not math.isnan(item[1][0]) else math.inf)
+    all_cells = c4_cells(records)
+    failed = [
+        label
+        for label, g in all_cells.items()
+        if cell_stat(g, "recovery.theta_R.acc")[0] <= cell_stat(g, "recovery.theta_0.acc")[0] + 0.05
+    ]
+    # a run that did not recover says nothing about how a recovery is explained: named, never counted
+    cells = {label: g for label, g in all_cells.items() if label not in failed}
+    means = {label: cell_stat(group, p8) for label, group in all_cells.items()}
+    ranked = sorted(
+        ((label, means[label]) for label in cells),
+        key=lambda item: -item[1][0] if not math.isnan(item[1][0]) else math.inf,
+    )
     reached = [label for label, (mean, low, _) in ranked if mean >= PAPER_P8]
     text = []
     if reached:
         text.append(
             f"P8 ≥ {PAPER_P8} in: " + "; ".join(f"{label} ({fmt_stat(means[label])})" for label in reached) + "."
         )
-    else:
+    elif ranked:
         best, stat = ranked[0]
-        text.append(f"P8 reaches {PAPER_P8} in no cell. The highest is {best}: {fmt_stat(stat)}.")
+        text.append(f"P8 reaches {PAPER_P8} in no cell that recovered. The highest is {best}: {fmt_stat(stat)}.")
+    if failed:
+        text.append(
+            "Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), left out of every count "
+            f"below: {'; '.join(f'{label} (P8 {fmt_stat(means[label])})' for label in failed)}."
+        )
     lengths = capture_lengths(records)
     if lengths:
         counts = [
@@ -255,16 +270,6 @@ def c4_verdict(records: list[dict]) -> str:
             f"(of {len(cells)} cells; near T = 8 it is 1 by construction){reading}."
         )
         text += length_controls(cells, lengths)
-    failed = [
-        label
-        for label, g in cells.items()
-        if cell_stat(g, "recovery.theta_R.acc")[0] <= cell_stat(g, "recovery.theta_0.acc")[0] + 0.05
-    ]
-    if failed:
-        text.append(
-            "Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), whose capture describes a "
-            f"failed run: {'; '.join(failed)}."
-        )
     missing = missing_points(records)
     if missing:
         text.append(
@@ -291,7 +296,9 @@ def c4_verdict(records: list[dict]) -> str:
         by_sweep.setdefault(group[0]["sweep"], []).append(means[label][0])
     optimizers = [s for s in OPTIMIZER_SWEEPS if s in by_sweep]
     if optimizers:
-        effects["the learning rate (within an optimizer)"] = max(spread(by_sweep[s]) for s in optimizers)
+        effects["the learning rate (within an optimizer)"] = max(
+            (spread(by_sweep[s]) for s in optimizers if len(by_sweep[s]) > 1), default=math.nan
+        )
         effects["the optimizer (its best rate)"] = spread([max(by_sweep[s]) for s in optimizers])
     for sweep, values in by_sweep.items():
         if sweep not in OPTIMIZER_SWEEPS:
@@ -300,7 +307,8 @@ def c4_verdict(records: list[dict]) -> str:
     if len(long_enough) > 1:
         effects[f"the recovery length T ∈ {long_enough} (within a run)"] = max(
             spread([r["metrics"].get(f"recovery.capture_at_T{t}.P8_updates", math.nan) for t in long_enough])
-            for r in records
+            for group in cells.values()
+            for r in group
         )
     effects = {k: v for k, v in effects.items() if not math.isnan(v)}
     if effects:

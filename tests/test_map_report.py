@@ -53,7 +53,17 @@ def test_c4_verdict_names_the_cell_that_passes_and_the_axis_that_matters():
     )
     assert len(c4_table([*records, failed])) == 4  # never averaged into a row
     below = c4_verdict([c4("sgd", 0.1, 0, 0.2), c4("sgd", 0.1, 1, 0.4)])
-    assert below.startswith("P8 reaches 0.77 in no cell. The highest is sgd: recover lr=0.1: 0.3 [")
+    assert below.startswith("P8 reaches 0.77 in no cell that recovered. The highest is sgd: recover lr=0.1: 0.3 [")
+    # a run that fell below θ_0's accuracy passes 0.77 only by failing: named, never counted
+    broken = c4("sgd", 0.4, 0, 0.99, at_t={25: 0.99, 100: 0.99})
+    broken["metrics"].update({"recovery.theta_0.acc": 0.41, "recovery.theta_R.acc": 0.29})
+    verdict = c4_verdict([*records[:2], broken])
+    assert verdict.startswith("P8 reaches 0.77 in no cell that recovered. The highest is sgd: recover lr=1.0: 0.12")
+    assert "left out of every count below: sgd: recover lr=0.4 (P8 0.99 (one seed))." in verdict
+    assert (
+        "≥ 0.77 in 2 at T = 25, 0 at T = 100 (of 2 cells" in verdict
+        and "learning rate (within an optimizer) 0.02" in verdict
+    )
 
 
 def c6(name, model, source, peak_value, prompt_end, low, stepped="all", bos=False):
