@@ -29,6 +29,8 @@ AXIS_NAMES = {
     "phases.1.lr": "D1 lr",
     "recovery.noise_scale": "D3 ρ",
     "lm.lora.rank": "rank",
+    "phases.1.steps": "D1 steps",
+    "recovery.degradation": "degradation",
 }
 OUTSIDE = {"fontsize": 7, "loc": "center left", "bbox_to_anchor": (1, 0.5)}  # a legend beside the axes
 C4_COLUMNS = {

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The C4 regime map on the synthetic model: how much of the recovery displacement the first 8
 # updates capture (P8), against 8 updates at random positions and the last 8, per recover
-# optimizer and learning rate and per recover batch size, forked from one θ_0 per parent seed.
-# Resumable: run it again. About 35 minutes on 2 CPU cores.
+# optimizer and learning rate, the recover warm-up, and the degradation's type and strength (forked
+# from θ*), from one θ_0 per parent seed. Resumable: run it again. About 50 minutes on 2 CPU cores.
 #   bash docs/maps/c4_synthetic.sh [OUT=runs/maps/c4_synthetic] [WORKERS=2]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -30,4 +30,15 @@ sweep adam phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases
 sweep adamw phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
 # the warm-up of the recover rate: recovery_synthetic's own recover phase warms up over 100 steps
 sweep adamw_warmup phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 phases.2.lr=0.001 --grid "phases.2.optim.warmup_steps=[0,20,100]"
+# the degradation's type and strength, forked from θ* (after `train`), recovered by AdamW at 1e-3 (no warm-up)
+degradation() {  # name, then the grid and overrides
+  local name=$1; shift
+  python -m loclin.sweep --fork "${PARENTS[@]}" --after train --seeds 0,1 --workers "$WORKERS" --out "$OUT/$name" \
+    phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 phases.2.lr=0.001 "$@" "${FIXED[@]}" \
+    || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
+}
+degradation d1_strength --grid "phases.1.lr=[0.001,0.01]"  # D1 at a third and 3× the shipped rate (3e-3)
+degradation d1_length --grid "phases.1.steps=[100,2000]"  # D1 for a fifth and 4× the shipped 500 steps
+degradation d3_noise phases.1.steps=0 recovery.degradation=noise --grid "recovery.noise_scale=[0.05,0.3]"
+degradation d2_d4 phases.1.steps=0 --grid "recovery.degradation=[negation,reset]"
 python analyze.py "$OUT" --out "$OUT/report"  # the map: table, verdict, figures, cells.json
