@@ -249,8 +249,9 @@ def c4_verdict(records: list[dict]) -> str:
         text.append(f"P8 reaches {PAPER_P8} in no cell that recovered. The highest is {best}: {fmt_stat(stat)}.")
     if failed:
         text.append(
-            "Cells that did not recover (accuracy at θ_R within 0.05 of θ_0's or below), left out of every count "
-            f"below: {'; '.join(f'{label} (P8 {fmt_stat(means[label])})' for label in failed)}."
+            "Cells whose recovery did not raise the accuracy by more than 0.05 over θ_0's (a failed recovery, or a "
+            "degradation that did not hurt), left out of every count below: "
+            f"{'; '.join(f'{label} (P8 {fmt_stat(means[label])})' for label in failed)}."
         )
     lengths = capture_lengths(records)
     if lengths:
