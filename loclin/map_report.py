@@ -221,16 +221,20 @@ def length_controls(cells: dict[str, list[dict]], lengths: list[int]) -> list[st
     ]
 
 
+def recovered(group: list[dict]) -> bool:
+    """A cell recovered when its mean accuracy at θ_R exceeds θ_0's by more than 0.05 and by at
+    least half of what the degradation took (θ*'s accuracy − θ_0's, where θ* was measured)."""
+    start, end = cell_stat(group, "recovery.theta_0.acc")[0], cell_stat(group, "recovery.theta_R.acc")[0]
+    lost = cell_stat(group, "recovery.theta_star.acc")[0] - start
+    return not end - start <= max(0.05, 0.5 * lost if not math.isnan(lost) else 0.0)
+
+
 def c4_verdict(records: list[dict]) -> str:
     """Where P8 ≥ 0.77, if anywhere; the controls; and which axis moves P8 most (the range of the
     cell means along it)."""
     p8 = "recovery.capture.P8_updates"
     all_cells = c4_cells(records)
-    failed = [
-        label
-        for label, g in all_cells.items()
-        if cell_stat(g, "recovery.theta_R.acc")[0] <= cell_stat(g, "recovery.theta_0.acc")[0] + 0.05
-    ]
+    failed = [label for label, g in all_cells.items() if not recovered(g)]
     # a run that did not recover says nothing about how a recovery is explained: named, never counted
     cells = {label: g for label, g in all_cells.items() if label not in failed}
     means = {label: cell_stat(group, p8) for label, group in all_cells.items()}
@@ -249,8 +253,8 @@ def c4_verdict(records: list[dict]) -> str:
         text.append(f"P8 reaches {PAPER_P8} in no cell that recovered. The highest is {best}: {fmt_stat(stat)}.")
     if failed:
         text.append(
-            "Cells whose recovery did not raise the accuracy by more than 0.05 over θ_0's (a failed recovery, or a "
-            "degradation that did not hurt), left out of every count below: "
+            "Cells whose recovery did not raise the accuracy over θ_0's by more than 0.05 and by half of what the "
+            "degradation took (a failed recovery, or a degradation that did not hurt), left out of every count below: "
             f"{'; '.join(f'{label} (P8 {fmt_stat(means[label])})' for label in failed)}."
         )
     lengths = capture_lengths(records)

@@ -189,3 +189,14 @@ def test_c6_verdict_says_whether_caa_and_delta_steer_at_the_peak_block():
     verdict = c6_verdict([steering, flat])
     assert "CAA's own vector moves the margin (slope interval excluding 0) in 1 of 2 points: steering" in verdict
     assert "δ does as well in 1: steering, and δ alone in flat." in verdict
+
+
+def test_a_cell_recovered_only_when_it_won_back_half_of_what_the_degradation_took():
+    cell = c4("sgd", 0.4, 0, 0.99)
+    cell["metrics"].update(
+        {"recovery.theta_0.acc": 0.41, "recovery.theta_star.acc": 0.75, "recovery.theta_R.acc": 0.52}
+    )
+    other = c4("adam", 0.001, 0, 0.3)
+    assert "left out of every count below: sgd: recover lr=0.4 (P8 0.99 (one seed))" in c4_verdict([cell, other])
+    cell["metrics"]["recovery.theta_R.acc"] = 0.70  # 0.29 of the 0.34 lost: recovered
+    assert c4_verdict([cell, other]).startswith("P8 ≥ 0.77 in: sgd: recover lr=0.4 (0.99 (one seed))")
