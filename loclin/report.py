@@ -318,8 +318,10 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
     written: list[tuple[str, str]] = []
 
     def save(figure, name: str, caption: str) -> None:
+        import matplotlib.pyplot as plt
+
         figure.savefig(out / name, dpi=120)
-        figure.clf()
+        plt.close(figure)  # clf() alone keeps the figure registered with pyplot
         written.append((caption, name))
 
     k = summaries[0]["geometry"]["k"]
