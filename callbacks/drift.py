@@ -27,10 +27,12 @@ import lightning as L
 import torch
 
 from callbacks.base import Averages, MeasurementCallback, metric
-from callbacks.gradient_window import GradientWindowCallback
-from callbacks.rolling_basis import RollingBasisCallback
-from geometry import capture, compare_subspaces, half_life, random_capture_baseline
-from geometry.drift import half_window_slots, noise_ceiling, plateau_lags, ratio_half_life
+from callbacks.gradient_stream import GradientStream
+from geometry.angles import compare_subspaces
+from geometry.capture import capture, random_capture_baseline
+from geometry.drift import half_life, half_window_slots, noise_ceiling, plateau_lags, ratio_half_life
+from geometry.lags import still_needed
+from geometry.rolling import RollingBasis
 from geometry.subspace import basis_from_rows
 
 HEADLINE_LAG = 100
@@ -39,16 +41,16 @@ HEADLINE_LAG = 100
 class DriftCallback(MeasurementCallback):
     def __init__(
         self,
-        window: GradientWindowCallback,
-        rolling: RollingBasisCallback,
+        stream: GradientStream,
+        basis: RollingBasis,
         stride: int = 25,
         lags: tuple[int, ...] = (25, 50, 100, 200, 400),
     ):
         if any(lag % stride for lag in lags):
             raise ValueError(f"every drift lag must be a multiple of the drift stride {stride}, got {list(lags)}")
-        self.window = window
-        self.rolling = rolling
-        self.source = rolling.source
+        self.stream = stream
+        self.basis = basis
+        self.source = basis.source
         self.stride = stride
         self.logged_lags = tuple(sorted(lags))
         self.max_lag = self.logged_lags[-1]
@@ -64,37 +66,34 @@ class DriftCallback(MeasurementCallback):
     @property
     def disjoint_lags(self) -> tuple[int, ...]:
         """Lags at which two windows share no vector (L >= W): the ones read against the ceiling."""
-        return tuple(lag for lag in self.logged_lags if lag >= self.window.capacity)
+        return tuple(lag for lag in self.logged_lags if lag >= self.stream.capacity)
 
     def memory_bytes(self) -> int:
         """Full-window snapshots, plus half-window ones for the disjoint lags."""
         snapshots = len(self.logged_lags) + 1 + (len(self.disjoint_lags) + 1 if self.disjoint_lags else 0)
-        return snapshots * self.window.local_dim * self.rolling.k * 4
+        return snapshots * self.stream.local_dim * self.basis.k * 4
 
     def _half_basis(self, window, half: str) -> torch.Tensor:
         """Top-k' basis (k' = min(k, W/2)) of the even- or odd-indexed half of the window."""
         slots = half_window_slots(window.steps)[0 if half == "even" else 1]
-        k_half = min(self.rolling.k, len(half_window_slots(window.steps)[1]))
+        k_half = min(self.basis.k, len(half_window_slots(window.steps)[1]))
         return basis_from_rows(window.rows[slots], window.gram()[slots][:, slots], k_half, window.reduce)[0]
-
-    def _still_needed(self, snapshot_step: int, now: int) -> bool:
-        return any(snapshot_step % lag == 0 and now - snapshot_step < lag for lag in self.logged_lags)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        self.rolling.advance(trainer)  # the window and the basis first, whatever the callback order
-        step = self.rolling.current_step
-        fresh = step == self.window.latest_step[self.source]
+        self.stream.advance(trainer)  # the window and the basis first, whatever the callback order
+        step = self.basis.current_step
+        fresh = step == self.stream.latest_step[self.source]
         if not fresh or step % self.stride or step == self.last_snapshot:
             return
         self.last_snapshot = step
-        basis = self.rolling.current_basis
-        vector = self.window.latest(self.source)
-        reduce = self.window.shard.reduce
+        basis = self.basis.current_basis
+        vector = self.stream.latest(self.source)
+        reduce = self.stream.shard.reduce
         self.averages.add("stale_capture_lag0", capture(basis, vector, reduce))
-        window = self.window.windows[self.source]
-        ceiling = noise_ceiling(window.gram(), window.steps, self.rolling.k)
+        window = self.stream.windows[self.source]
+        ceiling = noise_ceiling(window.gram(), window.steps, self.basis.k)
         self.averages.add("noise_ceiling", ceiling)
         logs = {f"drift/{self.source}/noise_ceiling": ceiling}
         logs.update(self._ceiling_band())
@@ -119,8 +118,8 @@ class DriftCallback(MeasurementCallback):
             logs[f"drift/{self.source}/overlap_lag{lag}"] = comparison["overlap"]
             logs[f"drift/{self.source}/stale_capture_lag{lag}"] = stale
             logs[f"drift/{self.source}/grassmann_lag{lag}"] = comparison["grassmann"]
-        self.ring = [entry for entry in self.ring if self._still_needed(entry[0], step)]
-        if self._still_needed(step, step):
+        self.ring = [entry for entry in self.ring if still_needed(entry[0], step, self.logged_lags)]
+        if still_needed(step, step, self.logged_lags):
             even = self._half_basis(window, "even") if any(step % lag == 0 for lag in self.disjoint_lags) else None
             self.ring.append((step, basis, even, ceiling))
         self.log_scalars(trainer, logs, step)
@@ -166,7 +165,7 @@ class DriftCallback(MeasurementCallback):
         if len(curve["lags"]) < 2:
             return {}
         src = self.source
-        baseline = random_capture_baseline(self.rolling.k, self.window.dim)
+        baseline = random_capture_baseline(self.basis.k, self.stream.dim)
         metrics = {
             f"{src}.half_life": metric(
                 half_life(curve["lags"][1:], curve["overlap"][1:]),
@@ -195,7 +194,7 @@ class DriftCallback(MeasurementCallback):
     def ceiling_metrics(self, curve: dict, baseline: float) -> dict:
         """The honest drift figures: disjoint-window overlap, its ratio to the noise ceiling, the
         ratio's half-life and the plateau."""
-        src, window = self.source, self.window.capacity
+        src, window = self.source, self.stream.capacity
         if not curve["noise_ceiling_count"]:
             return {}
         metrics = {
@@ -248,7 +247,7 @@ class DriftCallback(MeasurementCallback):
         curve = self.curve()
         if len(curve["lags"]) < 2:
             return {}
-        baseline = random_capture_baseline(self.rolling.k, self.window.dim)
+        baseline = random_capture_baseline(self.basis.k, self.stream.dim)
         s, t, ov = zip(*self.heatmap)
         return {
             f"drift/{self.source}/curve": drift_curve_figure({self.source: curve}, baseline),
@@ -258,7 +257,7 @@ class DriftCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
-        whole = self.window.shard.gather
+        whole = self.stream.shard.gather
         ring = [
             (step, whole(basis, 0), None if even is None else whole(even, 0), ceiling)
             for step, basis, even, ceiling in self.ring
@@ -271,7 +270,7 @@ class DriftCallback(MeasurementCallback):
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
-        local = self.window.shard.local
+        local = self.stream.shard.local
         self.ring = [
             (step, local(basis, 0), None if even is None else local(even, 0), ceiling)
             for step, basis, even, ceiling in state_dict["ring"]

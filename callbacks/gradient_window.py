@@ -1,32 +1,17 @@
-"""Capture per-step gradients g_t and updates u_t = θ_{t+1} − θ_t into bounded windows.
-
-g_t is read in ``on_before_optimizer_step`` (after backward and, under DDP, after the
-all-reduce; before gradient clipping). u_t is θ after the optimizer step minus θ before it,
-so it includes Adam's preconditioning, momentum and weight decay. Step t is the number of
-optimizer steps taken before g_t was computed.
-
-Non-finite vectors are counted and skipped, so one NaN never poisons a basis.
-
-With ``shard_windows`` under data parallelism each rank keeps only its share of the
-coordinates (``ParameterVector.split``): window memory per rank W·D/n instead of W·D, and
-the geometry reduces W×W Grams and k-sized projections across ranks (geometry.sharded).
-Checkpoints hold whole vectors, gathered from the ranks, so a checkpoint does not depend on
-how the windows were split.
-"""
+"""The callback that drives the gradient stream (callbacks.gradient_stream) from Lightning's hooks:
+g_t and θ_t before the optimizer step, u_t and the rolling bases after it. It reports the stream's
+dimension and its count of skipped non-finite vectors, and checkpoints its windows."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import lightning as L
-import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from callbacks.base import MeasurementCallback
-from callbacks.parameter_vector import ParameterVector, SketchedParameterVector
-from geometry.window import VectorWindow
+from callbacks.gradient_stream import SOURCES, GradientStream
 
-SOURCES = ("grad", "update")
+__all__ = ["SOURCES", "GradientWindowCallback", "gradient_stream"]
 
 
 class GradientWindowCallback(MeasurementCallback):
@@ -39,137 +24,41 @@ class GradientWindowCallback(MeasurementCallback):
         seed: int = 0,
         shard_windows: bool = False,
     ):
-        unknown = set(sources) - set(SOURCES)
-        if unknown:
-            raise ValueError(f"unknown window source(s) {sorted(unknown)}; expected some of {SOURCES}")
-        self.capacity = window
-        self.sources = tuple(sources)
-        self.groups = list(groups) if groups else None
-        self.sketch_dim, self.seed = sketch_dim, seed
-        self.shard_windows = shard_windows
-        self.vector: ParameterVector | None = None
-        self.windows: dict[str, VectorWindow] = {}
-        self.nonfinite = {s: 0 for s in self.sources}
-        self.latest_step: dict[str, int] = {s: -1 for s in self.sources}
-        self._pending_state: dict | None = None
-        self._update_committed: tuple[int, int] | None = None  # (trainer, step) of the last committed update
+        self.stream = GradientStream(window, sources, groups, sketch_dim, seed, shard_windows)
 
     @property
     def state_key(self) -> str:
-        return f"GradientWindow[{','.join(self.sources)}]"
-
-    @property
-    def dim(self) -> int:
-        """Dimension the window geometry lives in: D, or the sketch's m (whole, also when sharded)."""
-        return self.vector.shard.dim
-
-    @property
-    def local_dim(self) -> int:
-        """Coordinates this rank holds (``dim`` unless the windows are sharded)."""
-        return self.vector.dim
-
-    @property
-    def shard(self):
-        """Where this rank's coordinates sit (geometry.sharded.CoordinateShard), with the reduction."""
-        return self.vector.shard
-
-    def latest(self, source: str) -> torch.Tensor:
-        """The vector committed most recently for ``source`` (a view; valid until the next push)."""
-        window = self.windows[source]
-        return window.rows[(window.count - 1) % window.capacity]
-
-    @property
-    def input_dim(self) -> int:
-        """D, the number of measured parameters (the window holds ``dim`` = m < D when sketched)."""
-        return getattr(self.vector, "input_dim", self.dim)
+        return f"GradientWindow[{','.join(self.stream.sources)}]"
 
     def memory_bytes(self) -> int:
-        return sum(w.nbytes for w in self.windows.values()) + getattr(self.vector, "nbytes", 0)
+        return self.stream.memory_bytes()
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        if self.vector is not None:
-            return
-        self.vector = ParameterVector(pl_module.parameter_groups(), self.groups)
-        detail = ""
-        if self.sketch_dim:
-            self.vector = SketchedParameterVector(self.vector, self.sketch_dim, self.seed)
-            detail = f", CountSketch to m={self.vector.dim:,} ({self.vector.nbytes / 2**20:.1f} MiB of hashes)"
-        if self.shard_windows and trainer.world_size > 1:
-            self.vector = self.vector.split(trainer.global_rank, trainer.world_size)
-            detail = f", sharded over {trainer.world_size} ranks (rank 0 holds {self.vector.dim:,})"
-        self.windows = {
-            s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce) for s in self.sources
-        }
-        if self._pending_state is not None:
-            self._apply_state(self._pending_state)
-        rank_zero_info(
-            f"[loclin] measuring D={self.input_dim:,} parameters in {len(self.vector.slices)} groups{detail}; "
-            f"windows {'+'.join(self.sources)} of W={self.capacity}: {self.memory_bytes() / 2**20:.1f} MiB"
-        )
-
-    def _commit(self, source: str, step: int) -> None:
-        window = self.windows[source]
-        # one pass: a NaN or inf anywhere makes the sum non-finite (summed over ranks when sharded)
-        if torch.isfinite(self.shard.reduce(window.next_slot().sum(dtype=torch.float64).reshape(1))).all():
-            window.commit(step)
-            self.latest_step[source] = step
-        else:
-            self.nonfinite[source] += 1
-            rank_zero_warn(
-                f"[loclin] non-finite {source} at step {step} skipped by the geometry ({self.nonfinite[source]} so far)"
-            )
+        self.stream.attach(trainer, pl_module)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        step = trainer.global_step
-        if "grad" in self.windows:
-            self.vector.write_grads(self.windows["grad"].next_slot())
-            self._commit("grad", step)
-        if "update" in self.windows:  # θ_t goes into the update slot; the step turns it into u_t
-            self.vector.write_values(self.windows["update"].next_slot())
+        self.stream.before_optimizer_step(trainer)
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        self.commit_update(trainer)
-
-    def commit_update(self, trainer: L.Trainer) -> None:
-        """u_t = θ_{t+1} − θ_t into the window, once per step: the callbacks that read the window
-        call this first, so the order of the callback list cannot matter."""
-        if "update" not in self.windows or self._update_committed == (id(trainer), trainer.global_step):
-            return
-        self._update_committed = (id(trainer), trainer.global_step)
-        self.vector.subtract_from_values(self.windows["update"].next_slot())
-        self._commit("update", trainer.global_step - 1)
+        self.stream.advance(trainer)
 
     def summary(self) -> dict:
-        result = {
-            "metrics": {},
-            "counts": {f"nonfinite_{s}": n for s, n in self.nonfinite.items()},
-            "dim": self.input_dim,
-        }
-        if self.sketch_dim:
-            result["sketch_dim"] = self.dim
+        stream = self.stream
+        result = {"metrics": {}, "counts": {f"nonfinite_{s}": n for s, n in stream.nonfinite.items()}}
+        result["dim"] = stream.input_dim
+        if stream.sketch_dim:
+            result["sketch_dim"] = stream.dim
         return result
 
     def state_dict(self) -> dict:
-        windows = {s: w.state_dict() for s, w in self.windows.items()}
-        for state in windows.values():
-            state["rows"] = self.shard.gather(state["rows"], 1)
-        return {
-            "windows": windows,
-            "nonfinite": dict(self.nonfinite),
-            "latest_step": dict(self.latest_step),
-        }
+        return self.stream.state_dict()
 
     def load_state_dict(self, state_dict: dict) -> None:
-        if self.vector is None:
-            self._pending_state = state_dict
-        else:
-            self._apply_state(state_dict)
+        self.stream.load_state_dict(state_dict)
 
-    def _apply_state(self, state: dict) -> None:
-        for source, window_state in state["windows"].items():
-            self.windows[source].load_state_dict({**window_state, "rows": self.shard.local(window_state["rows"], 1)})
-        self.nonfinite.update(state["nonfinite"])
-        self.latest_step.update(state["latest_step"])
-        self._pending_state = None
+
+def gradient_stream(callbacks: Sequence) -> GradientStream | None:
+    """The one gradient stream among a phase's callbacks (None when its geometry is off)."""
+    return next((c.stream for c in callbacks if isinstance(c, GradientWindowCallback)), None)

@@ -21,15 +21,12 @@ import lightning as L
 import torch
 
 from callbacks.base import Averages, MeasurementCallback, metric
-from callbacks.gradient_window import GradientWindowCallback
+from callbacks.gradient_stream import GradientStream
 from callbacks.parameter_vector import ParameterVector
-from geometry import (
-    capture,
-    compare_subspaces,
-    random_capture_baseline,
-    spectrum_summary,
-    topk_basis,
-)
+from geometry.angles import compare_subspaces
+from geometry.capture import capture, random_capture_baseline
+from geometry.spectrum import spectrum_summary
+from geometry.subspace import topk_basis
 
 
 def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dict) -> torch.Tensor:
@@ -44,7 +41,7 @@ def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dic
 class PerTaskGradientCallback(MeasurementCallback):
     def __init__(
         self,
-        window: GradientWindowCallback,
+        stream: GradientStream,
         tasks: Sequence[str],
         stride: int = 500,
         n_batches: int = 8,
@@ -53,7 +50,7 @@ class PerTaskGradientCallback(MeasurementCallback):
     ):
         if not 1 <= k <= n_batches:
             raise ValueError(f"per-task k must be in 1..n_batches={n_batches}, got {k}")
-        self.window = window
+        self.stream = stream
         self.tasks = list(tasks)
         self.stride = stride
         self.n_batches = n_batches
@@ -71,8 +68,8 @@ class PerTaskGradientCallback(MeasurementCallback):
         return "PerTaskGradient"
 
     def memory_bytes(self) -> int:
-        per_task = self.k * self.window.dim * 4
-        transient = (self.n_batches + self.n_heldout) * self.window.dim * 4
+        per_task = self.k * self.stream.dim * 4
+        transient = (self.n_batches + self.n_heldout) * self.stream.dim * 4
         return len(self.tasks) * per_task + transient
 
     def on_train_batch_end(
@@ -89,7 +86,7 @@ class PerTaskGradientCallback(MeasurementCallback):
         for task in self.tasks:
             grads = torch.stack(
                 [
-                    task_gradient(pl_module, self.window.vector, datamodule.probe_batch(task, (step, i)))
+                    task_gradient(pl_module, self.stream.vector, datamodule.probe_batch(task, (step, i)))
                     for i in range(self.n_batches + self.n_heldout)
                 ]
             )
@@ -128,7 +125,7 @@ class PerTaskGradientCallback(MeasurementCallback):
     def summary(self) -> dict:
         if not self.probes:
             return {}
-        baseline = random_capture_baseline(self.k, self.window.dim)
+        baseline = random_capture_baseline(self.k, self.stream.dim)
         metrics = {}
         for task in self.tasks:
             metrics[f"pertask.{task}.heldout_capture"] = metric(

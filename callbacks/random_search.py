@@ -14,9 +14,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.base import MeasurementCallback, metric
-from callbacks.gradient_window import GradientWindowCallback
+from callbacks.gradient_stream import GradientStream
 from callbacks.parameter_vector import ParameterVector
-from callbacks.rolling_basis import RollingBasisCallback
 from geometry.perturbed_loss import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
 from geometry.static_bases import random_basis
 from geometry.subspace import orthonormalize
@@ -30,29 +29,31 @@ class RandomSearchCallback(MeasurementCallback):
         cfg,
         k: int,
         seed: int,
-        window: GradientWindowCallback | None = None,
-        rolling: RollingBasisCallback | None = None,
+        stream: GradientStream | None = None,
     ):
         self.cfg, self.k, self.seed = cfg, k, seed
-        self.window, self.rolling = window, rolling
+        self.stream = stream
         self.delay = k if "prefix" in cfg.subspaces else 0
         self.at_steps = {int(s) for s in cfg.at_steps}
         self.pending: dict[int, dict] = {}  # s -> θ_s and B_s, waiting for k updates
         self.points: list[dict] = []
 
+    @property
+    def rolling(self):
+        """The stream's rolling gradient basis (geometry.rolling.RollingBasis), when it keeps one."""
+        return self.stream.bases.get("grad") if self.stream is not None else None
+
     def memory_bytes(self) -> int:
         return sum(t.numel() * 4 for p in self.pending.values() for t in p.values() if isinstance(t, torch.Tensor))
 
     def _vector(self, pl_module: L.LightningModule) -> ParameterVector:
-        return self.window.vector if self.window is not None else ParameterVector(pl_module.parameter_groups())
+        return self.stream.vector if self.stream is not None else ParameterVector(pl_module.parameter_groups())
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        if self.rolling is not None:
-            self.rolling.advance(trainer)  # the window and the basis first, whatever the callback order
-        elif self.window is not None:
-            self.window.commit_update(trainer)
+        if self.stream is not None:
+            self.stream.advance(trainer)  # the window and the basis first, whatever the callback order
         step = trainer.global_step
         if step in self.at_steps and step not in self.pending and all(p["step"] != step for p in self.points):
             vector = self._vector(pl_module)
@@ -67,7 +68,7 @@ class RandomSearchCallback(MeasurementCallback):
             if name == "rolling" and saved["rolling"] is not None:
                 bases[name] = saved["rolling"][:, : self.k]
             elif name == "prefix":
-                window = self.window.windows["update"]
+                window = self.stream.windows["update"]
                 slots = [slot for slot, s in enumerate(window.steps.tolist()) if start <= s < start + self.k]
                 bases[name] = orthonormalize(window.rows[slots].T.double()).float()
             elif name == "random":

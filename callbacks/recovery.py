@@ -36,10 +36,11 @@ import torch
 
 from callbacks.base import MeasurementCallback, metric
 from callbacks.parameter_vector import ParameterVector
-from geometry import capture, nested_prefix_basis, random_capture_baseline
+from geometry.capture import capture, random_capture_baseline
 from geometry.lora import LoraFactors, effective_step_r
 from geometry.prefix import (
     PREFIX_DETERMINED_PIVOT,
+    nested_prefix_basis,
     prefix_capture_curve,
     prefix_capture_from_r,
     smallest_pivots,

@@ -19,6 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.tasks import TASK_NAMES
 from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
+from geometry.lags import steps_needed
 from lightning_modules.optim import OptimizerSpec, spec_problem
 from loclin.assets import AssetError, asset_path
 
@@ -543,8 +544,7 @@ def validate(c: DictConfig) -> None:
             not bad, f"geometry.drift_lags {bad} must be positive multiples of geometry.drift_stride={g.drift_stride}"
         )
         for lag in g.drift_lags:
-            # lag L is sampled at pairs (s, s + L) with s a multiple of L and a full window at s
-            needed = -(-(g.window - 1) // lag) * lag + lag + 1
+            needed = steps_needed(lag, g.window)
             _require(
                 needed <= first_steps,
                 f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {needed} steps, more than the "

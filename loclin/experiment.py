@@ -32,12 +32,14 @@ from callbacks import (
 from callbacks.activation_shift import ActivationShiftCallback
 from callbacks.base import MeasurementCallback, MemoryReport, metric
 from callbacks.divergence import Diverged, DivergenceGuard
+from callbacks.gradient_window import gradient_stream
 from callbacks.random_search import RandomSearchCallback
 from datamodules.contrast import encode_contrasts, load_items, split_items
 from datamodules.phased import PhasedDataModule
 from datamodules.synthetic import SyntheticTasksDataModule
 from datamodules.text import TextTasksDataModule
 from datamodules.text_tasks import CORPUS_TASKS
+from geometry.lags import fitting_lags
 from lightning_modules.answer_tokens import AnswerTokenModule
 from lightning_modules.causal_lm import CausalLMLoRAModule
 from lightning_modules.synthetic import SyntheticMultitaskModule
@@ -158,20 +160,12 @@ def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> Activ
 
 
 def build_random_search(cfg: DictConfig, measurements: list[MeasurementCallback]) -> RandomSearchCallback:
-    """Reads the gradient window and the rolling gradient basis built just before it."""
-    window = next((m for m in measurements if isinstance(m, GradientWindowCallback)), None)
-    rolling = next((m for m in measurements if isinstance(m, RollingBasisCallback) and m.source == "grad"), None)
-    return RandomSearchCallback(cfg.random_search, cfg.geometry.k, cfg.seed, window, rolling)
-
-
-def feasible_lags(cfg: DictConfig, steps: int) -> list[int]:
-    """Drift lags L that have a pair (s, s + L), s a multiple of L after the window fills."""
-    window = cfg.geometry.window
-    return [lag for lag in cfg.geometry.drift_lags if -(-(window - 1) // lag) * lag + lag + 1 <= steps]
+    """Reads the run's gradient stream (its update window and rolling gradient basis), if it has one."""
+    return RandomSearchCallback(cfg.random_search, cfg.geometry.k, cfg.seed, gradient_stream(measurements))
 
 
 def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True) -> list[MeasurementCallback]:
-    """Window first: later callbacks read what it captured in the same hook call."""
+    """One gradient stream, handed to every callback that reads it (any order gives the same numbers)."""
     g = cfg.geometry
     if not g.enabled or steps < g.window:
         return []
@@ -183,13 +177,14 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
         seed=cfg.seed,
         shard_windows=g.shard_windows,
     )
+    stream = window.stream
     rolling = {
-        s: RollingBasisCallback(window, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags))
+        s: RollingBasisCallback(stream, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags))
         for s in g.sources
     }
-    lags = feasible_lags(cfg, steps)
+    lags = fitting_lags(list(g.drift_lags), g.window, steps)
     drift = (
-        [DriftCallback(window, rolling[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources]
+        [DriftCallback(stream, stream.bases[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources]
         if lags
         else []
     )
@@ -198,7 +193,7 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
     if p.enabled and per_task and p.stride <= steps:
         callbacks.append(
             PerTaskGradientCallback(
-                window, list(cfg.data.tasks), stride=p.stride, n_batches=p.n_batches, n_heldout=p.n_heldout, k=p.k
+                stream, list(cfg.data.tasks), stride=p.stride, n_batches=p.n_batches, n_heldout=p.n_heldout, k=p.k
             )
         )
     return callbacks

@@ -16,15 +16,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.base import metric
-from geometry import (
-    VectorWindow,
-    capture,
-    compare_subspaces,
-    half_life,
-    random_capture_baseline,
-)
+from geometry.angles import compare_subspaces
+from geometry.capture import capture, random_capture_baseline
+from geometry.drift import half_life
 from geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_and_pivots
 from geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
+from geometry.window import VectorWindow
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
 
 

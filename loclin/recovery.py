@@ -14,13 +14,14 @@ from omegaconf import DictConfig
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from callbacks.base import MeasurementCallback, metric
+from callbacks.gradient_window import gradient_stream
 from callbacks.parameter_vector import ParameterVector
 from callbacks.per_task import task_gradient
 from callbacks.recovery import RecoveryCallback
-from callbacks.rolling_basis import RollingBasisCallback
-from geometry import flat_hvp, lanczos_top_eigenpairs, orthonormalize, topk_basis
+from geometry.hessian import flat_hvp, lanczos_top_eigenpairs
 from geometry.lora import LoraFactors
 from geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
+from geometry.subspace import orthonormalize, topk_basis
 from loclin.config import phase_plan
 from loclin.rundir import RECOVERY_DIR, atomic_torch_save
 
@@ -159,9 +160,8 @@ class Recovery:
         """At the end of the phase before the degradation (θ*): freeze the static bases."""
         if phase.name != self.star_phase:
             return
-        rolling = next(
-            (cb for cb in measurements if isinstance(cb, RollingBasisCallback) and cb.source == "grad"), None
-        )
+        stream = gradient_stream(measurements)
+        rolling = stream.bases.get("grad") if stream is not None else None
         rolling_basis = rolling.current_basis if rolling is not None else None
         bases = freeze_static_bases(
             self.module,

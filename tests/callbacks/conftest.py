@@ -31,18 +31,19 @@ class StepDriver:
         self.callbacks = callbacks
         self.lr = lr
         self.trainer = SimpleNamespace(global_step=0, logger=None, is_global_zero=True, datamodule=None)
+        self.params = [p for group in module.parameter_groups().values() for _, p in group]
         for cb in callbacks:
             cb.setup(self.trainer, module, "fit")
 
     def step(self, grad_vector: torch.Tensor) -> None:
         offset = 0
-        for p in self.callbacks[0].vector.params:
+        for p in self.params:
             p.grad = grad_vector[offset : offset + p.numel()].view_as(p).clone()
             offset += p.numel()
         for cb in self.callbacks:
             cb.on_before_optimizer_step(self.trainer, self.module, None)
         with torch.no_grad():
-            for p in self.callbacks[0].vector.params:
+            for p in self.params:
                 p -= self.lr * p.grad
         self.trainer.global_step += 1
         for cb in self.callbacks:

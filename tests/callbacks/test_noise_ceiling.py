@@ -42,8 +42,8 @@ def drift_driver() -> tuple[StepDriver, DriftCallback]:
     torch.manual_seed(0)
     module = ToyModule(D_IN, D_OUT)
     window = GradientWindowCallback(window=WINDOW, sources=["grad"])
-    rolling = RollingBasisCallback(window, "grad", k=K, stride=STRIDE, heldout_lags=(1,))
-    drift = DriftCallback(window, rolling, stride=STRIDE, lags=LAGS)
+    rolling = RollingBasisCallback(window.stream, "grad", k=K, stride=STRIDE, heldout_lags=(1,))
+    drift = DriftCallback(window.stream, rolling.basis, stride=STRIDE, lags=LAGS)
     return StepDriver(module, [window, rolling, drift], lr=0.0), drift
 
 

@@ -24,13 +24,13 @@ def test_window_holds_gradients_and_sgd_updates(toy):
     grads = [torch.randn(D) for _ in range(7)]
     for g in grads:
         driver.step(g)
-    assert window.dim == D
-    assert window.vector.slices == {"first": (0, 24), "second": (24, 29)}
+    assert window.stream.dim == D
+    assert window.stream.vector.slices == {"first": (0, 24), "second": (24, 29)}
     for source, expected in (("grad", grads), ("update", [-0.1 * g for g in grads])):
-        w = window.windows[source]
+        w = window.stream.windows[source]
         for slot, step in enumerate(w.steps.tolist()):
             torch.testing.assert_close(w.rows[slot], expected[step], rtol=1e-5, atol=1e-6)
-    assert window.latest_step == {"grad": 6, "update": 6}
+    assert window.stream.latest_step == {"grad": 6, "update": 6}
 
 
 def test_nonfinite_gradients_are_skipped_and_counted(toy):
@@ -42,49 +42,49 @@ def test_nonfinite_gradients_are_skipped_and_counted(toy):
     with pytest.warns(UserWarning, match="non-finite grad at step 1"):
         driver.step(bad)
     driver.step(torch.randn(D))
-    assert window.nonfinite["grad"] == 1
-    assert window.windows["grad"].count == 2
-    assert torch.isfinite(window.windows["grad"].gram()).all()
+    assert window.stream.nonfinite["grad"] == 1
+    assert window.stream.windows["grad"].count == 2
+    assert torch.isfinite(window.stream.windows["grad"].gram()).all()
 
 
 def test_rolling_basis_matches_svd_and_heldout_capture_matches_projection(toy):
     window = GradientWindowCallback(window=6, sources=["grad"])
-    rolling = RollingBasisCallback(window, "grad", k=2, stride=3, heldout_lags=(1, 2))
+    rolling = RollingBasisCallback(window.stream, "grad", k=2, stride=3, heldout_lags=(1, 2))
     driver = StepDriver(toy, [window, rolling])
     grads = [torch.randn(D) for _ in range(10)]
     for g in grads[:6]:
         driver.step(g)
-    assert rolling.refreshes == 0  # the window is first full at step 5, not a multiple of 3
+    assert rolling.basis.refreshes == 0  # the window is first full at step 5, not a multiple of 3
     driver.step(grads[6])  # step 6: first refresh, window = g_1..g_6
-    assert rolling.current_step == 6
+    assert rolling.basis.current_step == 6
     last = torch.stack(grads[1:7]).double().numpy()
     u = np.linalg.svd(last.T, full_matrices=False)[0][:, :2]
-    assert subspace_angles(rolling.current_basis.double().numpy(), u).max() < 1e-4
+    assert subspace_angles(rolling.basis.current_basis.double().numpy(), u).max() < 1e-4
     for g in grads[7:10]:  # held-out captures of g_7 (h=1), g_8 (h=2) are made at the step-9 refresh
         driver.step(g)
-    assert rolling.current_step == 9
+    assert rolling.basis.current_step == 9
     for h in (1, 2):
         v = grads[6 + h].double().numpy()
         expected = np.linalg.norm(u.T @ v) ** 2 / np.linalg.norm(v) ** 2
-        assert rolling.averages.mean(f"heldout_h{h}") == pytest.approx(expected, rel=1e-4)
+        assert rolling.basis.averages.mean(f"heldout_h{h}") == pytest.approx(expected, rel=1e-4)
 
 
 def test_heldout_capture_is_one_inside_a_fixed_plane_and_k_over_d_for_noise(toy):
     plane = torch.linalg.qr(torch.randn(D, 3))[0]
     window = GradientWindowCallback(window=6, sources=["grad"])
-    rolling = RollingBasisCallback(window, "grad", k=3, stride=2, heldout_lags=(1, 2, 3))
+    rolling = RollingBasisCallback(window.stream, "grad", k=3, stride=2, heldout_lags=(1, 2, 3))
     driver = StepDriver(toy, [window, rolling], lr=0.0)
     for g in stream_in_subspace(30, plane, seed=1):
         driver.step(g)
-    assert rolling.averages.mean("heldout_h1") == pytest.approx(1.0, abs=1e-5)
+    assert rolling.basis.averages.mean("heldout_h1") == pytest.approx(1.0, abs=1e-5)
     assert rolling.summary()["metrics"]["grad.energy_topk"]["value"] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_drift_of_a_fixed_plane_is_zero_and_of_noise_is_near_baseline(toy):
     def run(stream):
         window = GradientWindowCallback(window=4, sources=["grad"])
-        rolling = RollingBasisCallback(window, "grad", k=2, stride=2, heldout_lags=(1, 2))
-        drift = DriftCallback(window, rolling, stride=4, lags=(4, 8, 16))
+        rolling = RollingBasisCallback(window.stream, "grad", k=2, stride=2, heldout_lags=(1, 2))
+        drift = DriftCallback(window.stream, rolling.basis, stride=4, lags=(4, 8, 16))
         driver = StepDriver(toy, [window, rolling, drift], lr=0.0)
         for g in stream:
             driver.step(g)
@@ -107,8 +107,8 @@ def test_drift_of_a_fixed_plane_is_zero_and_of_noise_is_near_baseline(toy):
 def test_callback_state_round_trip_resumes_identically(toy):
     def build():
         window = GradientWindowCallback(window=4)
-        rolling = RollingBasisCallback(window, "grad", k=2, stride=2, heldout_lags=(1, 2))
-        drift = DriftCallback(window, rolling, stride=2, lags=(2, 4))
+        rolling = RollingBasisCallback(window.stream, "grad", k=2, stride=2, heldout_lags=(1, 2))
+        drift = DriftCallback(window.stream, rolling.basis, stride=2, lags=(2, 4))
         return [window, rolling, drift]
 
     g = torch.Generator().manual_seed(9)

@@ -7,20 +7,10 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 
-from geometry import (
-    capture,
-    capture_norm,
-    capture_rows,
-    compare_subspaces,
-    effective_rank,
-    grassmann_distance,
-    half_life,
-    overlap,
-    participation_ratio,
-    principal_angles,
-    random_capture_baseline,
-    topk_energy,
-)
+from geometry.angles import compare_subspaces, grassmann_distance, overlap, principal_angles
+from geometry.capture import capture, capture_norm, capture_rows, random_capture_baseline
+from geometry.drift import half_life
+from geometry.spectrum import effective_rank, participation_ratio, topk_energy
 
 
 def random_basis(d: int, k: int, seed: int) -> torch.Tensor:

@@ -5,7 +5,7 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 
-from geometry import capture
+from geometry.capture import capture
 from geometry.static_bases import (
     go_back_direction,
     mean_gradient_plane,

@@ -5,7 +5,8 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 
-from geometry import VectorWindow, orthonormalize, topk_basis
+from geometry.subspace import orthonormalize, topk_basis
+from geometry.window import VectorWindow
 
 
 def low_rank_rows(w: int, d: int, rank: int, noise: float, seed: int) -> torch.Tensor:
