@@ -4,7 +4,8 @@ Every ``stride`` steps the rolling basis B_t is snapshotted. A snapshot at step 
 only while some lag L of the ladder still needs it (s a multiple of L and t − s < L), so
 lag L is sampled at the pairs (s, s + L) with s a multiple of L: short lags get many
 pairs, long lags fewer but disjoint ones, and at most len(lags) + 1 bases are held
-(memory (len(lags) + 1)·D·k·4 bytes, whatever the largest lag).
+(memory (len(lags) + 1)·D·k·4 bytes, whatever the largest lag). The rule is geometry.lags, shared
+with the quadratic experiment and config validation.
 
 Each new snapshot B_t is compared with the kept B_s at ladder lags t − s (about
 Σ_L stride/L comparisons per snapshot; each reads a D×k basis): overlap ‖B_sᵀB_t‖_F²/k,
@@ -31,7 +32,7 @@ from callbacks.gradient_stream import GradientStream
 from geometry.angles import compare_subspaces
 from geometry.capture import capture, random_capture_baseline
 from geometry.drift import half_life, half_window_slots, noise_ceiling, plateau_lags, ratio_half_life
-from geometry.lags import still_needed
+from geometry.lags import is_pair, still_needed
 from geometry.rolling import RollingBasis
 from geometry.subspace import basis_from_rows
 
@@ -100,7 +101,7 @@ class DriftCallback(MeasurementCallback):
         odd: torch.Tensor | None = None
         for past_step, past_basis, past_even, past_ceiling in self.ring:
             lag = step - past_step
-            if lag not in self.logged_lags:
+            if lag not in self.logged_lags or not is_pair(past_step, step, lag):
                 continue
             if past_even is not None and lag in self.disjoint_lags:
                 odd = self._half_basis(window, "odd") if odd is None else odd

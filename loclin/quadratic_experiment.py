@@ -19,6 +19,7 @@ from callbacks.base import metric
 from geometry.angles import compare_subspaces
 from geometry.capture import capture, random_capture_baseline
 from geometry.drift import half_life
+from geometry.lags import is_pair
 from geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_and_pivots
 from geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
 from geometry.window import VectorWindow
@@ -36,7 +37,9 @@ def rolling_drift(gradients: torch.Tensor, window: int, k: int, lags: list[int])
     curve = {}
     for lag in lags:
         values = [
-            compare_subspaces(bases[s], bases[s + lag])["overlap"] for s in bases if s + lag in bases and s % lag == 0
+            compare_subspaces(bases[s], bases[s + lag])["overlap"]
+            for s in bases
+            if s + lag in bases and is_pair(s, s + lag, lag)
         ]
         if values:
             curve[lag] = sum(values) / len(values)
