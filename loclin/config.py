@@ -10,6 +10,7 @@ of a second, before torch or Lightning are imported.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
 from geometry.lags import steps_needed
 from lightning_modules.optim import OptimizerSpec, spec_problem
 from loclin.assets import AssetError, asset_path
+from loclin.protocols import protocol_for
 
 KINDS = ("synthetic", "lora", "quadratic", "steer")
 ASSET_PREFIX = "asset:"
@@ -292,10 +294,16 @@ SLOPE_RADIUS = 0.25  # steering slopes at α = 0 are fitted over |α| <= this (u
 
 def parameter_group_names(c: DictConfig) -> list[str]:
     """The model's parameter groups (as the module's ``parameter_groups()`` names them)."""
-    if c.kind == "lora":
-        return ["lora_A", "lora_B"]
+    return FAMILIES[c.kind].groups(c)
+
+
+def transformer_groups(c: DictConfig) -> list[str]:
     blocks = [f"block{i}.{part}" for i in range(c.model.n_layers) for part in ("attn", "mlp")]
     return ["embed", *blocks, "head"]
+
+
+def lora_groups(c: DictConfig) -> list[str]:
+    return ["lora_A", "lora_B"]
 
 
 def phase_plan(c: DictConfig) -> list[DictConfig]:
@@ -395,32 +403,35 @@ def whole_vector_users(c: DictConfig) -> list[str]:
 
 
 def validate(c: DictConfig) -> None:
-    """Checks that the schema's types cannot express. One ConfigError per first problem."""
+    """Checks that the schema's types cannot express, by the protocol the config selects
+    (loclin.protocols: each protocol names its own check). One ConfigError per first problem."""
     _require(c.kind in KINDS, f"kind='{c.kind}' must be one of {list(KINDS)}")
-    if c.kind == "steer":
-        validate_steer(c)
-        return
-    if c.kind == "quadratic":
-        q = c.quadratic
-        _require(
-            q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2,
-            "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge",
-        )
-        _require(
-            max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window,
-            "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window",
-        )
-        return
+    protocol_for(c).check(c)
+
+
+def validate_quadratic(c: DictConfig) -> None:
+    q = c.quadratic
+    _require(
+        q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2,
+        "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge",
+    )
+    _require(
+        max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window,
+        "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window",
+    )
+
+
+def validate_phased(c: DictConfig) -> None:
+    """The phased runner's config (train, recovery, random search), for its model family."""
     d, m, t, g = c.data, c.model, c.trainer, c.geometry
-    known = TEXT_TASK_NAMES if c.kind == "lora" else TASK_NAMES
-    unknown = [name for name in d.tasks if name not in known]
-    _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known {c.kind} tasks are {list(known)}")
-    _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(known)))
-    if c.kind == "lora":
-        validate_lm(c)
+    family = FAMILIES[c.kind]
+    unknown = [name for name in d.tasks if name not in family.tasks]
+    _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known {c.kind} tasks are {list(family.tasks)}")
+    _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(family.tasks)))
+    family.check(c)
     a = c.activation_shift
     if a.enabled:
-        _require(c.kind == "lora", "activation_shift needs kind: lora (a causal LM with a tokenizer)")
+        _require(family.text, "activation_shift needs kind: lora (a causal LM with a tokenizer)")
         _require(
             a.source in ("coqa", "statements", "sycophancy"),
             f"activation_shift.source='{a.source}' must be coqa, statements or sycophancy",
@@ -635,7 +646,9 @@ def validate_random_search(c: DictConfig, first_steps: int) -> None:
         r.hutchinson_samples >= 2 and r.batch_size >= len(c.data.train_tasks or c.data.tasks) and r.chunk >= 1,
         "random_search: hutchinson_samples >= 2, batch_size >= the number of tasks and chunk >= 1 are needed",
     )
-    _require(not r.widths or c.kind == "synthetic", "random_search.widths is a synthetic-model sweep (kind: synthetic)")
+    _require(
+        not r.widths or FAMILIES[c.kind].widths, "random_search.widths is a synthetic-model sweep (kind: synthetic)"
+    )
     bad = [w for w in r.widths if w < c.model.n_heads or w % c.model.n_heads]
     _require(not bad, f"random_search.widths {bad} must be multiples of model.n_heads={c.model.n_heads}")
 
@@ -768,3 +781,25 @@ def validate_phases(c: DictConfig) -> None:
         f"recovery.control_m={r.control_m} must be in 1 … phases[{recover}].steps={recover_steps} and "
         f"recovery.control_draws={r.control_draws} >= 0",
     )
+
+
+def no_check(c: DictConfig) -> None:
+    """A family with no section of its own to check."""
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """A model family of the phased runner as config validation sees it (the module and datamodule
+    are built by loclin.experiment.MODEL_FAMILIES, which needs torch)."""
+
+    tasks: tuple[str, ...]  # the task names its datamodule knows
+    groups: Callable[[DictConfig], list[str]]  # its parameter groups, as parameter_groups() names them
+    check: Callable[[DictConfig], None] = no_check  # its own section (lm.* for a causal LM)
+    text: bool = False  # a causal LM with a tokenizer (what activation_shift needs)
+    widths: bool = False  # random_search.widths can rebuild it at other widths
+
+
+FAMILIES = {
+    "synthetic": ModelFamily(tuple(TASK_NAMES), transformer_groups, widths=True),
+    "lora": ModelFamily(tuple(TEXT_TASK_NAMES), lora_groups, validate_lm, text=True),
+}

@@ -54,10 +54,20 @@ class Protocol:
     selects: Callable[[DictConfig], bool]  # does a (validated) config ask for this protocol?
     wrote: Callable[[dict], bool]  # does a summary.json come from it?
     sources: Callable[[DictConfig], Sources] = no_sources
+    validate: str = "loclin.config:validate_phased"  # "module:function" raising ConfigError
 
     def run(self, cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-        module, function = self.runner.split(":")
-        return getattr(importlib.import_module(module), function)(cfg, run_dir, resume)
+        return named(self.runner)(cfg, run_dir, resume)
+
+    def check(self, cfg: DictConfig) -> None:
+        """The protocol's own config checks (loclin.config.validate calls this)."""
+        named(self.validate)(cfg)
+
+
+def named(reference: str) -> Callable:
+    """The function a ``"module:function"`` reference names (imported on first use)."""
+    module, function = reference.split(":")
+    return getattr(importlib.import_module(module), function)
 
 
 # the first protocol that selects a config runs it (and the first that wrote a summary reports it)
@@ -69,6 +79,7 @@ PROTOCOLS = {
             "loclin.quadratic_experiment:run_quadratic",
             lambda c: c.kind == "quadratic",
             lambda s: "krylov_exact" in s.get("curves", {}).get("recovery.prefix", {}),
+            validate="loclin.config:validate_quadratic",
         ),
         Protocol(
             "steer",
@@ -76,6 +87,7 @@ PROTOCOLS = {
             lambda c: c.kind == "steer",
             lambda s: s.get("kind") == "steer",
             steer_sources,
+            "loclin.config:validate_steer",
         ),
         Protocol(
             "random_search",
