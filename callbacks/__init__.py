@@ -1,12 +1,8 @@
-"""Thin adapters from Lightning hooks to ``geometry/``.
+"""Thin adapters from Lightning hooks to ``geometry/``: hook -> geometry object -> log.
 
 A callback only talks to the LightningModule through what it exposes for measurement:
-``parameter_groups()`` (named groups of trainable parameters) and ``loss(batch)``.
+``parameter_groups()`` (named groups of trainable parameters) and ``loss(batch)``. The callbacks
+that read per-step vectors share one ``callbacks.gradient_stream.GradientStream``. Import from the
+module that defines a name; the package imports nothing, so ``callbacks.keys`` (the summary keys the
+callbacks write) stays light for the reports.
 """
-
-from callbacks.drift import DriftCallback
-from callbacks.gradient_window import GradientWindowCallback
-from callbacks.per_task import PerTaskGradientCallback
-from callbacks.rolling_basis import RollingBasisCallback
-
-__all__ = ["DriftCallback", "GradientWindowCallback", "PerTaskGradientCallback", "RollingBasisCallback"]

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.base import MeasurementCallback, metric
 from callbacks.gradient_stream import GradientStream
+from callbacks.keys import RANDOM_SEARCH_POINTS
 from callbacks.parameter_vector import ParameterVector
 from geometry.perturbed_loss import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
 from geometry.static_bases import random_basis
@@ -120,7 +121,7 @@ class RandomSearchCallback(MeasurementCallback):
             return {}
         last = self.points[-1]
         metrics = headline_metrics(last, self.cfg)
-        return {"metrics": metrics, "curves": {"random_search.points": self.points}}
+        return {"metrics": metrics, "curves": {RANDOM_SEARCH_POINTS: self.points}}
 
     def state_dict(self) -> dict:
         return {"pending": self.pending, "points": self.points}

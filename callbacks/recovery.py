@@ -35,6 +35,7 @@ import lightning as L
 import torch
 
 from callbacks.base import MeasurementCallback, metric
+from callbacks.keys import RECOVERY_PREFIX, RECOVERY_TABLE
 from callbacks.parameter_vector import ParameterVector
 from geometry.capture import capture, random_capture_baseline
 from geometry.lora import LoraFactors, effective_step_r
@@ -384,8 +385,8 @@ class RecoveryCallback(MeasurementCallback):
         return {
             "metrics": metrics,
             "curves": {
-                "recovery.table": rows,
-                "recovery.prefix": curve,
+                RECOVERY_TABLE: rows,
+                RECOVERY_PREFIX: curve,
                 "recovery.norms": {"delta": delta_norm, "go_back": go_back},
             },
         }
@@ -396,8 +397,8 @@ class RecoveryCallback(MeasurementCallback):
         part = self.summary()
         if not part:
             return {}
-        curve = part["curves"]["recovery.prefix"]
-        statics = {n: r["capture"] for n, r in part["curves"]["recovery.table"].items() if n.startswith("S")}
+        curve = part["curves"][RECOVERY_PREFIX]
+        statics = {n: r["capture"] for n, r in part["curves"][RECOVERY_TABLE].items() if n.startswith("S")}
         return {
             "recovery/prefix_capture": prefix_capture_figure(
                 {"run": curve}, statics, random_capture_baseline(8, self.vector.dim)

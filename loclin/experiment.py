@@ -23,17 +23,14 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks import (
-    DriftCallback,
-    GradientWindowCallback,
-    PerTaskGradientCallback,
-    RollingBasisCallback,
-)
 from callbacks.activation_shift import ActivationShiftCallback
 from callbacks.base import MeasurementCallback, MemoryReport, metric
 from callbacks.divergence import Diverged, DivergenceGuard
-from callbacks.gradient_window import gradient_stream
+from callbacks.drift import DriftCallback
+from callbacks.gradient_window import GradientWindowCallback, gradient_stream
+from callbacks.per_task import PerTaskGradientCallback
 from callbacks.random_search import RandomSearchCallback
+from callbacks.rolling_basis import RollingBasisCallback
 from datamodules.contrast import encode_contrasts, load_items, split_items
 from datamodules.phased import PhasedDataModule
 from datamodules.synthetic import SyntheticTasksDataModule

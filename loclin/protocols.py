@@ -25,6 +25,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from callbacks.keys import RANDOM_SEARCH_POINTS, RECOVERY_PREFIX, RECOVERY_TABLE
+
 Sources = list[tuple[str, str]]  # (model or tokenizer source, the file that marks it: config.json …)
 
 
@@ -78,7 +80,7 @@ PROTOCOLS = {
             "quadratic",
             "loclin.quadratic_experiment:run_quadratic",
             lambda c: c.kind == "quadratic",
-            lambda s: "krylov_exact" in s.get("curves", {}).get("recovery.prefix", {}),
+            lambda s: "krylov_exact" in s.get("curves", {}).get(RECOVERY_PREFIX, {}),
             validate="loclin.config:validate_quadratic",
         ),
         Protocol(
@@ -93,14 +95,14 @@ PROTOCOLS = {
             "random_search",
             "loclin.random_search_experiment:run_random_search",
             lambda c: c.random_search.enabled,
-            lambda s: "random_search.points" in s.get("curves", {}),
+            lambda s: RANDOM_SEARCH_POINTS in s.get("curves", {}),
             lm_sources,
         ),
         Protocol(
             "recovery",
             "loclin.experiment:run_experiment",
             lambda c: c.recovery.enabled,
-            lambda s: "recovery.table" in s.get("curves", {}),
+            lambda s: RECOVERY_TABLE in s.get("curves", {}),
             lm_sources,
         ),
         Protocol("train", "loclin.experiment:run_experiment", always, always, lm_sources),

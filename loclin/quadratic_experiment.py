@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.base import metric
+from callbacks.keys import RECOVERY_PREFIX, RECOVERY_TABLE
 from geometry.angles import compare_subspaces
 from geometry.capture import capture, random_capture_baseline
 from geometry.drift import half_life
@@ -105,14 +106,14 @@ def run_quadratic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         "geometry": {"dim": q.dim, "k": q.k, "window": q.window, "random_baseline_k_over_D": q.k / q.dim},
         "metrics": metrics,
         "curves": {
-            "recovery.prefix": {
+            RECOVERY_PREFIX: {
                 "m": list(curve),
                 "updates": list(curve.values()),
                 "krylov_exact": [krylov[m] for m in curve],
                 "min_pivot_updates": [pivots[m] for m in curve],
                 "determined_updates": [pivots[m] >= PREFIX_DETERMINED_PIVOT for m in curve],
             },
-            "recovery.table": {
+            RECOVERY_TABLE: {
                 **{f"P{m}_updates": {"capture": v, "k": m} for m, v in curve.items()},
                 "S5_hessian": {"capture": hessian, "k": q.k},
             },

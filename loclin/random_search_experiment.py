@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.base import metric
+from callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
 from loclin.experiment import run_experiment
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
 
@@ -69,15 +70,15 @@ def run_random_search(cfg: DictConfig, run_dir: Path, resume: bool = False) -> d
             print(f"[loclin] dimension sweep: d_model={width}", flush=True)
             sub_dir.mkdir(parents=True, exist_ok=True)
             sub_summary = run_experiment(width_config(cfg, width), sub_dir, resume=(sub_dir / CONFIG_FILE).is_file())
-        points[width] = sub_summary["curves"]["random_search.points"][-1]
+        points[width] = sub_summary["curves"][RANDOM_SEARCH_POINTS][-1]
 
     def add_sweep(summary: dict) -> None:
         if not cfg.random_search.widths:
             return
         if cfg.model.d_model in cfg.random_search.widths:
-            points[cfg.model.d_model] = summary["curves"]["random_search.points"][-1]
+            points[cfg.model.d_model] = summary["curves"][RANDOM_SEARCH_POINTS][-1]
         rows = sorted((width_row(w, point, cfg.random_search) for w, point in points.items()), key=lambda r: r["dim"])
-        summary["curves"]["random_search.widths"] = rows
+        summary["curves"][RANDOM_SEARCH_WIDTHS] = rows
         spread = max(r["best_over_linear"] for r in rows) - min(r["best_over_linear"] for r in rows)
         summary["metrics"]["random_search.widths.dim_range"] = metric(
             rows[-1]["dim"] / rows[0]["dim"], "largest D / smallest D of the sweep"

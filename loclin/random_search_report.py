@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
 from geometry.perturbed_loss import HOLDS_TOLERANCE, holds_up_to, largest_n, relative_error
 from loclin.tables import fmt, render_markdown
 
@@ -166,7 +167,7 @@ def figures(summary: dict, title: str) -> dict:
     import matplotlib.pyplot as plt
     import torch
 
-    point = summary["curves"]["random_search.points"][-1]
+    point = summary["curves"][RANDOM_SEARCH_POINTS][-1]
     multiples, n = point["sigma_multiples"], largest_n(point)
     found = {}
 
@@ -232,7 +233,7 @@ def figures(summary: dict, title: str) -> dict:
     fig.tight_layout()
     found["rs_subspaces.png"] = (fig, "Best of N in the full space and in the rolling, prefix and random subspaces")
 
-    widths = summary["curves"].get("random_search.widths")
+    widths = summary["curves"].get(RANDOM_SEARCH_WIDTHS)
     if widths:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
         dims = [r["dim"] for r in widths]
@@ -258,7 +259,7 @@ def figures(summary: dict, title: str) -> dict:
             "Dimension sweep: first-order law and best of N stay flat; the ES cosine falls",
         )
 
-    points = summary["curves"]["random_search.points"]
+    points = summary["curves"][RANDOM_SEARCH_POINTS]
     if len(points) > 1:
         fig, ax = plt.subplots(figsize=(6, 3.6))
         steps = [p["step"] for p in points]
@@ -277,7 +278,7 @@ def random_search_section(summary: dict, label: str, out: Path, index: int) -> l
     """Markdown (tables and figures) for one run with random-search points."""
     import matplotlib.pyplot as plt
 
-    point = summary["curves"]["random_search.points"][-1]
+    point = summary["curves"][RANDOM_SEARCH_POINTS][-1]
     parts = [
         f"## Random search: {label}",
         "",
@@ -308,11 +309,11 @@ def random_search_section(summary: dict, label: str, out: Path, index: int) -> l
         render_markdown(subspace_table(point)),
         "",
     ]
-    if summary["curves"].get("random_search.widths"):
+    if summary["curves"].get(RANDOM_SEARCH_WIDTHS):
         parts += [
             "### Dimension sweep (smallest σ of the grid)",
             "",
-            render_markdown(width_table(summary["curves"]["random_search.widths"])),
+            render_markdown(width_table(summary["curves"][RANDOM_SEARCH_WIDTHS])),
             "",
         ]
     for name, (figure, caption) in figures(summary, label).items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from callbacks.keys import RANDOM_SEARCH_POINTS, RECOVERY_PREFIX, RECOVERY_TABLE
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError, read_summary
 from loclin.tables import fmt, fmt_entry, render_markdown, render_text, value
@@ -71,7 +72,7 @@ def run_label(summary: dict) -> str:
 
 
 def columns_for(summaries: list[dict]) -> list[tuple[str, str, str]]:
-    has_recovery = any("recovery.table" in s["curves"] for s in summaries)
+    has_recovery = any(RECOVERY_TABLE in s["curves"] for s in summaries)
     return COLUMNS + (RECOVERY_COLUMNS if has_recovery else [])
 
 
@@ -132,7 +133,7 @@ def headline_table(summaries: list[dict]) -> list[list[str]]:
 
 def recovery_table(summary: dict) -> list[list[str]]:
     """Capture of Δ and the function-space check for every static and prefix basis."""
-    table = summary["curves"]["recovery.table"]
+    table = summary["curves"][RECOVERY_TABLE]
     dim = summary["geometry"].get("dim", float("nan"))
     rows = [["basis", "k", "cap(B, Δ)", "k/D", "T loss at θ_0 + P_B Δ", "T acc at θ_0 + P_B Δ"]]
     for name, row in table.items():
@@ -150,7 +151,7 @@ def recovery_table(summary: dict) -> list[list[str]]:
     for point in ("theta_star", "theta_0", "theta_R"):
         if point in table:
             rows.append([point, "", "", "", fmt(table[point]["loss"]), fmt(table[point]["acc"])])
-    curve = summary["curves"].get("recovery.prefix", {})
+    curve = summary["curves"].get(RECOVERY_PREFIX, {})
     for m, captured in zip(curve.get("m", []), curve.get("effective_updates", [])):
         rows.append(
             [f"P{m}_updates, effective (α/r)BA", str(m), fmt(captured), fmt(m / curve["effective_dim"]), "", ""]
@@ -163,7 +164,7 @@ def prefix_table(summary: dict) -> list[list[str]]:
     Krylov capture where known (quadratic), and the controls: m updates at random positions
     (mean ± std over draws, range) and the last m updates. The prefix is special only if it
     beats its controls."""
-    curve = summary["curves"].get("recovery.prefix", {})
+    curve = summary["curves"].get(RECOVERY_PREFIX, {})
     if not curve.get("m"):
         return []
     controls = curve.get("controls") or {}
@@ -207,7 +208,7 @@ def length_table(summary: dict) -> list[list[str]]:
     """Capture against recovery length: cap(P_m, Δ_T) and the two controls at each T (8 updates at
     random positions before T, mean over draws, and the last 8), with T's held-out accuracy at θ_T
     (how far the recovery had got)."""
-    rows_in = summary["curves"].get("recovery.prefix", {}).get("by_length", [])
+    rows_in = summary["curves"].get(RECOVERY_PREFIX, {}).get("by_length", [])
     if not rows_in:
         return []
     ms = sorted({m for row in rows_in for m in row["m"]})
@@ -363,10 +364,10 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
                     name,
                     f"Drift of the {source} basis{during} against lag, with the k/D baseline",
                 )
-    prefix = {run_label(s): s["curves"]["recovery.prefix"] for s in summaries if "recovery.prefix" in s["curves"]}
+    prefix = {run_label(s): s["curves"][RECOVERY_PREFIX] for s in summaries if RECOVERY_PREFIX in s["curves"]}
     if prefix:
-        first = next(s for s in summaries if "recovery.table" in s["curves"])
-        statics = {n: r["capture"] for n, r in first["curves"]["recovery.table"].items() if n.startswith("S")}
+        first = next(s for s in summaries if RECOVERY_TABLE in s["curves"])
+        statics = {n: r["capture"] for n, r in first["curves"][RECOVERY_TABLE].items() if n.startswith("S")}
         save(
             prefix_capture_figure(prefix, statics, first["geometry"]["random_baseline_k_over_D"]),
             "prefix_capture.png",
@@ -438,7 +439,7 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
         parts += [f"## Tasks: {run_label(s)}", "", render_markdown(task_table(s)), ""]
         parts += drift_and_recovery_sections(s, "##", f": {run_label(s)}")
     for index, s in enumerate(summaries):
-        if "random_search.points" in s["curves"]:
+        if RANDOM_SEARCH_POINTS in s["curves"]:
             from loclin.random_search_report import random_search_section
 
             parts += random_search_section(s, run_label(s), out, index)
@@ -463,7 +464,7 @@ def drift_and_recovery_sections(summary: dict, level: str, suffix: str = "") -> 
                 DRIFT_READING,
                 "",
             ]
-    if "recovery.table" in summary["curves"]:
+    if RECOVERY_TABLE in summary["curves"]:
         parts += [f"{level} Recovery{suffix}", "", render_markdown(recovery_table(summary)), ""]
         for title, table in (
             ("Prefix bases: determination and controls", prefix_table(summary)),
@@ -513,7 +514,7 @@ def verdict(summary: dict) -> str:
     more than half of Δ. The function-space check is reported as the share of T's accuracy
     recovered, (acc(θ_0 + P_B Δ) − acc(θ_0)) / (acc(θ_R) − acc(θ_0)).
     """
-    table = summary["curves"]["recovery.table"]
+    table = summary["curves"][RECOVERY_TABLE]
     learned = {n: r["capture"] for n, r in table.items() if n[:2] in ("S1", "S2", "S3", "S4", "S5")}
     if not learned:
         return ""
@@ -563,7 +564,7 @@ def verdict(summary: dict) -> str:
             "A static basis captures as much as the prefix: the fixed-task-plane hypothesis is not rejected by this "
             "run."
         )
-    curve = summary["curves"].get("recovery.prefix", {})
+    curve = summary["curves"].get(RECOVERY_PREFIX, {})
     if 8 in curve.get("m", []) and curve.get("effective_updates"):
         i = curve["m"].index(8)
         lines.append(
@@ -573,7 +574,7 @@ def verdict(summary: dict) -> str:
             "space."
         )
     lines.append(control_sentence(summary))
-    curve = summary["curves"].get("recovery.prefix", {})
+    curve = summary["curves"].get(RECOVERY_PREFIX, {})
     undetermined = [m for m, ok in zip(curve.get("m", []), curve.get("determined_updates", [])) if not ok]
     if undetermined:
         lines.append(

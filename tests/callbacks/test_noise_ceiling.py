@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks import DriftCallback, GradientWindowCallback, RollingBasisCallback
+from callbacks.drift import DriftCallback
+from callbacks.gradient_window import GradientWindowCallback
+from callbacks.rolling_basis import RollingBasisCallback
 from geometry.drift import noise_ceiling, plateau_lags, ratio_half_life
 from tests.callbacks.conftest import StepDriver, ToyModule
 

@@ -7,7 +7,9 @@ import pytest
 import torch
 from scipy.linalg import subspace_angles
 
-from callbacks import DriftCallback, GradientWindowCallback, RollingBasisCallback
+from callbacks.drift import DriftCallback
+from callbacks.gradient_window import GradientWindowCallback
+from callbacks.rolling_basis import RollingBasisCallback
 from tests.callbacks.conftest import StepDriver
 
 D = 4 * 6 + 4 + 1  # ToyModule: first (4x6), second weight (1x4) and bias (1)

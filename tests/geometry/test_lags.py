@@ -4,7 +4,9 @@ import itertools
 
 import torch
 
-from callbacks import DriftCallback, GradientWindowCallback, RollingBasisCallback
+from callbacks.drift import DriftCallback
+from callbacks.gradient_window import GradientWindowCallback
+from callbacks.rolling_basis import RollingBasisCallback
 from geometry.lags import fitting_lags, is_pair, steps_needed
 from tests.callbacks.conftest import StepDriver, ToyModule
 
