@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
+from callbacks.base import metric
 from datamodules.contrast import (
     TemplateError,
     contrast_chunks,
@@ -200,38 +201,34 @@ def alignment_metrics(
     cos_delta = cosine_per_layer(read["shifts"][eta], caa)
     cos_adam = cosine_per_layer(read["adam"], caa)
     metrics = {
-        f"steer.{tag}cos_delta_caa.max": {
-            "value": float(cos_delta.max()),
-            "definition": f"max over layers of cos(δ_ℓ, v_ℓ), δ read {where}, one SGD step η={eta}",
-            "baseline": random_rms,
-        },
-        f"steer.{tag}cos_delta_caa.mean": {
-            "value": float(cos_delta.mean()),
-            "definition": f"mean over layers of cos(δ_ℓ, v_ℓ), δ read {where}",
-            "baseline": random_rms,
-        },
-        f"steer.{tag}cos_adam_caa.max": {
-            "value": float(cos_adam.max()),
-            "definition": f"max over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}, Adam's first step η={s.adam_eta}",
-            "baseline": random_rms,
-        },
-        f"steer.{tag}cos_adam_caa.mean": {
-            "value": float(cos_adam.mean()),
-            "definition": f"mean over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}",
-            "baseline": random_rms,
-        },
+        f"steer.{tag}cos_delta_caa.max": metric(
+            float(cos_delta.max()),
+            f"max over layers of cos(δ_ℓ, v_ℓ), δ read {where}, one SGD step η={eta}",
+            random_rms,
+        ),
+        f"steer.{tag}cos_delta_caa.mean": metric(
+            float(cos_delta.mean()), f"mean over layers of cos(δ_ℓ, v_ℓ), δ read {where}", random_rms
+        ),
+        f"steer.{tag}cos_adam_caa.max": metric(
+            float(cos_adam.max()),
+            f"max over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}, Adam's first step η={s.adam_eta}",
+            random_rms,
+        ),
+        f"steer.{tag}cos_adam_caa.mean": metric(
+            float(cos_adam.mean()), f"mean over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}", random_rms
+        ),
     }
     suffix = "" if position == "answer" else f"_{position}"
     curves = {f"cos_delta_caa{suffix}": cos_delta.tolist(), f"cos_adam_caa{suffix}": cos_adam.tolist()}
     flatness = {str(e): cosine_per_layer(shift, caa).tolist() for e, shift in read["shifts"].items()}
     spread = max(max(c) - min(c) for c in zip(*flatness.values()))
-    metrics[f"steer.{tag}flatness_spread"] = {
-        "value": spread,
-        "definition": (
+    metrics[f"steer.{tag}flatness_spread"] = metric(
+        spread,
+        (
             f"max over blocks of the range of cos(δ_ℓ(η), v_ℓ) over η ∈ {list(s.etas)}, δ read {where}: 0 when δ is "
             "first order in η"
         ),
-    }
+    )
     if s.bootstrap:
         intervals = cosine_intervals(found["differences"], read["item_shifts"][eta], s.bootstrap, cfg.seed)
         metrics[f"steer.{tag}cos_delta_caa.max"]["interval"] = intervals["max"]
@@ -265,16 +262,13 @@ def slope_metrics(curves: dict, layer: int, tag: str, draws: int, seed: int) -> 
     items = {name: torch.tensor(curves["item_slopes"][name], dtype=torch.float64) for name in DIRECTIONS}
     n = len(items["caa"])
     for name in DIRECTIONS:
-        metrics[f"steer.{tag}slope.{name}"] = {
-            "value": slopes[name],
-            "definition": (
-                f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"
-            ),
-        }
-    metrics[f"steer.{tag}slope_ratio_delta_caa"] = {
-        "value": slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"),
-        "definition": f"slope(δ̂) / slope(v̂) at layer {layer}",
-    }
+        metrics[f"steer.{tag}slope.{name}"] = metric(
+            slopes[name],
+            (f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"),
+        )
+    metrics[f"steer.{tag}slope_ratio_delta_caa"] = metric(
+        slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), f"slope(δ̂) / slope(v̂) at layer {layer}"
+    )
     if draws:
         for name in DIRECTIONS:
             low, high = bootstrap_interval(lambda index, name=name: items[name][index].mean(), n, draws, seed + 5)
@@ -333,31 +327,27 @@ def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
         layer_curves.update(curves_here)
         flatness[position] = flat
     cos_s = cosine_per_layer(grad_direction, caa)
-    metrics["steer.cos_s_caa.max"] = {
-        "value": float(cos_s.max()),
-        "definition": "max over layers of cos(s_ℓ, v_ℓ), s = −mean ∂ℓ/∂h at t − 1",
-        "baseline": float(baseline["rms"].mean()),
-    }
-    metrics["steer.random_rms"] = {
-        "value": float(baseline["rms"].mean()),
-        "definition": (
+    metrics["steer.cos_s_caa.max"] = metric(
+        float(cos_s.max()), "max over layers of cos(s_ℓ, v_ℓ), s = −mean ∂ℓ/∂h at t − 1", float(baseline["rms"].mean())
+    )
+    metrics["steer.random_rms"] = metric(
+        float(baseline["rms"].mean()),
+        (
             f"RMS cos of {s.random_samples} random directions with v (1/sqrt(d) = "
             f"{float(baseline['expected_rms'][0]):.4f})"
         ),
-    }
-    metrics["steer.random_p95"] = {
-        "value": float(baseline["p95_abs"].mean()),
-        "definition": "95th percentile of |cos| of random directions with v",
-    }
+    )
+    metrics["steer.random_p95"] = metric(
+        float(baseline["p95_abs"].mean()), "95th percentile of |cos| of random directions with v"
+    )
     layer_curves["cos_s_caa"] = cos_s.tolist()
     delta = found["answer"]["shifts"][eta]
     cos_delta = cosine_per_layer(delta, caa)
     middle = s.steer_layer if s.steer_layer is not None else blocks // 2
     peak = int(cos_delta.argmax())
-    metrics["steer.peak_layer"] = {
-        "value": peak,
-        "definition": "the block where cos(δ_ℓ, v_ℓ) at t peaks: steered as well as the middle block",
-    }
+    metrics["steer.peak_layer"] = metric(
+        peak, "the block where cos(δ_ℓ, v_ℓ) at t peaks: steered as well as the middle block"
+    )
     curves_at: dict[int, dict] = {}
     for layer in dict.fromkeys((middle, peak)):
         directions = steering_directions(found, delta, layer, cfg.seed)
@@ -368,10 +358,9 @@ def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
         curves_at[layer] = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size)
     metrics.update(slope_metrics(curves_at[middle], middle, "", s.bootstrap, cfg.seed))
     metrics.update(slope_metrics(curves_at[peak], peak, "at_peak.", s.bootstrap, cfg.seed))
-    metrics[f"steer.cos_delta_caa.layer{middle}"] = {
-        "value": float(cos_delta[middle]),
-        "definition": f"cos(δ, v) at the steered layer {middle}",
-    }
+    metrics[f"steer.cos_delta_caa.layer{middle}"] = metric(
+        float(cos_delta[middle]), f"cos(δ, v) at the steered layer {middle}"
+    )
     if s.bootstrap:
         metrics[f"steer.cos_delta_caa.layer{middle}"]["interval"] = layer_curves["cos_delta_caa_interval"][middle]
     if s.shuffled_draws:
@@ -379,17 +368,17 @@ def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
         magnitude = shuffled.abs()
         layer_curves["shuffled_mean"] = shuffled.mean(0).tolist()
         layer_curves["shuffled_p95"] = magnitude.quantile(0.95, dim=0).tolist()
-        metrics["steer.shuffled_p95"] = {
-            "value": float(magnitude.quantile(0.95, dim=0).mean()),
-            "definition": (
+        metrics["steer.shuffled_p95"] = metric(
+            float(magnitude.quantile(0.95, dim=0).mean()),
+            (
                 f"shuffled-label null: 95th percentile of |cos(δ_ℓ, v_ℓ^π)| over {s.shuffled_draws} random sign flips "
                 "of the items' contrasts, mean over layers"
             ),
-        }
-        metrics["steer.shuffled_max_p95"] = {
-            "value": float(magnitude.quantile(0.95, dim=0).max()),
-            "definition": "shuffled-label null: the largest per-layer 95th percentile of |cos(δ_ℓ, v_ℓ^π)|",
-        }
+        )
+        metrics["steer.shuffled_max_p95"] = metric(
+            float(magnitude.quantile(0.95, dim=0).max()),
+            "shuffled-label null: the largest per-layer 95th percentile of |cos(δ_ℓ, v_ℓ^π)|",
+        )
     summary = {
         "experiment": cfg.experiment,
         "kind": "steer",
