@@ -2,9 +2,9 @@
 
 At each step s of ``at_steps`` the callback keeps θ_s and the rolling gradient basis B_s;
 ``k`` steps later the update window holds u_s … u_{s+k−1}, whose span is the trajectory-prefix
-basis P_k at θ_s. It then sets the module back to θ_s, runs geometry.perturbed_loss.probe_point
-(full space and the rolling, prefix and random k-subspaces), and restores θ_{s+k}: training
-continues exactly as it would have.
+basis P_k at θ_s (geometry.prefix, the recovery protocol's own definition). It then sets the
+module back to θ_s, runs geometry.perturbed_loss.probe_point (full space and the rolling, prefix
+and random k-subspaces), and restores θ_{s+k}: training continues exactly as it would have.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from callbacks.gradient_stream import GradientStream
 from callbacks.keys import RANDOM_SEARCH_POINTS
 from callbacks.parameter_vector import ParameterVector
 from geometry.perturbed_loss import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
+from geometry.prefix import nested_prefix_basis
 from geometry.static_bases import random_basis
-from geometry.subspace import orthonormalize
 
 
 class RandomSearchCallback(MeasurementCallback):
@@ -70,8 +70,10 @@ class RandomSearchCallback(MeasurementCallback):
                 bases[name] = saved["rolling"][:, : self.k]
             elif name == "prefix":
                 window = self.stream.windows["update"]
-                slots = [slot for slot, s in enumerate(window.steps.tolist()) if start <= s < start + self.k]
-                bases[name] = orthonormalize(window.rows[slots].T.double()).float()
+                steps = window.steps.tolist()
+                in_time_order = sorted((s, slot) for slot, s in enumerate(steps) if 0 <= s - start < self.k)
+                prefix = nested_prefix_basis(window.rows[[slot for _, slot in in_time_order]])
+                bases[name] = prefix[:, prefix.norm(dim=0) > 0].float()  # a dependent u_i is a zero column
             elif name == "random":
                 bases[name] = random_basis(dim, self.k, self.seed + start)
         return bases
