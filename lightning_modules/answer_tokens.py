@@ -24,15 +24,15 @@ from lightning_modules.optim import OptimizerSpec, build_optimizer
 
 
 class AnswerTokenModule(L.LightningModule):
-    def __init__(self, task_names: Sequence[str], task_registry: Sequence[str]):
+    def __init__(self, task_names: Sequence[str], task_registry: Sequence[str], optim: OptimizerSpec | None = None):
         """``task_names``: tasks validated (one dataloader each, in order); ``task_registry``:
-        the names that ``batch["task"]`` indexes."""
+        the names that ``batch["task"]`` indexes; ``optim``: the optimizer until a phase sets its own."""
         super().__init__()
         self.task_names = list(task_names)
         self.task_registry = list(task_registry)
         self.val_metrics = nn.ModuleList(self._task_metrics() for _ in self.task_names)
         self.carried_optimizer_state: dict | None = None
-        self.optim_spec: OptimizerSpec | None = None  # the phase's optimizer (lightning_modules.optim)
+        self.optim_spec = optim or OptimizerSpec()  # the phase's, once the experiment sets it
         self.grad_shards = 1  # trainer.grad_shards in one process, set by the experiment (see training_step)
         self._pending_shard_losses: tuple[torch.Tensor, list[torch.Tensor]] | None = None
 
@@ -135,10 +135,5 @@ class AnswerTokenModule(L.LightningModule):
         raise NotImplementedError
 
     def configure_optimizers(self):
-        """The phase's optimizer (``optim_spec``, set by the experiment; lightning_modules.optim),
-        or AdamW from the constructor's lr, weight_decay, betas and warmup_steps."""
-        hp = self.hparams
-        spec = self.optim_spec or OptimizerSpec(
-            "adamw", hp.lr, hp.weight_decay, tuple(hp.betas), warmup_steps=hp.warmup_steps
-        )
-        return build_optimizer(self.trainable_parameters(), spec)
+        """The phase's optimizer (``optim_spec``: lightning_modules.optim)."""
+        return build_optimizer(self.trainable_parameters(), self.optim_spec)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import asdict
 
 import torch
 from torch import nn
 
 from datamodules.text_tasks import TEXT_TASK_NAMES
 from lightning_modules.answer_tokens import AnswerTokenModule
+from lightning_modules.optim import OptimizerSpec
+from lightning_modules.sections import LoraAdapterConfig
 
 Source = tuple[str, bool]  # (what from_pretrained gets, whether to stay offline)
 
@@ -86,21 +89,17 @@ class CausalLMLoRAModule(AnswerTokenModule):
         model_source: Source,
         task_names: list[str],
         tokenizer_source: Source | None = None,
-        rank: int = 8,
-        alpha: float = 16.0,
-        lora_dropout: float = 0.0,
-        target_modules: Sequence[str] = ("q_proj", "v_proj"),
-        fan_in_fan_out: bool | None = None,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        betas: tuple[float, float] = (0.9, 0.999),
-        warmup_steps: int = 20,
+        adapter: LoraAdapterConfig | None = None,
+        optim: OptimizerSpec | None = None,
     ):
-        super().__init__(task_names, TEXT_TASK_NAMES)
-        self.save_hyperparameters()
+        """``adapter``: the LoRA adapter (``lm.lora:`` of a config); ``optim``: the optimizer when no
+        phase sets one."""
+        super().__init__(task_names, TEXT_TASK_NAMES, optim)
+        adapter = adapter or LoraAdapterConfig()
+        self.save_hyperparameters({"model": str(model_source[0]), "lora": asdict(adapter)})
         base, self.tokenizer = load_causal_lm(model_source, tokenizer_source)
         self.model = add_lora_adapter(
-            base.train(), rank, alpha, lora_dropout, target_modules, fan_in_fan_out
+            base.train(), adapter.rank, adapter.alpha, adapter.dropout, adapter.target_modules, adapter.fan_in_fan_out
         )  # train mode is harmless: dropout is off
         self.strict_loading = False  # checkpoints hold the adapter only; the base model is reloaded
 

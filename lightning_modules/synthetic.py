@@ -7,10 +7,14 @@ re-initialisation.
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import torch
 
 from datamodules.tasks import TASK_NAMES
 from lightning_modules.answer_tokens import AnswerTokenModule
+from lightning_modules.optim import OptimizerSpec
+from lightning_modules.sections import DecoderConfig
 from lightning_modules.transformer import TinyDecoder
 
 
@@ -20,19 +24,16 @@ class SyntheticMultitaskModule(AnswerTokenModule):
         vocab_size: int,
         context: int,
         task_names: list[str],
-        n_layers: int = 2,
-        d_model: int = 64,
-        n_heads: int = 4,
-        d_ff: int = 256,
-        dropout: float = 0.0,
-        lr: float = 1e-3,
-        weight_decay: float = 0.01,
-        betas: tuple[float, float] = (0.9, 0.98),
-        warmup_steps: int = 100,
+        shape: DecoderConfig | None = None,
+        optim: OptimizerSpec | None = None,
     ):
-        super().__init__(task_names, TASK_NAMES)
-        self.save_hyperparameters()
-        self.model = TinyDecoder(vocab_size, context, n_layers, d_model, n_heads, d_ff, dropout)
+        """``shape``: the decoder (``model:`` of a config); ``optim``: the optimizer when no phase sets one."""
+        super().__init__(task_names, TASK_NAMES, optim)
+        shape = shape or DecoderConfig()
+        self.save_hyperparameters({"vocab_size": vocab_size, "context": context, "model": asdict(shape)})
+        self.model = TinyDecoder(
+            vocab_size, context, shape.n_layers, shape.d_model, shape.n_heads, shape.d_ff, shape.dropout
+        )
 
     def parameter_groups(self):
         return {g: [(f"model.{n}", p) for n, p in params] for g, params in self.model.parameter_groups().items()}

@@ -22,6 +22,7 @@ from datamodules.tasks import TASK_NAMES
 from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
 from geometry.lags import steps_needed
 from lightning_modules.optim import OptimizerSpec, spec_problem
+from lightning_modules.sections import DecoderConfig, LoraAdapterConfig
 from loclin.assets import AssetError, asset_path
 from loclin.protocols import protocol_for
 
@@ -44,24 +45,6 @@ class DataConfig:
     heldout_size: int = 512  # held-out examples per task with a large input space
     heldout_fraction: float = 0.2  # share of a small input space (add, mul, majority) held out
     corpus: str = "asset:brown-corpus"  # lora: text file (or asset holding brown.txt) for reverse/nextword
-
-
-@dataclass
-class ModelConfig:
-    n_layers: int = 2
-    d_model: int = 128
-    n_heads: int = 4
-    d_ff: int = 512
-    dropout: float = 0.0
-
-
-@dataclass
-class LoraAdapterConfig:
-    rank: int = 8  # r
-    alpha: float = 16.0  # ΔW = (alpha / r) B A
-    dropout: float = 0.0
-    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "v_proj"])  # GPT-2: [c_attn]
-    fan_in_fan_out: bool | None = None  # null: true when the targets are GPT-2 Conv1D layers
 
 
 @dataclass
@@ -274,7 +257,7 @@ class ExperimentConfig:
     seed: int = 0
     output_root: str = "runs"
     data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: DecoderConfig = field(default_factory=DecoderConfig)
     lm: LMConfig = field(default_factory=LMConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)

@@ -39,6 +39,7 @@ from datamodules.text_tasks import CORPUS_TASKS
 from geometry.lags import fitting_lags
 from lightning_modules.answer_tokens import AnswerTokenModule
 from lightning_modules.causal_lm import CausalLMLoRAModule
+from lightning_modules.optim import OptimizerSpec
 from lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.config import phase_optimizer, phase_plan, resolve_asset_file
 from loclin.model_source import resolve_model_and_tokenizer
@@ -77,22 +78,14 @@ def build_module_and_data(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDat
 
 
 def build_lora_module(cfg: DictConfig) -> CausalLMLoRAModule:
-    lm, o = cfg.lm, cfg.optim
-    model_source, tokenizer_source = resolve_model_and_tokenizer(lm.model, lm.tokenizer)
-    return CausalLMLoRAModule(
-        model_source=model_source,
-        task_names=list(cfg.data.tasks),
-        tokenizer_source=tokenizer_source,
-        rank=lm.lora.rank,
-        alpha=lm.lora.alpha,
-        lora_dropout=lm.lora.dropout,
-        target_modules=list(lm.lora.target_modules),
-        fan_in_fan_out=lm.lora.fan_in_fan_out,
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        betas=tuple(o.betas),
-        warmup_steps=o.warmup_steps,
-    )
+    model_source, tokenizer_source = resolve_model_and_tokenizer(cfg.lm.model, cfg.lm.tokenizer)
+    adapter = OmegaConf.to_object(cfg.lm.lora)
+    return CausalLMLoRAModule(model_source, list(cfg.data.tasks), tokenizer_source, adapter, first_optimizer(cfg))
+
+
+def first_optimizer(cfg: DictConfig) -> OptimizerSpec:
+    """The first phase's optimizer: what a module steps with until the runner sets each phase's."""
+    return phase_optimizer(cfg, phase_plan(cfg)[0])
 
 
 def build_text_datamodule(cfg: DictConfig, tokenizer) -> TextTasksDataModule:
@@ -129,21 +122,9 @@ def build_datamodule(cfg: DictConfig) -> SyntheticTasksDataModule:
 
 
 def build_module(cfg: DictConfig, datamodule: SyntheticTasksDataModule) -> SyntheticMultitaskModule:
-    m, o = cfg.model, cfg.optim
-    return SyntheticMultitaskModule(
-        vocab_size=datamodule.vocab.size,
-        context=datamodule.vocab.seq_len,
-        task_names=datamodule.task_names,
-        n_layers=m.n_layers,
-        d_model=m.d_model,
-        n_heads=m.n_heads,
-        d_ff=m.d_ff,
-        dropout=m.dropout,
-        lr=o.lr,
-        weight_decay=o.weight_decay,
-        betas=tuple(o.betas),
-        warmup_steps=o.warmup_steps,
-    )
+    vocab = datamodule.vocab
+    shape = OmegaConf.to_object(cfg.model)
+    return SyntheticMultitaskModule(vocab.size, vocab.seq_len, datamodule.task_names, shape, first_optimizer(cfg))
 
 
 def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> ActivationShiftCallback:

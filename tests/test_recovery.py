@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 from callbacks.parameter_vector import ParameterVector
 from callbacks.recovery import control_positions
 from datamodules.synthetic import SyntheticTasksDataModule
+from lightning_modules.sections import DecoderConfig
 from lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.config import ConfigError, load_config
 from loclin.experiment import run_experiment
@@ -85,7 +86,7 @@ def tiny_module():
     torch.manual_seed(0)
     dm = SyntheticTasksDataModule(tasks=["add", "copy"], modulus=7, length=3)
     module = SyntheticMultitaskModule(
-        dm.vocab.size, dm.vocab.seq_len, dm.task_names, n_layers=2, d_model=8, n_heads=2, d_ff=16
+        dm.vocab.size, dm.vocab.seq_len, dm.task_names, DecoderConfig(n_layers=2, d_model=8, n_heads=2, d_ff=16)
     )
     return module, ParameterVector(module.parameter_groups())
 
