@@ -41,7 +41,7 @@ class ActivationShiftCallback(MeasurementCallback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.caa is not None:  # resumed
             return
-        model = pl_module.model
+        model = pl_module.language_model()
         positive = self._mean_residual(model, "positive")
         self.caa = mean_difference(positive, self._mean_residual(model, "negative"))
         self.first = self.previous = positive.mean(1)
@@ -52,7 +52,7 @@ class ActivationShiftCallback(MeasurementCallback):
         step = trainer.global_step
         if step % self.stride:
             return
-        now = self._mean_residual(pl_module.model, "positive").mean(1)
+        now = self._mean_residual(pl_module.language_model(), "positive").mean(1)
         cos_shift = cosine_per_layer(now - self.previous, self.caa)
         cos_total = cosine_per_layer(now - self.first, self.caa)
         self.previous = now

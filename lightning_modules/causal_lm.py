@@ -106,6 +106,11 @@ class CausalLMLoRAModule(AnswerTokenModule):
     def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         return self.model(input_ids=tokens, attention_mask=attention_mask, use_cache=False).logits
 
+    def language_model(self) -> nn.Module:
+        """The adapted causal LM, whose decoder blocks the activation measurements hook (with
+        ``parameter_groups()`` and ``loss(batch)``, what a callback may see of this module)."""
+        return self.model
+
     def parameter_groups(self) -> dict[str, list[tuple[str, nn.Parameter]]]:
         trainable = self.trainable_parameters()
         return {group: [(n, p) for n, p in trainable if f".{group}." in n] for group in ("lora_A", "lora_B")}
