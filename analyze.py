@@ -3,6 +3,7 @@
     python analyze.py runs/synthetic/version_0 [more runs or folders of runs] [--out DIR]
     python analyze.py SWEEP_DIR [--key recovery.capture.P8_updates ...]
     python analyze.py MAP_DIR     (a folder of sweeps or steering runs: docs/maps/*.sh)
+    python analyze.py MAP_DIR --merge docs/results/maps/NAME/cells.json   (keep published points)
 
 Prints the headline table, writes PNG plots and report.md (default: <first run>/analysis).
 """
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", help="run directories, or folders holding them")
     parser.add_argument("--out", type=Path, help="where plots and report.md go")
     parser.add_argument("--key", action="append", default=None, help="a sweep: the summary key(s) to tabulate and plot")
+    parser.add_argument("--merge", type=Path, help="a map: an earlier cells.json whose other points are kept")
     args = parser.parse_args(argv)
     from loclin.report import build_report, find_runs
     from loclin.sweep import MANIFEST
@@ -30,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from loclin.map_report import build_map_report, is_map
 
-        if len(args.runs) == 1 and is_map(Path(args.runs[0])):
+        a_map = len(args.runs) == 1 and is_map(Path(args.runs[0]))
+        if args.merge and not a_map:
+            raise RunDirError("--merge applies to a map folder (a folder of sweeps or steering runs)")
+        if a_map:
             out = args.out or Path(args.runs[0]) / "report"
-            table = build_map_report(Path(args.runs[0]), out)
+            table = build_map_report(Path(args.runs[0]), out, args.merge)
         elif len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
             from loclin.sweep_report import build_sweep_report
 

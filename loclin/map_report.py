@@ -144,6 +144,25 @@ def collect(folder: Path) -> list[dict]:
     return records
 
 
+def record_key(record: dict) -> tuple:
+    """What one record is a measurement of: a C4 point (sweep, cell, seed) or a C6 run (its name)."""
+    if record["map"] == "c6":
+        return ("c6", record["name"])
+    return ("c4", record["sweep"], json.dumps(record["cell"], sort_keys=True), record["seed"])
+
+
+def merge_records(earlier: list[dict], new: list[dict]) -> list[dict]:
+    """``earlier`` (a published cells.json) with ``new`` (this folder's records): a new record
+    replaces the earlier one of the same point, except that a missing point never replaces a
+    finished one; points only in ``earlier`` are kept. The order: earlier's, then new points."""
+    merged = {record_key(r): r for r in earlier}
+    for record in new:
+        key = record_key(record)
+        if not (record.get("missing") and key in merged and not merged[key].get("missing")):
+            merged[key] = record
+    return list(merged.values())
+
+
 def cell_label(record: dict) -> str:
     values = ", ".join(f"{AXIS_NAMES.get(k, k)}={v}" for k, v in record["cell"].items())
     return f"{record['sweep']}: {values}" if values else record["sweep"]
@@ -746,8 +765,14 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
     return parts, "\n\n".join(text)
 
 
-def build_map_report(folder: Path, out: Path) -> str:
+def build_map_report(folder: Path, out: Path, merge: Path | None = None) -> str:
+    """The map's tables, verdict and figures into ``out``; ``merge``: an earlier cells.json whose
+    points this folder does not hold (runs made on another machine) are kept (merge_records)."""
     records = collect(folder)
+    if merge is not None:
+        if not merge.is_file():
+            raise RunDirError(f"--merge: records file '{merge}' not found")
+        records = merge_records(json.loads(merge.read_text()), records)
     parts, text = map_sections(records, out)
     (out / CELLS_FILE).write_text(json.dumps(records, indent=1))
     (out / "report.md").write_text("\n".join([f"# loclin map report: `{folder}`", "", *parts]))

@@ -4,7 +4,7 @@ computation, and its verdicts on maps where the answer is known."""
 import json
 
 import analyze
-from loclin.map_report import c4_table, c4_verdict, c6_verdict, collect, map_sections
+from loclin.map_report import c4_table, c4_verdict, c6_verdict, collect, map_sections, merge_records
 
 P8 = "recovery.capture.P8_updates"
 
@@ -200,3 +200,25 @@ def test_a_cell_recovered_only_when_it_won_back_half_of_what_the_degradation_too
     assert "left out of every count below: sgd: recover lr=0.4 (P8 0.99 (one seed))" in c4_verdict([cell, other])
     cell["metrics"]["recovery.theta_R.acc"] = 0.70  # 0.29 of the 0.34 lost: recovered
     assert c4_verdict([cell, other]).startswith("P8 ≥ 0.77 in: sgd: recover lr=0.4 (0.99 (one seed))")
+
+
+def test_merged_records_keep_published_points_and_take_newer_finished_ones(tmp_path, capsys):
+    published = [c4("adam", 0.001, 0, 0.3), {**c4("adam", 0.003, 0, 0.0), "missing": True, "metrics": {}}]
+    published.append(c4("sgd", 0.1, 0, 0.9))
+    new = [c4("adam", 0.003, 0, 0.7), {**c4("sgd", 0.1, 0, 0.0), "missing": True, "metrics": {}}]
+    new.append(c4("rank", 4, 0, 0.5))
+    merged = merge_records(published, new)
+    by_point = {(r["sweep"], r["cell"]["phases.2.lr"]): r for r in merged}
+    assert len(merged) == 4
+    assert by_point[("adam", 0.001)]["metrics"][P8] == 0.3  # only published: kept
+    assert by_point[("adam", 0.003)]["metrics"][P8] == 0.7  # missing then, finished now: the new one
+    assert by_point[("sgd", 0.1)]["metrics"][P8] == 0.9  # a missing point never hides a finished one
+    records = tmp_path / "published.json"
+    records.write_text(json.dumps(published))
+    folder = tmp_path / "map"
+    folder.mkdir()
+    (folder / "cells.json").write_text(json.dumps(new))
+    assert analyze.main([str(folder), "--out", str(tmp_path / "out"), "--merge", str(records)]) == 0
+    assert len(json.loads((tmp_path / "out" / "cells.json").read_text())) == 4
+    assert analyze.main([str(folder), "--merge", str(tmp_path / "absent.json")]) == 2
+    assert "records file" in capsys.readouterr().err
