@@ -109,12 +109,14 @@ def collect(folder: Path) -> list[dict]:
 
     records = []
     for manifest_file in sorted(folder.glob(f"*/{MANIFEST}")):
+        # "rank+parent" joins "rank": one axis whose points were launched two ways (full runs, forks)
+        sweep = manifest_file.parent.name.split("+")[0]
         for point, summary in point_summaries(manifest_file.parent, json.loads(manifest_file.read_text())):
             if summary is not None and summary.get("diverged"):
                 records.append(
                     {
                         "map": "c4",
-                        "sweep": manifest_file.parent.name,
+                        "sweep": sweep,
                         "cell": point["cell"],
                         "seed": point["seed"],
                         "missing": True,
@@ -123,12 +125,12 @@ def collect(folder: Path) -> list[dict]:
                     }
                 )
             elif summary is not None:
-                records.append(c4_record(manifest_file.parent.name, point, summary))
+                records.append(c4_record(sweep, point, summary))
             else:  # failed (e.g. diverged) or not run yet: named in the verdict, never averaged
                 records.append(
                     {
                         "map": "c4",
-                        "sweep": manifest_file.parent.name,
+                        "sweep": sweep,
                         "cell": point["cell"],
                         "seed": point["seed"],
                         "missing": True,

@@ -222,3 +222,19 @@ def test_merged_records_keep_published_points_and_take_newer_finished_ones(tmp_p
     assert len(json.loads((tmp_path / "out" / "cells.json").read_text())) == 4
     assert analyze.main([str(folder), "--merge", str(tmp_path / "absent.json")]) == 2
     assert "records file" in capsys.readouterr().err
+
+
+def test_an_axis_launched_as_full_runs_and_as_forks_is_one_sweep(tmp_path):
+    """``rank`` (full runs at ranks 4, 16) and ``rank+parent`` (rank 8, forked from the parent)."""
+    for sweep, rank, p8 in (("rank", 4, 0.3), ("rank", 16, 0.35), ("rank+parent", 8, 0.4)):
+        name = f"lm.lora.rank={rank}__seed0"
+        run = tmp_path / sweep / "points" / name / "version_0"
+        run.mkdir(parents=True)
+        (run / "summary.json").write_text(json.dumps({"metrics": {P8: {"value": p8}}, "curves": {}}))
+        manifest = tmp_path / sweep / "sweep.json"
+        points = json.loads(manifest.read_text())["points"] if manifest.is_file() else []
+        points.append({"name": name, "cell": {"lm.lora.rank": rank}, "seed": 0})
+        manifest.write_text(json.dumps({"points": points, "grid": {"lm.lora.rank": []}, "seeds": [0]}))
+    records = collect(tmp_path)
+    assert {r["sweep"] for r in records} == {"rank"}
+    assert sorted((r["cell"]["lm.lora.rank"], r["metrics"][P8]) for r in records) == [(4, 0.3), (8, 0.4), (16, 0.35)]

@@ -41,8 +41,10 @@ if [[ $SECTIONS == *degradation* ]]; then  # the degradation's strength and type
 sweep d1_strength train "$FIRST" --grid "phases.1.lr=[0.001,0.02]"
 sweep d3_noise train "$FIRST" phases.1.steps=0 recovery.degradation=noise --grid "recovery.noise_scale=[0.05,0.3]"
 fi
-if [[ $SECTIONS == *rank* ]]; then  # the LoRA rank: a new model, so full runs, not forks
+if [[ $SECTIONS == *rank* ]]; then  # the LoRA rank at the default recovery: 4 and 16 are new models (full runs);
+# 8 is the parent's own model, its recovery re-run by a fork (bit-equal to the parent's): rank+parent joins rank
 python -m loclin.sweep --config conf/lora_smollm2.yaml --seeds "$FIRST" --workers "$WORKERS" --out "$OUT/rank" --grid "lm.lora.rank=[4,16]" "${FIXED[@]}" \
   || echo "[map] rank: some points failed: see $OUT/rank/logs/"
+sweep rank+parent degrade "$FIRST" --grid "lm.lora.rank=[8]"
 fi
 python analyze.py "$OUT" --out "$OUT/report"
