@@ -9,22 +9,14 @@ from collections.abc import Sequence
 import lightning as L
 
 from callbacks.base import MeasurementCallback
-from callbacks.gradient_stream import SOURCES, GradientStream
+from callbacks.gradient_stream import GradientStream
 
-__all__ = ["SOURCES", "GradientWindowCallback", "gradient_stream"]
+__all__ = ["GradientWindowCallback", "gradient_stream"]
 
 
 class GradientWindowCallback(MeasurementCallback):
-    def __init__(
-        self,
-        window: int,
-        sources: Sequence[str] = SOURCES,
-        groups: Sequence[str] | None = None,
-        sketch_dim: int | None = None,
-        seed: int = 0,
-        shard_windows: bool = False,
-    ):
-        self.stream = GradientStream(window, sources, groups, sketch_dim, seed, shard_windows)
+    def __init__(self, stream: GradientStream):
+        self.stream = stream
 
     @property
     def state_key(self) -> str:

@@ -27,6 +27,7 @@ from callbacks.activation_shift import ActivationShiftCallback
 from callbacks.base import MeasurementCallback, MemoryReport, metric
 from callbacks.divergence import Diverged, DivergenceGuard
 from callbacks.drift import DriftCallback
+from callbacks.gradient_stream import GradientStream
 from callbacks.gradient_window import GradientWindowCallback, gradient_stream
 from callbacks.per_task import PerTaskGradientCallback
 from callbacks.random_search import RandomSearchCallback
@@ -147,7 +148,7 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
     g = cfg.geometry
     if not g.enabled or steps < g.window:
         return []
-    window = GradientWindowCallback(
+    stream = GradientStream(
         g.window,
         sources=list(g.sources),
         groups=list(g.groups) if g.groups else None,
@@ -155,7 +156,7 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
         seed=cfg.seed,
         shard_windows=g.shard_windows,
     )
-    stream = window.stream
+    window = GradientWindowCallback(stream)
     rolling = {
         s: RollingBasisCallback(stream, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags))
         for s in g.sources

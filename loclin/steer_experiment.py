@@ -200,24 +200,18 @@ def alignment_metrics(
     caa = found["caa"]
     cos_delta = cosine_per_layer(read["shifts"][eta], caa)
     cos_adam = cosine_per_layer(read["adam"], caa)
-    metrics = {
-        f"steer.{tag}cos_delta_caa.max": metric(
-            float(cos_delta.max()),
-            f"max over layers of cos(δ_ℓ, v_ℓ), δ read {where}, one SGD step η={eta}",
-            random_rms,
-        ),
-        f"steer.{tag}cos_delta_caa.mean": metric(
-            float(cos_delta.mean()), f"mean over layers of cos(δ_ℓ, v_ℓ), δ read {where}", random_rms
-        ),
-        f"steer.{tag}cos_adam_caa.max": metric(
-            float(cos_adam.max()),
-            f"max over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}, Adam's first step η={s.adam_eta}",
-            random_rms,
-        ),
-        f"steer.{tag}cos_adam_caa.mean": metric(
-            float(cos_adam.mean()), f"mean over layers of cos(δ_ℓ^Adam, v_ℓ), δ read {where}", random_rms
-        ),
-    }
+    metrics = {}
+    steps = (
+        ("delta", "δ_ℓ", cos_delta, f"one SGD step η={eta}"),
+        ("adam", "δ_ℓ^Adam", cos_adam, f"Adam's first step η={s.adam_eta}"),
+    )
+    for name, symbol, cosines, step in steps:
+        metrics[f"steer.{tag}cos_{name}_caa.max"] = metric(
+            float(cosines.max()), f"max over layers of cos({symbol}, v_ℓ), δ read {where}, {step}", random_rms
+        )
+        metrics[f"steer.{tag}cos_{name}_caa.mean"] = metric(
+            float(cosines.mean()), f"mean over layers of cos({symbol}, v_ℓ), δ read {where}", random_rms
+        )
     suffix = "" if position == "answer" else f"_{position}"
     curves = {f"cos_delta_caa{suffix}": cos_delta.tolist(), f"cos_adam_caa{suffix}": cos_adam.tolist()}
     flatness = {str(e): cosine_per_layer(shift, caa).tolist() for e, shift in read["shifts"].items()}

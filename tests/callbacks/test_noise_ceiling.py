@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from callbacks.drift import DriftCallback
+from callbacks.gradient_stream import GradientStream
 from callbacks.gradient_window import GradientWindowCallback
 from callbacks.rolling_basis import RollingBasisCallback
 from geometry.drift import noise_ceiling, plateau_lags, ratio_half_life
@@ -43,7 +44,7 @@ def drift_driver() -> tuple[StepDriver, DriftCallback]:
     """Window, rolling basis and drift on a toy module, fed gradients by hand."""
     torch.manual_seed(0)
     module = ToyModule(D_IN, D_OUT)
-    window = GradientWindowCallback(window=WINDOW, sources=["grad"])
+    window = GradientWindowCallback(GradientStream(window=WINDOW, sources=["grad"]))
     rolling = RollingBasisCallback(window.stream, "grad", k=K, stride=STRIDE, heldout_lags=(1,))
     drift = DriftCallback(window.stream, rolling.basis, stride=STRIDE, lags=LAGS)
     return StepDriver(module, [window, rolling, drift], lr=0.0), drift

@@ -8,6 +8,7 @@ import torch
 from scipy.linalg import subspace_angles
 
 from callbacks.drift import DriftCallback
+from callbacks.gradient_stream import GradientStream
 from callbacks.gradient_window import GradientWindowCallback
 from callbacks.rolling_basis import RollingBasisCallback
 from tests.callbacks.conftest import StepDriver
@@ -21,7 +22,7 @@ def stream_in_subspace(n: int, basis: torch.Tensor, seed: int) -> list[torch.Ten
 
 
 def test_window_holds_gradients_and_sgd_updates(toy):
-    window = GradientWindowCallback(window=5)
+    window = GradientWindowCallback(GradientStream(window=5))
     driver = StepDriver(toy, [window], lr=0.1)
     grads = [torch.randn(D) for _ in range(7)]
     for g in grads:
@@ -36,7 +37,7 @@ def test_window_holds_gradients_and_sgd_updates(toy):
 
 
 def test_nonfinite_gradients_are_skipped_and_counted(toy):
-    window = GradientWindowCallback(window=4, sources=["grad"])
+    window = GradientWindowCallback(GradientStream(window=4, sources=["grad"]))
     driver = StepDriver(toy, [window])
     driver.step(torch.randn(D))
     bad = torch.randn(D)
@@ -50,7 +51,7 @@ def test_nonfinite_gradients_are_skipped_and_counted(toy):
 
 
 def test_rolling_basis_matches_svd_and_heldout_capture_matches_projection(toy):
-    window = GradientWindowCallback(window=6, sources=["grad"])
+    window = GradientWindowCallback(GradientStream(window=6, sources=["grad"]))
     rolling = RollingBasisCallback(window.stream, "grad", k=2, stride=3, heldout_lags=(1, 2))
     driver = StepDriver(toy, [window, rolling])
     grads = [torch.randn(D) for _ in range(10)]
@@ -73,7 +74,7 @@ def test_rolling_basis_matches_svd_and_heldout_capture_matches_projection(toy):
 
 def test_heldout_capture_is_one_inside_a_fixed_plane_and_k_over_d_for_noise(toy):
     plane = torch.linalg.qr(torch.randn(D, 3))[0]
-    window = GradientWindowCallback(window=6, sources=["grad"])
+    window = GradientWindowCallback(GradientStream(window=6, sources=["grad"]))
     rolling = RollingBasisCallback(window.stream, "grad", k=3, stride=2, heldout_lags=(1, 2, 3))
     driver = StepDriver(toy, [window, rolling], lr=0.0)
     for g in stream_in_subspace(30, plane, seed=1):
@@ -84,7 +85,7 @@ def test_heldout_capture_is_one_inside_a_fixed_plane_and_k_over_d_for_noise(toy)
 
 def test_drift_of_a_fixed_plane_is_zero_and_of_noise_is_near_baseline(toy):
     def run(stream):
-        window = GradientWindowCallback(window=4, sources=["grad"])
+        window = GradientWindowCallback(GradientStream(window=4, sources=["grad"]))
         rolling = RollingBasisCallback(window.stream, "grad", k=2, stride=2, heldout_lags=(1, 2))
         drift = DriftCallback(window.stream, rolling.basis, stride=4, lags=(4, 8, 16))
         driver = StepDriver(toy, [window, rolling, drift], lr=0.0)
@@ -108,7 +109,7 @@ def test_drift_of_a_fixed_plane_is_zero_and_of_noise_is_near_baseline(toy):
 
 def test_callback_state_round_trip_resumes_identically(toy):
     def build():
-        window = GradientWindowCallback(window=4)
+        window = GradientWindowCallback(GradientStream(window=4))
         rolling = RollingBasisCallback(window.stream, "grad", k=2, stride=2, heldout_lags=(1, 2))
         drift = DriftCallback(window.stream, rolling.basis, stride=2, lags=(2, 4))
         return [window, rolling, drift]

@@ -5,6 +5,7 @@ import itertools
 import torch
 
 from callbacks.drift import DriftCallback
+from callbacks.gradient_stream import GradientStream
 from callbacks.gradient_window import GradientWindowCallback
 from callbacks.rolling_basis import RollingBasisCallback
 from geometry.lags import fitting_lags, is_pair, steps_needed
@@ -28,7 +29,7 @@ def test_the_drift_callback_compares_exactly_the_ladder_pairs():
     lags, stride, window, steps = (4, 6, 10), 2, 4, 70
     torch.manual_seed(0)
     module = ToyModule()
-    stream_cb = GradientWindowCallback(window=window, sources=["grad"])
+    stream_cb = GradientWindowCallback(GradientStream(window=window, sources=["grad"]))
     rolling = RollingBasisCallback(stream_cb.stream, "grad", k=2, stride=stride, heldout_lags=(1,))
     drift = DriftCallback(stream_cb.stream, rolling.basis, stride=stride, lags=lags)
     driver = StepDriver(module, [stream_cb, rolling, drift], lr=0.0)
