@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from callbacks.parameter_vector import ParameterVector  # noqa: E402
 from geometry.perturbed_loss import PerturbedLoss  # noqa: E402
-from loclin.config import load_config  # noqa: E402
+from loclin.config import FAMILIES, load_config  # noqa: E402
 from loclin.experiment import build_module_and_data  # noqa: E402
 
 
@@ -55,7 +55,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=64)
     args = parser.parse_args()
     base = load_config(args.config, [])
-    widths = args.widths if base.kind == "synthetic" else [None]
+    widths = args.widths if FAMILIES[base.kind].widths else [None]
     print(f"{'model':>14} {'D':>9}  {'variant':8} {'samples/s':>10} {'× naive':>8} {'max |Δ| vs naive':>17}")
     for width in widths:
         cfg = load_config(args.config, [f"model.d_model={width}", f"model.d_ff={4 * width}"] if width else [])
