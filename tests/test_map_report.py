@@ -222,6 +222,9 @@ def test_merged_records_keep_published_points_and_take_newer_finished_ones(tmp_p
     assert len(json.loads((tmp_path / "out" / "cells.json").read_text())) == 4
     assert analyze.main([str(folder), "--merge", str(tmp_path / "absent.json")]) == 2
     assert "records file" in capsys.readouterr().err
+    (tmp_path / "not_a_map").mkdir()
+    assert analyze.main([str(tmp_path / "not_a_map"), "--merge", str(records)]) == 2
+    assert "--merge applies to a map folder" in capsys.readouterr().err
 
 
 def test_an_axis_launched_as_full_runs_and_as_forks_is_one_sweep(tmp_path):
