@@ -91,7 +91,7 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
         config,
         [
             "phases=[]",
-            "recovery.enabled=false",
+            "protocol=train",
             f"trainer.max_steps={steps}",
             f"trainer.eval_every={steps}",
             *overrides,

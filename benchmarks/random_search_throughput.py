@@ -3,7 +3,7 @@
     python benchmarks/random_search_throughput.py [--config conf/random_search_synthetic.yaml] [--widths 8 32 128]
     python benchmarks/random_search_throughput.py --config conf/tiny_lora.yaml --samples 16
 
-For each model (one per width for the synthetic kind), the same ``--samples`` perturbations
+For each model (one per width for the synthetic family), the same ``--samples`` perturbations
 θ + δ_i are evaluated on the same fixed loss (random_search.batch_size rows over the tasks) by:
 - ``naive``: deep-copy the module, write θ + δ into the copy, run it (the baseline);
 - ``loop``: torch.func.functional_call of the one module with θ + δ substituted, one δ at a time;
@@ -50,12 +50,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="conf/random_search_synthetic.yaml")
     parser.add_argument(
-        "--widths", type=int, nargs="*", default=[8, 32, 128], help="d_model values (synthetic kind only)"
+        "--widths", type=int, nargs="*", default=[8, 32, 128], help="d_model values (synthetic family only)"
     )
     parser.add_argument("--samples", type=int, default=64)
     args = parser.parse_args()
     base = load_config(args.config, [])
-    widths = args.widths if FAMILIES[base.kind].widths else [None]
+    widths = args.widths if FAMILIES[base.family].widths else [None]
     print(f"{'model':>14} {'D':>9}  {'variant':8} {'samples/s':>10} {'× naive':>8} {'max |Δ| vs naive':>17}")
     for width in widths:
         cfg = load_config(args.config, [f"model.d_model={width}", f"model.d_ff={4 * width}"] if width else [])

@@ -24,9 +24,8 @@ from geometry.lags import steps_needed
 from lightning_modules.optim import OptimizerSpec, spec_problem
 from lightning_modules.sections import DecoderConfig, LoraAdapterConfig
 from loclin.assets import AssetError, asset_path
-from loclin.protocols import protocol_for
+from loclin import protocols
 
-KINDS = ("synthetic", "lora", "quadratic", "steer")
 ASSET_PREFIX = "asset:"
 
 
@@ -143,8 +142,7 @@ class PhaseConfig:
 
 
 @dataclass
-class RecoveryConfig:
-    enabled: bool = False
+class RecoveryConfig:  # protocol: recovery
     target: str = "add"  # task T that is degraded and recovered
     degrade_phase: str = "degrade"  # starts at θ*, ends at θ_0
     recover_phase: str = "recover"  # starts at θ_0, ends at θ_R
@@ -218,8 +216,7 @@ class ActivationShiftConfig:
 
 
 @dataclass
-class RandomSearchConfig:
-    enabled: bool = False  # synthetic/lora runs: random search at points of the first phase (SCIENCE.md 8)
+class RandomSearchConfig:  # protocol: random_search, at points of the first phase (SCIENCE.md 8)
     at_steps: list[int] = field(
         default_factory=lambda: []
     )  # probe points θ_s (geometry.window <= s <= steps − geometry.k)
@@ -252,7 +249,8 @@ class ForkConfig:
 
 @dataclass
 class ExperimentConfig:
-    kind: str = "synthetic"  # synthetic: the tiny transformer; lora: an adapter on a causal LM; quadratic: Krylov check
+    protocol: str = "train"  # what runs (loclin.protocols): train | recovery | random_search | quadratic | steer
+    family: str = "synthetic"  # the phased protocols' model: synthetic (tiny transformer) | lora (LoRA on a causal LM)
     experiment: str = "synthetic"
     seed: int = 0
     output_root: str = "runs"
@@ -277,7 +275,7 @@ SLOPE_RADIUS = 0.25  # steering slopes at α = 0 are fitted over |α| <= this (u
 
 def parameter_group_names(c: DictConfig) -> list[str]:
     """The model's parameter groups (as the module's ``parameter_groups()`` names them)."""
-    return FAMILIES[c.kind].groups(c)
+    return FAMILIES[c.family].groups(c)
 
 
 def transformer_groups(c: DictConfig) -> list[str]:
@@ -326,7 +324,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
         except Exception as error:  # yaml.YAMLError and friends
             raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
         try:
-            config = OmegaConf.merge(config, file_config)
+            config = OmegaConf.merge(config, migrate(file_config))
         except OmegaConfBaseException as error:
             raise ConfigError(_one_line(error, str(path))) from None
     for item in overrides or []:
@@ -334,7 +332,7 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise ConfigError(f"command-line override '{item}' is not of the form key=value")
     for item in overrides or []:
         try:
-            config = apply_override(config, item)
+            config = apply_override(config, legacy_override(config, item))
         except OmegaConfBaseException as error:
             raise ConfigError(_one_line(error, "command line")) from None
         except yaml.YAMLError as error:  # the value is parsed as YAML: quote text holding ': ' or newlines
@@ -348,6 +346,43 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
             ) from None
     validate(config)
     return config
+
+
+LEGACY_PROTOCOL_KINDS = ("quadratic", "steer")  # the other old kinds (synthetic, lora) are model families
+
+
+def migrate(file_config: DictConfig) -> DictConfig:
+    """A config written before ``protocol`` and ``family`` existed (run directories and fork
+    parents keep their config.yaml), in today's keys. ``kind: quadratic|steer`` is a protocol,
+    ``kind: synthetic|lora`` a family; ``random_search.enabled`` then ``recovery.enabled`` named
+    the protocol in the old registry's order. A config that already says ``protocol`` keeps it."""
+    if not isinstance(file_config, DictConfig) or not {"kind", "recovery", "random_search"} & set(file_config):
+        return file_config
+    raw = OmegaConf.to_container(file_config)
+    kind = raw.pop("kind", None)
+    switched_on = [
+        s for s in ("random_search", "recovery") if isinstance(raw.get(s), dict) and raw[s].pop("enabled", False)
+    ]
+    if kind in LEGACY_PROTOCOL_KINDS:
+        raw.setdefault("protocol", kind)
+    elif kind is not None:
+        raw.setdefault("family", kind)
+    if switched_on:
+        raw.setdefault("protocol", switched_on[0])
+    return OmegaConf.create(raw)
+
+
+def legacy_override(config: DictConfig, item: str) -> str:
+    """``kind=…``, ``recovery.enabled=…`` and ``random_search.enabled=…`` in today's keys (see migrate)."""
+    key, value = item.split("=", 1)
+    if key == "kind":
+        return f"{'protocol' if value in LEGACY_PROTOCOL_KINDS else 'family'}={value}"
+    if key in ("recovery.enabled", "random_search.enabled"):
+        protocol = key.split(".")[0]
+        if yaml.safe_load(value) is True:
+            return f"protocol={protocol}"
+        return f"protocol={'train' if config.protocol == protocol else config.protocol}"
+    return item
 
 
 PHASE_KEY = re.compile(r"^phases\.(\d+)\.(.+)$")
@@ -379,8 +414,8 @@ def whole_vector_users(c: DictConfig) -> list[str]:
     """Enabled measurements that need whole, exact D-vectors (no sketched or sharded windows)."""
     used = (
         ("geometry.per_task", c.geometry.per_task.enabled),
-        ("recovery", c.recovery.enabled),
-        ("random_search", c.random_search.enabled),
+        ("recovery", c.protocol == "recovery"),
+        ("random_search", c.protocol == "random_search"),
     )
     return [name for name, on in used if on]
 
@@ -388,8 +423,9 @@ def whole_vector_users(c: DictConfig) -> list[str]:
 def validate(c: DictConfig) -> None:
     """Checks that the schema's types cannot express, by the protocol the config selects
     (loclin.protocols: each protocol names its own check). One ConfigError per first problem."""
-    _require(c.kind in KINDS, f"kind='{c.kind}' must be one of {list(KINDS)}")
-    protocol_for(c).check(c)
+    known = list(protocols.PROTOCOLS)
+    _require(c.protocol in known, f"protocol='{c.protocol}' must be one of {known}")
+    protocols.protocol_for(c).check(c)
 
 
 def validate_quadratic(c: DictConfig) -> None:
@@ -407,14 +443,15 @@ def validate_quadratic(c: DictConfig) -> None:
 def validate_phased(c: DictConfig) -> None:
     """The phased runner's config (train, recovery, random search), for its model family."""
     d, m, t, g = c.data, c.model, c.trainer, c.geometry
-    family = FAMILIES[c.kind]
+    _require(c.family in FAMILIES, f"family='{c.family}' must be one of {list(FAMILIES)}")
+    family = FAMILIES[c.family]
     unknown = [name for name in d.tasks if name not in family.tasks]
-    _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known {c.kind} tasks are {list(family.tasks)}")
+    _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known {c.family} tasks are {list(family.tasks)}")
     _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(family.tasks)))
     family.check(c)
     a = c.activation_shift
     if a.enabled:
-        _require(family.text, "activation_shift needs kind: lora (a causal LM with a tokenizer)")
+        _require(family.text, "activation_shift needs family: lora (a causal LM with a tokenizer)")
         _require(
             a.source in ("coqa", "statements", "sycophancy"),
             f"activation_shift.source='{a.source}' must be coqa, statements or sycophancy",
@@ -468,7 +505,6 @@ def validate_phased(c: DictConfig) -> None:
             t.grad_shards >= 1 and d.batch_size % t.grad_shards == 0,
             f"trainer.grad_shards={t.grad_shards} must be >= 1 and split data.batch_size={d.batch_size} evenly",
         )
-    validate_random_search(c, first_steps)
     if not g.enabled:
         return
     sharding = next((name for name in ("fsdp", "deepspeed", "model_parallel") if name in str(t.strategy).lower()), None)
@@ -594,10 +630,10 @@ def validate_lm(c: DictConfig) -> None:
         )
 
 
-def validate_random_search(c: DictConfig, first_steps: int) -> None:
-    r, g = c.random_search, c.geometry
-    if not r.enabled:
-        return
+def validate_random_search(c: DictConfig) -> None:
+    """The random-search protocol: the phased runner's checks, then the probe's."""
+    validate_phased(c)
+    r, g, first_steps = c.random_search, c.geometry, phase_plan(c)[0].steps
     _require(len(r.at_steps) > 0, "random_search.at_steps is empty; name the steps of the first phase to probe")
     low = g.window if g.enabled else 0
     high = first_steps - (g.k if g.enabled and "prefix" in r.subspaces else 0)
@@ -630,7 +666,7 @@ def validate_random_search(c: DictConfig, first_steps: int) -> None:
         "random_search: hutchinson_samples >= 2, batch_size >= the number of tasks and chunk >= 1 are needed",
     )
     _require(
-        not r.widths or FAMILIES[c.kind].widths, "random_search.widths is a synthetic-model sweep (kind: synthetic)"
+        not r.widths or FAMILIES[c.family].widths, "random_search.widths is a synthetic-model sweep (family: synthetic)"
     )
     bad = [w for w in r.widths if w < c.model.n_heads or w % c.model.n_heads]
     _require(not bad, f"random_search.widths {bad} must be multiples of model.n_heads={c.model.n_heads}")
@@ -708,9 +744,12 @@ def validate_phases(c: DictConfig) -> None:
             _require(len(p.tasks) > 0, f"phases[{i}].tasks is empty")
     if c.phases:
         _require(c.phases[0].steps >= 1, f"phases[0].steps={c.phases[0].steps} must be >= 1 (the first phase trains)")
-    r = c.recovery
-    if not r.enabled:
-        return
+
+
+def validate_recovery(c: DictConfig) -> None:
+    """The recovery protocol: the phased runner's checks, then the phases and measurements of SCIENCE.md 5–7."""
+    validate_phased(c)
+    r, names = c.recovery, [p.name for p in c.phases]
     _require(r.target in c.data.tasks, f"recovery.target='{r.target}' is not in data.tasks {list(c.data.tasks)}")
     _require(
         r.degradation in DEGRADATIONS, f"recovery.degradation='{r.degradation}' must be one of {list(DEGRADATIONS)}"

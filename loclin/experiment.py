@@ -5,7 +5,8 @@ its own ``Trainer.fit`` with its own tasks, step budget, optimizer state and mea
 callbacks, in one run directory and one TensorBoard run (later phases continue the step
 axis). A completed phase leaves ``phases/<name>.json`` and ``checkpoints/<name>/end.ckpt``;
 a killed run resumes at the first incomplete phase, from its ``last.ckpt`` if it has one.
-With ``recovery.enabled`` the phases form the recovery protocol of SCIENCE.md 5–7.
+What a protocol adds (the recovery protocol of SCIENCE.md 5–7, the random-search probe) comes
+through its phase hooks (loclin.phase_hooks), named in loclin.protocols.
 """
 
 from __future__ import annotations
@@ -28,9 +29,8 @@ from callbacks.base import MeasurementCallback, MemoryReport, metric
 from callbacks.divergence import Diverged, DivergenceGuard
 from callbacks.drift import DriftCallback
 from callbacks.gradient_stream import GradientStream
-from callbacks.gradient_window import GradientWindowCallback, gradient_stream
+from callbacks.gradient_window import GradientWindowCallback
 from callbacks.per_task import PerTaskGradientCallback
-from callbacks.random_search import RandomSearchCallback
 from callbacks.rolling_basis import RollingBasisCallback
 from datamodules.contrast import encode_contrasts, load_items, split_items
 from datamodules.phased import PhasedDataModule
@@ -44,7 +44,7 @@ from lightning_modules.optim import OptimizerSpec
 from lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.config import phase_optimizer, phase_plan, resolve_asset_file
 from loclin.model_source import resolve_model_and_tokenizer
-from loclin.recovery import Recovery
+from loclin.protocols import protocol_for
 from loclin.rundir import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
@@ -68,12 +68,12 @@ def build_lora(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDataModule]:
     return module, build_text_datamodule(cfg, module.tokenizer)
 
 
-MODEL_FAMILIES = {"synthetic": build_synthetic, "lora": build_lora}  # the phased runner's kinds
+MODEL_FAMILIES = {"synthetic": build_synthetic, "lora": build_lora}  # the phased runner's model families
 
 
 def build_module_and_data(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDataModule]:
-    """The module and its datamodule of the model family ``cfg.kind`` (MODEL_FAMILIES)."""
-    module, datamodule = MODEL_FAMILIES[cfg.kind](cfg)
+    """The module and its datamodule of the model family ``cfg.family`` (MODEL_FAMILIES)."""
+    module, datamodule = MODEL_FAMILIES[cfg.family](cfg)
     module.grad_shards = cfg.trainer.grad_shards or 1  # one process only (see AnswerTokenModule.training_step)
     return module, datamodule
 
@@ -136,11 +136,6 @@ def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> Activ
     return ActivationShiftCallback(
         encode_contrasts(module.tokenizer, probe, cfg.lm.special_tokens), stride=a.stride, batch_size=a.batch_size
     )
-
-
-def build_random_search(cfg: DictConfig, measurements: list[MeasurementCallback]) -> RandomSearchCallback:
-    """Reads the run's gradient stream (its update window and rolling gradient basis), if it has one."""
-    return RandomSearchCallback(cfg.random_search, cfg.geometry.k, cfg.seed, gradient_stream(measurements))
 
 
 def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True) -> list[MeasurementCallback]:
@@ -259,15 +254,12 @@ def task_metrics(results: list[dict[str, float]], datamodule: PhasedDataModule) 
 
 
 def phase_tasks(cfg: DictConfig, phase: DictConfig) -> list[str]:
-    """A phase's training tasks; recovery fills in D1's "all but T" and recovery's "T only"."""
+    """A phase's training tasks: its own, else the protocol's (recovery: D1's "all but T", then "T
+    only"), else ``data.train_tasks`` or every task."""
     if phase.tasks is not None:
         return list(phase.tasks)
-    r = cfg.recovery
-    if r.enabled and phase.name == r.degrade_phase:
-        return [t for t in cfg.data.tasks if t != r.target]
-    if r.enabled and phase.name == r.recover_phase:
-        return [r.target]
-    return list(cfg.data.train_tasks or cfg.data.tasks)
+    filled = protocol_for(cfg).hook_class().tasks(cfg, phase)
+    return filled if filled is not None else list(cfg.data.train_tasks or cfg.data.tasks)
 
 
 def run_experiment(
@@ -291,7 +283,7 @@ def run_experiment(
         logger.experiment.add_custom_scalars(
             drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks, cfg.activation_shift.enabled)
         )
-    recovery = Recovery(cfg, run_dir, module, datamodule) if cfg.recovery.enabled else None
+    hooks = protocol_for(cfg).hook_class()(cfg, run_dir, module, datamodule)
     plan = phase_plan(cfg)
     summary = base_summary(cfg, run_dir, plan)
     offset, restore_from, optimizer_state = 0, None, None
@@ -315,11 +307,7 @@ def run_experiment(
         measurements = build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
         if cfg.activation_shift.enabled and phase.steps >= cfg.activation_shift.stride:
             measurements.append(build_activation_shift(cfg, module))
-        if cfg.random_search.enabled and index == 0:
-            measurements.append(build_random_search(cfg, measurements))
-        phase_callbacks: list[MeasurementCallback] = list(measurements)
-        if recovery is not None:
-            phase_callbacks += recovery.before_phase(phase)
+        phase_callbacks: list[MeasurementCallback] = [*measurements, *hooks.before_phase(phase, index, measurements)]
         reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
         trainer = build_trainer(
             cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps
@@ -345,8 +333,7 @@ def run_experiment(
             optimizer_state = trainer.optimizers[0].state_dict()
         results = trainer.validate(module, datamodule=datamodule, verbose=False)
         part = phase_summary(phase, index, trainer, phase_callbacks, task_metrics(results, datamodule))
-        if recovery is not None:
-            recovery.after_phase(phase, measurements)
+        hooks.after_phase(phase, measurements)
         if trainer.is_global_zero:
             (run_dir / PHASES_DIR).mkdir(exist_ok=True)
             write_json(part_file, part)
@@ -355,8 +342,7 @@ def run_experiment(
             (phase_dir / f".{END_CHECKPOINT}.tmp").replace(end_checkpoint)
         merge_part(summary, part)
         offset += phase.steps
-    if recovery is not None:
-        recovery.finish(summary)
+    hooks.finish(summary)
     if extend_summary is not None:
         extend_summary(summary)
     summary["wall_seconds_this_process"] = time.time() - started
@@ -367,6 +353,8 @@ def run_experiment(
 def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict:
     return {
         "experiment": cfg.experiment,
+        "protocol": cfg.protocol,
+        "family": cfg.family,
         "run_dir": str(run_dir),
         "seed": cfg.seed,
         "steps": sum(p.steps for p in plan),

@@ -60,10 +60,10 @@ def free_keys(cfg: DictConfig, after: str) -> list[str]:
     names = [p.name for p in phase_plan(cfg)]
     cut = names.index(after)
     free = [*ALWAYS_FREE, *(f"phases.{i}" for i in range(cut + 1, len(names)))]
-    r = cfg.recovery
-    if r.enabled and r.recover_phase in names and names.index(r.recover_phase) > cut:
+    r = cfg.recovery  # read by the recovery protocol only: free when its phases come after the cut
+    if r.recover_phase in names and names.index(r.recover_phase) > cut:
         free += [f"recovery.{key}" for key in RECOVER_MEASUREMENT]
-    if r.enabled and r.degrade_phase in names and names.index(r.degrade_phase) > cut:
+    if r.degrade_phase in names and names.index(r.degrade_phase) > cut:
         free += [f"recovery.{key}" for key in DEGRADATION_KEYS]
     return free
 

@@ -1,18 +1,18 @@
-"""The registry of experiments: one entry per protocol, looked up by ``train.py`` and the reports.
+"""The registry of experiments: one entry per protocol, named by a config's ``protocol`` key.
 
-    protocol       selected by                          runner
-    train          kind: synthetic or lora (default)    loclin.experiment.run_experiment
-    recovery       ... with recovery.enabled             run_experiment with the recovery phase hooks
-    random_search  ... with random_search.enabled        loclin.random_search_experiment.run_random_search
-    quadratic      kind: quadratic                       loclin.quadratic_experiment.run_quadratic
-    steer          kind: steer                           loclin.steer_experiment.run_steering
+    protocol       runner                                              phase hooks
+    train          loclin.experiment:run_experiment (the phased runner)   none
+    recovery       loclin.experiment:run_experiment                        loclin.recovery:Recovery
+    random_search  loclin.random_search_experiment:run_random_search       loclin.random_search_experiment:Probe
+    quadratic      loclin.quadratic_experiment:run_quadratic               (not phased)
+    steer          loclin.steer_experiment:run_steering                    (not phased)
 
 A protocol is a name, a runner ``run(cfg, run_dir, resume) -> summary`` named as ``module:function``
-(its heavy imports, torch, Lightning, transformers, happen only once the config is valid), what
-selects it in a config, how its summary.json is recognised, and the model sources it must resolve
-before a run directory exists. :func:`protocol_for` and :func:`protocol_of_summary` are the only
-places that ask which protocol a config or a summary is; the model family (``kind: synthetic`` or
-``lora``) is the phased runner's own setting (``loclin.experiment.MODEL_FAMILIES``). Adding a
+(its heavy imports, torch, Lightning, transformers, happen only once the config is valid), its config
+check, the phase hooks it plugs into the phased runner, how a summary.json without a ``protocol``
+key (written before the key existed) is recognised, and the model sources it must resolve before a
+run directory exists. The model family (``family: synthetic`` or ``lora``) is a separate setting of
+the phased protocols (``loclin.config.FAMILIES``, ``loclin.experiment.MODEL_FAMILIES``). Adding a
 protocol is one module with a ``run`` and one line in ``PROTOCOLS`` (docs/design.md).
 """
 
@@ -31,8 +31,8 @@ Sources = list[tuple[str, str]]  # (model or tokenizer source, the file that mar
 
 
 def lm_sources(cfg: DictConfig) -> Sources:
-    """A causal LM's model and tokenizer (the phased runner's ``kind: lora``); none otherwise."""
-    if cfg.kind != "lora":
+    """A causal LM's model and tokenizer (the phased runner's ``family: lora``); none otherwise."""
+    if cfg.family != "lora":
         return []
     return [(cfg.lm.model, "config.json"), *([(cfg.lm.tokenizer, "tokenizer_config.json")] if cfg.lm.tokenizer else [])]
 
@@ -45,18 +45,18 @@ def no_sources(cfg: DictConfig) -> Sources:
     return []
 
 
-def always(_) -> bool:
-    return True
+def never(_) -> bool:
+    return False
 
 
 @dataclass(frozen=True)
 class Protocol:
     name: str
     runner: str  # "module:function" with the signature run(cfg, run_dir, resume) -> summary
-    selects: Callable[[DictConfig], bool]  # does a (validated) config ask for this protocol?
-    wrote: Callable[[dict], bool]  # does a summary.json come from it?
+    validate: str  # "module:function" raising ConfigError
     sources: Callable[[DictConfig], Sources] = no_sources
-    validate: str = "loclin.config:validate_phased"  # "module:function" raising ConfigError
+    hooks: str | None = None  # "module:Class", a loclin.phase_hooks.PhaseHooks the phased runner calls
+    wrote: Callable[[dict], bool] = never  # does a summary.json without a "protocol" key come from it?
 
     def run(self, cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         return named(self.runner)(cfg, run_dir, resume)
@@ -65,6 +65,10 @@ class Protocol:
         """The protocol's own config checks (loclin.config.validate calls this)."""
         named(self.validate)(cfg)
 
+    def hook_class(self) -> type:
+        """Its loclin.phase_hooks.PhaseHooks subclass (PhaseHooks itself, which adds nothing, if none)."""
+        return named(self.hooks or "loclin.phase_hooks:PhaseHooks")
+
 
 def named(reference: str) -> Callable:
     """The function a ``"module:function"`` reference names (imported on first use)."""
@@ -72,49 +76,52 @@ def named(reference: str) -> Callable:
     return getattr(importlib.import_module(module), function)
 
 
-# the first protocol that selects a config runs it (and the first that wrote a summary reports it)
-PROTOCOLS = {
+PHASED = "loclin.experiment:run_experiment"
+PROTOCOLS = {  # a summary.json without "protocol" is recognised in this order
     p.name: p
     for p in (
         Protocol(
             "quadratic",
             "loclin.quadratic_experiment:run_quadratic",
-            lambda c: c.kind == "quadratic",
-            lambda s: "krylov_exact" in s.get("curves", {}).get(RECOVERY_PREFIX, {}),
-            validate="loclin.config:validate_quadratic",
+            "loclin.config:validate_quadratic",
+            wrote=lambda s: "krylov_exact" in s.get("curves", {}).get(RECOVERY_PREFIX, {}),
         ),
         Protocol(
             "steer",
             "loclin.steer_experiment:run_steering",
-            lambda c: c.kind == "steer",
-            lambda s: s.get("kind") == "steer",
-            steer_sources,
             "loclin.config:validate_steer",
+            steer_sources,
+            wrote=lambda s: s.get("kind") == "steer",
         ),
         Protocol(
             "random_search",
             "loclin.random_search_experiment:run_random_search",
-            lambda c: c.random_search.enabled,
-            lambda s: RANDOM_SEARCH_POINTS in s.get("curves", {}),
+            "loclin.config:validate_random_search",
             lm_sources,
+            "loclin.random_search_experiment:Probe",
+            lambda s: RANDOM_SEARCH_POINTS in s.get("curves", {}),
         ),
         Protocol(
             "recovery",
-            "loclin.experiment:run_experiment",
-            lambda c: c.recovery.enabled,
-            lambda s: RECOVERY_TABLE in s.get("curves", {}),
+            PHASED,
+            "loclin.config:validate_recovery",
             lm_sources,
+            "loclin.recovery:Recovery",
+            lambda s: RECOVERY_TABLE in s.get("curves", {}),
         ),
-        Protocol("train", "loclin.experiment:run_experiment", always, always, lm_sources),
+        Protocol("train", PHASED, "loclin.config:validate_phased", lm_sources),
     )
 }
 
 
 def protocol_for(cfg: DictConfig) -> Protocol:
-    """The protocol a validated config selects."""
-    return next(p for p in PROTOCOLS.values() if p.selects(cfg))
+    """The protocol a validated config names."""
+    return PROTOCOLS[cfg.protocol]
 
 
 def protocol_of_summary(summary: dict) -> str:
-    """The name of the protocol that wrote a summary.json (read from what the summary holds)."""
-    return next(p.name for p in PROTOCOLS.values() if p.wrote(summary))
+    """The name of the protocol that wrote a summary.json: its ``protocol`` key, or for a summary
+    written before that key existed, what it holds (the phased runner's plain train otherwise)."""
+    if summary.get("protocol") in PROTOCOLS:
+        return summary["protocol"]
+    return next((p.name for p in PROTOCOLS.values() if p.wrote(summary)), "train")

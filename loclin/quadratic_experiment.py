@@ -100,6 +100,7 @@ def run_quadratic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     metrics["loss_drop"] = metric(1 - run.loss_end / run.loss_start, "fraction of the initial loss removed by GD")
     summary = {
         "experiment": cfg.experiment,
+        "protocol": "quadratic",
         "run_dir": str(run_dir),
         "seed": cfg.seed,
         "steps": q.steps,

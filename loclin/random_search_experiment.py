@@ -15,11 +15,28 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from callbacks.base import metric
+from callbacks.gradient_window import gradient_stream
 from callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
+from callbacks.random_search import RandomSearchCallback
 from loclin.experiment import run_experiment
+from loclin.phase_hooks import PhaseHooks
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
 
 WIDTHS_DIR = "widths"
+
+
+class Probe(PhaseHooks):
+    """The random-search protocol's phase hook: the probe at ``random_search.at_steps`` of the first
+    phase, reading the run's gradient stream (its update window and rolling gradient basis) if it has one."""
+
+    def before_phase(self, phase: DictConfig, index: int, measurements: list) -> list[RandomSearchCallback]:
+        if index != 0:
+            return []
+        return [
+            RandomSearchCallback(
+                self.cfg.random_search, self.cfg.geometry.k, self.cfg.seed, gradient_stream(measurements)
+            )
+        ]
 
 
 def width_config(cfg: DictConfig, width: int) -> DictConfig:

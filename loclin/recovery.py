@@ -23,6 +23,7 @@ from geometry.lora import LoraFactors
 from geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
 from geometry.subspace import orthonormalize, topk_basis
 from loclin.config import phase_plan
+from loclin.phase_hooks import PhaseHooks
 from loclin.rundir import RECOVERY_DIR, atomic_torch_save
 
 
@@ -113,11 +114,12 @@ def lora_factors(module, vector: ParameterVector) -> list[LoraFactors]:
     ]
 
 
-class Recovery:
-    """The recovery protocol's bookkeeping across phases: θ_init, θ*, static bases, D2–D4."""
+class Recovery(PhaseHooks):
+    """The recovery protocol's phase hooks: θ_init, θ*, static bases, D2–D4, the recover phase's callback."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, module, datamodule):
-        self.cfg, self.r = cfg, cfg.recovery
+        super().__init__(cfg, run_dir, module, datamodule)
+        self.r = cfg.recovery
         self.datamodule = datamodule
         self.dir = run_dir / RECOVERY_DIR
         self.dir.mkdir(exist_ok=True)
@@ -132,7 +134,17 @@ class Recovery:
         self.names = [p.name for p in phase_plan(cfg)]
         self.star_phase = self.names[self.names.index(self.r.degrade_phase) - 1]
 
-    def before_phase(self, phase: DictConfig) -> list[MeasurementCallback]:
+    @classmethod
+    def tasks(cls, cfg: DictConfig, phase: DictConfig) -> list[str] | None:
+        """D1 trains on every task but the target T; the recover phase on T alone."""
+        r = cfg.recovery
+        if phase.name == r.degrade_phase:
+            return [t for t in cfg.data.tasks if t != r.target]
+        if phase.name == r.recover_phase:
+            return [r.target]
+        return None
+
+    def before_phase(self, phase: DictConfig, index: int, measurements: list) -> list[MeasurementCallback]:
         """Apply an instant degradation (D2–D4) or attach the RecoveryCallback."""
         if phase.name == self.r.degrade_phase and self.r.degradation != "interference":
             degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)

@@ -1,4 +1,4 @@
-"""The steering experiment (``kind: steer``, SCIENCE.md 9; claims C6, C7) on a causal LM.
+"""The steering experiment (``protocol: steer``, SCIENCE.md 9; claims C6, C7) on a causal LM.
 
 On n_train contrast items (x, a⁺, a⁻), at the answer position t (first token where x ⊕ a⁺ and
 x ⊕ a⁻ differ), for every block ℓ:
@@ -375,7 +375,7 @@ def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
         )
     summary = {
         "experiment": cfg.experiment,
-        "kind": "steer",
+        "protocol": "steer",
         "run_dir": str(run_dir),
         "seed": cfg.seed,
         "model": s.model,

@@ -1,4 +1,4 @@
-"""analyze.py for steering runs (``kind: steer``): a table against the paper's 0.58, a
+"""analyze.py for steering runs (``protocol: steer``): a table against the paper's 0.58, a
 per-layer cosine plot with the random band, and the steering curves."""
 
 from __future__ import annotations

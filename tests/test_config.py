@@ -8,6 +8,7 @@ import pytest
 
 from loclin import config as config_module
 from loclin.config import ConfigError, load_config
+from loclin.protocols import PROTOCOLS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "conf" / "tiny_synthetic.yaml"
@@ -65,7 +66,7 @@ def test_every_shipped_config_is_valid(tiny_gpt2, text_assets, contrast_assets, 
     }
     monkeypatch.setattr(config_module, "asset_path", lambda name: stand_ins.get(name) or real(name))
     for path in sorted((REPO / "conf").glob("*.yaml")):
-        assert load_config(path).kind in ("synthetic", "lora", "quadratic", "steer"), path
+        assert load_config(path).protocol in PROTOCOLS, path
 
 
 @pytest.mark.parametrize(
@@ -115,9 +116,14 @@ def test_resume_refuses_a_finished_run_and_a_run_without_checkpoint(tmp_path):
 
 @pytest.mark.parametrize(
     "overrides",
-    [["kind=cubic"], ["kind=quadratic", "quadratic.lr_scale=2.5"], ["kind=quadratic", "quadratic.prefix_ms=[5000]"]],
+    [
+        ["protocol=cubic"],
+        ["family=cubic", "protocol=train"],
+        ["quadratic.lr_scale=2.5"],
+        ["quadratic.prefix_ms=[5000]"],
+    ],
 )
-def test_bad_kind_and_quadratic_values(overrides):
+def test_bad_protocol_family_and_quadratic_values(overrides):
     with pytest.raises(ConfigError):
         load_config(REPO / "conf" / "quadratic.yaml", overrides)
 
@@ -138,9 +144,9 @@ BAD_INPUT = [  # (arguments after train.py, fragment of the one error line)
     (["geometry.window=300"], "longer than the first phase"),
     (["data.train_tasks=[]"], "data.train_tasks is empty"),
     (["data.tasks=[add,foo]"], "unknown task(s) ['foo']"),
-    (["kind=lora", "data.tasks=[arith]", "lm.model=asset:no-such-model"], "unknown asset 'no-such-model'"),
-    (["kind=lora", "data.tasks=[arith]", "lm.model=/nonexistent/model-dir"], "/nonexistent/model-dir"),
-    (["random_search.enabled=true", "random_search.at_steps=[999]"], "random_search.at_steps [999]"),
+    (["family=lora", "data.tasks=[arith]", "lm.model=asset:no-such-model"], "unknown asset 'no-such-model'"),
+    (["family=lora", "data.tasks=[arith]", "lm.model=/nonexistent/model-dir"], "/nonexistent/model-dir"),
+    (["protocol=random_search", "random_search.at_steps=[999]"], "random_search.at_steps [999]"),
     (["geometry.sketch_dim=4"], "geometry.sketch_dim=4"),
     (["trainer.devices=3"], "data.batch_size=16 is the global batch: it must split evenly over trainer.devices=3"),
     (["trainer.grad_shards=3"], "trainer.grad_shards=3 must be >= 1 and split data.batch_size=16 evenly"),

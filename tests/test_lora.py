@@ -208,7 +208,7 @@ def test_activation_shift_callback_logs_cosines_to_the_caa_vector(tiny_gpt2, con
         f"activation_shift.data={contrast_assets}",
         "activation_shift.stride=10",
         "activation_shift.n_items=8",
-        "recovery.enabled=false",
+        "protocol=train",
         "phases=[{name: train, steps: 30}]",
         "geometry.enabled=false",
     ]

@@ -1,5 +1,6 @@
-"""The protocol registry: every shipped config selects the protocol its file asks for, summaries
-are recognised, and a new protocol is one runner plus one registry line (docs/design.md)."""
+"""The protocol registry: every shipped config names its protocol, a config written before
+``protocol`` and ``family`` existed loads to the same config, summaries are recognised, and a new
+protocol is one runner plus one registry line (docs/design.md)."""
 
 import json
 from pathlib import Path
@@ -12,7 +13,7 @@ from loclin import protocols
 from loclin.config import ExperimentConfig, load_config
 
 REPO = Path(__file__).resolve().parents[1]
-EXPECTED = {  # read off each file: kind, recovery.enabled, random_search.enabled
+EXPECTED = {  # what each file is for (its name and header comment)
     "synthetic": "train",
     "tiny_synthetic": "train",
     "recovery_synthetic": "recovery",
@@ -44,6 +45,38 @@ def test_every_shipped_config_selects_its_protocol():
     assert chosen == EXPECTED
 
 
+def legacy(raw: dict) -> dict:
+    """The same config as a run directory written before the split keeps it: ``kind`` and the
+    ``enabled`` switches (written independently of loclin.config.migrate, as the old schema had them)."""
+    raw = dict(raw)
+    protocol, family = raw.pop("protocol", "train"), raw.pop("family", None)
+    if protocol in ("quadratic", "steer"):
+        raw["kind"] = protocol
+    elif family is not None:
+        raw["kind"] = family
+    if protocol in ("recovery", "random_search"):
+        raw[protocol] = {**raw.get(protocol, {}), "enabled": True}
+    return raw
+
+
+@pytest.mark.parametrize("name", ["tiny_synthetic", "tiny_recovery", "tiny_random_search", "quadratic", "tiny_lora"])
+def test_a_config_written_before_protocol_and_family_loads_the_same(name, tmp_path):
+    shipped = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / f"{name}.yaml"))
+    old = tmp_path / "config.yaml"
+    old.write_text(OmegaConf.to_yaml(legacy(shipped)))
+    assert not {"protocol", "family"} & set(OmegaConf.load(old))
+    assert OmegaConf.to_container(load_config(old)) == OmegaConf.to_container(
+        load_config(REPO / "conf" / f"{name}.yaml")
+    )
+
+
+def test_old_switches_on_the_command_line_name_a_protocol():
+    tiny = REPO / "conf" / "tiny_recovery.yaml"
+    assert load_config(tiny, ["recovery.enabled=false"]).protocol == "train"
+    assert load_config(tiny, ["random_search.enabled=true", "random_search.at_steps=[100]"]).protocol == "random_search"
+    assert load_config(REPO / "conf" / "tiny_synthetic.yaml", ["kind=quadratic"]).protocol == "quadratic"
+
+
 def test_summaries_name_the_protocol_that_wrote_them():
     assert protocols.protocol_of_summary({"kind": "steer", "curves": {}}) == "steer"
     assert (
@@ -55,6 +88,7 @@ def test_summaries_name_the_protocol_that_wrote_them():
     )
     assert protocols.protocol_of_summary({"curves": {"recovery.table": {}}}) == "recovery"
     assert protocols.protocol_of_summary({"curves": {}}) == "train"
+    assert protocols.protocol_of_summary({"protocol": "recovery", "curves": {}}) == "recovery"  # since the key exists
 
 
 def run_toy(cfg, run_dir, resume=False) -> dict:
@@ -70,15 +104,13 @@ def run_toy(cfg, run_dir, resume=False) -> dict:
 
 
 def test_a_new_protocol_is_one_runner_and_one_registry_line(tmp_path, monkeypatch, capsys):
-    toy = protocols.Protocol(
-        "toy", f"{__name__}:run_toy", lambda c: c.experiment == "toy", lambda s: "toy.points" in s["curves"]
-    )
+    toy = protocols.Protocol("toy", f"{__name__}:run_toy", "loclin.config:validate_phased")
     monkeypatch.setattr(protocols, "PROTOCOLS", {"toy": toy, **protocols.PROTOCOLS})
     tiny = str(REPO / "conf" / "tiny_synthetic.yaml")
-    assert train.main(["--config", tiny, "experiment=toy", f"output_root={tmp_path}"]) == 0
+    assert train.main(["--config", tiny, "protocol=toy", "experiment=toy", f"output_root={tmp_path}"]) == 0
     summary = json.loads((tmp_path / "toy" / "version_0" / "summary.json").read_text())
     assert summary["curves"] == {"toy.points": [1, 2]} and summary["resume"] is False
-    assert protocols.protocol_of_summary(summary) == "toy"
+    assert protocols.protocol_of_summary({**summary, "protocol": "toy"}) == "toy"
     assert protocols.protocol_for(load_config(tiny)).name == "train"  # other configs keep theirs
 
 

@@ -90,7 +90,7 @@ def test_steer_config_errors_are_one_line(overrides, fragment, tiny_gpt2, contra
 
 
 def test_activation_shift_needs_a_lora_run():
-    with pytest.raises(ConfigError, match="activation_shift needs kind: lora"):
+    with pytest.raises(ConfigError, match="activation_shift needs family: lora"):
         load_config("conf/tiny_synthetic.yaml", ["activation_shift.enabled=true"])
 
 
