@@ -1,7 +1,8 @@
 """Recovery capture (SCIENCE.md 5–7): how much of Δ = θ_R − θ_0 each basis explains.
 
-With ``constrained_m`` > 0 the recovery is also re-run from θ_0 with every step projected
-onto θ_0 + span(P_m) ("can the prefix basis alone recover the task?").
+The recovery protocol can also re-run the recovery from θ_0 inside θ_0 + span(P_m) ("can the
+prefix basis alone recover the task?"): a phase of its own with a projection step,
+:class:`ConstrainedRecovery`, whose basis is this callback's ``prefix_updates_basis``.
 
 During the recover phase this callback keeps θ_0 and the first M updates u_0 … u_{M−1} and
 gradients g_0 … g_{M−1} (M = max(prefix_ms); 2·M·D·4 bytes). At the end it forms the prefix
@@ -57,7 +58,6 @@ class RecoveryCallback(MeasurementCallback):
         theta_star: torch.Tensor,
         target: str,
         prefix_ms: Sequence[int],
-        constrained_m: int = 0,
         effective_layers: list[LoraFactors] | None = None,
         steps: int = 0,
         control_m: int = 8,
@@ -65,7 +65,7 @@ class RecoveryCallback(MeasurementCallback):
         seed: int = 0,
         capture_at_steps: Sequence[int] = (),
     ):
-        self.constrained_m = constrained_m
+        self.prefix_updates_basis: torch.Tensor | None = None  # P_M = orth(u_0 … u_{M−1}), at the end of the phase
         self.capture_at_steps = sorted(t for t in set(capture_at_steps) if 1 <= t <= steps)
         self.length_curve: list[dict] = []  # one row per T of capture_at_steps
         self._recent: list[torch.Tensor] = []  # the last control_m updates, oldest first
@@ -175,6 +175,7 @@ class RecoveryCallback(MeasurementCallback):
         bases = dict(self.static_bases)
         bases["S6_go_back"] = go_back_direction(self.theta_star, self.theta_zero)
         prefix_u = nested_prefix_basis(self.updates[: self.recorded]).float()
+        self.prefix_updates_basis = prefix_u
         prefix_g = nested_prefix_basis(self.gradients[: self.recorded]).float()
         self.results["pivots"] = {
             "updates": smallest_pivots(self.updates[: self.recorded]).tolist(),
@@ -212,9 +213,6 @@ class RecoveryCallback(MeasurementCallback):
             self.results["effective"] = captures.tolist()
             self.results["pivots"]["effective_updates"] = pivots.tolist()
             self.results["effective_dim"] = sum(f.a_shape[1] * f.b_shape[0] for f in self.effective_layers)
-        name = f"P{self.constrained_m}_updates"
-        if name in bases:
-            rows[f"constrained_{name}"] = self.constrained_recovery(trainer, pl_module, bases[name], heldout)
         self.vector.load_values(theta_end)
 
     def control_captures(self, delta: torch.Tensor) -> dict:
@@ -239,35 +237,6 @@ class RecoveryCallback(MeasurementCallback):
             "positions": self.random_positions,
         }
 
-    def constrained_recovery(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, basis: torch.Tensor, heldout: dict
-    ) -> dict:
-        """Re-run the recovery from θ_0 with every step projected back onto θ_0 + span(basis).
-
-        Same batches, a fresh optimizer and schedule from ``configure_optimizers``; returns T's
-        held-out loss/accuracy at the end and the capture of the constrained displacement
-        (1 up to round-off, a check on the projection).
-        """
-        self.vector.load_values(self.theta_zero)
-        setup = pl_module.configure_optimizers()
-        optimizer, schedule = setup["optimizer"], setup["lr_scheduler"]["scheduler"]
-        batches = trainer.datamodule.global_batches()  # whole batches: this loop runs on every rank alike
-        with torch.enable_grad():
-            for step in range(trainer.global_step):
-                batch = {key: value.to(pl_module.device) for key, value in batches[step].items()}
-                optimizer.zero_grad(set_to_none=True)
-                pl_module.loss(batch).backward()
-                optimizer.step()
-                schedule.step()
-                self.vector.load_values(self.theta_zero + project(basis, self.vector.values() - self.theta_zero))
-        optimizer.zero_grad(set_to_none=True)
-        moved = self.vector.values() - self.theta_zero
-        return {
-            "capture_of_own_displacement": capture(basis, moved),
-            "k": int(basis.shape[1]),
-            **pl_module.evaluate_batch(heldout),
-        }
-
     def summary(self) -> dict:
         if not self.results:
             return {}
@@ -282,17 +251,6 @@ class RecoveryCallback(MeasurementCallback):
                 )
                 metrics[f"recovery.projected_acc.{name}"] = metric(
                     row["acc"], f"task-{self.target} held-out accuracy at θ_0 + P_B Δ (function-space check)"
-                )
-        for name, row in rows.items():
-            if name.startswith("constrained_"):
-                metrics[f"recovery.{name}.acc"] = metric(
-                    row["acc"],
-                    f"task-{self.target} held-out accuracy after re-running the recovery inside θ_0 + "
-                    f"span({name[12:]})",
-                )
-                metrics[f"recovery.{name}.loss"] = metric(
-                    row["loss"],
-                    f"task-{self.target} held-out loss after re-running the recovery inside θ_0 + span({name[12:]})",
                 )
         for point in ("theta_star", "theta_0", "theta_R"):
             metrics[f"recovery.{point}.acc"] = metric(
@@ -426,6 +384,62 @@ class RecoveryCallback(MeasurementCallback):
         self._theta_before = state_dict.get("theta_before")
         self.length_curve = list(state_dict.get("length_curve", []))
         self._recent = list(state_dict.get("recent", []))
+
+
+class ConstrainedRecovery(MeasurementCallback):
+    """The recovery re-run inside θ_0 + span(B), B = P_m of the recovery (orthonormal columns):
+    after every optimizer step θ ← θ_0 + B Bᵀ (θ − θ_0), θ_0 the phase's start. At the end, task T's
+    held-out loss and accuracy there, and cap(B, θ − θ_0), 1 up to round-off (a check on the
+    projection), as the recovery table's row ``name`` (``constrained_P{m}_updates``)."""
+
+    def __init__(self, vector: ParameterVector, basis: torch.Tensor, target: str, name: str):
+        self.vector, self.basis, self.target, self.name = vector, basis, target, name
+        self.theta_zero: torch.Tensor | None = None
+        self.row: dict | None = None
+
+    @property
+    def state_key(self) -> str:
+        return "ConstrainedRecovery"
+
+    def memory_bytes(self) -> int:
+        return (self.basis.numel() + self.vector.dim) * 4
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.theta_zero is None:
+            self.theta_zero = self.vector.values()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        self.vector.load_values(self.theta_zero + project(self.basis, self.vector.values() - self.theta_zero))
+
+    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        heldout = {
+            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
+        }
+        self.row = {
+            "capture_of_own_displacement": capture(self.basis, self.vector.values() - self.theta_zero),
+            "k": int(self.basis.shape[1]),
+            **pl_module.evaluate_batch(heldout),
+        }
+
+    def summary(self) -> dict:
+        if self.row is None:
+            return {}
+        inside = f"after re-running the recovery inside θ_0 + span({self.name.removeprefix('constrained_')})"
+        return {
+            "metrics": {
+                f"recovery.{self.name}.acc": metric(self.row["acc"], f"task-{self.target} held-out accuracy {inside}"),
+                f"recovery.{self.name}.loss": metric(self.row["loss"], f"task-{self.target} held-out loss {inside}"),
+            },
+            "curves": {RECOVERY_TABLE: {self.name: self.row}},
+        }
+
+    def state_dict(self) -> dict:
+        return {"theta_zero": self.theta_zero}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.theta_zero = state_dict["theta_zero"]
 
 
 def control_positions(steps: int, m: int, draws: int, seed: int, salt: int = 0) -> list[list[int]]:

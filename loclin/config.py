@@ -23,8 +23,8 @@ from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
 from geometry.lags import steps_needed
 from lightning_modules.optim import OptimizerSpec, spec_problem
 from lightning_modules.sections import DecoderConfig, LoraAdapterConfig
-from loclin.assets import AssetError, asset_path
 from loclin import protocols
+from loclin.assets import AssetError, asset_path
 
 ASSET_PREFIX = "asset:"
 
@@ -138,6 +138,8 @@ class PhaseConfig:
     lr: float | None = None  # null = optim.lr (the same as optim.lr below)
     fresh_optimizer: bool = True  # false: carry the optimizer's state over from the previous phase
     batch_size: int | None = None  # this phase's global training batch; null = data.batch_size (probes keep that)
+    starts_from: str | None = None  # start at the end of this earlier phase (null: where the previous one ended)
+    replays: str | None = None  # train on this earlier phase's batches, off the step axis, without measurements
     optim: PhaseOptimConfig = field(default_factory=PhaseOptimConfig)  # this phase's optimizer overrides
 
 
@@ -738,6 +740,15 @@ def validate_phases(c: DictConfig) -> None:
                 f"phases[{i}].batch_size={p.batch_size} must be >= 1 and split evenly over {shards} devices or "
                 "gradient shards",
             )
+        for key in ("starts_from", "replays"):
+            _require(
+                p[key] is None or p[key] in names[:i],
+                f"phases[{i}].{key}='{p[key]}' must name an earlier phase, one of {names[:i]}",
+            )
+        _require(
+            p.starts_from is None or p.fresh_optimizer,
+            f"phases[{i}].starts_from needs fresh_optimizer=true (the previous phase's state is not its start's)",
+        )
         if p.tasks is not None:
             outside = [t for t in p.tasks if t not in c.data.tasks]
             _require(not outside, f"phases[{i}].tasks: {outside} not in data.tasks {list(c.data.tasks)}")
@@ -750,6 +761,10 @@ def validate_recovery(c: DictConfig) -> None:
     """The recovery protocol: the phased runner's checks, then the phases and measurements of SCIENCE.md 5–7."""
     validate_phased(c)
     r, names = c.recovery, [p.name for p in c.phases]
+    _require(
+        constrained_phase_name(c) not in names,
+        f"phases: '{constrained_phase_name(c)}' is the name of recovery's constrained re-run (recovery.constrained_m)",
+    )
     _require(r.target in c.data.tasks, f"recovery.target='{r.target}' is not in data.tasks {list(c.data.tasks)}")
     _require(
         r.degradation in DEGRADATIONS, f"recovery.degradation='{r.degradation}' must be one of {list(DEGRADATIONS)}"
@@ -803,6 +818,11 @@ def validate_recovery(c: DictConfig) -> None:
         f"recovery.control_m={r.control_m} must be in 1 … phases[{recover}].steps={recover_steps} and "
         f"recovery.control_draws={r.control_draws} >= 0",
     )
+
+
+def constrained_phase_name(c: DictConfig) -> str:
+    """The phase the recovery protocol adds after the recover phase when recovery.constrained_m > 0."""
+    return f"{c.recovery.recover_phase}_constrained"
 
 
 def no_check(c: DictConfig) -> None:

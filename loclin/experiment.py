@@ -207,7 +207,7 @@ def build_logger(run_dir: Path) -> PhaseLogger:
 
 
 def build_trainer(
-    cfg: DictConfig, phase_dir: Path, logger: PhaseLogger, callbacks: list[Callback], steps: int
+    cfg: DictConfig, phase_dir: Path, logger: PhaseLogger | bool, callbacks: list[Callback], steps: int
 ) -> L.Trainer:
     t = cfg.trainer
     # monitor=None + save_top_k=1: one rolling file, rewritten at the end of every "epoch"
@@ -284,7 +284,7 @@ def run_experiment(
             drift_layout(cfg.geometry.drift_sources, cfg.geometry.sources, cfg.data.tasks, cfg.activation_shift.enabled)
         )
     hooks = protocol_for(cfg).hook_class()(cfg, run_dir, module, datamodule)
-    plan = phase_plan(cfg)
+    plan = hooks.phases(phase_plan(cfg))
     summary = base_summary(cfg, run_dir, plan)
     offset, restore_from, optimizer_state = 0, None, None
     for index, phase in enumerate(plan):
@@ -292,25 +292,31 @@ def run_experiment(
         part_file, end_checkpoint = run_dir / PHASES_DIR / f"{phase.name}.json", phase_dir / END_CHECKPOINT
         if part_file.is_file() and end_checkpoint.is_file():  # completed by an earlier process
             merge_part(summary, json.loads(part_file.read_text()))
-            offset, restore_from = offset + phase.steps, end_checkpoint
+            offset, restore_from = offset + steps_on_axis(phase), end_checkpoint
             continue
         last_checkpoint = phase_dir / LAST_CHECKPOINT
+        if phase.starts_from is not None:
+            restore_from = run_dir / CHECKPOINT_DIR / phase.starts_from / END_CHECKPOINT
         if restore_from is not None and not last_checkpoint.is_file():
             previous = torch.load(restore_from, weights_only=False)
             module.load_state_dict(previous["state_dict"], strict=module.strict_loading)
             optimizer_state = (previous.get("optimizer_states") or [None])[0]
         restore_from = None
-        datamodule.set_phase(index, phase_tasks(cfg, phase), phase.batch_size)
+        datamodule.set_phase(*phase_data(cfg, plan, phase))
         module.optim_spec = phase_optimizer(cfg, phase)  # also what the constrained re-run steps with
         module.carried_optimizer_state = None if phase.fresh_optimizer else optimizer_state
         logger.step_offset = offset
-        measurements = build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
-        if cfg.activation_shift.enabled and phase.steps >= cfg.activation_shift.stride:
+        measurements = [] if phase.replays else build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
+        if cfg.activation_shift.enabled and phase.steps >= cfg.activation_shift.stride and not phase.replays:
             measurements.append(build_activation_shift(cfg, module))
         phase_callbacks: list[MeasurementCallback] = [*measurements, *hooks.before_phase(phase, index, measurements)]
         reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
         trainer = build_trainer(
-            cfg, phase_dir, logger, [*phase_callbacks, *reports, *(extra_callbacks or [])], phase.steps
+            cfg,
+            phase_dir,
+            False if phase.replays else logger,  # a replay is off the step axis: its numbers are its summary
+            [*phase_callbacks, *reports, *(extra_callbacks or [])],
+            phase.steps,
         )
         if phase.steps > 0:
             try:
@@ -341,13 +347,26 @@ def run_experiment(
         if trainer.is_global_zero:
             (phase_dir / f".{END_CHECKPOINT}.tmp").replace(end_checkpoint)
         merge_part(summary, part)
-        offset += phase.steps
+        offset += steps_on_axis(phase)
     hooks.finish(summary)
     if extend_summary is not None:
         extend_summary(summary)
     summary["wall_seconds_this_process"] = time.time() - started
     write_json(run_dir / SUMMARY_FILE, summary)
     return summary
+
+
+def steps_on_axis(phase: DictConfig) -> int:
+    """Steps a phase adds to the run's step axis (TensorBoard, ``steps``): none for a replay."""
+    return 0 if phase.get("replays") else phase.steps
+
+
+def phase_data(cfg: DictConfig, plan: list[DictConfig], phase: DictConfig) -> tuple[int, list[str], int | None]:
+    """The datamodule's (phase index, tasks, batch size) for a phase: a replay's are those of the
+    phase it replays, so it trains on the same batches."""
+    names = [p.name for p in plan]
+    source = plan[names.index(phase.replays)] if phase.get("replays") else phase
+    return names.index(source.name), phase_tasks(cfg, source), source.batch_size
 
 
 def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict:
@@ -357,9 +376,15 @@ def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict
         "family": cfg.family,
         "run_dir": str(run_dir),
         "seed": cfg.seed,
-        "steps": sum(p.steps for p in plan),
+        "steps": sum(steps_on_axis(p) for p in plan),
         "phases": [
-            {"name": p.name, "steps": p.steps, "tasks": phase_tasks(cfg, p), "optim": phase_optimizer(cfg, p).as_dict()}
+            {
+                "name": p.name,
+                "steps": p.steps,
+                "tasks": phase_data(cfg, plan, p)[1],
+                "optim": phase_optimizer(cfg, p).as_dict(),
+                **{key: p[key] for key in ("starts_from", "replays") if p.get(key)},
+            }
             for p in plan
         ],
         "geometry": {"window": cfg.geometry.window, "k": cfg.geometry.k},
@@ -400,8 +425,13 @@ def phase_summary(
 
 
 def merge_part(summary: dict, part: dict) -> None:
+    """A phase's part into the summary; a table two phases fill (the recovery table) merges by row."""
     for key in ("metrics", "curves", "memory_bytes"):
-        summary[key].update(part.get(key, {}))
+        for name, value in part.get(key, {}).items():
+            if isinstance(value, dict) and isinstance(summary[key].get(name), dict) and key == "curves":
+                summary[key][name] = {**summary[key][name], **value}
+            else:
+                summary[key][name] = value
     summary.setdefault("counts", {}).update(part.get("counts", {}))
     if "dim" in part.get("geometry", {}):
         summary["geometry"]["dim"] = part["geometry"]["dim"]

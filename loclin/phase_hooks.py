@@ -1,7 +1,8 @@
 """What a protocol adds to the phased runner (loclin.experiment.run_experiment), phase by phase.
 
-A phased protocol names its subclass in loclin.protocols (``hooks``); the runner calls, for each
-phase in order, ``tasks`` (when the phase does not list its own), ``before_phase`` (callbacks to
+A phased protocol names its subclass in loclin.protocols (``hooks``); the runner asks ``phases``
+for the phases to run (the config's, and any the protocol adds), then calls, for each phase in
+order, ``tasks`` (when the phase does not list its own), ``before_phase`` (callbacks to
 add to the phase's Trainer), ``after_phase`` (once the phase is validated), and ``finish`` with the
 whole summary. The defaults add nothing: they are the train protocol's.
 """
@@ -17,6 +18,10 @@ from omegaconf import DictConfig
 class PhaseHooks:
     def __init__(self, cfg: DictConfig, run_dir: Path, module, datamodule):
         self.cfg = cfg
+
+    def phases(self, plan: list[DictConfig]) -> list[DictConfig]:
+        """The phases to run, given the config's (recovery adds its constrained re-run)."""
+        return plan
 
     @classmethod
     def tasks(cls, cfg: DictConfig, phase: DictConfig) -> list[str] | None:

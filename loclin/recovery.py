@@ -6,25 +6,29 @@ in ``geometry/``; this module reads the model only through ``parameter_groups()`
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from callbacks.base import MeasurementCallback, metric
 from callbacks.gradient_window import gradient_stream
+from callbacks.keys import RECOVERY_TABLE
 from callbacks.parameter_vector import ParameterVector
 from callbacks.per_task import task_gradient
-from callbacks.recovery import RecoveryCallback
+from callbacks.recovery import ConstrainedRecovery, RecoveryCallback
 from geometry.hessian import flat_hvp, lanczos_top_eigenpairs
 from geometry.lora import LoraFactors
 from geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
 from geometry.subspace import orthonormalize, topk_basis
-from loclin.config import phase_plan
+from loclin.config import constrained_phase_name, phase_plan
 from loclin.phase_hooks import PhaseHooks
-from loclin.rundir import RECOVERY_DIR, atomic_torch_save
+from loclin.rundir import PHASES_DIR, RECOVERY_DIR, atomic_torch_save
+
+CONSTRAINED_BASIS = "prefix_basis.pt"  # P_M of the recovery (M = max prefix_ms): the constrained re-run's P_m
 
 
 def degrade(kind: str, module, vector: ParameterVector, theta_init: torch.Tensor, cfg, seed: int) -> None:
@@ -120,6 +124,8 @@ class Recovery(PhaseHooks):
     def __init__(self, cfg: DictConfig, run_dir: Path, module, datamodule):
         super().__init__(cfg, run_dir, module, datamodule)
         self.r = cfg.recovery
+        self.run_dir = run_dir
+        self.callback: RecoveryCallback | None = None  # the recover phase's, once it runs in this process
         self.datamodule = datamodule
         self.dir = run_dir / RECOVERY_DIR
         self.dir.mkdir(exist_ok=True)
@@ -144,32 +150,62 @@ class Recovery(PhaseHooks):
             return [r.target]
         return None
 
+    def phases(self, plan: list[DictConfig]) -> list[DictConfig]:
+        """With ``constrained_m`` > 0, the constrained re-run after the recover phase: its batches,
+        from its start θ_0 (the end of the phase before it), with a fresh optimizer of its settings.
+        A run begun before the re-run was a phase has its row in the recover phase's part already."""
+        names = [p.name for p in plan]
+        recover = names.index(self.r.recover_phase)
+        part = self.run_dir / PHASES_DIR / f"{self.r.recover_phase}.json"
+        if not self.r.constrained_m or (
+            part.is_file()
+            and any(name.startswith("constrained_") for name in json.loads(part.read_text())["curves"][RECOVERY_TABLE])
+        ):
+            return plan
+        rerun = OmegaConf.merge(
+            plan[recover],
+            {
+                "name": constrained_phase_name(self.cfg),
+                "starts_from": names[recover - 1],
+                "replays": self.r.recover_phase,
+                "fresh_optimizer": True,
+            },
+        )
+        return [*plan[: recover + 1], rerun, *plan[recover + 1 :]]
+
     def before_phase(self, phase: DictConfig, index: int, measurements: list) -> list[MeasurementCallback]:
-        """Apply an instant degradation (D2–D4) or attach the RecoveryCallback."""
+        """Apply an instant degradation (D2–D4), attach the RecoveryCallback, or the projection step
+        of the constrained re-run."""
         if phase.name == self.r.degrade_phase and self.r.degradation != "interference":
             degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
+        if phase.name == constrained_phase_name(self.cfg):
+            basis = torch.load(self.dir / CONSTRAINED_BASIS, weights_only=True)[:, : self.r.constrained_m].contiguous()
+            return [
+                ConstrainedRecovery(self.vector, basis, self.r.target, f"constrained_P{self.r.constrained_m}_updates")
+            ]
         if phase.name == self.r.recover_phase:
             frozen = torch.load(self.dir / "static.pt", weights_only=True)
-            return [
-                RecoveryCallback(
-                    self.vector,
-                    frozen["bases"],
-                    frozen["theta_star"],
-                    self.r.target,
-                    list(self.r.prefix_ms),
-                    self.r.constrained_m,
-                    lora_factors(self.module, self.vector),
-                    steps=phase.steps,
-                    control_m=self.r.control_m,
-                    control_draws=self.r.control_draws,
-                    seed=self.cfg.seed,
-                    capture_at_steps=list(self.r.capture_at_steps),
-                )
-            ]
+            self.callback = RecoveryCallback(
+                self.vector,
+                frozen["bases"],
+                frozen["theta_star"],
+                self.r.target,
+                list(self.r.prefix_ms),
+                lora_factors(self.module, self.vector),
+                steps=phase.steps,
+                control_m=self.r.control_m,
+                control_draws=self.r.control_draws,
+                seed=self.cfg.seed,
+                capture_at_steps=list(self.r.capture_at_steps),
+            )
+            return [self.callback]
         return []
 
     def after_phase(self, phase: DictConfig, measurements: list[MeasurementCallback]) -> None:
-        """At the end of the phase before the degradation (θ*): freeze the static bases."""
+        """At the end of the phase before the degradation (θ*): freeze the static bases. At the end
+        of the recover phase: keep P_m for the constrained re-run."""
+        if phase.name == self.r.recover_phase and self.r.constrained_m and self.callback is not None:
+            atomic_torch_save(self.callback.prefix_updates_basis, self.dir / CONSTRAINED_BASIS)
         if phase.name != self.star_phase:
             return
         stream = gradient_stream(measurements)
