@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from datamodules.sections import DataConfig
+
 IGNORE_INDEX = -100
 
 Collate = Callable[[list[tuple[Any, Any]]], dict[str, torch.Tensor]]
@@ -99,21 +101,15 @@ class PhasedDataModule(L.LightningDataModule):
 
     samplers: dict[str, Any]
 
-    def __init__(
-        self,
-        tasks: Sequence[str],
-        train_tasks: Sequence[str] | None,
-        batch_size: int,
-        batch_mode: str,
-        steps_per_epoch: int,
-        seed: int,
-    ):
+    def __init__(self, data: DataConfig, steps_per_epoch: int, seed: int):
+        """``data``: the config's ``data:`` section (tasks, train_tasks, batch_size, batch_mode);
+        ``steps_per_epoch``: steps between validations; ``seed``: of every batch and split."""
         super().__init__()
-        self.task_names = list(tasks)
-        self.train_task_names = list(train_tasks) if train_tasks else list(tasks)
-        self.batch_size = batch_size  # this phase's training batch (set_phase), global over ranks
-        self.probe_batch_size = batch_size  # probes keep data.batch_size whatever the phase trains with
-        self.single_task_batches = batch_mode == "single"
+        self.task_names = list(data.tasks)
+        self.train_task_names = list(data.train_tasks) if data.train_tasks else list(data.tasks)
+        self.batch_size = data.batch_size  # this phase's training batch (set_phase), global over ranks
+        self.probe_batch_size = data.batch_size  # probes keep data.batch_size whatever the phase trains with
+        self.single_task_batches = data.batch_mode == "single"
         self.steps_per_epoch = steps_per_epoch
         self.seed = seed
         self.phase = 0

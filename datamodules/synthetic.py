@@ -6,13 +6,12 @@ overlap the held-out split.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 
 from datamodules.phased import IGNORE_INDEX, PhasedDataModule
-from datamodules.tasks import TASK_NAMES, TASKS, TaskSampler, Vocabulary
+from datamodules.sections import DataConfig
+from datamodules.tasks import TASKS, TaskSampler, Vocabulary
 
 __all__ = ["IGNORE_INDEX", "SyntheticTasksDataModule", "to_batch"]
 
@@ -28,23 +27,14 @@ def to_batch(tokens: np.ndarray, mask: np.ndarray, task_index: np.ndarray) -> di
 class SyntheticTasksDataModule(PhasedDataModule):
     """Multitask algorithmic sequences; train on any subset, evaluate every task held-out."""
 
-    def __init__(
-        self,
-        tasks: Sequence[str] = TASK_NAMES,
-        train_tasks: Sequence[str] | None = None,
-        modulus: int = 17,
-        length: int = 5,
-        batch_size: int = 64,
-        batch_mode: str = "mixed",
-        heldout_size: int = 512,
-        heldout_fraction: float = 0.2,
-        steps_per_epoch: int = 250,
-        seed: int = 0,
-    ):
-        super().__init__(tasks, train_tasks, batch_size, batch_mode, steps_per_epoch, seed)
-        self.vocab = Vocabulary(modulus=modulus, length=length)
+    def __init__(self, data: DataConfig | None = None, steps_per_epoch: int = 250, seed: int = 0):
+        """``data``: the ``data:`` section (tasks, modulus, length, batches, held-out split)."""
+        data = data or DataConfig()
+        super().__init__(data, steps_per_epoch, seed)
+        self.vocab = Vocabulary(modulus=data.modulus, length=data.length)
         self.samplers = {
-            name: TaskSampler(TASKS[name], self.vocab, heldout_size, heldout_fraction, seed) for name in self.task_names
+            name: TaskSampler(TASKS[name], self.vocab, data.heldout_size, data.heldout_fraction, seed)
+            for name in self.task_names
         }
 
     @property

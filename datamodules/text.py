@@ -17,6 +17,7 @@ import torch
 
 from datamodules.contrast import special_prefix
 from datamodules.phased import IGNORE_INDEX, PhasedDataModule
+from datamodules.sections import DataConfig
 from datamodules.text_tasks import Example, TextTask, build_text_tasks
 
 
@@ -50,20 +51,18 @@ class TextTasksDataModule(PhasedDataModule):
     def __init__(
         self,
         tokenizer,
-        tasks: Sequence[str],
-        train_tasks: Sequence[str] | None = None,
+        data: DataConfig,
         corpus: Path | None = None,
-        batch_size: int = 16,
-        batch_mode: str = "mixed",
-        heldout_size: int = 128,
         steps_per_epoch: int = 100,
         seed: int = 0,
         special_tokens: bool = True,
     ):
-        super().__init__(tasks, train_tasks, batch_size, batch_mode, steps_per_epoch, seed)
+        """``data``: the ``data:`` section (text tasks, batches, held-out size); ``corpus``: its
+        ``data.corpus`` resolved to a file (reverse and nextword need it)."""
+        super().__init__(data, steps_per_epoch, seed)
         self.tokenizer = tokenizer
         self.prefix = special_prefix(tokenizer, special_tokens)
-        self.samplers: dict[str, TextTask] = build_text_tasks(self.task_names, corpus, heldout_size, seed)
+        self.samplers: dict[str, TextTask] = build_text_tasks(self.task_names, corpus, data.heldout_size, seed)
 
     @property
     def chance_accuracy(self) -> dict[str, float | None]:

@@ -18,6 +18,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from datamodules.sections import DataConfig
 from datamodules.tasks import TASK_NAMES
 from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
 from geometry.lags import steps_needed
@@ -31,19 +32,6 @@ ASSET_PREFIX = "asset:"
 
 class ConfigError(ValueError):
     """A user's configuration mistake; the message is one line naming the key."""
-
-
-@dataclass
-class DataConfig:
-    tasks: list[str] = field(default_factory=lambda: list(TASK_NAMES))
-    train_tasks: list[str] | None = None  # subset trained on; null = all of ``tasks``
-    modulus: int = 17  # values are 0..modulus-1; add/mul are mod this
-    length: int = 5  # sequence length of copy/reverse/sort/majority (odd for majority)
-    batch_size: int = 64
-    batch_mode: str = "mixed"  # mixed: tasks drawn per example; single: one task per batch
-    heldout_size: int = 512  # held-out examples per task with a large input space
-    heldout_fraction: float = 0.2  # share of a small input space (add, mul, majority) held out
-    corpus: str = "asset:brown-corpus"  # lora: text file (or asset holding brown.txt) for reverse/nextword
 
 
 @dataclass

@@ -94,12 +94,8 @@ def build_text_datamodule(cfg: DictConfig, tokenizer) -> TextTasksDataModule:
     needs_corpus = any(task in CORPUS_TASKS for task in d.tasks)
     return TextTasksDataModule(
         tokenizer,
-        tasks=list(d.tasks),
-        train_tasks=list(d.train_tasks) if d.train_tasks is not None else None,
+        OmegaConf.to_object(d),
         corpus=resolve_asset_file(d.corpus, "brown.txt") if needs_corpus else None,
-        batch_size=d.batch_size,
-        batch_mode=d.batch_mode,
-        heldout_size=d.heldout_size,
         steps_per_epoch=cfg.trainer.eval_every,
         seed=cfg.seed,
         special_tokens=cfg.lm.special_tokens,
@@ -107,18 +103,8 @@ def build_text_datamodule(cfg: DictConfig, tokenizer) -> TextTasksDataModule:
 
 
 def build_datamodule(cfg: DictConfig) -> SyntheticTasksDataModule:
-    d = cfg.data
     return SyntheticTasksDataModule(
-        tasks=list(d.tasks),
-        train_tasks=list(d.train_tasks) if d.train_tasks is not None else None,
-        modulus=d.modulus,
-        length=d.length,
-        batch_size=d.batch_size,
-        batch_mode=d.batch_mode,
-        heldout_size=d.heldout_size,
-        heldout_fraction=d.heldout_fraction,
-        steps_per_epoch=cfg.trainer.eval_every,
-        seed=cfg.seed,
+        OmegaConf.to_object(cfg.data), steps_per_epoch=cfg.trainer.eval_every, seed=cfg.seed
     )
 
 

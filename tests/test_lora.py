@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 import train
+from datamodules.sections import DataConfig
 from datamodules.text import TextTasksDataModule, encode_examples
 from loclin.config import ConfigError, load_config
 from loclin.experiment import build_lora_module, run_experiment
@@ -63,7 +64,7 @@ def test_effective_weight_equals_peft_merged_weight_change(module):
 def test_answer_token_loss_equals_transformers_labels_loss(module, text_assets):
     tokenizer = module.tokenizer
     dm = TextTasksDataModule(
-        tokenizer, ["arith", "reverse"], corpus=text_assets["corpus"], batch_size=4, heldout_size=8
+        tokenizer, DataConfig(tasks=["arith", "reverse"], batch_size=4, heldout_size=8), corpus=text_assets["corpus"]
     )
     examples = [dm.samplers["reverse"].heldout[0], dm.samplers["arith"].heldout[1]]
     batch = encode_examples(tokenizer, examples, [2, 0])
@@ -81,9 +82,8 @@ def test_answer_token_loss_equals_transformers_labels_loss(module, text_assets):
 
 
 def test_heldout_examples_are_never_trained_on(text_assets, module):
-    dm = TextTasksDataModule(
-        module.tokenizer, ["arith", "compare", "reverse", "nextword"], corpus=text_assets["corpus"], heldout_size=64
-    )
+    data = DataConfig(tasks=["arith", "compare", "reverse", "nextword"], heldout_size=64)
+    dm = TextTasksDataModule(module.tokenizer, data, corpus=text_assets["corpus"])
     rng = np.random.default_rng(0)
     for name, task in dm.samplers.items():
         heldout = set(task.heldout)

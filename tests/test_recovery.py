@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 
 from callbacks.parameter_vector import ParameterVector
 from callbacks.recovery import control_positions
+from datamodules.sections import DataConfig
 from datamodules.synthetic import SyntheticTasksDataModule
 from lightning_modules.sections import DecoderConfig
 from lightning_modules.synthetic import SyntheticMultitaskModule
@@ -84,7 +85,7 @@ def test_killed_mid_recovery_resumes_to_the_same_numbers(reference, tmp_path):
 
 def tiny_module():
     torch.manual_seed(0)
-    dm = SyntheticTasksDataModule(tasks=["add", "copy"], modulus=7, length=3)
+    dm = SyntheticTasksDataModule(DataConfig(tasks=["add", "copy"], modulus=7, length=3))
     module = SyntheticMultitaskModule(
         dm.vocab.size, dm.vocab.seq_len, dm.task_names, DecoderConfig(n_layers=2, d_model=8, n_heads=2, d_ff=16)
     )

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from datamodules.phased import IGNORE_INDEX, SeededBatches
+from datamodules.sections import DataConfig
 from datamodules.synthetic import SyntheticTasksDataModule
 from datamodules.tasks import TASK_NAMES, TASKS, TaskSampler, Vocabulary
 
@@ -42,7 +43,7 @@ def test_training_never_draws_heldout_inputs():
 
 
 def test_batches_are_a_function_of_seed_and_index():
-    dm = SyntheticTasksDataModule(tasks=["add", "sort"], modulus=7, length=3, batch_size=8, seed=3)
+    dm = SyntheticTasksDataModule(DataConfig(tasks=["add", "sort"], modulus=7, length=3, batch_size=8), seed=3)
     data = SeededBatches(list(dm.samplers.values()), 8, seed=3, single_task=False, collate=dm.collate)
     a, b, c = data[5], data[5], data[6]
     assert torch.equal(a["input"], b["input"]) and not torch.equal(a["input"], c["input"])
@@ -52,12 +53,14 @@ def test_batches_are_a_function_of_seed_and_index():
 
 def test_single_task_batches_and_probe_batches():
     dm = SyntheticTasksDataModule(
-        tasks=["add", "copy", "sort"],
-        train_tasks=["copy", "sort"],
-        modulus=7,
-        length=3,
-        batch_size=8,
-        batch_mode="single",
+        DataConfig(
+            tasks=["add", "copy", "sort"],
+            train_tasks=["copy", "sort"],
+            modulus=7,
+            length=3,
+            batch_size=8,
+            batch_mode="single",
+        )
     )
     loader = dm.train_dataloader()
     tasks = [batch["task"].unique().tolist() for batch, _ in zip(loader, range(4))]
@@ -69,7 +72,7 @@ def test_single_task_batches_and_probe_batches():
 
 
 def test_a_phase_trains_in_its_own_batch_size_and_probes_keep_the_data_batch():
-    dm = SyntheticTasksDataModule(tasks=["add", "copy"], modulus=7, length=3, batch_size=8, seed=1)
+    dm = SyntheticTasksDataModule(DataConfig(tasks=["add", "copy"], modulus=7, length=3, batch_size=8), seed=1)
     dm.set_phase(1, ["copy"], batch_size=32)
     batch = next(iter(dm.train_dataloader()))
     assert batch["input"].shape[0] == 32 and (batch["task"] == TASK_NAMES.index("copy")).all()

@@ -3,13 +3,14 @@
 import torch
 import torch.nn.functional as F
 
+from datamodules.sections import DataConfig
 from datamodules.synthetic import IGNORE_INDEX, SyntheticTasksDataModule
 from lightning_modules.sections import DecoderConfig
 from lightning_modules.synthetic import SyntheticMultitaskModule
 
 
 def build():
-    dm = SyntheticTasksDataModule(tasks=["add", "reverse"], modulus=7, length=3, batch_size=8)
+    dm = SyntheticTasksDataModule(DataConfig(tasks=["add", "reverse"], modulus=7, length=3, batch_size=8))
     module = SyntheticMultitaskModule(
         dm.vocab.size, dm.vocab.seq_len, dm.task_names, DecoderConfig(n_layers=2, d_model=16, n_heads=2, d_ff=32)
     )
