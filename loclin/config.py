@@ -402,11 +402,8 @@ def _require(condition: bool, message: str) -> None:
 
 def whole_vector_users(c: DictConfig) -> list[str]:
     """Enabled measurements that need whole, exact D-vectors (no sketched or sharded windows)."""
-    used = (
-        ("geometry.per_task", c.geometry.per_task.enabled),
-        ("recovery", c.protocol == "recovery"),
-        ("random_search", c.protocol == "random_search"),
-    )
+    protocol = protocols.protocol_for(c)
+    used = (("geometry.per_task", c.geometry.per_task.enabled), (f"protocol: {protocol.name}", protocol.whole_vectors))
     return [name for name, on in used if on]
 
 
@@ -521,7 +518,7 @@ def validate_phased(c: DictConfig) -> None:
         _require(
             not users,
             f"geometry.sketch_dim sketches the windows, bases and drift only; {', '.join(users)} need exact D-vectors: "
-            "disable them or set geometry.sketch_dim=null",
+            "disable them (protocol: train) or set geometry.sketch_dim=null",
         )
     if g.shard_windows:
         _require(
@@ -532,7 +529,7 @@ def validate_phased(c: DictConfig) -> None:
         _require(
             not users,
             f"geometry.shard_windows shards the windows, bases and drift only; {', '.join(users)} need whole "
-            "D-vectors: disable them or set geometry.shard_windows=false",
+            "D-vectors: disable them (protocol: train) or set geometry.shard_windows=false",
         )
     _require(
         g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)"

@@ -57,6 +57,7 @@ class Protocol:
     sources: Callable[[DictConfig], Sources] = no_sources
     hooks: str | None = None  # "module:Class", a loclin.phase_hooks.PhaseHooks the phased runner calls
     wrote: Callable[[dict], bool] = never  # does a summary.json without a "protocol" key come from it?
+    whole_vectors: bool = False  # its measurements need whole, exact D-vectors (no sketched or sharded windows)
 
     def run(self, cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         return named(self.runner)(cfg, run_dir, resume)
@@ -100,6 +101,7 @@ PROTOCOLS = {  # a summary.json without "protocol" is recognised in this order
             lm_sources,
             "loclin.random_search_experiment:Probe",
             lambda s: RANDOM_SEARCH_POINTS in s.get("curves", {}),
+            whole_vectors=True,
         ),
         Protocol(
             "recovery",
@@ -108,6 +110,7 @@ PROTOCOLS = {  # a summary.json without "protocol" is recognised in this order
             lm_sources,
             "loclin.recovery:Recovery",
             lambda s: RECOVERY_TABLE in s.get("curves", {}),
+            whole_vectors=True,
         ),
         Protocol("train", PHASED, "loclin.config:validate_phased", lm_sources),
     )

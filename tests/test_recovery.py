@@ -243,3 +243,36 @@ def test_capture_against_recovery_length_from_one_trajectory(reference):
     assert all(len(set(p)) == 8 and all(0 <= i < 25 for i in p) for p in positions) and positions != control_positions(
         25, 8, 10, 0
     )
+
+
+class CrashInReplay(Callback):
+    """A kill in the constrained re-run (the one phase without a logger: replays are off the step axis)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not trainer.loggers and trainer.global_step >= 45:  # after its checkpoint at step 40
+            raise RuntimeError("simulated kill")
+
+
+def test_killed_in_the_constrained_rerun_resumes_to_the_same_numbers(reference, tmp_path):
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run(tmp_path, extra=[CrashInReplay()])
+    run_dir = tmp_path / "tiny_recovery" / "version_0"
+    assert (run_dir / "checkpoints" / "recover_constrained" / "last.ckpt").is_file()
+    assert not (run_dir / "phases" / "recover_constrained.json").exists()
+    resumed = run(tmp_path, resume_dir=run_dir)
+    assert resumed["curves"]["recovery.table"] == reference["curves"]["recovery.table"]
+    assert resumed["metrics"] == reference["metrics"]
+
+
+def test_a_replay_from_the_same_start_with_the_same_optimizer_is_the_phase_again(tmp_path):
+    """`starts_from` + `replays` re-run a phase: the same θ at its end, so every held-out number is equal."""
+    again = "{name: again, steps: 60, tasks: [copy], starts_from: degrade, replays: recover}"
+    plan = f"phases=[{{name: train, steps: 200}}, {{name: degrade, steps: 40}}, {{name: recover, steps: 60}}, {again}]"
+    cfg = load_config(TINY, [f"output_root={tmp_path}", "protocol=train", plan, "geometry.per_task.enabled=false"])
+    summary = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
+    recover = {n[len("recover.") :]: m["value"] for n, m in summary["metrics"].items() if n.startswith("recover.task.")}
+    replay = {n[len("again.") :]: m["value"] for n, m in summary["metrics"].items() if n.startswith("again.task.")}
+    assert recover and replay == recover
+    assert summary["steps"] == 300 and summary["phases"][3]["replays"] == "recover"  # off the step axis
+    degraded = {n: m["value"] for n, m in summary["metrics"].items() if n.startswith("degrade.task.")}
+    assert degraded != {n.replace("recover.", "degrade."): v for n, v in recover.items()}  # a real change to redo

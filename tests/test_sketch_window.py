@@ -39,11 +39,16 @@ def test_sketched_window_estimates_the_exact_geometry(tmp_path):
     [
         (["geometry.sketch_dim=10"], "geometry.sketch_dim=10 must be at least 2 × geometry.window=8"),
         (["geometry.sketch_dim=1000"], "geometry.per_task need exact D-vectors"),
+        (
+            ["protocol=recovery", "geometry.sketch_dim=1000", "geometry.per_task.enabled=false"],
+            "protocol: recovery need exact D-vectors",
+        ),
     ],
 )
 def test_sketch_config_errors(overrides, fragment):
+    config = "conf/tiny_recovery.yaml" if "protocol=recovery" in overrides else "conf/tiny_synthetic.yaml"
     with pytest.raises(ConfigError, match=fragment.replace("×", "×")):
-        load_config("conf/tiny_synthetic.yaml", overrides)
+        load_config(config, overrides)
 
 
 def test_sketched_vector_writes_s_of_grads_values_and_updates():
