@@ -141,6 +141,18 @@ def test_reset_reinitialises_only_the_named_group():
         (["phases.7.steps=3"], "there are 3 phases"),
         (["phases.1.stepz=3"], "Key 'stepz' not in 'PhaseConfig'"),
         (["geometry.groups=[block7.mlp]"], "unknown group"),
+        (["phases.1.replays=recover"], "phases[1].replays='recover' must name an earlier phase, one of ['train']"),
+        (
+            ["phases.2.starts_from=train", "phases.2.fresh_optimizer=false"],
+            "phases[2].starts_from needs fresh_optimizer",
+        ),
+        (
+            [
+                "phases=[{name: train, steps: 200}, {name: degrade, steps: 40}, {name: recover, steps: 60}, "
+                "{name: recover_constrained, steps: 5}]"
+            ],
+            "'recover_constrained' is the name of recovery's constrained re-run",
+        ),
     ],
 )
 def test_recovery_config_errors(overrides, fragment):
