@@ -29,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     from loclin.report import build_report, find_runs
     from loclin.sweep import MANIFEST
 
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        print(f"loclin: error: --out '{args.out}' is a file; give a folder (made if missing)", file=sys.stderr)
+        return EXIT_USAGE
+    out = None
     try:
         from loclin.map_report import build_map_report, is_map
 
@@ -48,10 +52,17 @@ def main(argv: list[str] | None = None) -> int:
             table = build_report(args.runs, out)
     except RunDirError as error:
         print(f"loclin: error: {error}", file=sys.stderr)
+        remove_if_empty(args.out or out)
         return EXIT_USAGE
     print(table)
     print(f"\n[loclin] plots and report: {out / 'report.md'}")
     return 0
+
+
+def remove_if_empty(folder: Path | None) -> None:
+    """A failed analysis leaves no empty output folder behind (a folder with files is kept)."""
+    if folder is not None and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from loclin.rundir import (
     create_run_dir,
     global_rank,
     launched_run_dir,
+    lock_run_dir,
 )
 
 EXIT_USAGE = 2
@@ -89,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             check_model_sources(cfg)
             run_dir = launched_run_dir() or create_run_dir(cfg.output_root, cfg.experiment)
             os.environ[RUN_DIR_ENV] = str(run_dir)  # data-parallel ranks launched later write nothing, read it
+        lock_run_dir(run_dir)  # a second live process on this run directory stops here
     except (ConfigError, RunDirError, ModelSourceError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -97,16 +100,30 @@ def main(argv: list[str] | None = None) -> int:
         # and by Lightning, which otherwise gives each CPU rank cores / devices threads
         os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.cpu_threads)
 
+    fresh = args.config is not None and global_rank() == 0
     try:  # heavy imports only now that the config is valid; a fork's reused phases count as done
         summary = protocol_for(cfg).run(cfg, Path(run_dir), resume=args.resume is not None)
-    except ConfigError as error:  # found only once the data is encoded (issue 16: before the run directory)
+    except ConfigError as error:  # found only once the data is tokenized (a steering template): nothing kept
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except OSError as error:  # a full disk, a vanished file system: a fault, not a mistake in the command
+        if os.environ.get("LOCLIN_TRACEBACK"):
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(
+            f"loclin: error: {error.strerror or error}{where}; what was written is kept: once that is fixed, "
+            f"python train.py --resume {run_dir} (LOCLIN_TRACEBACK=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAULT
     diverged = (summary or {}).get("diverged")
     if diverged:
         if global_rank() == 0:
             print(
-                f"loclin: error: {diverged['message']} (phase '{diverged['phase']}', run step {diverged['step']}); "
+                f"loclin: error: {diverged['message']} (phase '{diverged['phase']}', stopped at run step "
+                f"{diverged.get('stopped_at', diverged['step'])}); "
                 f"{Path(run_dir) / 'summary.json'} marks the run as diverged",
                 file=sys.stderr,
             )

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks.base import Averages, MeasurementCallback, metric
 from callbacks.gradient_stream import GradientStream
@@ -26,7 +27,7 @@ from callbacks.parameter_vector import ParameterVector
 from geometry.angles import compare_subspaces
 from geometry.capture import capture, random_capture_baseline
 from geometry.spectrum import spectrum_summary
-from geometry.subspace import topk_basis
+from geometry.subspace import finite_rows, topk_basis
 
 
 def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dict) -> torch.Tensor:
@@ -62,6 +63,7 @@ class PerTaskGradientCallback(MeasurementCallback):
         self.overlap_sum: torch.Tensor | None = None
         self.cross_capture_sum: torch.Tensor | None = None
         self.probes = 0
+        self.skipped_probes = 0  # probes left out because a task's gradients were not finite
 
     @property
     def state_key(self) -> str:
@@ -81,8 +83,10 @@ class PerTaskGradientCallback(MeasurementCallback):
         self.probe(trainer, pl_module, step)
 
     def probe(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
+        """One probe at θ_step; skipped (counted, and warned) when a task has fewer than k finite
+        window gradients or no finite held-out one: a basis of NaNs measures nothing."""
         datamodule = trainer.datamodule
-        bases, heldout, logs = {}, {}, {}
+        bases, heldout, logs, windows = {}, {}, {}, {}
         for task in self.tasks:
             grads = torch.stack(
                 [
@@ -90,9 +94,19 @@ class PerTaskGradientCallback(MeasurementCallback):
                     for i in range(self.n_batches + self.n_heldout)
                 ]
             )
-            window, held = grads[: self.n_batches], grads[self.n_batches :]
-            basis, singular_values = topk_basis(window, self.k)
-            bases[task], heldout[task] = basis, held
+            windows[task] = finite_rows(grads[: self.n_batches])
+            heldout[task] = finite_rows(grads[self.n_batches :])
+            if len(windows[task]) < self.k or (self.n_heldout and not len(heldout[task])):
+                self.skipped_probes += 1
+                rank_zero_warn(
+                    f"[loclin] per-task probe at step {step} skipped: task '{task}' has non-finite gradients "
+                    f"({self.skipped_probes} skipped so far)"
+                )
+                return
+        for task in self.tasks:
+            held = heldout[task]
+            basis, singular_values = topk_basis(windows[task], self.k)
+            bases[task] = basis
             stats = spectrum_summary(singular_values, self.k)
             stats["heldout_capture"] = float(torch.tensor([capture(basis, g) for g in held]).mean())
             if task in self.bases:
@@ -123,8 +137,9 @@ class PerTaskGradientCallback(MeasurementCallback):
         self.log_scalars(trainer, logs, step)
 
     def summary(self) -> dict:
+        skipped = {"counts": {"pertask_skipped_probes": self.skipped_probes}} if self.skipped_probes else {}
         if not self.probes:
-            return {}
+            return skipped
         baseline = random_capture_baseline(self.k, self.stream.dim)
         metrics = {}
         for task in self.tasks:
@@ -172,6 +187,7 @@ class PerTaskGradientCallback(MeasurementCallback):
                     "probes": self.probes,
                 }
             },
+            **skipped,
         }
 
     def figures(self) -> dict:
@@ -196,6 +212,7 @@ class PerTaskGradientCallback(MeasurementCallback):
             "overlap_sum": self.overlap_sum,
             "cross_capture_sum": self.cross_capture_sum,
             "probes": self.probes,
+            "skipped_probes": self.skipped_probes,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -205,3 +222,4 @@ class PerTaskGradientCallback(MeasurementCallback):
         self.overlap_sum = state_dict["overlap_sum"]
         self.cross_capture_sum = state_dict["cross_capture_sum"]
         self.probes = state_dict["probes"]
+        self.skipped_probes = state_dict.get("skipped_probes", 0)

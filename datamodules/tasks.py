@@ -96,6 +96,38 @@ class Vocabulary:
         return 1 + self.length + 1 + self.length
 
 
+# training draws reject held-out inputs: past this share of the space held out, a draw would need
+# more than 1 / (1 − 0.5) = 2 tries per input on average, and at a share of 1 it never ends
+MAX_SAMPLED_HELDOUT_SHARE = 0.5
+
+
+def heldout_problem(task: Task, modulus: int, length: int, heldout_size: int, heldout_fraction: float) -> str | None:
+    """Why a task's held-out split leaves training too little, or None.
+
+    Enumerated spaces (S ≤ ENUMERATE_LIMIT keys) hold out n = max(1, round(f·S)) keys and need
+    n < S. Sampled spaces hold out ``heldout_size`` uniform draws, which cover an expected share
+    1 − exp(−size/S) of the space; that share must stay ≤ MAX_SAMPLED_HELDOUT_SHARE.
+    """
+    n_in, _ = task.input_shape(length)
+    space = task.input_base(modulus) ** n_in
+    if space <= ENUMERATE_LIMIT:
+        held = max(1, int(round(heldout_fraction * space)))
+        if held >= space:
+            return (
+                f"holds out all {space} inputs of task '{task.name}' (data.heldout_fraction={heldout_fraction} of "
+                f"{space}); lower the fraction or raise data.modulus/data.length"
+            )
+        return None
+    share = 1 - np.exp(-heldout_size / space)
+    if share > MAX_SAMPLED_HELDOUT_SHARE:
+        return (
+            f"data.heldout_size={heldout_size} would hold out {share:.0%} of task '{task.name}''s {space:,} inputs; "
+            f"training draws reject held-out inputs, so at most {int(space * np.log(2)):,} "
+            f"(half the space) is allowed"
+        )
+    return None
+
+
 class TaskSampler:
     """Seeded generator of one task's examples, with a disjoint held-out split."""
 

@@ -18,6 +18,12 @@ from geometry.sharded import Reduce, no_reduce
 RELATIVE_RANK_TOL = 1e-6
 
 
+def finite_rows(rows: torch.Tensor) -> torch.Tensor:
+    """The rows of ``rows`` (n×D) with no NaN or inf: what every measurement takes in, so one
+    poisoned gradient or update is left out instead of turning the whole measurement into NaN."""
+    return rows[torch.isfinite(rows).all(dim=1)]
+
+
 def orthonormalize(vectors: torch.Tensor) -> torch.Tensor:
     """Orthonormal basis (D×r, columns) of span of the columns of ``vectors`` (D×m), by QR.
 

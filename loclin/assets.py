@@ -5,7 +5,9 @@ sha256, converted into a user cache, and asked for by name. Nothing downloads du
     python -m loclin.assets fetch smollm2-135m-instruct gpt2-tokenizer brown-corpus tiny-gpt2
 
 The cache is ``$LOCLIN_CACHE`` (default ``~/.cache/loclin``); each asset is a folder
-``<cache>/<name>/`` holding the converted files and ``loclin-asset.json`` (its provenance).
+``<cache>/<name>/`` holding the converted files and ``loclin-asset.json`` (its provenance, and
+each converted file's size and sha256, checked whenever the asset is asked for: sizes always,
+contents for files up to ``HASHED_ON_USE_BYTES``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 MANIFEST = "loclin-asset.json"
+HASHED_ON_USE_BYTES = 64 * 2**20  # larger files (model weights) are checked by size on use, by sha256 on fetch
 
 
 class AssetError(RuntimeError):
@@ -56,21 +59,60 @@ class Asset:
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("LOCLIN_CACHE", Path.home() / ".cache" / "loclin"))
+    """$LOCLIN_CACHE or ~/.cache/loclin; AssetError when it exists but is not a directory."""
+    path = Path(os.environ.get("LOCLIN_CACHE", Path.home() / ".cache" / "loclin"))
+    if path.exists() and not path.is_dir():
+        raise AssetError(f"the asset cache '{path}' ($LOCLIN_CACHE) is a file, not a directory")
+    return path
 
 
-def fetch_command(name: str) -> str:
-    return f"python -m loclin.assets fetch {name}"
+def fetch_command(name: str, force: bool = False) -> str:
+    return f"python -m loclin.assets fetch {'--force ' if force else ''}{name}"
 
 
 def asset_path(name: str) -> Path:
-    """The converted folder of a cached asset, or AssetError saying how to fetch it."""
+    """The converted folder of a cached asset, or AssetError saying how to fetch it (or, when
+    a file no longer matches its manifest, how to fetch it again)."""
     if name not in ASSETS:
         raise AssetError(f"unknown asset '{name}'; known assets: {sorted(ASSETS)}")
     path = cache_dir() / name
     if not (path / MANIFEST).is_file():
         raise AssetError(f"asset '{name}' is not in the cache ({path}); fetch it once with: {fetch_command(name)}")
+    problem = damaged_file(path)
+    if problem:
+        raise AssetError(
+            f"cached asset '{name}' is corrupt ({problem}); fetch it again with: {fetch_command(name, force=True)}"
+        )
     return path
+
+
+def file_records(folder: Path) -> dict[str, dict]:
+    """Size and sha256 of every file under folder but the manifest, by relative path."""
+    return {
+        str(p.relative_to(folder)): {"bytes": p.stat().st_size, "sha256": sha256_of(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MANIFEST
+    }
+
+
+def damaged_file(folder: Path) -> str | None:
+    """The first converted file that is missing, has another size or (up to HASHED_ON_USE_BYTES)
+    other contents than the manifest records; None if all match. Manifests written before files
+    were recorded have nothing to check."""
+    try:
+        records = json.loads((folder / MANIFEST).read_text()).get("files", {})
+    except (OSError, ValueError, AttributeError):
+        return f"{MANIFEST} is unreadable"
+    for relative, record in records.items():
+        path = folder / relative
+        if not path.is_file():
+            return f"{relative} is missing"
+        size = path.stat().st_size
+        if size != record["bytes"]:
+            return f"{relative} has {size:,} bytes, {record['bytes']:,} when fetched"
+        if size <= HASHED_ON_USE_BYTES and sha256_of(path) != record["sha256"]:
+            return f"{relative} no longer has the sha256 it was fetched with"
+    return None
 
 
 def sha256_of(path: Path) -> str:
@@ -154,13 +196,24 @@ def download_parts(asset: Asset, into: Path) -> Path:
     return joined
 
 
-def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download) -> Path:
-    """Download, verify and convert one asset into the cache (a no-op if already there)."""
+def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download, force: bool = False) -> Path:
+    """Download, verify and convert one asset into the cache (a no-op if already there, unless
+    ``force``: then it replaces the cached copy). An unwritable cache is one AssetError line."""
     if name not in ASSETS:
         raise AssetError(f"unknown asset '{name}'; known assets: {sorted(ASSETS)}")
     asset, target = ASSETS[name], cache_dir() / name
-    if (target / MANIFEST).is_file():
+    if (target / MANIFEST).is_file() and not force:
         return target
+    try:
+        return _fetch_into(asset, target, downloader)
+    except OSError as error:
+        raise AssetError(
+            f"cannot write the asset cache '{cache_dir()}' ($LOCLIN_CACHE): {error.strerror or error}"
+        ) from None
+
+
+def _fetch_into(asset: Asset, target: Path, downloader: Callable[[Asset, Path], Path]) -> Path:
+    name = asset.name
     target.parent.mkdir(parents=True, exist_ok=True)
     for requirement in asset.requires:
         fetch(requirement, downloader)
@@ -184,10 +237,11 @@ def fetch(name: str, downloader: Callable[[Asset, Path], Path] = download) -> Pa
             "version": asset.version,
             "sha256": digest,
             "description": asset.description,
+            "files": file_records(staged),
         }
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
         if target.exists():
-            shutil.rmtree(target)  # a half-written folder without a manifest
+            shutil.rmtree(target)  # the copy --force replaces, or a half-written folder without a manifest
         staged.replace(target)
     return target
 
@@ -432,25 +486,31 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="known assets and whether they are cached")
     fetch_parser = sub.add_parser("fetch", help="download, verify and convert assets")
     fetch_parser.add_argument("names", nargs="+", metavar="NAME")
+    fetch_parser.add_argument("--force", action="store_true", help="fetch again, replacing the cached copy")
     args = parser.parse_args(argv)
-    if args.command == "list":
-        for name, asset in ASSETS.items():
-            cached = (cache_dir() / name / MANIFEST).is_file()
-            source = (
-                "built locally" if asset.registry == "local" else f"{asset.registry}:{asset.package}=={asset.version}"
-            )
-            if asset.parts:
-                source = f"pypi:{asset.parts[0].package} .. {asset.parts[-1].package}=={asset.version}"
-            print(f"{name:24} {'cached' if cached else 'missing':8} {source}  {asset.description}")
-        print(f"cache: {cache_dir()} (set LOCLIN_CACHE to move it)")
-        return 0
-    for name in args.names:
-        try:
-            print(f"[loclin] {name}: {fetch(name)}")
-        except AssetError as error:
-            print(f"loclin: error: {error}", file=sys.stderr)
-            return 2
+    try:
+        if args.command == "list":
+            list_assets()
+        for name in args.names if args.command == "fetch" else []:
+            print(f"[loclin] {name}: {fetch(name, force=args.force)}")
+    except AssetError as error:
+        print(f"loclin: error: {error}", file=sys.stderr)
+        return 2
     return 0
+
+
+def list_assets() -> None:
+    """Every known asset: cached, corrupt or missing, and where it comes from."""
+    for name, asset in ASSETS.items():
+        folder = cache_dir() / name
+        state = "missing"
+        if (folder / MANIFEST).is_file():
+            state = "corrupt" if damaged_file(folder) else "cached"
+        source = "built locally" if asset.registry == "local" else f"{asset.registry}:{asset.package}=={asset.version}"
+        if asset.parts:
+            source = f"pypi:{asset.parts[0].package} .. {asset.parts[-1].package}=={asset.version}"
+        print(f"{name:24} {state:8} {source}  {asset.description}")
+    print(f"cache: {cache_dir()} (set LOCLIN_CACHE to move it)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from datamodules.sections import DataConfig
-from datamodules.tasks import TASK_NAMES
+from datamodules.tasks import TASK_NAMES, TASKS, heldout_problem
 from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
 from geometry.lags import steps_needed
 from lightning_modules.optim import OptimizerSpec, spec_problem
@@ -85,9 +85,11 @@ class TrainerConfig:
     # cores / devices). Results depend on it in the last bit: equal runs need equal thread counts
     cpu_threads: int | None = None
     progress_bar: bool = True
-    # stop after this many consecutive steps with a non-finite training loss (0 = never): the
-    # summary says where the run diverged and train.py exits 1
+    # stop after this many consecutive steps with a non-finite training loss, or once
+    # divergence_share of the last divergence_patience steps had a non-finite gradient (0 = never):
+    # the summary says where the run diverged and train.py exits 1
     divergence_patience: int = 10
+    divergence_share: float = 0.5
 
 
 @dataclass
@@ -307,12 +309,18 @@ def load_config(path: str | Path | None, overrides: list[str] | None = None) -> 
     config = OmegaConf.structured(ExperimentConfig)
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config '{path}' is a directory; give a YAML file, e.g. {path / 'synthetic.yaml'}")
         if not path.is_file():
             raise ConfigError(f"config file '{path}' not found")
         try:
             file_config = OmegaConf.load(path)
         except Exception as error:  # yaml.YAMLError and friends
             raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        if not isinstance(file_config, DictConfig):
+            raise ConfigError(
+                f"{path}: the top level must be a mapping of keys (experiment: ..., data: ...), not a list"
+            )
         try:
             config = OmegaConf.merge(config, migrate(file_config))
         except OmegaConfBaseException as error:
@@ -407,12 +415,48 @@ def whole_vector_users(c: DictConfig) -> list[str]:
     return [name for name, on in used if on]
 
 
+# Lightning's accepted precision values (lightning.fabric.connector._PRECISION_INPUT), written out
+# so that a bad one fails here, before lightning is imported; tests/test_config.py keeps them equal
+PRECISIONS = (
+    "transformer-engine", "transformer-engine-float16", "16-true", "16-mixed", "bf16-true", "bf16-mixed",
+    "32-true", "64-true", "64", "32", "16", "bf16",
+)  # fmt: skip
+ACCELERATORS = ("cpu", "gpu", "cuda", "mps", "tpu", "auto")
+SEED_BOUND = 2**32  # numpy's and torch's seeds are 32-bit unsigned
+
+
 def validate(c: DictConfig) -> None:
-    """Checks that the schema's types cannot express, by the protocol the config selects
-    (loclin.protocols: each protocol names its own check). One ConfigError per first problem."""
+    """Checks that the schema's types cannot express: the run's own keys, then by the protocol the
+    config selects (loclin.protocols: each protocol names its own check). One ConfigError per first
+    problem."""
     known = list(protocols.PROTOCOLS)
     _require(c.protocol in known, f"protocol='{c.protocol}' must be one of {known}")
+    _require(0 <= c.seed < SEED_BOUND, f"seed={c.seed} must be in [0, 2**32)")
+    where = Path(c.experiment)
+    _require(
+        c.experiment.strip() != "" and not where.is_absolute() and ".." not in where.parts,
+        f"experiment='{c.experiment}' must be a name (or relative path) under output_root, not absolute or with '..'",
+    )
+    validate_trainer_device(c.trainer)
     protocols.protocol_for(c).check(c)
+
+
+def validate_trainer_device(t: DictConfig) -> None:
+    """Precision and accelerator by name, and a GPU accelerator only where torch sees enough GPUs
+    (torch is imported only then)."""
+    _require(str(t.precision) in PRECISIONS, f"trainer.precision='{t.precision}' must be one of {list(PRECISIONS)}")
+    _require(
+        t.accelerator in ACCELERATORS, f"trainer.accelerator='{t.accelerator}' must be one of {list(ACCELERATORS)}"
+    )
+    if t.accelerator in ("gpu", "cuda"):
+        import torch
+
+        found = torch.cuda.device_count()
+        _require(
+            found >= t.devices,
+            f"trainer.accelerator={t.accelerator} needs trainer.devices={t.devices} GPU(s); torch sees {found} "
+            "(use trainer.accelerator=cpu)",
+        )
 
 
 def validate_quadratic(c: DictConfig) -> None:
@@ -420,6 +464,10 @@ def validate_quadratic(c: DictConfig) -> None:
     _require(
         q.dim >= 2 and q.steps >= 1 and 0 < q.lr_scale < 2,
         "quadratic: dim >= 2, steps >= 1 and 0 < lr_scale < 2 are needed for GD to converge",
+    )
+    _require(
+        len(q.prefix_ms) > 0 and min(q.prefix_ms) >= 1,
+        f"quadratic.prefix_ms={list(q.prefix_ms)} must name at least one positive prefix length m",
     )
     _require(
         max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window,
@@ -435,7 +483,8 @@ def validate_phased(c: DictConfig) -> None:
     unknown = [name for name in d.tasks if name not in family.tasks]
     _require(not unknown, f"data.tasks: unknown task(s) {unknown}; known {c.family} tasks are {list(family.tasks)}")
     _require(len(d.tasks) > 0, "data.tasks is empty; name at least one of " + str(list(family.tasks)))
-    family.check(c)
+    twice = sorted({name for name in d.tasks if list(d.tasks).count(name) > 1})
+    _require(not twice, f"data.tasks={list(d.tasks)} names {twice} more than once")
     a = c.activation_shift
     if a.enabled:
         _require(family.text, "activation_shift needs family: lora (a causal LM with a tokenizer)")
@@ -465,6 +514,7 @@ def validate_phased(c: DictConfig) -> None:
     _require(d.batch_mode in ("mixed", "single"), f"data.batch_mode='{d.batch_mode}' must be 'mixed' or 'single'")
     _require(0 < d.heldout_fraction < 1, f"data.heldout_fraction={d.heldout_fraction} must be in (0, 1)")
     _require(d.heldout_size >= 1, f"data.heldout_size={d.heldout_size} must be >= 1")
+    family.check(c)
     _require(
         m.n_layers >= 1 and m.d_model >= 1 and m.d_ff >= 1, "model.n_layers, model.d_model and model.d_ff must be >= 1"
     )
@@ -487,6 +537,7 @@ def validate_phased(c: DictConfig) -> None:
     _require(
         t.divergence_patience >= 0, f"trainer.divergence_patience={t.divergence_patience} must be >= 0 (0: never stop)"
     )
+    _require(0 < t.divergence_share <= 1, f"trainer.divergence_share={t.divergence_share} must be in (0, 1]")
     if t.grad_shards is not None:
         _require(
             t.grad_shards >= 1 and d.batch_size % t.grad_shards == 0,
@@ -810,6 +861,14 @@ def constrained_phase_name(c: DictConfig) -> str:
     return f"{c.recovery.recover_phase}_constrained"
 
 
+def validate_synthetic(c: DictConfig) -> None:
+    """Every task's held-out split leaves inputs to train on (datamodules.tasks.heldout_problem)."""
+    d = c.data
+    for name in d.tasks:
+        problem = heldout_problem(TASKS[name], d.modulus, d.length, d.heldout_size, d.heldout_fraction)
+        _require(problem is None, f"data.modulus={d.modulus}, data.length={d.length}: {problem}")
+
+
 def no_check(c: DictConfig) -> None:
     """A family with no section of its own to check."""
 
@@ -827,6 +886,6 @@ class ModelFamily:
 
 
 FAMILIES = {
-    "synthetic": ModelFamily(tuple(TASK_NAMES), transformer_groups, widths=True),
+    "synthetic": ModelFamily(tuple(TASK_NAMES), transformer_groups, validate_synthetic, widths=True),
     "lora": ModelFamily(tuple(TEXT_TASK_NAMES), lora_groups, validate_lm, text=True),
 }

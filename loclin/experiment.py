@@ -47,12 +47,11 @@ from loclin.model_source import resolve_model_and_tokenizer
 from loclin.protocols import protocol_for
 from loclin.rundir import (
     CHECKPOINT_DIR,
-    CONFIG_FILE,
     END_CHECKPOINT,
     LAST_CHECKPOINT,
     PHASES_DIR,
     SUMMARY_FILE,
-    atomic_write_text,
+    write_config,
     write_json,
 )
 from loclin.tensorboard import drift_layout
@@ -166,9 +165,14 @@ class AtomicCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         partial = f"{filepath}.tmp"
-        trainer.save_checkpoint(partial, self.save_weights_only)
-        if trainer.is_global_zero:
-            os.replace(partial, filepath)
+        try:
+            trainer.save_checkpoint(partial, self.save_weights_only)
+            if trainer.is_global_zero:
+                os.replace(partial, filepath)
+        except BaseException:  # a full disk, a kill: the previous checkpoint stays, no partial one is left
+            if trainer.is_global_zero:
+                Path(partial).unlink(missing_ok=True)
+            raise
         trainer.strategy.barrier("atomic_checkpoint")
         self._last_global_step_saved = trainer.global_step
         self._last_checkpoint_saved = filepath
@@ -214,7 +218,11 @@ def build_trainer(
         logger=logger,
         callbacks=[
             *callbacks,
-            *([DivergenceGuard(t.divergence_patience)] if t.divergence_patience else []),
+            *(
+                [DivergenceGuard(t.divergence_patience, t.divergence_share, "16" not in str(t.precision))]
+                if t.divergence_patience
+                else []
+            ),
             checkpoint,
         ],
         log_every_n_steps=t.log_every_n_steps,
@@ -259,7 +267,7 @@ def run_experiment(
     (``extend_summary`` adds to the summary first: summary.json marks a finished run)."""
     started = time.time()
     if not resume:
-        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+        write_config(run_dir, OmegaConf.to_yaml(cfg))
     if cfg.trainer.cpu_threads:
         torch.set_num_threads(cfg.trainer.cpu_threads)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -313,6 +321,7 @@ def run_experiment(
                 summary["diverged"] = {
                     "phase": phase.name,
                     "step": offset + error.first,
+                    "stopped_at": offset + error.step,
                     "patience": error.patience,
                     "message": str(error),
                 }

@@ -24,7 +24,7 @@ from geometry.lags import is_pair
 from geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_and_pivots
 from geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
 from geometry.window import VectorWindow
-from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
+from loclin.rundir import SUMMARY_FILE, write_config, write_json
 
 
 def rolling_drift(gradients: torch.Tensor, window: int, k: int, lags: list[int]) -> dict[int, float]:
@@ -50,7 +50,7 @@ def rolling_drift(gradients: torch.Tensor, window: int, k: int, lags: list[int])
 def run_quadratic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """The whole experiment in one process (seconds): a resumed run starts it again."""
     started = time.time()
-    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    write_config(run_dir, OmegaConf.to_yaml(cfg))
     q = cfg.quadratic
     spectrum = power_law_spectrum(q.dim, q.exponent)
     offset = torch.randn(q.dim, generator=torch.Generator().manual_seed(cfg.seed), dtype=torch.float64)

@@ -20,7 +20,7 @@ from callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
 from callbacks.random_search import RandomSearchCallback
 from loclin.experiment import run_experiment
 from loclin.phase_hooks import PhaseHooks
-from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
+from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, write_config
 
 WIDTHS_DIR = "widths"
 
@@ -75,7 +75,7 @@ def run_random_search(cfg: DictConfig, run_dir: Path, resume: bool = False) -> d
     the configured one, whose summary.json, written last, carries the sweep: a run killed
     anywhere resumes with ``--resume``."""
     if not resume:
-        atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))  # resumable from the first width on
+        write_config(run_dir, OmegaConf.to_yaml(cfg))  # resumable from the first width on
     points = {}
     for width in cfg.random_search.widths:
         if width == cfg.model.d_model:

@@ -395,6 +395,19 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
     return written
 
 
+def nonfinite_lines(summaries: list[dict]) -> list[str]:
+    """One Markdown line per run whose measurements skipped non-finite gradients, updates or probes."""
+    lines = []
+    for s in summaries:
+        counts = {
+            name: n for name, n in s.get("counts", {}).items() if n and ("nonfinite" in name or "skipped" in name)
+        }
+        if counts:
+            listed = ", ".join(f"{n} {name}" for name, n in counts.items())
+            lines.append(f"- `{run_label(s)}`: {listed} (of {s.get('steps', '?')} steps)")
+    return lines
+
+
 def build_report(run_paths: list[str | Path], out: Path) -> str:
     """Read runs, write plots and report.md into ``out``; return the text table."""
     runs = find_runs(run_paths)
@@ -417,6 +430,7 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     if not summaries:
         (out / "report.md").write_text("\n".join(["# loclin report", "", "## Diverged runs", "", *diverged, ""]))
         return "\n".join(line[2:] for line in diverged)
+    skipped = nonfinite_lines(summaries)
     table = headline_table(summaries)
     plots = write_plots(summaries, out)
     legend = "\n".join(f"- `{short}`: {long} (`{name}`)" for short, name, long in columns_for(summaries))
@@ -435,6 +449,8 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     ]
     if diverged:
         parts += ["## Diverged runs (left out of every table)", "", *diverged, ""]
+    if skipped:
+        parts += ["## Non-finite vectors (skipped by every measurement)", "", *skipped, ""]
     for s in summaries:
         parts += [f"## Tasks: {run_label(s)}", "", render_markdown(task_table(s)), ""]
         parts += drift_and_recovery_sections(s, "##", f": {run_label(s)}")
@@ -446,7 +462,7 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
     parts += ["## Plots", ""]
     parts += [f"### {caption}\n\n![{caption}]({name})\n" for caption, name in plots]
     (out / "report.md").write_text("\n".join(parts))
-    return render_text(table)
+    return "\n".join([render_text(table), *(["non-finite vectors skipped:", *skipped] if skipped else [])])
 
 
 def drift_and_recovery_sections(summary: dict, level: str, suffix: str = "") -> list[str]:

@@ -48,7 +48,7 @@ from lightning_modules.causal_lm import add_lora_adapter, load_causal_lm
 from lightning_modules.optim import OptimizerSpec
 from loclin.config import SLOPE_RADIUS, ConfigError, resolve_asset_file
 from loclin.model_source import resolve_model_source
-from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text, write_json
+from loclin.rundir import SUMMARY_FILE, write_config, write_json
 from loclin.steering import first_step_direction, one_step_shift
 
 DIRECTIONS = ("caa", "delta", "s", "random", "shuffled")
@@ -285,7 +285,7 @@ def run_steering(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
 
 def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
     started = time.time()
-    atomic_write_text(run_dir / CONFIG_FILE, OmegaConf.to_yaml(cfg))
+    write_config(run_dir, OmegaConf.to_yaml(cfg))
     torch.manual_seed(cfg.seed)
     s = cfg.steer
     model, tokenizer = load_causal_lm(resolve_model_source(s.model))

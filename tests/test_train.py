@@ -178,6 +178,7 @@ def test_a_checkpoint_killed_while_saving_leaves_the_previous_one(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         AtomicCheckpoint(dirpath=tmp_path)._save_checkpoint(KilledWhileSaving(), str(target))
     assert torch.load(target) == {"step": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # the half-written .tmp is gone
 
 
 def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
@@ -197,7 +198,8 @@ def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("loclin: error:")]
     assert (
         len(errors) == 1
-        and "training diverged: the loss was not finite from step" in errors[0]
+        and "training diverged: " in errors[0]
+        and "stopped at run step" in errors[0]
         and "Traceback" not in result.stderr
     )
     run_dir = tmp_path / "tiny_synthetic" / "version_0"
@@ -231,3 +233,73 @@ def test_the_geometry_callbacks_give_the_same_numbers_in_any_order(reference_run
     for name, entry in summary["metrics"].items():
         a, b = entry["value"], reversed_order["metrics"][name]["value"]
         assert a == b or (a != a and b != b), name  # bit for bit (NaN equals NaN)
+
+
+class StubStrategy:
+    @staticmethod
+    def reduce_boolean_decision(decision: bool, all: bool = True) -> bool:
+        return decision
+
+
+class StubTrainer:
+    strategy = StubStrategy()
+
+    def __init__(self):
+        self.global_step = 0
+
+
+def guard_stops_at(guard, bad_losses: set[int], bad_gradients: set[int], steps: int = 100):
+    """The step at which ``guard`` raises Diverged over a hand-written pattern, and the error."""
+    import torch
+
+    from callbacks.divergence import Diverged
+
+    trainer, module = StubTrainer(), torch.nn.Linear(2, 1)
+    for step in range(steps):
+        module.weight.grad = torch.full((1, 2), float("nan") if step in bad_gradients else 1.0)
+        loss = torch.tensor(float("inf") if step in bad_losses else 1.0)
+        guard.on_before_optimizer_step(trainer, module, None)
+        trainer.global_step = step + 1  # Lightning counts the step before on_train_batch_end
+        try:
+            guard.on_train_batch_end(trainer, module, {"loss": loss}, None, step)
+        except Diverged as error:
+            return trainer.global_step, error
+    return None, None
+
+
+def test_the_divergence_guard_stops_on_a_share_of_bad_gradients_or_a_run_of_bad_losses():
+    from callbacks.divergence import DivergenceGuard
+
+    # 4 scattered bad gradients in any 10 steps never reach share 0.5 of patience 10 ...
+    scattered = {3, 6, 9, 12, 15, 18, 21, 24}
+    assert guard_stops_at(DivergenceGuard(10, 0.5), set(), {s for s in scattered if s % 2})[0] is None
+    # ... the 5th within 10 steps does: bad at 30, 32, 34, 36, 38 -> stopped after step 38 (global step 39)
+    step, error = guard_stops_at(DivergenceGuard(10, 0.5), set(), {30, 32, 34, 36, 38})
+    assert step == 39 and error.first == 30 and "5 of the last 10 steps had non-finite gradients" in str(error)
+    # a loss that is not finite for 10 steps in a row, from step 40
+    step, error = guard_stops_at(DivergenceGuard(10, 1.0), set(range(40, 60)), set())
+    assert step == 50 and error.first == 40 and "not finite for 10 steps in a row" in str(error)
+    # fp16 mixed precision: the scaler skips overflowing steps, so gradients do not count
+    assert guard_stops_at(DivergenceGuard(10, 0.5, check_gradients=False), set(), set(range(100)))[0] is None
+    # the guard's state survives a checkpoint: a resumed guard stops at the same step
+    first, resumed = DivergenceGuard(10, 0.5), DivergenceGuard(10, 0.5)
+    guard_stops_at(first, set(), {1, 3, 5, 7}, steps=9)
+    resumed.load_state_dict(first.state_dict())
+    assert list(resumed.bad_gradients) == list(first.bad_gradients) and sum(resumed.bad_gradients) == 4
+
+
+def test_with_the_guard_off_a_diverging_run_finishes_and_every_probe_skips_non_finite_gradients(tmp_path):
+    """lr = 1e3 and no guard: NaN gradients from step ~5 on. The per-task probe (whose Gram
+    eigen-decomposition failed on NaN before) skips and counts them, as the windows do."""
+    command = [sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={tmp_path}"]
+    result = subprocess.run(
+        [*command, "optim.lr=1e3", "trainer.divergence_patience=0", "trainer.progress_bar=false"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "tiny_synthetic" / "version_0" / "summary.json").read_text())
+    assert summary["counts"]["pertask_skipped_probes"] >= 4  # probes at steps 40, 80, ..., 200
+    assert summary["counts"]["nonfinite_grad"] > 150
