@@ -32,7 +32,8 @@ from loclin.rundir import (
 )
 
 EXIT_USAGE = 2
-EXIT_FAULT = 1  # the run itself failed (diverged): not a mistake in the command
+EXIT_FAULT = 1  # the run itself failed (diverged, a full disk): not a mistake in the command
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         # and by Lightning, which otherwise gives each CPU rank cores / devices threads
         os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.cpu_threads)
 
-    fresh = args.config is not None and global_rank() == 0
+    fresh = args.resume is None and global_rank() == 0  # this process made the run directory
     try:  # heavy imports only now that the config is valid; a fork's reused phases count as done
         summary = protocol_for(cfg).run(cfg, Path(run_dir), resume=args.resume is not None)
     except ConfigError as error:  # found only once the data is tokenized (a steering template): nothing kept
@@ -108,6 +109,13 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(run_dir, ignore_errors=True)
         print(f"loclin: error: {error}", file=sys.stderr)
         return EXIT_USAGE
+    except (KeyboardInterrupt, SystemExit) as error:  # Lightning turns Ctrl-C in fit into sys.exit(1)
+        if not (isinstance(error, KeyboardInterrupt) or isinstance(error.__context__, KeyboardInterrupt)):
+            raise
+        print(
+            f"loclin: error: interrupted; what was written is kept: python train.py --resume {run_dir}", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
     except OSError as error:  # a full disk, a vanished file system: a fault, not a mistake in the command
         if os.environ.get("LOCLIN_TRACEBACK"):
             raise

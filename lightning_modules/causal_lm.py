@@ -80,7 +80,10 @@ def add_lora_adapter(
         fan_in_fan_out=fan_in_fan_out,
         bias="none",
     )
-    return get_peft_model(base, config)
+    try:
+        return get_peft_model(base, config)
+    except ValueError as error:  # peft's own refusal (a container module, a type it cannot adapt)
+        raise AdapterError(f"lora.target_modules {targets}: {str(error).splitlines()[0]}") from None
 
 
 class CausalLMLoRAModule(AnswerTokenModule):

@@ -3,7 +3,8 @@
     python tests/fault_injection.py '<fault as JSON>' --config conf/tiny_recovery.yaml ...
 
 The fault fires at its instant and either kills the process with SIGKILL (nothing after it
-runs: no ``finally``, no handler) or makes one write fail as a full disk does (ENOSPC):
+runs: no ``finally``, no handler; ``"signal": "SIGINT"`` sends Ctrl-C instead) or makes one
+write fail as a full disk does (ENOSPC):
 
 - ``{"kill": "step", "phase": P, "step": n}``: once phase P's global step reaches n;
 - ``{"kill": "replace", "path": S, "when": "before" | "after"}``: around the rename that puts a
@@ -35,10 +36,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
+SIGNAL = signal.SIGKILL  # or SIGINT (Ctrl-C): {"signal": "SIGINT"} in the fault
+
+
 def die() -> None:
     sys.stdout.flush()
     sys.stderr.flush()
-    os.kill(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), SIGNAL)
 
 
 def install(fault: dict) -> None:
@@ -108,7 +112,10 @@ def install(fault: dict) -> None:
 
 
 if __name__ == "__main__":
-    install(json.loads(sys.argv[1]))
+    fault = json.loads(sys.argv[1])
+    SIGNAL = getattr(signal, fault.get("signal", "SIGKILL"))
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a test runner may start us with SIGINT ignored
+    install(fault)
     import train
 
     sys.exit(train.main(sys.argv[2:]))

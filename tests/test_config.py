@@ -400,3 +400,10 @@ def test_lightnings_precision_values_are_the_ones_the_config_accepts():
     for part in get_args(_PRECISION_INPUT):
         accepted |= {str(v) for v in get_args(part)} if get_args(part) else {str(part)}
     assert set(PRECISIONS) == accepted
+
+
+def test_a_lora_target_found_wrong_only_once_the_model_is_built_leaves_no_run_directory(tmp_path, tiny_gpt2):
+    lora = ["--config", str(REPO / "conf" / "tiny_lora.yaml"), f"lm.model={tiny_gpt2}", f"output_root={tmp_path / 'r'}"]
+    line = one_line(cli(tmp_path, *lora, "lm.lora.target_modules=[h]"), after_logs=True)
+    assert line.startswith("loclin: error: lora.target_modules ['h']: Target module")
+    assert not list((tmp_path / "r").rglob("version_*"))

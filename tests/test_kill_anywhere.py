@@ -1,5 +1,6 @@
-"""A tiny recovery run SIGKILLed at 13 instants, over every phase and the work between phases,
-each resumed with ``train.py --resume`` to the uninterrupted run's summary, number for number.
+"""A tiny recovery run SIGKILLed at 13 instants and interrupted with Ctrl-C at 2 more, over every
+phase and the work between phases, each resumed with ``train.py --resume`` to the uninterrupted
+run's summary, number for number.
 
 Instants are keyed on the phase's name (tests/fault_injection.py): mid-step, before the first
 checkpoint (the run starts again), half-way through writing a checkpoint, inside the static
@@ -33,6 +34,8 @@ KILLS = [
     {"kill": "replace", "path": "phases/train.json", "when": "before"},
     {"kill": "replace", "path": "train/end.ckpt", "when": "after"},
     {"kill": "step", "phase": "degrade", "step": 15},
+    {"kill": "step", "phase": "degrade", "step": 10, "signal": "SIGINT"},  # Ctrl-C: exit 130, one line
+    {"kill": "call", "target": "loclin.recovery:freeze_static_bases", "phase": "train", "signal": "SIGINT"},
     {"kill": "step", "phase": "recover", "step": 30},
     {"kill": "replace", "path": "recovery/prefix_basis.pt", "when": "after"},
     {"kill": "replace", "path": "phases/recover.json", "when": "before"},
@@ -74,7 +77,18 @@ def killed_and_resumed(root: Path, fault: dict) -> dict:
     root.mkdir()
     config = ["--config", str(REPO / "conf" / "tiny_recovery.yaml"), f"output_root={root / 'runs'}", *OVERRIDES]
     killed = train(root, *config, fault=fault)
-    assert killed.returncode == -9, f"{fault}: the fault never fired (exit {killed.returncode}) {killed.stderr[-800:]}"
+    expected = 130 if fault.get("signal") == "SIGINT" else -9
+    assert killed.returncode == expected, f"{fault}: not the fault's exit ({killed.returncode}) {killed.stderr[-800:]}"
+    if expected == 130:
+        errors = [line for line in killed.stderr.splitlines() if line.startswith("loclin: error:")]
+        assert (
+            errors
+            == [
+                f"loclin: error: interrupted; what was written is kept: python train.py --resume {root}/runs/"
+                "tiny_recovery/version_0"
+            ]
+            and "Traceback" not in killed.stderr
+        ), killed.stderr[-1500:]
     run_dir = root / "runs" / "tiny_recovery" / "version_0"
     assert not (run_dir / "summary.json").exists()
     resumed = train(root, "--resume", str(run_dir))
