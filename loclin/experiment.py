@@ -39,10 +39,10 @@ from datamodules.text import TextTasksDataModule
 from datamodules.text_tasks import CORPUS_TASKS
 from geometry.lags import fitting_lags
 from lightning_modules.answer_tokens import AnswerTokenModule
-from lightning_modules.causal_lm import CausalLMLoRAModule
+from lightning_modules.causal_lm import AdapterError, CausalLMLoRAModule
 from lightning_modules.optim import OptimizerSpec
 from lightning_modules.synthetic import SyntheticMultitaskModule
-from loclin.config import phase_optimizer, phase_plan, resolve_asset_file
+from loclin.config import ConfigError, phase_optimizer, phase_plan, resolve_asset_file
 from loclin.model_source import resolve_model_and_tokenizer
 from loclin.protocols import protocol_for
 from loclin.rundir import (
@@ -78,9 +78,14 @@ def build_module_and_data(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDat
 
 
 def build_lora_module(cfg: DictConfig) -> CausalLMLoRAModule:
+    """The LoRA module; an adapter that does not fit the model, found only once the model is
+    built, is a ConfigError all the same (train.py then removes the new run directory)."""
     model_source, tokenizer_source = resolve_model_and_tokenizer(cfg.lm.model, cfg.lm.tokenizer)
     adapter = OmegaConf.to_object(cfg.lm.lora)
-    return CausalLMLoRAModule(model_source, list(cfg.data.tasks), tokenizer_source, adapter, first_optimizer(cfg))
+    try:
+        return CausalLMLoRAModule(model_source, list(cfg.data.tasks), tokenizer_source, adapter, first_optimizer(cfg))
+    except AdapterError as error:
+        raise ConfigError(str(error)) from None
 
 
 def first_optimizer(cfg: DictConfig) -> OptimizerSpec:
@@ -312,29 +317,29 @@ def run_experiment(
             [*phase_callbacks, *reports, *(extra_callbacks or [])],
             phase.steps,
         )
-        if phase.steps > 0:
-            try:
+        try:
+            if phase.steps > 0:
                 trainer.fit(
                     module, datamodule=datamodule, ckpt_path=str(last_checkpoint) if last_checkpoint.is_file() else None
                 )
-            except Diverged as error:  # a finished run all the same: its summary says where and why
-                summary["diverged"] = {
-                    "phase": phase.name,
-                    "step": offset + error.first,
-                    "stopped_at": offset + error.step,
-                    "patience": error.patience,
-                    "message": str(error),
-                }
-                summary["wall_seconds_this_process"] = time.time() - started
-                if trainer.is_global_zero:
-                    write_json(run_dir / SUMMARY_FILE, summary)
-                return summary
-            for callback in phase_callbacks:  # a resume from a checkpoint at the last step skips on_train_end
-                callback.finish_phase(trainer, module)
-            optimizer_state = trainer.optimizers[0].state_dict()
-        results = trainer.validate(module, datamodule=datamodule, verbose=False)
-        part = phase_summary(phase, index, trainer, phase_callbacks, task_metrics(results, datamodule))
-        hooks.after_phase(phase, measurements)
+                for callback in phase_callbacks:  # a resume from a checkpoint at the last step skips on_train_end
+                    callback.finish_phase(trainer, module)
+                optimizer_state = trainer.optimizers[0].state_dict()
+            results = trainer.validate(module, datamodule=datamodule, verbose=False)
+            part = phase_summary(phase, index, trainer, phase_callbacks, task_metrics(results, datamodule))
+            hooks.after_phase(phase, measurements)
+        except Diverged as error:  # a finished run all the same: its summary says where and why
+            summary["diverged"] = {
+                "phase": phase.name,
+                "step": offset + error.first,
+                "stopped_at": offset + error.step,
+                "patience": error.patience,
+                "message": str(error),
+            }
+            summary["wall_seconds_this_process"] = time.time() - started
+            if trainer.is_global_zero:
+                write_json(run_dir / SUMMARY_FILE, summary)
+            return summary
         if trainer.is_global_zero:
             (run_dir / PHASES_DIR).mkdir(exist_ok=True)
             write_json(part_file, part)

@@ -60,16 +60,7 @@ class Protocol:
     whole_vectors: bool = False  # its measurements need whole, exact D-vectors (no sketched or sharded windows)
 
     def run(self, cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
-        """Run the protocol. An adapter that does not fit the model is found only once the model
-        is built: a ConfigError all the same (train.py removes the new run directory)."""
-        from lightning_modules.causal_lm import AdapterError
-
-        try:
-            return named(self.runner)(cfg, run_dir, resume)
-        except AdapterError as error:
-            from loclin.config import ConfigError
-
-            raise ConfigError(str(error)) from None
+        return named(self.runner)(cfg, run_dir, resume)
 
     def check(self, cfg: DictConfig) -> None:
         """The protocol's own config checks (loclin.config.validate calls this)."""

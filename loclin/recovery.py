@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from callbacks.base import MeasurementCallback, metric
+from callbacks.divergence import Diverged
 from callbacks.gradient_window import gradient_stream
 from callbacks.keys import RECOVERY_TABLE
 from callbacks.parameter_vector import ParameterVector
@@ -23,7 +24,7 @@ from callbacks.recovery import ConstrainedRecovery, RecoveryCallback
 from geometry.hessian import flat_hvp, lanczos_top_eigenpairs
 from geometry.lora import LoraFactors
 from geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
-from geometry.subspace import orthonormalize, topk_basis
+from geometry.subspace import finite_rows, orthonormalize, topk_basis
 from loclin.config import constrained_phase_name, phase_plan
 from loclin.phase_hooks import PhaseHooks
 from loclin.rundir import PHASES_DIR, RECOVERY_DIR, atomic_torch_save
@@ -60,23 +61,27 @@ def freeze_static_bases(
     rolling_basis: torch.Tensor | None,
     tasks: list[str],
     seed: int,
+    at_step: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """S1–S5 and S7 at θ* (S6 needs θ_0 and is added when recovery starts)."""
+    """S1–S5 and S7 at θ* (S6 needs θ_0 and is added when recovery starts), θ* being the end
+    (phase step ``at_step``) of the phase before the degradation."""
     target, k = cfg.target, cfg.k
     theta_star = vector.values()
     key = 10**6  # probe keys disjoint from the per-task callback's (step, i)
-    target_grads = torch.stack(
-        [task_gradient(module, vector, datamodule.probe_batch(target, (key, i))) for i in range(cfg.static_batches)]
-    )
+
+    def finite_gradients(task: str) -> torch.Tensor:
+        """The task's static_batches gradients at θ*, the non-finite ones left out; none at all
+        finite means training had diverged by θ* (the guard was off): a Diverged stop."""
+        batches = [datamodule.probe_batch(task, (key, i)) for i in range(cfg.static_batches)]
+        grads = finite_rows(torch.stack([task_gradient(module, vector, batch) for batch in batches]))
+        if not len(grads):
+            message = f"training diverged: no finite gradient of task '{task}' at θ* for the static bases"
+            raise Diverged(message, at_step, 0, at_step)
+        return grads
+
+    target_grads = finite_gradients(target)
     s1, _ = topk_basis(target_grads, k)
-    means = [
-        target_grads.mean(0)
-        if t == target
-        else torch.stack(
-            [task_gradient(module, vector, datamodule.probe_batch(t, (key, i))) for i in range(cfg.static_batches)]
-        ).mean(0)
-        for t in tasks
-    ]
+    means = [target_grads.mean(0) if t == target else finite_gradients(t).mean(0) for t in tasks]
     bases = {
         "S1_task_gradients": s1,
         "S2_mean_gradient_plane": mean_gradient_plane(means),
@@ -220,6 +225,7 @@ class Recovery(PhaseHooks):
             rolling_basis,
             list(self.cfg.data.tasks),
             self.cfg.seed,
+            phase.steps,
         )
         atomic_torch_save({"bases": bases, "theta_star": self.vector.values()}, self.dir / "static.pt")
 

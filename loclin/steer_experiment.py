@@ -44,7 +44,7 @@ from lightning_modules.activations import (
     residual_stream,
     steered_last_logits,
 )
-from lightning_modules.causal_lm import add_lora_adapter, load_causal_lm
+from lightning_modules.causal_lm import AdapterError, add_lora_adapter, load_causal_lm
 from lightning_modules.optim import OptimizerSpec
 from loclin.config import SLOPE_RADIUS, ConfigError, resolve_asset_file
 from loclin.model_source import resolve_model_source
@@ -276,10 +276,11 @@ def slope_metrics(curves: dict, layer: int, tag: str, draws: int, seed: int) -> 
 
 def run_steering(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     """The whole steering experiment (a resumed run starts it again); a template that does not
-    fit the tokenizer, found once the items are tokenized, is a ConfigError."""
+    fit the tokenizer, found once the items are tokenized, or a LoRA adapter that does not fit the
+    model, is a ConfigError."""
     try:
         return measure_steering(cfg, run_dir)
-    except TemplateError as error:
+    except (TemplateError, AdapterError) as error:
         raise ConfigError(str(error)) from None
 
 
