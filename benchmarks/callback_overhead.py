@@ -12,8 +12,9 @@ the typical step, the mean includes the strided work (basis refreshes, drift sna
 per-task probes) amortised. "In hooks" is the time spent inside the measurement callbacks'
 per-step hooks per step (strided work included), timed in the same run, and its ratio
 1 + hooks / (off's mean step): the overhead without the noise between separate runs, which
-``off-again`` (the baseline repeated last) shows. Memory is the bounded state the callbacks
-hold (exact bytes).
+``off-again`` (the baseline repeated last) shows; it is then broken down by callback. The
+refresh against the machine's floor and the SVDs is benchmarks/refresh_floor.py. Memory is
+the bounded state the callbacks hold (exact bytes).
 """
 
 from __future__ import annotations
@@ -62,27 +63,26 @@ class StepClock:
 HOOKS = ("on_train_batch_start", "on_after_backward", "on_before_optimizer_step", "on_train_batch_end")
 
 
-def time_hooks(callbacks: list[Callback]) -> list[float]:
-    """Wrap every per-step hook of ``callbacks`` with a timer; returns the running total (s).
+def time_hooks(callbacks: list[Callback]) -> dict[str, float]:
+    """Wrap every per-step hook of ``callbacks`` with a timer; returns the running totals (s) by
+    callback (its ``state_key``): the measurements' own time, free of the run-to-run noise
+    between variants, and where it goes without a profiler."""
+    totals: dict[str, float] = {}
 
-    This is the measurements' own time, free of the run-to-run noise between variants.
-    """
-    total = [0.0]
-
-    def timed(hook):
+    def timed(hook, name: str):
         def wrapper(*args, **kwargs):
             t0 = time.perf_counter()
             try:
                 return hook(*args, **kwargs)
             finally:
-                total[0] += time.perf_counter() - t0
+                totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
 
         return wrapper
 
     for callback in callbacks:
-        for name in HOOKS:
-            setattr(callback, name, timed(getattr(callback, name)))
-    return total
+        for hook in HOOKS:
+            setattr(callback, hook, timed(getattr(callback, hook), callback.state_key))
+    return totals
 
 
 def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_dir: str) -> dict:
@@ -120,7 +120,8 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
     return {
         "median_ms": 1e3 * statistics.median(clock.durations),
         "mean_ms": 1e3 * statistics.fmean(clock.durations),
-        "hooks_ms": 1e3 * in_hooks[0] / steps,
+        "hooks_ms": 1e3 * sum(in_hooks.values()) / steps,
+        "by_callback_ms": {name: 1e3 * total / steps for name, total in in_hooks.items()},
         "memory_mib": sum(cb.memory_bytes() for cb in measurements) / 2**20,
         "dim": measurements[0].dim if measurements else None,
     }
@@ -178,6 +179,12 @@ def main() -> None:
             f"{r['mean_ms']:>10.2f}{r['mean_ms'] / base['mean_ms']:>8.3f}"
             f"{r['hooks_ms']:>12.2f}{1 + r['hooks_ms'] / base['mean_ms']:>8.3f}{r['memory_mib']:>11.1f}"
         )
+    print("\nwhere the time in hooks goes (ms per step, share of the variant's hook time):")
+    for name, r in results.items():
+        if r["hooks_ms"]:
+            parts = sorted(r["by_callback_ms"].items(), key=lambda item: -item[1])
+            shares = ", ".join(f"{key} {ms:.2f} ({ms / r['hooks_ms']:.0%})" for key, ms in parts)
+            print(f"  {name}: {shares}")
 
 
 if __name__ == "__main__":

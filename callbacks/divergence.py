@@ -1,9 +1,8 @@
 """Stop a run whose training has diverged, instead of measuring NaNs.
 
-A step is bad when its training loss is NaN or ±inf, or when any of its gradients is (the
-gradient check is one float32 sum per parameter tensor: a NaN or inf anywhere makes it
-non-finite). Both decisions are reduced over ranks, so every rank stops at the same step.
-The guard raises :class:`Diverged` when
+A step is bad when its training loss is NaN or ±inf, or when any of its gradients is (one
+float32 sum per parameter tensor, redone in float64 only when not finite). Both decisions are
+reduced over ranks, so every rank stops at the same step. The guard raises :class:`Diverged` when
 
 - the loss was non-finite for ``patience`` consecutive steps, or
 - at least ``share`` of the last ``patience`` steps had a non-finite gradient.
@@ -23,6 +22,8 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from geometry.subspace import all_finite
+
 
 class Diverged(RuntimeError):
     """Training diverged: ``step`` is the phase step at which the guard stopped it, ``first`` the
@@ -36,9 +37,8 @@ class Diverged(RuntimeError):
 
 
 def gradients_finite(module: torch.nn.Module) -> bool:
-    """Whether every ``.grad`` of the module is finite (a float32 sum per tensor, one sync)."""
-    sums = [p.grad.sum(dtype=torch.float32) for p in module.parameters() if p.grad is not None]
-    return not sums or bool(torch.isfinite(torch.stack(sums)).all())
+    """Whether every ``.grad`` of the module is finite (geometry.subspace.all_finite)."""
+    return all_finite([p.grad for p in module.parameters() if p.grad is not None])
 
 
 class DivergenceGuard(Callback):

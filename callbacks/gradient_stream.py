@@ -27,6 +27,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from callbacks.parameter_vector import ParameterVector, SketchedParameterVector
 from geometry.rolling import RollingBasis
+from geometry.subspace import all_finite
 from geometry.window import VectorWindow
 
 SOURCES = ("grad", "update")
@@ -117,8 +118,7 @@ class GradientStream:
 
     def _commit(self, source: str, step: int) -> None:
         window = self.windows[source]
-        # one pass: a NaN or inf anywhere makes the sum non-finite (summed over ranks when sharded)
-        if torch.isfinite(self.shard.reduce(window.next_slot().sum(dtype=torch.float64).reshape(1))).all():
+        if all_finite([window.next_slot()], self.shard.reduce):
             window.commit(step)
             self.latest_step[source] = step
         else:

@@ -100,3 +100,70 @@ def test_reorthonormalize_repairs_an_ill_conditioned_basis(sharded):
     k = fixed.shape[1]
     torch.testing.assert_close((fixed.T @ fixed).double(), torch.eye(k, dtype=torch.float64), rtol=0, atol=1e-5)
     assert k >= 3 and np.abs(subspace_angles(q[:, :3].numpy(), fixed.double().numpy())).max() < 1e-5
+
+
+def orthonormality_error(basis: torch.Tensor) -> float:
+    """‖BᵀB − I‖_max in float64 (numpy), the independent reference for every refresh path."""
+    b = basis.double().numpy()
+    return float(np.abs(b.T @ b - np.eye(b.shape[1])).max())
+
+
+def test_an_orthonormal_basis_at_large_d_is_kept_as_is_and_its_gram_is_float64_accurate():
+    """A refresh's basis B = (CᵀX)ᵀ at D = 2e6 is orthonormal to ~1e-7 in float64, but one
+    float32 product BᵀB over all its rows (one thread) is off by ~2e-5, above the 1e-5
+    tolerance: the basis looked broken and was re-orthonormalised on every refresh (a triangular
+    solve, a recheck, a Householder QR). Blocked, BᵀB matches numpy's float64 to 1e-6, and the
+    basis comes back untouched."""
+    from geometry.subspace import basis_coefficients, column_gram, reorthonormalize
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        generator = torch.Generator().manual_seed(0)
+        rows = torch.randn(32, 2_000_000, generator=generator) * torch.logspace(0, -2, 32)[:, None]
+        coeff, _ = basis_coefficients(rows.double() @ rows.double().T, 8)
+        basis = (coeff.float().T @ rows).T
+        assert orthonormality_error(basis) < 1e-6
+        b = basis.double().numpy()
+        assert np.abs(column_gram(basis).numpy() - b.T @ b).max() < 1e-6
+        assert reorthonormalize(basis) is basis
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("path", ["kept", "cholesky", "householder", "sharded"])
+def test_every_refresh_path_returns_a_basis_orthonormal_in_float64(path):
+    """Each branch of reorthonormalize: an orthonormal input (kept), a slightly skewed one
+    (Cholesky-QR), a nearly dependent one alone and sharded (Householder QR; the k×k eigen
+    path). The output is orthonormal to 1e-5 measured in float64 and spans the input's span."""
+    from geometry.sharded import no_reduce
+    from geometry.subspace import reorthonormalize
+
+    generator = torch.Generator().manual_seed(11)
+    q = torch.linalg.qr(torch.randn(200_000, 6, generator=generator, dtype=torch.float64))[0]
+    if path == "kept":
+        basis = q.float()
+    elif path == "cholesky":
+        basis = (q @ (torch.eye(6, dtype=torch.float64) + 1e-3 * torch.randn(6, 6, generator=generator))).float()
+    else:
+        basis = torch.cat([q[:, :5], q[:, 4:5] + 1e-9 * q[:, 5:6]], 1).float()
+    reduce = (lambda partial: partial) if path == "sharded" else no_reduce
+    fixed = reorthonormalize(basis, reduce=reduce)
+    assert orthonormality_error(fixed) < 1e-5
+    span = q[:, :5].numpy() if path in ("householder", "sharded") else q.numpy()
+    assert np.abs(subspace_angles(span, fixed.double().numpy())).max() < 1e-4
+    assert (fixed is basis) == (path == "kept")
+
+
+def test_all_finite_answers_as_a_float64_sum_does_even_where_float32_overflows():
+    from geometry.subspace import all_finite
+
+    huge = torch.full((4,), 3e38)  # finite in float32; their float32 sum overflows to inf
+    assert not torch.isfinite(huge.sum()) and all_finite([huge])
+    assert all_finite([torch.randn(1000), torch.randn(3, 3)]) and all_finite([])
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        poisoned = torch.randn(1000)
+        poisoned[517] = bad
+        assert not all_finite([torch.randn(10), poisoned]), bad
+    cancelling = torch.tensor([3e38, 3e38, -3e38, -3e38])  # float32 partial sums hit inf, then inf − inf
+    assert all_finite([cancelling]) == bool(torch.isfinite(cancelling.double().sum()))
