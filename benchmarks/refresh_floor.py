@@ -3,7 +3,8 @@
     python benchmarks/refresh_floor.py [--dims 404736 4600000] [--window 32] [--k 8] [--stride 10]
 
 The floor of a refresh is one read of the window (W·D·4 bytes), timed here as the faster of X v
-(v ∈ R^D) and Xᵀu (u ∈ R^W) over the same window. Everything is printed as a ratio to that floor, measured in the same run on one thread:
+(v ∈ R^D) and Xᵀu (u ∈ R^W) over the same window. Everything is printed as a ratio to that
+floor, measured in the same run on one thread:
 
 - ``refresh``: what a refresh step does: the Gram rows of ``stride`` new vectors
   (``VectorWindow._refresh_gram``), the W×W eigen-decomposition, B = Xᵀ V_k Σ_k⁻¹ and its
