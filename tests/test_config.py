@@ -190,38 +190,20 @@ def test_bad_input_table_is_one_line_exit_2_nothing_written(overrides, fragment,
 
 def test_unreadable_checkpoint_and_unwritable_output_are_one_line(tmp_path):
     run = corrupt_run(tmp_path / "runs")
-    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
-    result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--resume", str(run)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (
-        result.returncode == 2
-        and result.stderr.count("\n") == 1
-        and "is unreadable: not a torch checkpoint" in result.stderr
-    ), result.stderr
-    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    before = files_under(tmp_path)
+    assert "is unreadable: not a torch checkpoint" in one_line(cli(tmp_path, "--resume", str(run)))
+    assert files_under(tmp_path) == before
     blocker = tmp_path / "a-file"
     blocker.write_text("not a directory")
-    result = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--config", str(TINY), f"output_root={blocker / 'runs'}"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert (
-        result.returncode == 2 and result.stderr.count("\n") == 1 and "cannot create run directory" in result.stderr
-    ), result.stderr
+    line = one_line(cli(tmp_path, "--config", str(TINY), f"output_root={blocker / 'runs'}"))
+    assert "cannot create run directory" in line
 
 
 def cli(
-    tmp_path: Path, *args: str, script: str | None = "train.py", env: dict | None = None
+    tmp_path: Path, *args: str, script: str | None = "train.py", env: dict | None = None, umask: int | None = None
 ) -> subprocess.CompletedProcess:
-    """``python <script> args`` (``python args`` without a script) in tmp_path, one more env."""
+    """``python <script> args`` (``python args`` without a script) in tmp_path, with more
+    environment variables and a umask if given."""
     import os
 
     return subprocess.run(
@@ -231,6 +213,7 @@ def cli(
         text=True,
         timeout=300,
         env={**os.environ, **(env or {})},
+        preexec_fn=None if umask is None else (lambda: os.umask(umask) and None),
     )
 
 
@@ -304,14 +287,7 @@ def test_a_live_run_directory_is_refused_and_a_stale_lock_is_not(tmp_path):
     finally:
         release_run_dir(run)
     assert (run / ".lock").is_file()
-    resumed = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--resume", str(run)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        preexec_fn=lambda: os.umask(0o022),
-    )
+    resumed = cli(tmp_path, "--resume", str(run), umask=0o022)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     for name in ("summary.json", "phases/train.json"):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name
