@@ -123,7 +123,7 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
         "hooks_ms": 1e3 * sum(in_hooks.values()) / steps,
         "by_callback_ms": {name: 1e3 * total / steps for name, total in in_hooks.items()},
         "memory_mib": sum(cb.memory_bytes() for cb in measurements) / 2**20,
-        "dim": measurements[0].dim if measurements else None,
+        "dim": measurements[0].stream.input_dim if measurements else None,
     }
 
 
