@@ -470,6 +470,10 @@ def validate_quadratic(c: DictConfig) -> None:
         f"quadratic.prefix_ms={list(q.prefix_ms)} must name at least one positive prefix length m",
     )
     _require(
+        len(q.drift_lags) > 0 and min(q.drift_lags) >= 1,
+        f"quadratic.drift_lags={list(q.drift_lags)} must name at least one positive lag",
+    )
+    _require(
         max(q.prefix_ms) <= q.steps and 1 <= q.k <= q.dim and 1 <= q.k_rolling <= q.window,
         "quadratic: prefix_ms must fit in steps, k in dim, k_rolling in window",
     )

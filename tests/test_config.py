@@ -239,6 +239,10 @@ def test_config_files_that_are_not_configs_are_one_line(tmp_path):
     assert "is a directory; give a YAML file" in one_line(cli(tmp_path, "--config", str(REPO / "conf")))
     quadratic = one_line(cli(tmp_path, "--config", str(REPO / "conf" / "quadratic.yaml"), "quadratic.prefix_ms=[]"))
     assert "quadratic.prefix_ms=[] must name at least one positive prefix length" in quadratic
+    quadratic_config = str(REPO / "conf" / "quadratic.yaml")
+    for lags in ("[]", "[0]", "[-1]"):
+        line = one_line(cli(tmp_path, "--config", quadratic_config, f"quadratic.drift_lags={lags}"))
+        assert f"quadratic.drift_lags={lags} must name at least one positive lag" in line
     assert files_under(tmp_path) == [Path("list.yaml")]
 
 
