@@ -201,6 +201,12 @@ def build_logger(run_dir: Path) -> PhaseLogger:
     )
 
 
+def fp16_scaled(precision) -> bool:
+    """float16 mixed precision, whose gradient scaler skips the steps that overflow by design
+    (bf16 and true float16 have no scaler: a non-finite gradient there is a real one)."""
+    return str(precision) in ("16", "16-mixed")
+
+
 def build_trainer(
     cfg: DictConfig, phase_dir: Path, logger: PhaseLogger | bool, callbacks: list[Callback], steps: int
 ) -> L.Trainer:
@@ -224,7 +230,7 @@ def build_trainer(
         callbacks=[
             *callbacks,
             *(
-                [DivergenceGuard(t.divergence_patience, t.divergence_share, "16" not in str(t.precision))]
+                [DivergenceGuard(t.divergence_patience, t.divergence_share, not fp16_scaled(t.precision))]
                 if t.divergence_patience
                 else []
             ),
