@@ -66,26 +66,31 @@ def gram_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return s, evecs[:, order]
 
 
-# Rows of B per float32 block of BᵀB (see column_gram): each block's round-off is ~sqrt(2^16)·eps32
+def blocked_products(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
+    """a bᵀ (n×m, float64) of a (n×D) and b (m×D): float32 products over blocks of ``block`` of
+    the D coordinates, summed in float64.
+
+    One float32 product over all D coordinates carries round-off growing with D (4e-5 for an
+    orthonormal BᵀB at D = 4.6e6, above reorthonormalize's 1e-5 tolerance) and, for a few rows
+    against a wide window, runs well below the window-read rate on a CPU. Blocks keep float32
+    speed with each block's error at ~1e-7; a float64 copy would read and write 3× the bytes.
+    Up to ``block`` coordinates (or in float64) it is ``(a bᵀ).double()``."""
+    if a.dtype == torch.float64 or a.shape[1] <= block:
+        return (a @ b.T).double()
+    total = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64)
+    for start in range(0, a.shape[1], block):
+        stop = start + block
+        total += (a[:, start:stop] @ b[:, start:stop].T).double()
+    return total
+
+
+# Coordinates per block of a basis's BᵀB (k×D by D×k): 2^16 keep each block's round-off ~1e-7
 GRAM_BLOCK_ROWS = 2**16
 
 
 def column_gram(basis: torch.Tensor) -> torch.Tensor:
-    """BᵀB (k×k, float64) of a D×k float32 basis: float32 products over blocks of
-    GRAM_BLOCK_ROWS rows, summed in float64.
-
-    One float32 product over all D rows carries round-off ~sqrt(D)·eps32 (4e-5 at D = 4e5, 1e-4
-    at 4.6e6): larger than the 1e-5 orthonormality tolerance, so an orthonormal basis would look
-    broken. A float64 copy of B is exact but reads and writes 3× the bytes; blocks keep float32
-    speed with each block's error at ~1e-7. Up to GRAM_BLOCK_ROWS rows it is ``(BᵀB).double()``.
-    """
-    if basis.dtype == torch.float64 or basis.shape[0] <= GRAM_BLOCK_ROWS:
-        return (basis.T @ basis).double()
-    gram = torch.zeros(basis.shape[1], basis.shape[1], dtype=torch.float64)
-    for start in range(0, basis.shape[0], GRAM_BLOCK_ROWS):
-        block = basis[start : start + GRAM_BLOCK_ROWS]
-        gram += (block.T @ block).double()
-    return gram
+    """BᵀB (k×k, float64) of a D×k basis, in blocks of GRAM_BLOCK_ROWS rows (blocked_products)."""
+    return blocked_products(basis.T, basis.T, GRAM_BLOCK_ROWS)
 
 
 def reorthonormalize(basis: torch.Tensor, tol: float = 1e-5, reduce: Reduce = no_reduce) -> torch.Tensor:

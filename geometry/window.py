@@ -20,30 +20,18 @@ from __future__ import annotations
 import torch
 
 from geometry.sharded import Reduce, no_reduce
-from geometry.subspace import basis_from_rows
+from geometry.subspace import basis_from_rows, blocked_products
 
-# Columns of the window per block of the dirty Gram rows: 32 rows × 4,096 columns × 4 bytes is
-# 0.5 MiB, which stays in cache while both operands are read (see dirty_gram_rows)
+# Columns of the window per block of its dirty Gram rows: 32 rows × 4,096 columns × 4 bytes is
+# 0.5 MiB, which stays in cache while both operands are read
 GRAM_BLOCK_COLUMNS = 4096
 
 
 def dirty_gram_rows(rows: torch.Tensor, dirty: torch.Tensor) -> torch.Tensor:
-    """X[dirty] Xᵀ (n_dirty×W, float64) for X = ``rows`` (W×D, float32): float32 products over
-    blocks of GRAM_BLOCK_COLUMNS columns, summed in float64.
-
-    One product over all D columns runs 3–4× below the window-read rate on a CPU (the n_dirty×D
-    gather and the W×D operand stream through the cache twice); in cache-sized blocks it runs
-    near one read of the window, and the float64 sum of the blocks carries less round-off than one
-    float32 product. Up to GRAM_BLOCK_COLUMNS columns it is ``(X[dirty] Xᵀ).double()``.
-    """
-    if rows.shape[1] <= GRAM_BLOCK_COLUMNS:
-        return (rows[dirty] @ rows.T).double()
-    new_rows = rows[dirty]  # gathered once: n_dirty/W of a window
-    cross = torch.zeros(len(dirty), rows.shape[0], dtype=torch.float64)
-    for start in range(0, rows.shape[1], GRAM_BLOCK_COLUMNS):
-        stop = start + GRAM_BLOCK_COLUMNS
-        cross += (new_rows[:, start:stop] @ rows[:, start:stop].T).double()
-    return cross
+    """X[dirty] Xᵀ (n_dirty×W, float64) for X = ``rows`` (W×D), the new rows gathered once, in
+    blocks of GRAM_BLOCK_COLUMNS columns (geometry.subspace.blocked_products): near one read of
+    the window, where one product over all D columns runs 3–4× below it."""
+    return blocked_products(rows[dirty], rows, GRAM_BLOCK_COLUMNS)
 
 
 class VectorWindow:

@@ -396,12 +396,11 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
 
 
 def nonfinite_lines(summaries: list[dict]) -> list[str]:
-    """One Markdown line per run whose measurements skipped non-finite gradients, updates or probes."""
+    """One Markdown line per run whose measurements skipped non-finite gradients, updates or probes
+    (a summary's ``counts`` are those skips)."""
     lines = []
     for s in summaries:
-        counts = {
-            name: n for name, n in s.get("counts", {}).items() if n and ("nonfinite" in name or "skipped" in name)
-        }
+        counts = {name: n for name, n in s.get("counts", {}).items() if n}
         if counts:
             listed = ", ".join(f"{n} {name}" for name, n in counts.items())
             lines.append(f"- `{run_label(s)}`: {listed} (of {s.get('steps', '?')} steps)")

@@ -230,11 +230,10 @@ def read_summary(run_dir: str | Path) -> dict:
         summary = json.loads(path.read_text())
     except json.JSONDecodeError as error:
         raise RunDirError(f"{path}: not valid JSON ({error.msg})") from None
-    metrics = summary.get("metrics") if isinstance(summary, dict) else None
     if (
         not isinstance(summary, dict)
-        or not ({"protocol", "metrics"} & set(summary))
-        or not isinstance(metrics or {}, dict)
+        or not {"protocol", "metrics"} & summary.keys()
+        or not isinstance(summary.get("metrics", {}), dict)
     ):
         raise RunDirError(
             f"{path} is JSON but not a loclin summary (a mapping with 'protocol' and 'metrics'; got "
