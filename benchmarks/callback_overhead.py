@@ -143,6 +143,7 @@ VARIANTS = {
         ],
     ),
     "grad-only": ("on, grad only", ["geometry.sources=[grad]", "geometry.drift_sources=[grad]"]),
+    "stride1": ("on, basis stride 1 (streaming)", ["geometry.basis_stride=1"]),
 }
 
 

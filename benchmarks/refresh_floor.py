@@ -13,7 +13,12 @@ floor, measured in the same run on one thread:
   it is now (blocked float32, float64 sums) and as it was (one float32 product, whose round-off
   above 1e-5 sent an orthonormal basis through Cholesky-QR and Householder QR: ``old check``);
 - ``torch.linalg.svd`` and ``torch.svd_lowrank`` of the same window, and their largest relative
-  error in the top-k singular values against float64.
+  error in the top-k singular values against float64;
+- ``basis_stride: 1`` (geometry.window.StreamingWindow, geometry.rolling): one step, that is the new
+  vector's copy into the window, its Gram row against the window and the rows kept for the held-out
+  lags (1, 2, 4, 8), the W×W eigen-decomposition, the spectrum and the held-out captures; B formed
+  from the coefficients (what a drift snapshot reads, every ``--drift-stride`` steps); and the
+  two per step at that drift stride, in window reads.
 """
 
 from __future__ import annotations
@@ -28,8 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
+from geometry.rolling import RollingBasis  # noqa: E402
 from geometry.subspace import basis_from_rows, column_gram, reorthonormalize  # noqa: E402
-from geometry.window import VectorWindow  # noqa: E402
+from geometry.window import StreamingWindow, VectorWindow  # noqa: E402
 
 
 def median_ms(function, repeats: int) -> float:
@@ -58,6 +64,37 @@ def gradient_like_window(dim: int, width: int, seed: int = 0) -> torch.Tensor:
     """W rows with a decaying spectrum (σ_i from 1 to 1e-2), like a window of gradients."""
     generator = torch.Generator().manual_seed(seed)
     return torch.randn(width, dim, generator=generator) * torch.logspace(0, -2, width)[:, None]
+
+
+def streaming(dim: int, width: int, k: int, repeats: int, drift_stride: int) -> dict[str, float]:
+    """Time per step of a basis refreshed at every step, and of forming its B once."""
+    lags = (1, 2, 4, 8)
+    vectors = gradient_like_window(dim, width + 2 * lags[-1], seed=1)
+    basis = RollingBasis("grad", k=k, stride=1, heldout_lags=lags)
+    window = StreamingWindow(dim, width, retain=basis.horizon)
+    basis.window = window
+    step = 0
+
+    def one_step():
+        nonlocal step
+        window.next_slot().copy_(vectors[step % len(vectors)])
+        window.commit(step)
+        basis.observe(window, step)
+        step += 1
+
+    for _ in range(width + lags[-1]):
+        one_step()
+
+    def form_basis():
+        basis._current_basis = None
+        return basis.current_basis
+
+    step_ms, form_ms = median_ms(one_step, repeats), median_ms(form_basis, repeats)
+    return {
+        "stride 1: one step": step_ms,
+        "stride 1: form B": form_ms,
+        f"stride 1: per step, drift every {drift_stride}": step_ms + form_ms / drift_stride,
+    }
 
 
 def measure(dim: int, width: int, k: int, stride: int, repeats: int) -> dict[str, float]:
@@ -107,20 +144,22 @@ def main() -> None:
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--stride", type=int, default=10, help="new vectors per refresh (geometry.basis_stride)")
     parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--drift-stride", type=int, default=10, help="steps between drift snapshots (stride 1 rows)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     for dim in args.dims:
         r = measure(dim, args.window, args.k, args.stride, args.repeats)
+        r.update(streaming(dim, args.window, args.k, args.repeats, args.drift_stride))
         floor = r["floor"]
         print(
             f"\nD = {dim:,}, W = {args.window}, k = {args.k}, stride {args.stride}, one thread; "
             f"window {args.window * dim * 4 / 2**20:.0f} MiB, floor (one read) {floor:.2f} ms "
             f"= {args.window * dim * 4 / floor / 1e6:.1f} GB/s"
         )
-        print(f"{'':<22}{'ms':>10}{'× floor':>10}")
+        print(f"{'':<38}{'ms':>10}{'× floor':>10}")
         for name, value in r.items():
             if not name.startswith("_"):
-                print(f"{name:<22}{value:>10.2f}{value / floor:>10.1f}")
+                print(f"{name:<38}{value:>10.2f}{value / floor:>10.2f}")
         print(
             f"top-{args.k} singular values, max relative error against float64: svd {r['_svd_error']:.1e}, "
             f"svd_lowrank {r['_lowrank_error']:.1e}; loclin's match to 1e-5: {bool(r['_singular_values_match'])}"

@@ -28,7 +28,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from callbacks.parameter_vector import ParameterVector, SketchedParameterVector
 from geometry.rolling import RollingBasis
 from geometry.subspace import all_finite
-from geometry.window import VectorWindow
+from geometry.window import StreamingWindow, VectorWindow
 
 SOURCES = ("grad", "update")
 
@@ -106,9 +106,9 @@ class GradientStream:
         if self.shard_windows and trainer.world_size > 1:
             self.vector = self.vector.split(trainer.global_rank, trainer.world_size)
             detail = f", sharded over {trainer.world_size} ranks (rank 0 holds {self.vector.dim:,})"
-        self.windows = {
-            s: VectorWindow(self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce) for s in self.sources
-        }
+        self.windows = {s: self._window(s) for s in self.sources}
+        for source, basis in self.bases.items():
+            basis.window = self.windows[source]
         if self._pending_state is not None:
             self._apply_state(self._pending_state)
         rank_zero_info(
@@ -116,12 +116,23 @@ class GradientStream:
             f"windows {'+'.join(self.sources)} of W={self.capacity}: {self.memory_bytes() / 2**20:.1f} MiB"
         )
 
+    def _window(self, source: str) -> VectorWindow:
+        """A StreamingWindow (a Gram row per commit, keeping the rows its held-out lags need) for a
+        basis refreshed at every step; otherwise Gram rows at the refreshes."""
+        basis = self.bases.get(source)
+        if basis is not None and basis.streaming:
+            return StreamingWindow(
+                self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce, retain=basis.horizon
+            )
+        return VectorWindow(self.vector.dim, self.capacity, self.vector.slices, self.shard.reduce)
+
     def _commit(self, source: str, step: int) -> None:
         window = self.windows[source]
         if all_finite([window.next_slot()], self.shard.reduce):
             window.commit(step)
             self.latest_step[source] = step
         else:
+            window.discard()
             self.nonfinite[source] += 1
             rank_zero_warn(
                 f"[loclin] non-finite {source} at step {step} skipped by the geometry ({self.nonfinite[source]} so far)"
@@ -155,7 +166,9 @@ class GradientStream:
         """The windows (whole vectors) and counters; each rolling basis is saved by its own callback."""
         windows = {s: w.state_dict() for s, w in self.windows.items()}
         for state in windows.values():
-            state["rows"] = self.shard.gather(state["rows"], 1)
+            for key in ("rows", "retired"):
+                if key in state:
+                    state[key] = self.shard.gather(state[key], 1)
         return {"windows": windows, "nonfinite": dict(self.nonfinite), "latest_step": dict(self.latest_step)}
 
     def load_state_dict(self, state: dict) -> None:
@@ -166,7 +179,8 @@ class GradientStream:
 
     def _apply_state(self, state: dict) -> None:
         for source, window_state in state["windows"].items():
-            self.windows[source].load_state_dict({**window_state, "rows": self.shard.local(window_state["rows"], 1)})
+            local = {key: self.shard.local(window_state[key], 1) for key in ("rows", "retired") if key in window_state}
+            self.windows[source].load_state_dict({**window_state, **local})
         self.nonfinite.update(state["nonfinite"])
         self.latest_step.update(state["latest_step"])
         self._pending_state = None

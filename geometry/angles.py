@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 
 from geometry.sharded import Reduce, no_reduce
+from geometry.subspace import GRAM_BLOCK_ROWS, blocked_products
 
 
 def angles_from_cross(cross: torch.Tensor) -> torch.Tensor:
@@ -36,11 +37,13 @@ def principal_angles(
     a, b = basis_a, basis_b.to(basis_a.dtype)
     if a.shape[1] < b.shape[1]:
         a, b = b, a
-    cross = reduce(a.T @ b)  # k1×k2 in the bases' own precision: no D-sized copies
+    # k1×k2 in float32 blocks summed in float64 (geometry.subspace.blocked_products): no D-sized
+    # copies, and over the bases' contiguous rows (a rolling basis is the transpose of a k×D array)
+    cross = reduce(blocked_products(a.T, b.T, GRAM_BLOCK_ROWS))
     angles = angles_from_cross(cross)
     small = angles < 0.1
     if refine_small and small.any():
-        residual = (b - a @ cross).double()
+        residual = (b - a @ cross.to(a.dtype)).double()
         if reduce is no_reduce:
             sines = torch.linalg.svdvals(residual).flip(0)
         else:

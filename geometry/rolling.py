@@ -6,6 +6,12 @@ cap(B_t, v_{t+h}) for h in ``heldout_lags``, against k/D. Those captures are com
 refresh, in one product with the window rows that arrived since (all still in the window because
 stride <= W), so a step between refreshes costs nothing.
 
+``With ``stride`` 1 the window is a StreamingWindow (geometry.window): every commit brings the new
+vector's products with the window and the rows it evicted, so the spectrum comes from a W×W
+eigen-decomposition at every step and every held-out capture from those products,
+cap(B_s, v) = ‖C_sᵀ (X_s v)‖² / ‖v‖² with B_s = X_sᵀ C_s (C_s = V_k Σ_k⁻¹, W×k): no D-sized
+work. B itself is formed (one D×W×k product) only when something reads ``current_basis``.
+
 ``RollingBasis`` is the running state of that measurement: the current basis, the bases still
 waiting for their held-out vectors, and the running means. It is pure torch; the gradient stream
 (callbacks.gradient_stream) feeds it one window step at a time, and the callbacks read it.
@@ -20,7 +26,8 @@ import torch
 from geometry.capture import capture_rows
 from geometry.running import Averages
 from geometry.spectrum import spectrum_summary
-from geometry.window import VectorWindow
+from geometry.subspace import basis_coefficients, reorthonormalize
+from geometry.window import StreamingWindow, VectorWindow
 
 
 class RollingBasis:
@@ -31,8 +38,11 @@ class RollingBasis:
         self.heldout_lags = tuple(sorted(heldout_lags))
         self.horizon = self.heldout_lags[-1]
         self.current_step = -1
-        self.current_basis: torch.Tensor | None = None
+        self._current_basis: torch.Tensor | None = None
         self.pending: list[tuple[int, torch.Tensor]] = []  # bases still capturing future vectors
+        # streaming: (step, C, the steps of the window's rows in C's order), B = X_stepᵀ C formed on demand
+        self.coefficients: list[tuple[int, torch.Tensor, list[int]]] = []
+        self.window: StreamingWindow | None = None  # set by the stream that feeds this basis
         self.averages = Averages()
         self.energy_fraction_sum: torch.Tensor | None = None
         self.refreshes = 0
@@ -42,8 +52,27 @@ class RollingBasis:
     def prefix(self) -> str:
         return f"geometry/{self.source}"
 
+    @property
+    def streaming(self) -> bool:
+        """Whether the window brings a Gram row per commit (stride 1): held-out captures from W-sized products."""
+        return self.stride == 1
+
+    @property
+    def current_basis(self) -> torch.Tensor | None:
+        """B_t (D×k, or this rank's rows) of the newest refresh; streaming, formed at the first read."""
+        if self._current_basis is None and self.coefficients and self.coefficients[-1][0] == self.current_step:
+            _, coefficients, steps = self.coefficients[-1]
+            window = self.window
+            rows = window.rows_at(steps)
+            basis = (coefficients.T.to(rows.dtype) @ rows).T  # as in geometry.subspace.basis_from_rows
+            self._current_basis = reorthonormalize(basis, reduce=window.reduce)
+        return self._current_basis
+
     def memory_bytes(self, local_dim: int) -> int:
-        """Upper bound: the current basis plus those still waiting for held-out vectors."""
+        """Upper bound: the current basis plus those still waiting for held-out vectors (streaming:
+        the current basis; the waiting ones are W×k coefficients)."""
+        if self.streaming:
+            return local_dim * self.k * 4
         waiting = -(-self.horizon // self.stride) + 1
         return (waiting + 1) * local_dim * self.k * 4
 
@@ -53,10 +82,33 @@ class RollingBasis:
         if step == self.last_seen:
             return {}  # nothing new entered the window (a non-finite vector was skipped)
         self.last_seen = step
+        if self.streaming:
+            return self._observe_streaming(step, window)
         if window.size < window.capacity or step % self.stride:
             return {}
         logs = self._heldout_captures(step, window)
         logs.update(self._refresh(step, window))
+        return logs
+
+    def _observe_streaming(self, step: int, window: StreamingWindow) -> dict[str, float]:
+        """cap(B_s, v_step) = ‖C_sᵀ (X_s v)‖² / ‖v‖² for each waiting basis s, from the window's
+        products of v; then, with the window full, the refresh of step: C_step and the spectrum."""
+        logs = {}
+        products = window.products
+        for basis_step, coefficients, steps in self.coefficients:
+            h = step - basis_step
+            if h in self.heldout_lags:
+                projections = coefficients.T @ torch.tensor([products[s] for s in steps], dtype=torch.float64)
+                value = float(projections.pow(2).sum() / products[step])
+                self.averages.add(f"heldout_h{h}", value)
+                logs[f"{self.prefix}/heldout_capture_h{h}"] = value
+        self.coefficients = [entry for entry in self.coefficients if entry[0] + self.horizon > step]
+        if window.size < window.capacity:
+            return logs
+        coefficients, singular_values = basis_coefficients(window.gram(), self.k)
+        self.coefficients.append((step, coefficients, window.steps.tolist()))
+        self.current_step, self._current_basis = step, None
+        logs.update(self._record_spectrum(singular_values, window))
         return logs
 
     def _heldout_captures(self, step: int, window: VectorWindow) -> dict[str, float]:
@@ -77,8 +129,12 @@ class RollingBasis:
 
     def _refresh(self, step: int, window: VectorWindow) -> dict[str, float]:
         basis, singular_values = window.basis(self.k)
-        self.current_step, self.current_basis = step, basis
+        self.current_step, self._current_basis = step, basis
         self.pending.append((step, basis))
+        return self._record_spectrum(singular_values, window)
+
+    def _record_spectrum(self, singular_values: torch.Tensor, window: VectorWindow) -> dict[str, float]:
+        """The refreshed window's spectrum summary, and each group's top-k energy, into the means."""
         self.refreshes += 1
         fractions = singular_values**2 / (singular_values**2).sum()
         self.energy_fraction_sum = (
@@ -99,8 +155,9 @@ class RollingBasis:
         """Bases are stored whole: ``whole`` gathers a rank's rows when the windows are sharded."""
         return {
             "current_step": self.current_step,
-            "current_basis": whole(self.current_basis, 0),
+            "current_basis": None if self.streaming else whole(self.current_basis, 0),
             "pending": [(step, whole(basis, 0)) for step, basis in self.pending],
+            "coefficients": list(self.coefficients),
             "averages": self.averages.state_dict(),
             "energy_fraction_sum": self.energy_fraction_sum,
             "refreshes": self.refreshes,
@@ -109,8 +166,9 @@ class RollingBasis:
 
     def load_state_dict(self, state: dict, local: Callable[[torch.Tensor | None, int], torch.Tensor | None]) -> None:
         self.current_step = state["current_step"]
-        self.current_basis = local(state["current_basis"], 0)
+        self._current_basis = local(state["current_basis"], 0)
         self.pending = [(step, local(basis, 0)) for step, basis in state["pending"]]
+        self.coefficients = list(state.get("coefficients", []))
         self.averages.load_state_dict(state["averages"])
         self.energy_fraction_sum = state["energy_fraction_sum"]
         self.refreshes = state["refreshes"]

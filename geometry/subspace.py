@@ -86,6 +86,21 @@ def blocked_products(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tens
 
 # Coordinates per block of a basis's BᵀB (k×D by D×k): 2^16 keep each block's round-off ~1e-7
 GRAM_BLOCK_ROWS = 2**16
+# Columns per block of a few rows against a window (n×D by D×W): 32 rows × 4,096 columns × 4 bytes
+# is 0.5 MiB, which stays in cache while both operands are read
+GRAM_BLOCK_COLUMNS = 4096
+
+
+def blocked_row(vector: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """rows · vector (n, float64) for rows (n×D) and vector (D,): float32 matrix-vector products
+    over blocks of GRAM_BLOCK_ROWS coordinates, summed in float64 (round-off as
+    :func:`blocked_products`). A matrix-vector product reads the rows at the window-read rate, where
+    a one-row :func:`blocked_products` runs at half of it."""
+    total = torch.zeros(rows.shape[0], dtype=torch.float64)
+    for start in range(0, vector.shape[0], GRAM_BLOCK_ROWS):
+        stop = start + GRAM_BLOCK_ROWS
+        total += (rows[:, start:stop] @ vector[start:stop]).double()
+    return total
 
 
 def column_gram(basis: torch.Tensor) -> torch.Tensor:
@@ -148,6 +163,6 @@ def basis_from_rows(
 
 
 def topk_basis(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k left singular basis of the rows of ``rows`` (W×D); see :func:`basis_from_rows`."""
-    gram = rows.to(torch.float64) @ rows.to(torch.float64).T
-    return basis_from_rows(rows, gram, k)
+    """Top-k left singular basis of the rows of ``rows`` (W×D); see :func:`basis_from_rows`. The
+    Gram is :func:`blocked_products` (float32 blocks summed in float64, no float64 copy of the rows)."""
+    return basis_from_rows(rows, blocked_products(rows, rows, GRAM_BLOCK_COLUMNS), k)

@@ -20,11 +20,7 @@ from __future__ import annotations
 import torch
 
 from geometry.sharded import Reduce, no_reduce
-from geometry.subspace import basis_from_rows, blocked_products
-
-# Columns of the window per block of its dirty Gram rows: 32 rows × 4,096 columns × 4 bytes is
-# 0.5 MiB, which stays in cache while both operands are read
-GRAM_BLOCK_COLUMNS = 4096
+from geometry.subspace import GRAM_BLOCK_COLUMNS, basis_from_rows, blocked_products, blocked_row
 
 
 def dirty_gram_rows(rows: torch.Tensor, dirty: torch.Tensor) -> torch.Tensor:
@@ -75,6 +71,10 @@ class VectorWindow:
         self._dirty.add(j)
         self.steps[j] = step
         self.count += 1
+
+    def discard(self) -> None:
+        """The vector written into :meth:`next_slot` is not committed. Nothing to undo here: that
+        slot is the next one written, and nothing reads it before (a StreamingWindow restores it)."""
 
     def _refresh_gram(self) -> None:
         if not self._dirty:
@@ -130,3 +130,103 @@ class VectorWindow:
         self.steps.copy_(state["steps"])
         self.count = int(state["count"])
         self._dirty.clear()
+
+
+class StreamingWindow(VectorWindow):
+    """A window whose Gram row is computed at every commit, for a basis refreshed at every step.
+
+    Committing v at step t computes r = [X_t; R] v: its products with the W window rows and with
+    the last ``retain`` rows the window evicted (R), per group (matrix-vector products over
+    (W + retain)·D floats, at the window-read rate: geometry.subspace.blocked_row). r's window part
+    is v's Gram row, so reading the Gram costs nothing, and the whole of r, kept by step in
+    :attr:`products`, is what a basis B_s = X_sᵀ C_s of an earlier window needs to capture v:
+    B_sᵀ v = C_sᵀ (X_s v), with X_s's rows among the window and R while t − s <= ``retain``.
+    So held-out captures at every step need no D-sized work beyond r.
+
+    Evicted rows are copied out when :meth:`next_slot` first hands out a full window's oldest slot;
+    :meth:`discard` puts the row back when the vector written there is not committed.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        capacity: int,
+        group_slices: dict[str, tuple[int, int]] | None = None,
+        reduce: Reduce = no_reduce,
+        retain: int = 0,
+    ):
+        super().__init__(dim, capacity, group_slices, reduce)
+        self.retain = retain
+        self.retired = torch.zeros(retain, dim, dtype=torch.float32)
+        self.retired_steps = torch.full((retain,), -1, dtype=torch.long)
+        self.retired_count = 0
+        self._retired_for = -1  # the value of ``count`` whose slot has been copied out
+        self.products: dict[int, float] = {}  # step -> x_step · v for the newest v (full dot products)
+
+    @property
+    def nbytes(self) -> int:
+        return super().nbytes + self.retired.numel() * 4
+
+    def next_slot(self) -> torch.Tensor:
+        slot = self.count % self.capacity
+        if self.retain and self.count >= self.capacity and self._retired_for != self.count:
+            ring = self.retired_count % self.retain
+            self.retired[ring].copy_(self.rows[slot])
+            self.retired_steps[ring] = self.steps[slot]
+            self.retired_count += 1
+            self._retired_for = self.count
+        return self.rows[slot]
+
+    def discard(self) -> None:
+        """The vector written into :meth:`next_slot` is not committed: restore the row it replaced."""
+        if self._retired_for == self.count:
+            self.retired_count -= 1
+            ring = self.retired_count % self.retain
+            self.rows[self.count % self.capacity].copy_(self.retired[ring])
+            self.retired_steps[ring] = -1
+            self._retired_for = -1
+
+    def commit(self, step: int) -> None:
+        j = self.count % self.capacity
+        self.steps[j] = step
+        self.count += 1
+        vector = self.rows[j]
+        retained = self.retired[: min(self.retired_count, self.retain)]
+        total = torch.zeros(self.capacity + len(retained), dtype=torch.float64)
+        for name, (start, stop) in self.group_slices.items():
+            part = vector[start:stop]
+            row = self.reduce(
+                torch.cat([blocked_row(part, self.rows[:, start:stop]), blocked_row(part, retained[:, start:stop])])
+            )
+            gram = self.group_grams[name]
+            gram[j, :] = row[: self.capacity]
+            gram[:, j] = row[: self.capacity]
+            total += row
+        steps = torch.cat([self.steps, self.retired_steps[: len(retained)]]).tolist()
+        self.products = {s: value for s, value in zip(steps, total.tolist()) if s >= 0}
+
+    def rows_at(self, steps: list[int]) -> torch.Tensor:
+        """The rows of the vectors of ``steps`` (len×D), from the window or the retained rows: the
+        window itself (no copy) when ``steps`` are its slots' steps."""
+        if steps == self.steps.tolist():
+            return self.rows
+        where = {s: self.rows[i] for i, s in enumerate(self.steps.tolist())}
+        where.update({s: self.retired[i] for i, s in enumerate(self.retired_steps.tolist()) if s not in where})
+        return torch.stack([where[s] for s in steps])
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "retired": self.retired.clone(),
+            "retired_steps": self.retired_steps.clone(),
+            "retired_count": self.retired_count,
+            "products": dict(self.products),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.retired.copy_(state["retired"])
+        self.retired_steps.copy_(state["retired_steps"])
+        self.retired_count = int(state["retired_count"])
+        self.products = dict(state["products"])
+        self._retired_for = -1

@@ -112,7 +112,7 @@ class GeometryConfig:
     shard_windows: bool = False  # data parallel: each rank keeps 1/devices of the coordinates (geometry/sharded.py)
     k: int = 8  # basis rank
     sources: list[str] = field(default_factory=lambda: ["grad", "update"])
-    basis_stride: int = 10  # steps between rolling-basis refreshes
+    basis_stride: int = 10  # steps between rolling-basis refreshes; 1 streams (a Gram row per commit)
     heldout_lags: list[int] = field(default_factory=lambda: [1, 2, 4, 8])  # h: each basis captures v_(t+h)
     drift_sources: list[str] = field(default_factory=lambda: ["grad", "update"])
     drift_stride: int = 10  # steps between drift snapshots (multiple of basis_stride)

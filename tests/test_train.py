@@ -303,3 +303,37 @@ def test_with_the_guard_off_a_diverging_run_finishes_and_every_probe_skips_non_f
     summary = json.loads((tmp_path / "tiny_synthetic" / "version_0" / "summary.json").read_text())
     assert summary["counts"]["pertask_skipped_probes"] >= 4  # probes at steps 40, 80, ..., 200
     assert summary["counts"]["nonfinite_grad"] > 150
+
+
+STREAMING = ["geometry.basis_stride=1", "trainer.max_steps=120", "geometry.drift_lags=[10,20,40]"]
+POISONED = {37: float("nan"), 38: float("inf")}  # two in a row: the same overwritten row restored twice
+
+
+@pytest.fixture(scope="module")
+def streaming_run(tmp_path_factory):
+    return run_tiny(tmp_path_factory.mktemp("streaming"), *STREAMING, extra_callbacks=[PoisonGradients(POISONED)])
+
+
+def test_a_basis_refreshed_every_step_streams_the_numbers_of_full_refreshes(streaming_run, tmp_path, monkeypatch):
+    """basis_stride 1: a Gram row per commit and held-out captures from W-sized products give the
+    numbers of forming and reading every B_t in full (within 1e-6), non-finite gradients included."""
+    from geometry.rolling import RollingBasis
+
+    monkeypatch.setattr(RollingBasis, "streaming", property(lambda self: False))
+    full = run_tiny(tmp_path, *STREAMING, extra_callbacks=[PoisonGradients(POISONED)])
+    assert streaming_run["counts"]["nonfinite_grad"] == 2
+    assert streaming_run["metrics"].keys() == full["metrics"].keys()
+    assert "grad.heldout_capture_h4" in full["metrics"]
+    for name, entry in full["metrics"].items():
+        assert streaming_run["metrics"][name]["value"] == pytest.approx(entry["value"], rel=1e-6, nan_ok=True), name
+
+
+def test_a_streaming_run_killed_resumes_to_the_same_numbers(streaming_run, tmp_path):
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_tiny(tmp_path, *STREAMING, extra_callbacks=[PoisonGradients(POISONED), Crash(at=70)])
+    run_dir = tmp_path / "tiny_synthetic" / "version_0"
+    resumed = run_tiny(tmp_path, *STREAMING, resume_dir=run_dir)
+    assert resumed["counts"]["nonfinite_grad"] == 2  # counted before the kill, kept by the checkpoint
+    assert resumed["metrics"].keys() == streaming_run["metrics"].keys()
+    for name, entry in streaming_run["metrics"].items():
+        assert _close(resumed["metrics"][name]["value"], entry["value"]), name
