@@ -6,7 +6,7 @@ cap(B_t, v_{t+h}) for h in ``heldout_lags``, against k/D. Those captures are com
 refresh, in one product with the window rows that arrived since (all still in the window because
 stride <= W), so a step between refreshes costs nothing.
 
-``With ``stride`` 1 the window is a StreamingWindow (geometry.window): every commit brings the new
+With ``stride`` 1 the window is a StreamingWindow (geometry.window): every commit brings the new
 vector's products with the window and the rows it evicted, so the spectrum comes from a W×W
 eigen-decomposition at every step and every held-out capture from those products,
 cap(B_s, v) = ‖C_sᵀ (X_s v)‖² / ‖v‖² with B_s = X_sᵀ C_s (C_s = V_k Σ_k⁻¹, W×k): no D-sized
