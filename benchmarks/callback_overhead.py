@@ -3,6 +3,7 @@
     python benchmarks/callback_overhead.py [--config conf/synthetic.yaml] [--steps 1000]
     python benchmarks/callback_overhead.py --config conf/lora_smollm2.yaml --steps 210 --warmup 20 \
         --variants default no-probe off-again
+    python benchmarks/callback_overhead.py --json docs/results/performance/callback_overhead.json
 
 Each variant trains the same model from the same seed for --steps steps. A step is timed
 from on_train_batch_start (first callback) to on_train_batch_end (last callback), so it
@@ -10,11 +11,13 @@ includes forward, backward, optimizer and every measurement done at that step. M
 mean per step are printed as ratios against the "off" baseline of this run: the median is
 the typical step, the mean includes the strided work (basis refreshes, drift snapshots,
 per-task probes) amortised. "In hooks" is the time spent inside the measurement callbacks'
-per-step hooks per step (strided work included), timed in the same run, and its ratio
-1 + hooks / (off's mean step): the overhead without the noise between separate runs, which
-``off-again`` (the baseline repeated last) shows; it is then broken down by callback. The
+per-step hooks, timed in the same run: its median over steps against off's median step (a
+typical step) and its mean (strided work included) against off's mean step, 1 + hooks / off. These
+are the overhead without the noise between separate runs, which ``off-again`` (the baseline
+repeated last) shows: ±6% here. The hook time is then broken down by callback. The
 refresh against the machine's floor and the SVDs is benchmarks/refresh_floor.py. Memory is
-the bounded state the callbacks hold (exact bytes).
+the bounded state the callbacks hold (exact bytes). ``--json`` also writes the times as a record
+that ``python -m loclin.results`` renders into the README's Performance section (loclin.performance).
 """
 
 from __future__ import annotations
@@ -37,25 +40,30 @@ from loclin.config import (
     phase_plan,  # noqa: E402
 )
 from loclin.experiment import build_geometry_callbacks, build_module_and_data  # noqa: E402
+from loclin.performance import breakdown_lines, overhead_table, write_record  # noqa: E402
 
 
 class StepClock:
-    """Two callbacks sharing one clock: put ``start`` first and ``stop`` last in the list."""
+    """Two callbacks sharing one clock: put ``start`` first and ``stop`` last in the list. Besides
+    each step's duration it keeps the time the timed hooks (:func:`time_hooks`) spent in that step."""
 
     def __init__(self, warmup: int):
         self.warmup = warmup
         self.durations: list[float] = []
+        self.hook_durations: list[float] = []
+        self.in_hooks = 0.0  # this step's time inside the timed hooks so far
         self._t0 = 0.0
         clock = self
 
         class Start(Callback):
             def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-                clock._t0 = time.perf_counter()
+                clock._t0, clock.in_hooks = time.perf_counter(), 0.0
 
         class Stop(Callback):
             def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
                 if trainer.global_step > clock.warmup:
                     clock.durations.append(time.perf_counter() - clock._t0)
+                    clock.hook_durations.append(clock.in_hooks)
 
         self.start, self.stop = Start(), Stop()
 
@@ -63,10 +71,10 @@ class StepClock:
 HOOKS = ("on_train_batch_start", "on_after_backward", "on_before_optimizer_step", "on_train_batch_end")
 
 
-def time_hooks(callbacks: list[Callback]) -> dict[str, float]:
+def time_hooks(callbacks: list[Callback], clock: StepClock) -> dict[str, float]:
     """Wrap every per-step hook of ``callbacks`` with a timer; returns the running totals (s) by
     callback (its ``state_key``): the measurements' own time, free of the run-to-run noise
-    between variants, and where it goes without a profiler."""
+    between variants, and where it goes without a profiler. Each step's share goes to ``clock``."""
     totals: dict[str, float] = {}
 
     def timed(hook, name: str):
@@ -75,7 +83,9 @@ def time_hooks(callbacks: list[Callback]) -> dict[str, float]:
             try:
                 return hook(*args, **kwargs)
             finally:
-                totals[name] = totals.get(name, 0.0) + time.perf_counter() - t0
+                elapsed = time.perf_counter() - t0
+                totals[name] = totals.get(name, 0.0) + elapsed
+                clock.in_hooks += elapsed
 
         return wrapper
 
@@ -102,7 +112,7 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
     datamodule.set_phase(0, list(cfg.data.train_tasks or cfg.data.tasks))
     measurements = build_geometry_callbacks(cfg, phase_plan(cfg)[0].steps)
     clock = StepClock(warmup)
-    in_hooks = time_hooks(measurements)
+    in_hooks = time_hooks(measurements, clock)
     trainer = L.Trainer(
         max_steps=steps,
         accelerator="cpu",
@@ -121,6 +131,7 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
         "median_ms": 1e3 * statistics.median(clock.durations),
         "mean_ms": 1e3 * statistics.fmean(clock.durations),
         "hooks_ms": 1e3 * sum(in_hooks.values()) / steps,
+        "hooks_median_ms": 1e3 * statistics.median(clock.hook_durations),
         "by_callback_ms": {name: 1e3 * total / steps for name, total in in_hooks.items()},
         "memory_mib": sum(cb.memory_bytes() for cb in measurements) / 2**20,
         "dim": measurements[0].stream.input_dim if measurements else None,
@@ -154,6 +165,7 @@ def main() -> None:
         "--steps", type=int, default=1000, help="steps per variant (>= per-task stride to include a probe)"
     )
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin.results)")
     parser.add_argument(
         "--variants",
         nargs="+",
@@ -167,25 +179,15 @@ def main() -> None:
         results = {
             VARIANTS[v][0]: run_variant(args.config, VARIANTS[v][1], args.steps, args.warmup, log_dir) for v in chosen
         }
-    base = results["off"]
     dims = [r["dim"] for r in results.values() if r["dim"]]
     print(f"\n{args.config}: {args.steps} steps per variant, D = {dims[0] if dims else 0:,}")
-    print(
-        f"{'variant':<32}{'median ms':>10}{'ratio':>8}{'mean ms':>10}{'ratio':>8}"
-        f"{'in hooks ms':>12}{'ratio':>8}{'state MiB':>11}"
-    )
-    for name, r in results.items():
-        print(
-            f"{name:<32}{r['median_ms']:>10.2f}{r['median_ms'] / base['median_ms']:>8.3f}"
-            f"{r['mean_ms']:>10.2f}{r['mean_ms'] / base['mean_ms']:>8.3f}"
-            f"{r['hooks_ms']:>12.2f}{1 + r['hooks_ms'] / base['mean_ms']:>8.3f}{r['memory_mib']:>11.1f}"
-        )
+    record = {"config": args.config, "steps": args.steps, "dim": dims[0] if dims else 0, "variants": results}
+    print("\n".join(overhead_table(record)))
     print("\nwhere the time in hooks goes (ms per step, share of the variant's hook time):")
-    for name, r in results.items():
-        if r["hooks_ms"]:
-            parts = sorted(r["by_callback_ms"].items(), key=lambda item: -item[1])
-            shares = ", ".join(f"{key} {ms:.2f} ({ms / r['hooks_ms']:.0%})" for key, ms in parts)
-            print(f"  {name}: {shares}")
+    for line in breakdown_lines(record):
+        print(f"  {line[2:]}")
+    if args.json:
+        write_record(args.json, "callback_overhead", record)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """One rolling-basis refresh against this machine's floor and against the SVDs a user would pick.
 
-    python benchmarks/refresh_floor.py [--dims 404736 4600000] [--window 32] [--k 8] [--stride 10]
+    python benchmarks/refresh_floor.py [--dims 404736 4600000] [--window 32] [--k 8] [--stride 10] \
+        [--json docs/results/performance/refresh_floor.json]
 
 The floor of a refresh is one read of the window (W·D·4 bytes), timed here as the faster of X v
 (v ∈ R^D) and Xᵀu (u ∈ R^W) over the same window. Everything is printed as a ratio to that
@@ -9,6 +10,9 @@ floor, measured in the same run on one thread:
 - ``refresh``: what a refresh step does: the Gram rows of ``stride`` new vectors
   (``VectorWindow._refresh_gram``), the W×W eigen-decomposition, B = Xᵀ V_k Σ_k⁻¹ and its
   orthonormality check (``geometry.subspace.basis_from_rows``);
+- ``two products alone``: the two products a refresh cannot avoid, the new rows' Gram rows
+  X_new Xᵀ and B = Cᵀ X, each one ``torch.mm`` into a buffer allocated beforehand (no loclin code,
+  no fresh pages): the lowest a refresh can go with this machine's BLAS;
 - its parts: the Gram rows, the basis from a ready Gram, and the orthonormality check alone as
   it is now (blocked float32, float64 sums) and as it was (one float32 product, whose round-off
   above 1e-5 sent an orthonormal basis through Cholesky-QR and Householder QR: ``old check``);
@@ -19,6 +23,9 @@ floor, measured in the same run on one thread:
   lags (1, 2, 4, 8), the W×W eigen-decomposition, the spectrum and the held-out captures; B formed
   from the coefficients (what a drift snapshot reads, every ``--drift-stride`` steps); and the
   two per step at that drift stride, in window reads.
+
+``--json`` also writes the times as a record that ``python -m loclin.results`` renders into the
+README's Performance section (loclin.performance).
 """
 
 from __future__ import annotations
@@ -34,8 +41,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from geometry.rolling import RollingBasis  # noqa: E402
-from geometry.subspace import basis_from_rows, column_gram, reorthonormalize  # noqa: E402
+from geometry.subspace import basis_coefficients, basis_from_rows, column_gram, reorthonormalize  # noqa: E402
 from geometry.window import StreamingWindow, VectorWindow  # noqa: E402
+from loclin.performance import write_record  # noqa: E402
 
 
 def median_ms(function, repeats: int) -> float:
@@ -115,6 +123,13 @@ def measure(dim: int, width: int, k: int, stride: int, repeats: int) -> dict[str
 
     basis, singular_values = basis_from_rows(window.filled_rows(), gram, k)
     unchecked = basis.clone()
+    new_rows, coefficients = rows[:stride], basis_coefficients(gram, k)[0].float()
+    gram_rows_out, basis_out = torch.empty(stride, width), torch.empty(k, dim)
+
+    def products_alone():
+        torch.mm(new_rows, rows.T, out=gram_rows_out)
+        torch.mm(coefficients.T, rows, out=basis_out)
+
     exact = torch.linalg.svdvals(rows.double())[:k]
     svd_values = torch.linalg.svd(rows, full_matrices=False)[1][:k].double()
     lowrank_values = torch.svd_lowrank(rows, q=k + 2, niter=2)[1][:k].double()
@@ -122,6 +137,7 @@ def measure(dim: int, width: int, k: int, stride: int, repeats: int) -> dict[str
     return {
         "floor": min(median_ms(lambda: rows @ probe, repeats), median_ms(lambda: rows.T @ ones, repeats)),
         "refresh": median_ms(refresh, repeats),
+        "two products alone": median_ms(products_alone, repeats),
         "gram rows": median_ms(gram_rows, repeats),
         "basis from Gram": median_ms(lambda: basis_from_rows(window.filled_rows(), gram, k), repeats),
         "check (now)": median_ms(lambda: reorthonormalize(unchecked), repeats),
@@ -145,8 +161,10 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=10, help="new vectors per refresh (geometry.basis_stride)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--drift-stride", type=int, default=10, help="steps between drift snapshots (stride 1 rows)")
+    parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin.results)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    rows = []
     for dim in args.dims:
         r = measure(dim, args.window, args.k, args.stride, args.repeats)
         r.update(streaming(dim, args.window, args.k, args.repeats, args.drift_stride))
@@ -169,6 +187,18 @@ def main() -> None:
             f"{r['_blocked_gram_error']:.1e}, one float32 product (old) {r['_float32_gram_error']:.1e} "
             f"(tolerance 1e-5)"
         )
+        rows.append(
+            {
+                "dim": dim,
+                "floor_ms": floor,
+                "gb_per_s": args.window * dim * 4 / floor / 1e6,
+                "ms": {name: value for name, value in r.items() if not name.startswith("_") and name != "floor"},
+                "checks": {name[1:]: value for name, value in r.items() if name.startswith("_")},
+            }
+        )
+    if args.json:
+        settings = {"window": args.window, "k": args.k, "stride": args.stride, "drift_stride": args.drift_stride}
+        write_record(args.json, "refresh_floor", {**settings, "dims": rows})
 
 
 if __name__ == "__main__":

@@ -5,30 +5,48 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from geometry.running import Averages
 
-__all__ = ["Averages", "MeasurementCallback", "MemoryReport", "metric"]
+__all__ = ["Averages", "MeasurementCallback", "MemoryReport", "log_measurements", "metric"]
+
+
+def log_measurements(trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
+    """Scalars at the step they describe, to every logger the trainer has (TensorBoard, CSV, W&B,
+    MLflow: any Lightning logger), and into ``trainer.callback_metrics``, where EarlyStopping and
+    ModelCheckpoint find what they monitor. Not ``self.log``: its ``log_every_n_steps`` would drop
+    measurements made at a stride, and it logs at the trainer's step, not the measured one."""
+    if not metrics:
+        return
+    for logger in trainer.loggers:
+        logger.log_metrics(metrics, step=step)
+    trainer.callback_metrics.update({name: torch.tensor(float(value)) for name, value in metrics.items()})
 
 
 class MeasurementCallback(Callback):
     """Base class: ``summary()`` feeds summary.json, ``figures()`` feeds TensorBoard images.
 
-    Scalars go straight to the logger at the step they describe (not through ``self.log``,
-    whose ``log_every_n_steps`` would drop measurements made at a stride).
+    Scalars go to every logger at the step they describe, and to ``callback_metrics``
+    (:func:`log_measurements`). Figures go to loggers that take images (``add_figure``); with none,
+    one line says they were skipped.
     """
 
     def log_scalars(self, trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
-        if trainer.logger is not None and metrics:
-            trainer.logger.log_metrics(metrics, step=step)
+        log_measurements(trainer, metrics, step)
 
     def log_figures(self, trainer: L.Trainer, step: int) -> None:
         if trainer.logger is None or not trainer.is_global_zero:
             return
         writer = getattr(trainer.logger, "experiment", None)
         if writer is None or not hasattr(writer, "add_figure"):
+            if self.figures_possible():
+                rank_zero_info(
+                    f"[loclin] {type(self).__name__}: figures skipped, {type(trainer.logger).__name__} takes no images "
+                    "(the numbers are in the scalars and summary.json)"
+                )
             return
         offset = getattr(trainer.logger, "step_offset", 0)  # later phases continue the step axis
         try:
@@ -41,6 +59,10 @@ class MeasurementCallback(Callback):
 
     def figures(self) -> dict[str, Any]:
         return {}
+
+    def figures_possible(self) -> bool:
+        """Whether this callback draws figures at all (so a logger without images is worth a line)."""
+        return type(self).figures is not MeasurementCallback.figures
 
     def memory_bytes(self) -> int:
         """Bytes of bounded state this callback holds (windows, stored bases)."""

@@ -25,7 +25,8 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from callbacks.parameter_vector import ParameterVector, SketchedParameterVector
+from callbacks.base import log_measurements
+from callbacks.parameter_vector import GroupSpec, ParameterVector, SketchedParameterVector, parameter_groups
 from geometry.rolling import RollingBasis
 from geometry.subspace import all_finite
 from geometry.window import StreamingWindow, VectorWindow
@@ -42,6 +43,7 @@ class GradientStream:
         sketch_dim: int | None = None,
         seed: int = 0,
         shard_windows: bool = False,
+        group_spec: GroupSpec = None,
     ):
         unknown = set(sources) - set(SOURCES)
         if unknown:
@@ -51,6 +53,7 @@ class GradientStream:
         self.groups = list(groups) if groups else None
         self.sketch_dim, self.seed = sketch_dim, seed
         self.shard_windows = shard_windows
+        self.group_spec = group_spec  # how the module's parameters form groups (callbacks.parameter_vector)
         self.vector: ParameterVector | None = None
         self.windows: dict[str, VectorWindow] = {}
         self.bases: dict[str, RollingBasis] = {}
@@ -98,7 +101,7 @@ class GradientStream:
         """Build the parameter vector and the windows once, for the module's trainable parameters."""
         if self.vector is not None:
             return
-        self.vector = ParameterVector(pl_module.parameter_groups(), self.groups)
+        self.vector = ParameterVector(parameter_groups(pl_module, self.group_spec), self.groups)
         detail = ""
         if self.sketch_dim:
             self.vector = SketchedParameterVector(self.vector, self.sketch_dim, self.seed)
@@ -138,11 +141,14 @@ class GradientStream:
                 f"[loclin] non-finite {source} at step {step} skipped by the geometry ({self.nonfinite[source]} so far)"
             )
 
-    def before_optimizer_step(self, trainer: L.Trainer) -> None:
-        """g_t into the gradient window; θ_t into the update slot, which ``advance`` turns into u_t."""
+    def before_optimizer_step(self, trainer: L.Trainer, grads_in_slot: bool = False) -> None:
+        """g_t into the gradient window; θ_t into the update slot, which ``advance`` turns into u_t.
+        ``grads_in_slot``: g_t is already in the gradient window's next slot, copied there as backward
+        made it (``ParameterVector.copy_grads_as_accumulated``, the Hugging Face path)."""
         step = trainer.global_step
         if "grad" in self.windows:
-            self.vector.write_grads(self.windows["grad"].next_slot())
+            if not grads_in_slot:
+                self.vector.write_grads(self.windows["grad"].next_slot())
             self._commit("grad", step)
         if "update" in self.windows:
             self.vector.write_values(self.windows["update"].next_slot())
@@ -158,9 +164,7 @@ class GradientStream:
             self._commit("update", trainer.global_step - 1)
         for source, basis in self.bases.items():
             step = self.latest_step[source]
-            logs = basis.observe(self.windows[source], step)
-            if logs and trainer.logger is not None:
-                trainer.logger.log_metrics(logs, step=step)
+            log_measurements(trainer, basis.observe(self.windows[source], step), step)
 
     def state_dict(self) -> dict:
         """The windows (whole vectors) and counters; each rolling basis is saved by its own callback."""

@@ -3,12 +3,58 @@
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
 
 from geometry.sharded import CoordinateShard
+
+GroupSpec = Sequence[str] | Mapping[str, Sequence[str]] | None
+
+
+def parameter_groups(module: nn.Module, spec: GroupSpec = None) -> dict[str, list[tuple[str, nn.Parameter]]]:
+    """Named groups of ``module``'s trainable parameters, each in ``named_parameters()`` order.
+
+    ``spec`` None: the module's own ``parameter_groups()`` where it has one (loclin's modules), else
+    one group per top-level child (the first part of each parameter's name). A list of name
+    prefixes: one group per prefix, named by it. A mapping: group name -> its prefixes. A parameter
+    belongs to the first prefix it falls under (its name is the prefix or starts with prefix + ".");
+    parameters under none are not measured. A prefix that matches no trainable parameter is an
+    error naming it, and so is a module with no trainable parameter."""
+    trainable = [(name, p) for name, p in module.named_parameters() if p.requires_grad]
+    if not trainable:
+        raise ValueError(f"{type(module).__name__} has no trainable parameter to measure")
+    if spec is None:
+        own = getattr(module, "parameter_groups", None)
+        if callable(own):
+            try:
+                return own()
+            except NotImplementedError:
+                pass
+        groups: dict[str, list[tuple[str, nn.Parameter]]] = {}
+        for name, p in trainable:
+            groups.setdefault(name.split(".")[0], []).append((name, p))
+        return groups
+    prefixes = {prefix: [prefix] for prefix in spec} if not isinstance(spec, Mapping) else dict(spec)
+    owner = {
+        prefix: group
+        for group, listed in prefixes.items()
+        for prefix in ([listed] if isinstance(listed, str) else listed)
+    }
+    groups = {group: [] for group in prefixes}
+    for name, p in trainable:
+        match = next((prefix for prefix in owner if name == prefix or name.startswith(f"{prefix}.")), None)
+        if match is not None:
+            groups[owner[match]].append((name, p))
+    empty = [group for group, members in groups.items() if not members]
+    if empty:
+        heads = sorted({name.split(".")[0] for name, _ in trainable})
+        raise ValueError(
+            f"parameter group(s) {empty} match no trainable parameter of {type(module).__name__} "
+            f"(its top-level names: {heads})"
+        )
+    return groups
 
 
 class ParameterVector:
@@ -38,6 +84,12 @@ class ParameterVector:
                 self.slices[group] = (start, offset)
         self.dim = offset
         self.shard = CoordinateShard(0, offset, offset, sharded=False)
+        self._scratch: torch.Tensor | None = None  # θ_{t+1}, flat, for subtract_from_values
+
+    @property
+    def nbytes(self) -> int:
+        """The scratch row of θ_{t+1} that :meth:`subtract_from_values` fills (D float32s)."""
+        return self.dim * 4
 
     def split(self, rank: int, world_size: int) -> ParameterVector:
         """This rank's share of θ for a coordinate-sharded window: whole parameters, contiguous
@@ -64,8 +116,21 @@ class ParameterVector:
         part.shard = CoordinateShard(start, stop, self.dim, sharded=True)
         return part
 
+    @staticmethod
+    def _concatenate_into(tensors: list[torch.Tensor | None], out: torch.Tensor) -> bool:
+        """``out`` ← the flattened ``tensors`` in one ``torch.cat`` (one kernel instead of a Python
+        copy per parameter) when every one is there with ``out``'s dtype and device; False, writing
+        nothing, otherwise (a missing grad, half precision, parameters on a GPU)."""
+        if any(t is None or t.dtype != out.dtype or t.device != out.device for t in tensors):
+            return False
+        torch.cat([t.reshape(-1) for t in tensors], out=out)
+        return True
+
+    @torch.no_grad()
     def write_grads(self, out: torch.Tensor) -> None:
         """Copy the current .grad of every parameter into ``out`` (zeros where grad is None)."""
+        if self._concatenate_into([p.grad for p in self.params], out):
+            return
         offset = 0
         for p in self.params:
             n = p.numel()
@@ -75,7 +140,28 @@ class ParameterVector:
                 out[offset : offset + n].copy_(p.grad.reshape(-1))
             offset += n
 
+    def copy_grads_as_accumulated(self, destination: Callable[[], torch.Tensor]) -> list:
+        """Hooks (``register_post_accumulate_grad_hook``) that copy each parameter's .grad into its
+        segment of ``destination()`` as soon as backward has accumulated it: g as backward made it,
+        before anything later rescales it (a Hugging Face Trainer clips before its callbacks see
+        the gradient). With gradient accumulation each micro-batch copies the running sum, so the
+        step's last copy is its g; a parameter backward does not reach keeps what the segment held,
+        so zero ``destination()`` when a step begins. Returns the handles (``.remove()`` each)."""
+        handles, offset = [], 0
+        for p in self.params:
+            n = p.numel()
+
+            def copy(param: torch.Tensor, start: int = offset, stop: int = offset + n) -> None:
+                destination()[start:stop].copy_(param.grad.reshape(-1))
+
+            handles.append(p.register_post_accumulate_grad_hook(copy))
+            offset += n
+        return handles
+
+    @torch.no_grad()
     def write_values(self, out: torch.Tensor) -> None:
+        if self._concatenate_into([p.detach() for p in self.params], out):
+            return
         offset = 0
         for p in self.params:
             n = p.numel()
@@ -105,8 +191,16 @@ class ParameterVector:
             offset += p.numel()
         return offsets
 
+    @torch.no_grad()
     def subtract_from_values(self, out: torch.Tensor) -> None:
-        """In place: ``out`` ← θ − ``out`` (turns a stored θ_t into θ_{t+1} − θ_t in one pass)."""
+        """In place: ``out`` ← θ − ``out`` (turns a stored θ_t into θ_{t+1} − θ_t). θ is gathered
+        into a scratch row by one ``torch.cat`` where it can be, then one subtraction: the same
+        element-wise differences as a subtraction per parameter, without a Python loop over them."""
+        if self._scratch is None or self._scratch.shape != out.shape or self._scratch.dtype != out.dtype:
+            self._scratch = torch.empty_like(out)
+        if self._concatenate_into([p.detach() for p in self.params], self._scratch):
+            torch.sub(self._scratch, out, out=out)
+            return
         offset = 0
         for p in self.params:
             n = p.numel()

@@ -26,7 +26,7 @@ import torch
 from geometry.capture import capture_rows
 from geometry.running import Averages
 from geometry.spectrum import spectrum_summary
-from geometry.subspace import basis_coefficients, reorthonormalize
+from geometry.subspace import basis_coefficients, basis_from_coefficients
 from geometry.window import StreamingWindow, VectorWindow
 
 
@@ -63,9 +63,7 @@ class RollingBasis:
         if self._current_basis is None and self.coefficients and self.coefficients[-1][0] == self.current_step:
             _, coefficients, steps = self.coefficients[-1]
             window = self.window
-            rows = window.rows_at(steps)
-            basis = (coefficients.T.to(rows.dtype) @ rows).T  # as in geometry.subspace.basis_from_rows
-            self._current_basis = reorthonormalize(basis, reduce=window.reduce)
+            self._current_basis = basis_from_coefficients(window.rows_at(steps), coefficients, window.reduce)
         return self._current_basis
 
     def memory_bytes(self, local_dim: int) -> int:

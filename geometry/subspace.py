@@ -66,26 +66,41 @@ def gram_eigh(gram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return s, evecs[:, order]
 
 
-def blocked_products(a: torch.Tensor, b: torch.Tensor, block: int) -> torch.Tensor:
-    """a bᵀ (n×m, float64) of a (n×D) and b (m×D): float32 products over blocks of ``block`` of
-    the D coordinates, summed in float64.
+def blocked_products(
+    a: torch.Tensor, b: torch.Tensor, block: int, precision=torch.float32, select: torch.Tensor | None = None
+) -> torch.Tensor:
+    """a bᵀ (n×m, float64) of a (n×D) and b (m×D): products over blocks of ``block`` of the D
+    coordinates, each in ``precision``, summed in float64. With ``select``, a's rows ``select``
+    only (a[select] bᵀ).
 
     One float32 product over all D coordinates carries round-off growing with D (4e-5 for an
     orthonormal BᵀB at D = 4.6e6, above reorthonormalize's 1e-5 tolerance) and, for a few rows
-    against a wide window, runs well below the window-read rate on a CPU. Blocks keep float32
-    speed with each block's error at ~1e-7; a float64 copy would read and write 3× the bytes.
-    Up to ``block`` coordinates (or in float64) it is ``(a bᵀ).double()``."""
-    if a.dtype == torch.float64 or a.shape[1] <= block:
-        return (a @ b.T).double()
-    total = torch.zeros(a.shape[0], b.shape[0], dtype=torch.float64)
+    against a wide window, runs well below the window-read rate on a CPU. float32 blocks keep
+    float32 speed with each block's error at ~1e-7. float64 blocks convert one block at a time
+    (in cache): float64 accuracy at 2.3× the speed of a float64 copy of the rows, which reads and
+    writes 3× the bytes. ``select`` is gathered one block at a time too: a gathered n×D copy is a
+    fresh allocation whose first writes fault in new pages (twice the product's own time at
+    D = 4.6e6). Up to ``block`` coordinates (or for float64 inputs) it is one product,
+    ``(a[select].to(precision) @ b.to(precision)ᵀ).double()``; float64 inputs stay float64."""
+    if a.dtype == torch.float64:
+        precision = torch.float64
+    if precision == torch.float64 and a.dtype == torch.float64 or a.shape[1] <= block:
+        a_part = a if select is None else a[select]
+        return (a_part.to(precision) @ b.to(precision).T).double()
+    total = torch.zeros(a.shape[0] if select is None else len(select), b.shape[0], dtype=torch.float64)
     for start in range(0, a.shape[1], block):
         stop = start + block
-        total += (a[:, start:stop] @ b[:, start:stop].T).double()
+        a_block = a[:, start:stop] if select is None else a[select, start:stop]
+        a_block = a_block.to(precision)
+        b_block = a_block if b is a and select is None else b[:, start:stop].to(precision)
+        total += (a_block @ b_block.T).double()
     return total
 
 
-# Coordinates per block of a basis's BᵀB (k×D by D×k): 2^16 keep each block's round-off ~1e-7
-GRAM_BLOCK_ROWS = 2**16
+# Coordinates per block of a basis's BᵀB (k×D by D×k). Measured on an orthonormal basis at D = 2e6
+# (one thread, MKL): BᵀB off by 1.2e-6 with 2^16 (whose size depends on the CPU's kernel, near the
+# tests' 1e-6), 1.8e-7 with 2^14 at 1.15× the time, 2.5e-8 with 2^12 at 1.7×
+GRAM_BLOCK_ROWS = 2**14
 # Columns per block of a few rows against a window (n×D by D×W): 32 rows × 4,096 columns × 4 bytes
 # is 0.5 MiB, which stays in cache while both operands are read
 GRAM_BLOCK_COLUMNS = 4096
@@ -143,26 +158,32 @@ def basis_coefficients(gram: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.
     return v[:, :k_eff] / s[:k_eff], s
 
 
+def basis_from_coefficients(rows: torch.Tensor, coefficients: torch.Tensor, reduce: Reduce = no_reduce) -> torch.Tensor:
+    """B = Xᵀ C (D×k', or this rank's rows when sharded) for rows X (W×D) and coefficients C
+    (W×k', float64, from :func:`basis_coefficients`), re-orthonormalised to remove float32 round-off.
+
+    Built as the transpose of a contiguous k'×D matrix: Bᵀv then reads B row by row, about 5×
+    faster than a transposed matrix-vector product on a D×k row-major array."""
+    if coefficients.shape[1] == 0:
+        return rows.new_zeros(rows.shape[1], 0)
+    return reorthonormalize((coefficients.T.to(rows.dtype) @ rows).T, reduce=reduce)
+
+
 def basis_from_rows(
     rows: torch.Tensor, gram: torch.Tensor, k: int, reduce: Reduce = no_reduce
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k left singular basis B (D×k') of the rows of ``rows`` (W×D) given their Gram.
 
     k' = min(k, numerical rank). Returns ``(B, s)`` where ``s`` holds all W singular values
-    (descending). B is re-orthonormalised to remove float32 round-off. Sharded (``rows`` this
-    rank's columns X_r, ``gram`` the all-reduced Σ_r X_r X_rᵀ): B_r = X_rᵀ V_k Σ_k⁻¹, this
-    rank's rows of B.
+    (descending); B is :func:`basis_from_coefficients`. Sharded (``rows`` this rank's columns X_r,
+    ``gram`` the all-reduced Σ_r X_r X_rᵀ): B_r = X_rᵀ V_k Σ_k⁻¹, this rank's rows of B.
     """
-    coeff, s = basis_coefficients(gram, k)
-    if coeff.shape[1] == 0:
-        return rows.new_zeros(rows.shape[1], 0), s
-    coeff = coeff.to(rows.dtype)  # W×k'
-    # Built as the transpose of a contiguous k×D matrix: Bᵀv then reads B row by row,
-    # about 5× faster than a transposed matrix-vector product on a D×k row-major array.
-    return reorthonormalize((coeff.T @ rows).T, reduce=reduce), s
+    coefficients, s = basis_coefficients(gram, k)
+    return basis_from_coefficients(rows, coefficients, reduce), s
 
 
 def topk_basis(rows: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k left singular basis of the rows of ``rows`` (W×D); see :func:`basis_from_rows`. The
-    Gram is :func:`blocked_products` (float32 blocks summed in float64, no float64 copy of the rows)."""
-    return basis_from_rows(rows, blocked_products(rows, rows, GRAM_BLOCK_COLUMNS), k)
+    Gram is float64 (:func:`blocked_products` in float64 blocks): a per-task probe's Gram is read
+    once, and float32 blocks moved its overlaps by up to 1e-6 relative."""
+    return basis_from_rows(rows, blocked_products(rows, rows, GRAM_BLOCK_COLUMNS, torch.float64), k)

@@ -24,10 +24,10 @@ from geometry.subspace import GRAM_BLOCK_COLUMNS, basis_from_rows, blocked_produ
 
 
 def dirty_gram_rows(rows: torch.Tensor, dirty: torch.Tensor) -> torch.Tensor:
-    """X[dirty] Xᵀ (n_dirty×W, float64) for X = ``rows`` (W×D), the new rows gathered once, in
-    blocks of GRAM_BLOCK_COLUMNS columns (geometry.subspace.blocked_products): near one read of
-    the window, where one product over all D columns runs 3–4× below it."""
-    return blocked_products(rows[dirty], rows, GRAM_BLOCK_COLUMNS)
+    """X[dirty] Xᵀ (n_dirty×W, float64) for X = ``rows`` (W×D), in blocks of GRAM_BLOCK_COLUMNS
+    columns with the new rows gathered block by block (geometry.subspace.blocked_products): near
+    one read of the window, where one product over all D columns runs 3–4× below it."""
+    return blocked_products(rows, rows, GRAM_BLOCK_COLUMNS, select=dirty)
 
 
 class VectorWindow:

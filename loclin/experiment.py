@@ -30,6 +30,7 @@ from callbacks.divergence import Diverged, DivergenceGuard
 from callbacks.drift import DriftCallback
 from callbacks.gradient_stream import GradientStream
 from callbacks.gradient_window import GradientWindowCallback
+from callbacks.parameter_vector import GroupSpec
 from callbacks.per_task import PerTaskGradientCallback
 from callbacks.rolling_basis import RollingBasisCallback
 from datamodules.contrast import encode_contrasts, load_items, split_items
@@ -128,8 +129,11 @@ def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> Activ
     )
 
 
-def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True) -> list[MeasurementCallback]:
-    """One gradient stream, handed to every callback that reads it (any order gives the same numbers)."""
+def build_geometry_callbacks(
+    cfg: DictConfig, steps: int, per_task: bool = True, group_spec: GroupSpec = None
+) -> list[MeasurementCallback]:
+    """One gradient stream, handed to every callback that reads it (any order gives the same numbers).
+    ``group_spec`` says how the module's parameters form groups (callbacks.parameter_vector)."""
     g = cfg.geometry
     if not g.enabled or steps < g.window:
         return []
@@ -140,6 +144,7 @@ def build_geometry_callbacks(cfg: DictConfig, steps: int, per_task: bool = True)
         sketch_dim=g.sketch_dim,
         seed=cfg.seed,
         shard_windows=g.shard_windows,
+        group_spec=group_spec,
     )
     window = GradientWindowCallback(stream)
     rolling = {

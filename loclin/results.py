@@ -1,11 +1,13 @@
 """The results page, written from committed run summaries (never typed by hand).
 
-    python -m loclin.results [--root docs/results] [--out docs/results.md]
+    python -m loclin.results [--root docs/results] [--out docs/results.md] [--readme README.md]
 
 Each folder ``<root>/<name>/`` holds a run's ``summary.json`` and ``command.txt`` (the command
 that produced it). For each, the full analyze.py report is written into that folder, and the page
 gathers its headline figures: drift against the noise ceiling, recovery prefix bases with their
-determination and controls, steering cosines with their intervals and nulls.
+determination and controls, steering cosines with their intervals and nulls. The benchmark records
+under ``<root>/performance/`` become the Performance section, of the page and of the README
+(loclin.performance).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from loclin.performance import performance_sections, replace_block
 from loclin.protocols import protocol_of_summary
 from loclin.report import (
     DRIFT_READING,
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("docs/results"))
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
+    parser.add_argument("--readme", type=Path, default=Path("README.md"), help="whose Performance block to rewrite")
     args = parser.parse_args(argv)
     folders = sorted(p.parent for p in args.root.glob("*/summary.json"))
     if not folders:
@@ -92,6 +96,12 @@ def main(argv: list[str] | None = None) -> int:
             parts += [f"## {experiment} over seeds", "", render_markdown(headline_table(group)), ""]
     for folder in folders:
         parts += run_section(folder)
+    performance = performance_sections(args.root / "performance", "###")
+    if performance:
+        parts += ["## Performance", "", *performance]
+        if args.readme.is_file():
+            args.readme.write_text(replace_block(args.readme.read_text(), performance))
+            print(f"[loclin] Performance section of {args.readme}")
     args.out.write_text("\n".join(parts))
     print(f"[loclin] results page: {args.out} ({len(folders)} runs)")
     return 0

@@ -30,7 +30,9 @@ class StepDriver:
         self.module = module
         self.callbacks = callbacks
         self.lr = lr
-        self.trainer = SimpleNamespace(global_step=0, logger=None, is_global_zero=True, datamodule=None)
+        self.trainer = SimpleNamespace(
+            global_step=0, logger=None, loggers=[], callback_metrics={}, is_global_zero=True, datamodule=None
+        )
         self.params = [p for group in module.parameter_groups().values() for _, p in group]
         for cb in callbacks:
             cb.setup(self.trainer, module, "fit")

@@ -98,6 +98,7 @@ def test_the_tensorboard_drift_charts_find_the_ceiling_tags_the_callback_logs():
     driver, _ = drift_driver()
     logged: set[str] = set()
     driver.trainer.logger = SimpleNamespace(log_metrics=lambda metrics, step: logged.update(metrics))
+    driver.trainer.loggers = [driver.trainer.logger]
     for _ in range(120):
         driver.step(torch.randn(D))
     charts = drift_layout(["grad"], ["grad"], ["add"])["drift"]

@@ -192,3 +192,41 @@ def test_recovery_controls_equal_numpy_qr_of_the_updates_at_the_drawn_positions(
             assert controls["random"][i][j] == pytest.approx(cap(updates[positions[:m]]), abs=1e-5)
     for i, m in enumerate(controls["m"]):
         assert controls["last"][i] == pytest.approx(cap(updates[12 - m :]), abs=1e-5)
+
+
+@pytest.mark.parametrize("fallback", [None, "missing grad", "float64 parameter"])
+def test_parameter_vector_copies_and_update_equal_numpy_in_one_kernel_and_per_parameter(fallback):
+    """write_grads, write_values and subtract_from_values against numpy concatenations: through one
+    torch.cat where every tensor is a float32 CPU tensor, and through the per-parameter copies where
+    a grad is missing (zeros in its place) or a parameter is float64 (rounded into the float32 row).
+    The update is θ_{t+1} − θ_t, computed as numpy does, bit for bit."""
+    from torch import nn
+
+    from callbacks.parameter_vector import ParameterVector
+
+    generator = torch.Generator().manual_seed(4)
+    params = [nn.Parameter(torch.randn(shape, generator=generator)) for shape in ((3, 5), (7,), (2, 2, 2))]
+    if fallback == "float64 parameter":
+        params[1] = nn.Parameter(params[1].detach().double())
+    vector = ParameterVector({"a": [("p0", params[0]), ("p1", params[1])], "b": [("p2", params[2])]})
+    for i, p in enumerate(params):
+        p.grad = None if fallback == "missing grad" and i == 1 else torch.randn(p.shape, generator=generator).to(p)
+
+    def flat(tensors):
+        return [t.detach().numpy().ravel() for t in tensors]
+
+    grads = [np.zeros(p.numel()) if p.grad is None else flat([p.grad])[0] for p in params]
+    out = torch.empty(vector.dim)
+    vector.write_grads(out)
+    np.testing.assert_array_equal(out.numpy(), np.concatenate(grads).astype(np.float32))
+    vector.write_values(out)
+    before = np.concatenate(flat(params)).astype(np.float32)
+    np.testing.assert_array_equal(out.numpy(), before)
+    with torch.no_grad():
+        for p in params:
+            p.mul_(0.9).add_(0.01)
+    vector.subtract_from_values(out)
+    after = np.concatenate(
+        [a - b for a, b in zip(flat(params), np.split(before, np.cumsum([p.numel() for p in params])[:-1]))]
+    )
+    np.testing.assert_array_equal(out.numpy(), after.astype(np.float32))

@@ -183,3 +183,23 @@ def test_dirty_gram_rows_in_blocks_match_numpy_float64_and_stay_exact_below_one_
     assert np.abs(blocked - reference).max() / np.abs(reference).max() < 1e-7
     narrow = wide[:, :GRAM_BLOCK_COLUMNS]
     assert torch.equal(dirty_gram_rows(narrow, dirty), (narrow[dirty] @ narrow.T).double())
+
+
+def test_blocked_products_in_float64_blocks_match_numpy_and_float64_inputs_stay_float64():
+    """float64 blocks (the per-task probe's Gram) match numpy's float64 product to 1e-13 relative, as
+    do float64 inputs at the default float32 precision (they are never rounded to float32); rows
+    gathered block by block (``select``: a ring's wrapped slots) match it to float32 block round-off."""
+    from geometry.subspace import GRAM_BLOCK_COLUMNS, blocked_products
+
+    generator = torch.Generator().manual_seed(3)
+    wide = torch.randn(6, 3 * GRAM_BLOCK_COLUMNS + 7, generator=generator)
+    reference = wide.double().numpy() @ wide.double().numpy().T
+    for product in (
+        blocked_products(wide, wide, GRAM_BLOCK_COLUMNS, torch.float64),
+        blocked_products(wide.double(), wide.double(), GRAM_BLOCK_COLUMNS),
+    ):
+        assert np.abs(product.numpy() - reference).max() / np.abs(reference).max() < 1e-13
+    assert np.abs(blocked_products(wide, wide, GRAM_BLOCK_COLUMNS).numpy() - reference).max() > 1e-9  # float32 blocks
+    wrapped = [4, 5, 0, 1]
+    selected = blocked_products(wide, wide, GRAM_BLOCK_COLUMNS, select=torch.tensor(wrapped)).numpy()
+    assert np.abs(selected - reference[wrapped]).max() / np.abs(reference).max() < 1e-6

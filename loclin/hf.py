@@ -1,0 +1,109 @@
+"""loclin's gradient geometry in a Hugging Face ``transformers.Trainer`` (or TRL's ``SFTTrainer``,
+a subclass), as one ``TrainerCallback``.
+
+    from loclin.hf import GeometryTrainerCallback
+
+    trainer = Trainer(model, args, train_dataset=data, callbacks=[GeometryTrainerCallback(window=32, k=8)])
+    trainer.train()   # <output_dir>/summary.json; scalars in TensorBoard under <output_dir>/loclin
+
+The measurements are GeometryMonitor's (loclin.monitor; its parts are built and summarised the same
+way), so a run gives the numbers its Lightning twin gives on the same model, batches and seed.
+
+**g before clipping.** loclin defines g_t as the gradient after backward and before clipping;
+Lightning's ``on_before_optimizer_step`` runs before its clipping, but the Hugging Face Trainer clips
+(``max_grad_norm``, 1.0 by default) before any callback sees the gradient. So this callback copies
+each parameter's gradient into the window as backward accumulates it (a
+``register_post_accumulate_grad_hook`` per parameter, ``ParameterVector.copy_grads_as_accumulated``)
+and commits it at ``on_pre_optimizer_step``. θ_t is read there too, before the step; u_t and the
+rolling bases move on at ``on_step_end``, after it.
+
+Not yet: several processes (the hooks see a rank's gradient before the all-reduce) and sketched
+windows; each is refused with one line when training begins.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from transformers import TrainerCallback
+
+from callbacks.gradient_window import gradient_stream
+from loclin.config import GeometryConfig
+from loclin.monitor import GeometryMonitor
+
+
+class TrainerView:
+    """What loclin's measurement callbacks read of a Lightning Trainer, for a Hugging Face run: the
+    optimizer step, the loggers, the ranks, and where summary.json goes."""
+
+    def __init__(self, args, state, model, logger: Logger | None):
+        self.args, self.state, self.lightning_module = args, state, model
+        self.logger = logger
+        self.loggers = [logger] if logger is not None else []
+        self.callback_metrics: dict = {}
+        self.world_size, self.global_rank = args.world_size, args.process_index
+        self.log_dir = self.default_root_dir = args.output_dir
+
+    @property
+    def global_step(self) -> int:
+        return self.state.global_step
+
+    @property
+    def max_steps(self) -> int:
+        return self.state.max_steps
+
+    @property
+    def is_global_zero(self) -> bool:
+        return self.state.is_world_process_zero
+
+
+class GeometryTrainerCallback(TrainerCallback):
+    def __init__(self, geometry: GeometryConfig | None = None, *, logger: Logger | None = None, **settings):
+        """``geometry`` and ``settings`` as for GeometryMonitor (``groups``, ``summary_dir``, ``seed``
+        and the geometry keys). ``logger``: any Lightning logger for the scalars and figures
+        (default: TensorBoard in ``<output_dir>/loclin``)."""
+        self.monitor = GeometryMonitor(geometry, **settings)
+        self.logger = logger
+        self.view: TrainerView | None = None
+        self._hooks: list = []
+
+    @property
+    def summary_path(self) -> Path | None:
+        return self.monitor.summary_path
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        if args.world_size > 1:
+            raise ValueError(f"GeometryTrainerCallback: {args.world_size} processes are not supported yet; run one")
+        if self.monitor.geometry.sketch_dim:
+            raise ValueError("GeometryTrainerCallback: sketched windows (sketch_dim) are not supported yet")
+        logger = self.logger or TensorBoardLogger(args.output_dir, name="loclin", version="")
+        self.view = TrainerView(args, state, model, logger)
+        self.monitor.parts = []
+        self.monitor.setup(self.view, model, "fit")
+        stream = gradient_stream(self.monitor.parts)
+        if stream is not None and "grad" in stream.windows:
+            window = stream.windows["grad"]
+            self._hooks = stream.vector.copy_grads_as_accumulated(window.next_slot)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        stream = gradient_stream(self.monitor.parts)
+        if stream is not None and "grad" in stream.windows:
+            stream.windows["grad"].next_slot().zero_()  # a parameter backward does not reach has g = 0
+
+    def on_pre_optimizer_step(self, args, state, control, **kwargs):
+        stream = gradient_stream(self.monitor.parts)
+        if stream is not None:
+            stream.before_optimizer_step(self.view, grads_in_slot=True)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        for part in self.monitor.parts:
+            part.on_train_batch_end(self.view, model, None, None, state.global_step - 1)
+
+    def on_train_end(self, args, state, control, model=None, **kwargs):
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        self.monitor.on_train_end(self.view, model)
+        if self.view.logger is not None:
+            self.view.logger.finalize("success")

@@ -1,0 +1,130 @@
+"""The Hugging Face Trainer callback against the Lightning monitor: one model, the same batches and
+seed, SGD with gradient clipping that does clip. Both read g before clipping, so every summary
+number is equal bit for bit, and the spectra equal numpy SVDs of the unclipped gradients."""
+
+import json
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.callbacks import Callback
+from torch import nn
+
+from loclin import GeometryMonitor
+from loclin.hf import GeometryTrainerCallback
+
+STEPS, LR, CLIP = 48, 0.2, 0.5
+SETTINGS = dict(window=8, k=2, basis_stride=4, heldout_lags=[1, 2], drift_stride=4, drift_lags=[4, 8, 16])
+
+
+class Regressor(L.LightningModule):
+    """A user's model, usable by both trainers: forward returns {"loss"} as Hugging Face expects."""
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = nn.Sequential(nn.Linear(6, 16), nn.Tanh())
+        self.head = nn.Linear(16, 1)
+
+    def forward(self, x, labels):
+        return {"loss": nn.functional.mse_loss(self.head(self.encoder(x)), labels)}
+
+    def training_step(self, batch, batch_idx):
+        return self(**batch)["loss"]
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=LR)
+
+
+class Items(torch.utils.data.Dataset):
+    def __init__(self, n=512, seed=0):
+        generator = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, 6, generator=generator) * 3
+        self.y = torch.sin(self.x[:, :1]) * 4
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "labels": self.y[i]}
+
+
+class RawGradients(Callback):
+    """The reference: each step's gradient right after backward, before Lightning clips it."""
+
+    def __init__(self):
+        self.gradients = []
+
+    def on_after_backward(self, trainer, pl_module):
+        self.gradients.append(torch.cat([p.grad.flatten() for p in pl_module.parameters()]).double().numpy())
+
+
+def model():
+    torch.manual_seed(0)
+    return Regressor()
+
+
+def lightning_run(tmp_path):
+    monitor, raw = GeometryMonitor(summary_dir=tmp_path / "lightning", **SETTINGS), RawGradients()
+    trainer = L.Trainer(
+        max_steps=STEPS,
+        gradient_clip_val=CLIP,
+        gradient_clip_algorithm="norm",
+        logger=False,
+        callbacks=[monitor, raw],
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        accelerator="cpu",
+    )
+    trainer.fit(model(), torch.utils.data.DataLoader(Items(), batch_size=16, shuffle=False))
+    return json.loads(monitor.summary_path.read_text()), np.stack(raw.gradients)
+
+
+def hf_run(tmp_path):
+    from transformers import Trainer, TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "hf"),
+        max_steps=STEPS,
+        per_device_train_batch_size=16,
+        learning_rate=LR,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=CLIP,
+        train_sampling_strategy="sequential",
+        logging_strategy="no",
+        save_strategy="no",
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    callback = GeometryTrainerCallback(**SETTINGS)
+    Trainer(model=model(), args=args, train_dataset=Items(), callbacks=[callback]).train()
+    return json.loads(callback.summary_path.read_text()), callback
+
+
+def test_the_hf_callback_gives_the_lightning_numbers_and_reads_g_before_clipping(tmp_path):
+    expected, raw = lightning_run(tmp_path)
+    measured, callback = hf_run(tmp_path)
+
+    assert (np.linalg.norm(raw, axis=1) > CLIP).sum() >= STEPS // 2  # clipping did change most steps
+    assert set(measured["metrics"]) == set(expected["metrics"]) and len(expected["metrics"]) > 20
+    for name, entry in expected["metrics"].items():  # the same arithmetic on the same gradients: bit for bit
+        assert measured["metrics"][name]["value"] == entry["value"], name
+
+    window, k = SETTINGS["window"], SETTINGS["k"]
+    refreshes = [s for s in range(window - 1, STEPS) if s % SETTINGS["basis_stride"] == 0]
+
+    def energy(rows):
+        s = np.linalg.svd(rows, compute_uv=False)
+        return (s[:k] ** 2).sum() / (s**2).sum()
+
+    unclipped = np.mean([energy(raw[s - window + 1 : s + 1]) for s in refreshes])
+    assert measured["metrics"]["grad.energy_topk"]["value"] == pytest.approx(unclipped, rel=1e-5)
+    clipped = raw * np.minimum(1.0, CLIP / (np.linalg.norm(raw, axis=1, keepdims=True) + 1e-6))
+    assert np.mean([energy(clipped[s - window + 1 : s + 1]) for s in refreshes]) != pytest.approx(unclipped, rel=1e-3)
+    assert (tmp_path / "hf" / "loclin").is_dir()  # the TensorBoard scalars
+    assert not any(p._post_accumulate_grad_hooks for p in callback.view.lightning_module.parameters())
