@@ -22,9 +22,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from loclin.callbacks.parameter_vector import ParameterVector  # noqa: E402
+from loclin.geometry.perturbed_loss import PerturbedLoss  # noqa: E402
 
-from callbacks.parameter_vector import ParameterVector  # noqa: E402
-from geometry.perturbed_loss import PerturbedLoss  # noqa: E402
 from loclin.config import FAMILIES, load_config  # noqa: E402
 from loclin.experiment import build_module_and_data  # noqa: E402
 

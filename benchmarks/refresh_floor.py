@@ -39,10 +39,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
+from loclin.geometry.rolling import RollingBasis  # noqa: E402
+from loclin.geometry.subspace import basis_coefficients, basis_from_rows, column_gram, reorthonormalize  # noqa: E402
+from loclin.geometry.window import StreamingWindow, VectorWindow  # noqa: E402
 
-from geometry.rolling import RollingBasis  # noqa: E402
-from geometry.subspace import basis_coefficients, basis_from_rows, column_gram, reorthonormalize  # noqa: E402
-from geometry.window import StreamingWindow, VectorWindow  # noqa: E402
 from loclin.performance import write_record  # noqa: E402
 
 

@@ -24,12 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from loclin.callbacks.parameter_vector import ParameterVector, SketchedParameterVector  # noqa: E402
+from loclin.geometry.spectrum import spectrum_summary  # noqa: E402
+from loclin.geometry.window import VectorWindow  # noqa: E402
 from scipy.linalg import subspace_angles  # noqa: E402
 from transformers import GPT2Config, GPT2LMHeadModel  # noqa: E402
-
-from callbacks.parameter_vector import ParameterVector, SketchedParameterVector  # noqa: E402
-from geometry.spectrum import spectrum_summary  # noqa: E402
-from geometry.window import VectorWindow  # noqa: E402
 
 
 def model_and_batch(n_layer: int, n_embd: int, seed: int = 0, batch: int = 4, seq: int = 64):

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-
-from callbacks.base import MeasurementCallback, metric
-from datamodules.contrast import contrast_chunks
-from geometry.steering import cosine_per_layer, mean_difference
-from lightning_modules.activations import answer_residuals
+from loclin.callbacks.base import MeasurementCallback, metric
+from loclin.datamodules.contrast import contrast_chunks
+from loclin.geometry.steering import cosine_per_layer, mean_difference
+from loclin.lightning_modules.activations import answer_residuals
 
 
 class ActivationShiftCallback(MeasurementCallback):

@@ -8,8 +8,7 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-
-from geometry.running import Averages
+from loclin.geometry.running import Averages
 
 __all__ = ["Averages", "MeasurementCallback", "MemoryReport", "log_measurements", "metric"]
 

@@ -21,8 +21,7 @@ from collections import deque
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-
-from geometry.subspace import all_finite
+from loclin.geometry.subspace import all_finite
 
 
 class Diverged(RuntimeError):

@@ -26,15 +26,14 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-
-from callbacks.base import Averages, MeasurementCallback, metric
-from callbacks.gradient_stream import GradientStream
-from geometry.angles import compare_subspaces
-from geometry.capture import capture, random_capture_baseline
-from geometry.drift import half_life, half_window_slots, noise_ceiling, plateau_lags, ratio_half_life
-from geometry.lags import is_pair, still_needed
-from geometry.rolling import RollingBasis
-from geometry.subspace import basis_from_rows
+from loclin.callbacks.base import Averages, MeasurementCallback, metric
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.geometry.angles import compare_subspaces
+from loclin.geometry.capture import capture, random_capture_baseline
+from loclin.geometry.drift import half_life, half_window_slots, noise_ceiling, plateau_lags, ratio_half_life
+from loclin.geometry.lags import is_pair, still_needed
+from loclin.geometry.rolling import RollingBasis
+from loclin.geometry.subspace import basis_from_rows
 
 HEADLINE_LAG = 100
 
@@ -243,7 +242,7 @@ class DriftCallback(MeasurementCallback):
         return metrics
 
     def figures(self) -> dict:
-        from callbacks.figures import drift_curve_figure, drift_heatmap_figure
+        from loclin.callbacks.figures import drift_curve_figure, drift_heatmap_figure
 
         curve = self.curve()
         if len(curve["lags"]) < 2:

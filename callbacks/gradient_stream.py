@@ -24,12 +24,11 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-
-from callbacks.base import log_measurements
-from callbacks.parameter_vector import GroupSpec, ParameterVector, SketchedParameterVector, parameter_groups
-from geometry.rolling import RollingBasis
-from geometry.subspace import all_finite
-from geometry.window import StreamingWindow, VectorWindow
+from loclin.callbacks.base import log_measurements
+from loclin.callbacks.parameter_vector import GroupSpec, ParameterVector, SketchedParameterVector, parameter_groups
+from loclin.geometry.rolling import RollingBasis
+from loclin.geometry.subspace import all_finite
+from loclin.geometry.window import StreamingWindow, VectorWindow
 
 SOURCES = ("grad", "update")
 

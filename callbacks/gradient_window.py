@@ -7,9 +7,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import lightning as L
-
-from callbacks.base import MeasurementCallback
-from callbacks.gradient_stream import GradientStream
+from loclin.callbacks.base import MeasurementCallback
+from loclin.callbacks.gradient_stream import GradientStream
 
 __all__ = ["GradientWindowCallback", "gradient_stream"]
 

@@ -6,9 +6,8 @@ import copy
 from collections.abc import Callable, Mapping, Sequence
 
 import torch
+from loclin.geometry.sharded import CoordinateShard
 from torch import nn
-
-from geometry.sharded import CoordinateShard
 
 GroupSpec = Sequence[str] | Mapping[str, Sequence[str]] | None
 
@@ -228,7 +227,7 @@ class SketchedParameterVector:
     so a step costs two sketch passes (gradient, values), not three."""
 
     def __init__(self, vector: ParameterVector, sketch_dim: int, seed: int = 0):
-        from geometry.sketch import CountSketch
+        from loclin.geometry.sketch import CountSketch
 
         self.vector = vector
         self.sketch = CountSketch({g: stop - start for g, (start, stop) in vector.slices.items()}, sketch_dim, seed)

@@ -20,14 +20,13 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-
-from callbacks.base import Averages, MeasurementCallback, metric
-from callbacks.gradient_stream import GradientStream
-from callbacks.parameter_vector import ParameterVector
-from geometry.angles import compare_subspaces
-from geometry.capture import capture, random_capture_baseline
-from geometry.spectrum import spectrum_summary
-from geometry.subspace import finite_rows, topk_basis
+from loclin.callbacks.base import Averages, MeasurementCallback, metric
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.geometry.angles import compare_subspaces
+from loclin.geometry.capture import capture, random_capture_baseline
+from loclin.geometry.spectrum import spectrum_summary
+from loclin.geometry.subspace import finite_rows, topk_basis
 
 
 def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dict) -> torch.Tensor:
@@ -191,7 +190,7 @@ class PerTaskGradientCallback(MeasurementCallback):
         }
 
     def figures(self) -> dict:
-        from callbacks.figures import matrix_figure
+        from loclin.callbacks.figures import matrix_figure
 
         if not self.probes:
             return {}

@@ -12,14 +12,13 @@ from __future__ import annotations
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-
-from callbacks.base import MeasurementCallback, metric
-from callbacks.gradient_stream import GradientStream
-from callbacks.keys import RANDOM_SEARCH_POINTS
-from callbacks.parameter_vector import ParameterVector
-from geometry.perturbed_loss import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
-from geometry.prefix import nested_prefix_basis
-from geometry.static_bases import random_basis
+from loclin.callbacks.base import MeasurementCallback, metric
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.callbacks.keys import RANDOM_SEARCH_POINTS
+from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.geometry.perturbed_loss import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
+from loclin.geometry.prefix import nested_prefix_basis
+from loclin.geometry.static_bases import random_basis
 
 
 class RandomSearchCallback(MeasurementCallback):

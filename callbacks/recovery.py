@@ -34,20 +34,19 @@ from collections.abc import Sequence
 
 import lightning as L
 import torch
-
-from callbacks.base import MeasurementCallback, metric
-from callbacks.keys import RECOVERY_PREFIX, RECOVERY_TABLE
-from callbacks.parameter_vector import ParameterVector
-from geometry.capture import capture, random_capture_baseline
-from geometry.lora import LoraFactors, effective_step_r
-from geometry.prefix import (
+from loclin.callbacks.base import MeasurementCallback, metric
+from loclin.callbacks.keys import RECOVERY_PREFIX, RECOVERY_TABLE
+from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.geometry.capture import capture, random_capture_baseline
+from loclin.geometry.lora import LoraFactors, effective_step_r
+from loclin.geometry.prefix import (
     PREFIX_DETERMINED_PIVOT,
     nested_prefix_basis,
     prefix_capture_curve,
     prefix_capture_from_r,
     smallest_pivots,
 )
-from geometry.static_bases import go_back_direction, project
+from loclin.geometry.static_bases import go_back_direction, project
 
 
 class RecoveryCallback(MeasurementCallback):
@@ -350,7 +349,7 @@ class RecoveryCallback(MeasurementCallback):
         }
 
     def figures(self) -> dict:
-        from callbacks.figures import prefix_capture_figure
+        from loclin.callbacks.figures import prefix_capture_figure
 
         part = self.summary()
         if not part:

@@ -6,10 +6,9 @@ only reads the basis it registered and checkpoints it."""
 from __future__ import annotations
 
 import lightning as L
-
-from callbacks.base import MeasurementCallback, metric
-from callbacks.gradient_stream import GradientStream
-from geometry.capture import random_capture_baseline
+from loclin.callbacks.base import MeasurementCallback, metric
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.geometry.capture import random_capture_baseline
 
 SPECTRUM_NAMES = ("energy_topk", "effective_rank", "participation_ratio")
 
@@ -44,7 +43,7 @@ class RollingBasisCallback(MeasurementCallback):
         self.stream.advance(trainer)
 
     def figures(self) -> dict:
-        from callbacks.figures import heldout_figure, spectrum_figure
+        from loclin.callbacks.figures import heldout_figure, spectrum_figure
 
         curves = self.summary().get("curves", {})
         figures = {}

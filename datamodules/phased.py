@@ -17,9 +17,8 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from loclin.datamodules.sections import DataConfig
 from torch.utils.data import DataLoader, Dataset, Sampler
-
-from datamodules.sections import DataConfig
 
 IGNORE_INDEX = -100
 

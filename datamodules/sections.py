@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from datamodules.tasks import TASK_NAMES
+from loclin.datamodules.tasks import TASK_NAMES
 
 
 @dataclass

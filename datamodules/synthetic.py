@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-
-from datamodules.phased import IGNORE_INDEX, PhasedDataModule
-from datamodules.sections import DataConfig
-from datamodules.tasks import TASKS, TaskSampler, Vocabulary
+from loclin.datamodules.phased import IGNORE_INDEX, PhasedDataModule
+from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.tasks import TASKS, TaskSampler, Vocabulary
 
 __all__ = ["IGNORE_INDEX", "SyntheticTasksDataModule", "to_batch"]
 

@@ -14,11 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-
-from datamodules.contrast import special_prefix
-from datamodules.phased import IGNORE_INDEX, PhasedDataModule
-from datamodules.sections import DataConfig
-from datamodules.text_tasks import Example, TextTask, build_text_tasks
+from loclin.datamodules.contrast import special_prefix
+from loclin.datamodules.phased import IGNORE_INDEX, PhasedDataModule
+from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.text_tasks import Example, TextTask, build_text_tasks
 
 
 def encode_examples(

@@ -10,9 +10,8 @@ A random k-subspace has expected overlap k/D with any fixed one.
 from __future__ import annotations
 
 import torch
-
-from geometry.sharded import Reduce, no_reduce
-from geometry.subspace import GRAM_BLOCK_ROWS, blocked_products
+from loclin.geometry.sharded import Reduce, no_reduce
+from loclin.geometry.subspace import GRAM_BLOCK_ROWS, blocked_products
 
 
 def angles_from_cross(cross: torch.Tensor) -> torch.Tensor:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import math
 
 import torch
-
-from geometry.sharded import Reduce, no_reduce
+from loclin.geometry.sharded import Reduce, no_reduce
 
 
 def capture(basis: torch.Tensor, vector: torch.Tensor, reduce: Reduce = no_reduce) -> float:

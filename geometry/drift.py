@@ -6,8 +6,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-
-from geometry.subspace import basis_coefficients
+from loclin.geometry.subspace import basis_coefficients
 
 
 def half_life(lags: Sequence[float], overlaps: Sequence[float]) -> float:

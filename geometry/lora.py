@@ -17,8 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
-
-from geometry.prefix import stacked_r
+from loclin.geometry.prefix import stacked_r
 
 
 @dataclass(frozen=True)

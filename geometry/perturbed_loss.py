@@ -16,11 +16,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.func import functional_call, vmap
-from torch.nn.attention import SDPBackend, sdpa_kernel
-
-from geometry.hessian import flat_hvp
-from geometry.random_search import (
+from loclin.geometry.hessian import flat_hvp
+from loclin.geometry.random_search import (
     LocalQuadraticLaw,
     es_cosine,
     expected_min_of_n,
@@ -28,6 +25,8 @@ from geometry.random_search import (
     selected_mean,
     subspace_law,
 )
+from torch.func import functional_call, vmap
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 QUANTILES = torch.linspace(0.01, 0.99, 99, dtype=torch.float64)
 HOLDS_TOLERANCE = 0.2  # |relative error| of best of N below which the local-linear theory "holds"

@@ -22,12 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-
-from geometry.capture import capture_rows
-from geometry.running import Averages
-from geometry.spectrum import spectrum_summary
-from geometry.subspace import basis_coefficients, basis_from_coefficients
-from geometry.window import StreamingWindow, VectorWindow
+from loclin.geometry.capture import capture_rows
+from loclin.geometry.running import Averages
+from loclin.geometry.spectrum import spectrum_summary
+from loclin.geometry.subspace import basis_coefficients, basis_from_coefficients
+from loclin.geometry.window import StreamingWindow, VectorWindow
 
 
 class RollingBasis:

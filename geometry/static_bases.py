@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-
-from geometry.subspace import orthonormalize
+from loclin.geometry.subspace import orthonormalize
 
 
 def mean_gradient_plane(mean_gradients: Sequence[torch.Tensor]) -> torch.Tensor:

@@ -11,8 +11,7 @@ so no D×D (or D×W SVD) is ever formed. The eigen-decomposition runs in float64
 from __future__ import annotations
 
 import torch
-
-from geometry.sharded import Reduce, no_reduce
+from loclin.geometry.sharded import Reduce, no_reduce
 
 # Singular values below this fraction of the largest are treated as zero (rank deficiency).
 RELATIVE_RANK_TOL = 1e-6

@@ -18,9 +18,8 @@ columns X_r, the new Gram entries are all-reduced (n_dirty×W numbers per group)
 from __future__ import annotations
 
 import torch
-
-from geometry.sharded import Reduce, no_reduce
-from geometry.subspace import GRAM_BLOCK_COLUMNS, basis_from_rows, blocked_products, blocked_row
+from loclin.geometry.sharded import Reduce, no_reduce
+from loclin.geometry.subspace import GRAM_BLOCK_COLUMNS, basis_from_rows, blocked_products, blocked_row
 
 
 def dirty_gram_rows(rows: torch.Tensor, dirty: torch.Tensor) -> torch.Tensor:

@@ -16,11 +16,10 @@ from collections.abc import Sequence
 import lightning as L
 import torch
 import torch.nn.functional as F
+from loclin.datamodules.phased import IGNORE_INDEX, shard_rows
+from loclin.lightning_modules.optim import OptimizerSpec, build_optimizer
 from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
-
-from datamodules.phased import IGNORE_INDEX, shard_rows
-from lightning_modules.optim import OptimizerSpec, build_optimizer
 
 
 class AnswerTokenModule(L.LightningModule):

@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
+from loclin.datamodules.text_tasks import TEXT_TASK_NAMES
+from loclin.lightning_modules.answer_tokens import AnswerTokenModule
+from loclin.lightning_modules.optim import OptimizerSpec
+from loclin.lightning_modules.sections import LoraAdapterConfig
 from torch import nn
-
-from datamodules.text_tasks import TEXT_TASK_NAMES
-from lightning_modules.answer_tokens import AnswerTokenModule
-from lightning_modules.optim import OptimizerSpec
-from lightning_modules.sections import LoraAdapterConfig
 
 Source = tuple[str, bool]  # (what from_pretrained gets, whether to stay offline)
 

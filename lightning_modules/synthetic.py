@@ -10,12 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 import torch
-
-from datamodules.tasks import TASK_NAMES
-from lightning_modules.answer_tokens import AnswerTokenModule
-from lightning_modules.optim import OptimizerSpec
-from lightning_modules.sections import DecoderConfig
-from lightning_modules.transformer import TinyDecoder
+from loclin.datamodules.tasks import TASK_NAMES
+from loclin.lightning_modules.answer_tokens import AnswerTokenModule
+from loclin.lightning_modules.optim import OptimizerSpec
+from loclin.lightning_modules.sections import DecoderConfig
+from loclin.lightning_modules.transformer import TinyDecoder
 
 
 class SyntheticMultitaskModule(AnswerTokenModule):

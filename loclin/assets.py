@@ -342,8 +342,12 @@ def convert_gguf_model(member: str | None = None) -> Callable[[Path, Path], None
     """
 
     def convert(archive: Path, out: Path) -> None:
+        from importlib.util import find_spec
+
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        if find_spec("gguf") is None:
+            raise AssetError("converting a GGUF asset needs the gguf package: pip install 'loclin[assets]'")
         with tempfile.TemporaryDirectory() as tmp:
             gguf = _extract(archive, member, Path(tmp)) if member else archive
             loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)

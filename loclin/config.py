@@ -18,14 +18,14 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from datamodules.sections import DataConfig
-from datamodules.tasks import TASK_NAMES, TASKS, heldout_problem
-from datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
-from geometry.lags import steps_needed
-from lightning_modules.optim import OptimizerSpec, spec_problem
-from lightning_modules.sections import DecoderConfig, LoraAdapterConfig
 from loclin import protocols
 from loclin.assets import AssetError, asset_path
+from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.tasks import TASK_NAMES, TASKS, heldout_problem
+from loclin.datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
+from loclin.geometry.lags import steps_needed
+from loclin.lightning_modules.optim import OptimizerSpec, spec_problem
+from loclin.lightning_modules.sections import DecoderConfig, LoraAdapterConfig
 
 ASSET_PREFIX = "asset:"
 
@@ -304,15 +304,37 @@ def _one_line(error: OmegaConfBaseException, origin: str) -> str:
     return f"{origin}: {message}{where}"
 
 
+def packaged_configs() -> dict[str, Path]:
+    """The configs that ship with loclin, by name: the repository's conf/, which an installed
+    wheel holds as loclin/conf (pyproject.toml)."""
+    from importlib.resources import files
+
+    try:
+        folder = files("loclin.conf")
+    except ModuleNotFoundError:
+        return {}
+    return {Path(str(item)).stem: Path(str(item)) for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
+def config_path(path: str | Path) -> Path:
+    """``path`` if it is a file; a bare name (``synthetic`` or ``synthetic.yaml``) that is not one,
+    the packaged config of that name (so ``loclin-train --config synthetic`` works outside a checkout)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config '{path}' is a directory; give a YAML file, e.g. {path / 'synthetic.yaml'}")
+    if path.is_file():
+        return path
+    packaged = packaged_configs()
+    if path.parent == Path(".") and path.stem in packaged and path.suffix in ("", ".yaml"):
+        return packaged[path.stem]
+    raise ConfigError(f"config file '{path}' not found (packaged configs: {', '.join(sorted(packaged)) or 'none'})")
+
+
 def load_config(path: str | Path | None, overrides: list[str] | None = None) -> DictConfig:
     """Schema ← YAML file ← ``key=value`` overrides, validated. Raises ConfigError."""
     config = OmegaConf.structured(ExperimentConfig)
     if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"config '{path}' is a directory; give a YAML file, e.g. {path / 'synthetic.yaml'}")
-        if not path.is_file():
-            raise ConfigError(f"config file '{path}' not found")
+        path = config_path(path)
         try:
             file_config = OmegaConf.load(path)
         except Exception as error:  # yaml.YAMLError and friends

@@ -24,26 +24,26 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.activation_shift import ActivationShiftCallback
-from callbacks.base import MeasurementCallback, MemoryReport, metric
-from callbacks.divergence import Diverged, DivergenceGuard
-from callbacks.drift import DriftCallback
-from callbacks.gradient_stream import GradientStream
-from callbacks.gradient_window import GradientWindowCallback
-from callbacks.parameter_vector import GroupSpec
-from callbacks.per_task import PerTaskGradientCallback
-from callbacks.rolling_basis import RollingBasisCallback
-from datamodules.contrast import encode_contrasts, load_items, split_items
-from datamodules.phased import PhasedDataModule
-from datamodules.synthetic import SyntheticTasksDataModule
-from datamodules.text import TextTasksDataModule
-from datamodules.text_tasks import CORPUS_TASKS
-from geometry.lags import fitting_lags
-from lightning_modules.answer_tokens import AnswerTokenModule
-from lightning_modules.causal_lm import AdapterError, CausalLMLoRAModule
-from lightning_modules.optim import OptimizerSpec
-from lightning_modules.synthetic import SyntheticMultitaskModule
+from loclin.callbacks.activation_shift import ActivationShiftCallback
+from loclin.callbacks.base import MeasurementCallback, MemoryReport, metric
+from loclin.callbacks.divergence import Diverged, DivergenceGuard
+from loclin.callbacks.drift import DriftCallback
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.callbacks.gradient_window import GradientWindowCallback
+from loclin.callbacks.parameter_vector import GroupSpec
+from loclin.callbacks.per_task import PerTaskGradientCallback
+from loclin.callbacks.rolling_basis import RollingBasisCallback
 from loclin.config import ConfigError, phase_optimizer, phase_plan, resolve_asset_file
+from loclin.datamodules.contrast import encode_contrasts, load_items, split_items
+from loclin.datamodules.phased import PhasedDataModule
+from loclin.datamodules.synthetic import SyntheticTasksDataModule
+from loclin.datamodules.text import TextTasksDataModule
+from loclin.datamodules.text_tasks import CORPUS_TASKS
+from loclin.geometry.lags import fitting_lags
+from loclin.lightning_modules.answer_tokens import AnswerTokenModule
+from loclin.lightning_modules.causal_lm import AdapterError, CausalLMLoRAModule
+from loclin.lightning_modules.optim import OptimizerSpec
+from loclin.lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.model_source import resolve_model_and_tokenizer
 from loclin.protocols import protocol_for
 from loclin.rundir import (

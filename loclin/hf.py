@@ -28,7 +28,7 @@ from pathlib import Path
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from transformers import TrainerCallback
 
-from callbacks.gradient_window import gradient_stream
+from loclin.callbacks.gradient_window import gradient_stream
 from loclin.config import GeometryConfig
 from loclin.monitor import GeometryMonitor
 

@@ -14,7 +14,7 @@ import json
 import math
 from pathlib import Path
 
-from geometry.intervals import t_interval
+from loclin.geometry.intervals import t_interval
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError
 from loclin.tables import fmt, render_markdown, render_text

@@ -30,8 +30,8 @@ from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import OmegaConf
 
-from callbacks.base import MeasurementCallback
-from callbacks.parameter_vector import GroupSpec
+from loclin.callbacks.base import MeasurementCallback
+from loclin.callbacks.parameter_vector import GroupSpec
 from loclin.config import GeometryConfig
 from loclin.experiment import build_geometry_callbacks, merge_part, phase_summary
 from loclin.rundir import SUMMARY_FILE, write_json

@@ -15,15 +15,15 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.base import metric
-from callbacks.keys import RECOVERY_PREFIX, RECOVERY_TABLE
-from geometry.angles import compare_subspaces
-from geometry.capture import capture, random_capture_baseline
-from geometry.drift import half_life
-from geometry.lags import is_pair
-from geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_and_pivots
-from geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
-from geometry.window import VectorWindow
+from loclin.callbacks.base import metric
+from loclin.callbacks.keys import RECOVERY_PREFIX, RECOVERY_TABLE
+from loclin.geometry.angles import compare_subspaces
+from loclin.geometry.capture import capture, random_capture_baseline
+from loclin.geometry.drift import half_life
+from loclin.geometry.lags import is_pair
+from loclin.geometry.prefix import PREFIX_DETERMINED_PIVOT, prefix_capture_and_pivots
+from loclin.geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
+from loclin.geometry.window import VectorWindow
 from loclin.rundir import SUMMARY_FILE, write_config, write_json
 
 

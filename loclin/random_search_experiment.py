@@ -14,10 +14,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.base import metric
-from callbacks.gradient_window import gradient_stream
-from callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
-from callbacks.random_search import RandomSearchCallback
+from loclin.callbacks.base import metric
+from loclin.callbacks.gradient_window import gradient_stream
+from loclin.callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
+from loclin.callbacks.random_search import RandomSearchCallback
 from loclin.experiment import run_experiment
 from loclin.phase_hooks import PhaseHooks
 from loclin.rundir import CONFIG_FILE, SUMMARY_FILE, write_config

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
-from geometry.perturbed_loss import HOLDS_TOLERANCE, holds_up_to, largest_n, relative_error
+from loclin.callbacks.keys import RANDOM_SEARCH_POINTS, RANDOM_SEARCH_WIDTHS
+from loclin.geometry.perturbed_loss import HOLDS_TOLERANCE, holds_up_to, largest_n, relative_error
 from loclin.tables import fmt, render_markdown
 
 

@@ -14,18 +14,18 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from omegaconf import DictConfig, OmegaConf
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from callbacks.base import MeasurementCallback, metric
-from callbacks.divergence import Diverged
-from callbacks.gradient_window import gradient_stream
-from callbacks.keys import RECOVERY_TABLE
-from callbacks.parameter_vector import ParameterVector
-from callbacks.per_task import task_gradient
-from callbacks.recovery import ConstrainedRecovery, RecoveryCallback
-from geometry.hessian import flat_hvp, lanczos_top_eigenpairs
-from geometry.lora import LoraFactors
-from geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
-from geometry.subspace import finite_rows, orthonormalize, topk_basis
+from loclin.callbacks.base import MeasurementCallback, metric
+from loclin.callbacks.divergence import Diverged
+from loclin.callbacks.gradient_window import gradient_stream
+from loclin.callbacks.keys import RECOVERY_TABLE
+from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.callbacks.per_task import task_gradient
+from loclin.callbacks.recovery import ConstrainedRecovery, RecoveryCallback
 from loclin.config import constrained_phase_name, phase_plan
+from loclin.geometry.hessian import flat_hvp, lanczos_top_eigenpairs
+from loclin.geometry.lora import LoraFactors
+from loclin.geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
+from loclin.geometry.subspace import finite_rows, orthonormalize, topk_basis
 from loclin.phase_hooks import PhaseHooks
 from loclin.rundir import PHASES_DIR, RECOVERY_DIR, atomic_torch_save
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from callbacks.keys import RANDOM_SEARCH_POINTS, RECOVERY_PREFIX, RECOVERY_TABLE
+from loclin.callbacks.keys import RANDOM_SEARCH_POINTS, RECOVERY_PREFIX, RECOVERY_TABLE
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError, read_summary
 from loclin.tables import fmt, fmt_entry, render_markdown, render_text, value
@@ -78,7 +78,7 @@ def columns_for(summaries: list[dict]) -> list[tuple[str, str, str]]:
 
 def mean_interval(values: list[float]) -> str:
     """ "mean [low, high]": the 95% t-interval over seeds (geometry.intervals.t_interval)."""
-    from geometry.intervals import t_interval
+    from loclin.geometry.intervals import t_interval
 
     mean, low, high = t_interval(values)
     if math.isnan(mean):
@@ -307,7 +307,7 @@ def task_table(summary: dict) -> list[list[str]]:
 
 def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
     """Write PNGs; returns (caption, file name) pairs for the report."""
-    from callbacks.figures import (
+    from loclin.callbacks.figures import (
         drift_curve_figure,
         drift_heatmap_figure,
         heldout_figure,

@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
-from callbacks.base import metric
-from datamodules.contrast import (
+from loclin.callbacks.base import metric
+from loclin.config import SLOPE_RADIUS, ConfigError, resolve_asset_file
+from loclin.datamodules.contrast import (
     TemplateError,
     contrast_chunks,
     encode_contrasts,
@@ -31,22 +32,21 @@ from datamodules.contrast import (
     special_prefix,
     split_items,
 )
-from geometry.intervals import bootstrap_interval
-from geometry.steering import (
+from loclin.geometry.intervals import bootstrap_interval
+from loclin.geometry.steering import (
     cosine_per_layer,
     random_cosine_baseline,
     shuffled_label_cosines,
     sign_flipped_contrast,
 )
-from lightning_modules.activations import (
+from loclin.lightning_modules.activations import (
     answer_residuals,
     decoder_blocks,
     residual_stream,
     steered_last_logits,
 )
-from lightning_modules.causal_lm import AdapterError, add_lora_adapter, load_causal_lm
-from lightning_modules.optim import OptimizerSpec
-from loclin.config import SLOPE_RADIUS, ConfigError, resolve_asset_file
+from loclin.lightning_modules.causal_lm import AdapterError, add_lora_adapter, load_causal_lm
+from loclin.lightning_modules.optim import OptimizerSpec
 from loclin.model_source import resolve_model_source
 from loclin.rundir import SUMMARY_FILE, write_config, write_json
 from loclin.steering import first_step_direction, one_step_shift

@@ -20,7 +20,7 @@ from torch import nn
 from torch.func import functional_call, grad, jvp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from lightning_modules.optim import OptimizerSpec, build_optimizer
+from loclin.lightning_modules.optim import OptimizerSpec, build_optimizer
 
 Call = Callable[..., torch.Tensor]
 

@@ -7,7 +7,7 @@ import json
 import math
 from pathlib import Path
 
-from geometry.intervals import t_interval
+from loclin.geometry.intervals import t_interval
 from loclin.rundir import RunDirError
 from loclin.sweep import MANIFEST
 from loclin.tables import fmt, render_markdown, render_text, value

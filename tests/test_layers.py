@@ -8,11 +8,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LAYER = {"geometry": 0, "datamodules": 1, "lightning_modules": 1, "callbacks": 2, "loclin": 3}
+FOLDERS = tuple(package for package in LAYER if package != "loclin")  # loclin.<folder> when installed
 
 
 def module_of(name: str) -> str | None:
-    """The repository module ``name`` refers to (a package's __init__ as the package), if any."""
+    """The repository module ``name`` refers to (a package's __init__ as the package), if any, by
+    its folder: ``loclin.geometry.window`` is ``geometry.window`` (loclin/__init__.py)."""
     parts = name.split(".")
+    if parts[0] == "loclin" and len(parts) > 1 and parts[1] in LAYER:
+        parts = parts[1:]
     if parts[0] not in LAYER:
         return None
     while parts:
@@ -69,6 +73,32 @@ def test_no_module_imports_from_a_layer_above_its_own():
     graph = import_graph()
     assert len(graph) > 40 and sum(map(len, graph.values())) > 50  # the walk found the code and its imports
     assert upward_arrows(graph) == []
+
+
+def bare_imports(file: Path, root: Path = REPO) -> list[str]:
+    """The modules ``file`` imports by a folder's own top-level name (``callbacks.base``)."""
+    found = []
+    for node in ast.walk(ast.parse(file.read_text())):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        found += [f"{file.relative_to(root)}: {name}" for name in names if name.split(".")[0] in FOLDERS]
+    return found
+
+
+def test_every_import_of_a_loclin_folder_goes_through_the_loclin_namespace(tmp_path):
+    """Installed, geometry/, callbacks/, datamodules/ and lightning_modules/ exist only as
+    loclin.geometry, …: a bare ``from callbacks.base import …`` would work in a checkout and fail
+    in the wheel (and collide with a user's own callbacks.py)."""
+    files = [REPO / "train.py", REPO / "analyze.py", *REPO.glob("benchmarks/*.py"), *REPO.glob("tests/**/*.py")]
+    files += [file for package in LAYER for file in (REPO / package).glob("*.py")]
+    assert len(files) > 100 and [bare for file in files for bare in bare_imports(file)] == []
+    planted = tmp_path / "planted.py"
+    planted.write_text("from loclin.geometry.window import VectorWindow\nfrom callbacks.base import metric\n")
+    assert bare_imports(planted, tmp_path) == ["planted.py: callbacks.base"]
 
 
 def test_no_import_circles():

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.text import TextTasksDataModule, encode_examples
 
 import train
-from datamodules.sections import DataConfig
-from datamodules.text import TextTasksDataModule, encode_examples
 from loclin.config import ConfigError, load_config
 from loclin.experiment import build_lora_module, run_experiment
 from loclin.model_source import ModelSourceError, resolve_model_source

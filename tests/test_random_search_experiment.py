@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
+from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.geometry.perturbed_loss import PerturbedLoss
+from loclin.geometry.random_search import hutchinson
 
 import analyze
 import train
-from callbacks.parameter_vector import ParameterVector
-from geometry.perturbed_loss import PerturbedLoss
-from geometry.random_search import hutchinson
 from loclin.config import ConfigError, load_config
 from loclin.experiment import build_module_and_data
 

@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
+from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.callbacks.recovery import control_positions
+from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.synthetic import SyntheticTasksDataModule
+from loclin.lightning_modules.sections import DecoderConfig
+from loclin.lightning_modules.synthetic import SyntheticMultitaskModule
 from omegaconf import OmegaConf
 
-from callbacks.parameter_vector import ParameterVector
-from callbacks.recovery import control_positions
-from datamodules.sections import DataConfig
-from datamodules.synthetic import SyntheticTasksDataModule
-from lightning_modules.sections import DecoderConfig
-from lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.config import ConfigError, load_config
 from loclin.experiment import run_experiment
 from loclin.recovery import degrade

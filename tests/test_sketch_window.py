@@ -53,8 +53,7 @@ def test_sketch_config_errors(overrides, fragment):
 
 def test_sketched_vector_writes_s_of_grads_values_and_updates():
     import torch
-
-    from callbacks.parameter_vector import ParameterVector, SketchedParameterVector
+    from loclin.callbacks.parameter_vector import ParameterVector, SketchedParameterVector
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(30, 20), torch.nn.Linear(20, 5))

@@ -4,11 +4,11 @@ import json
 import math
 
 import pytest
+from loclin.datamodules.contrast import ContrastItem, TemplateError, encode_contrasts
 from transformers import AutoTokenizer
 
 import analyze
 import train
-from datamodules.contrast import ContrastItem, TemplateError, encode_contrasts
 from loclin.config import ConfigError, load_config
 
 

@@ -251,8 +251,7 @@ class StubTrainer:
 def guard_stops_at(guard, bad_losses: set[int], bad_gradients: set[int], steps: int = 100):
     """The step at which ``guard`` raises Diverged over a hand-written pattern, and the error."""
     import torch
-
-    from callbacks.divergence import Diverged
+    from loclin.callbacks.divergence import Diverged
 
     trainer, module = StubTrainer(), torch.nn.Linear(2, 1)
     for step in range(steps):
@@ -268,7 +267,7 @@ def guard_stops_at(guard, bad_losses: set[int], bad_gradients: set[int], steps: 
 
 
 def test_the_divergence_guard_stops_on_a_share_of_bad_gradients_or_a_run_of_bad_losses():
-    from callbacks.divergence import DivergenceGuard
+    from loclin.callbacks.divergence import DivergenceGuard
 
     # 4 scattered bad gradients in any 10 steps never reach share 0.5 of patience 10 ...
     scattered = {3, 6, 9, 12, 15, 18, 21, 24}
@@ -317,7 +316,7 @@ def streaming_run(tmp_path_factory):
 def test_a_basis_refreshed_every_step_streams_the_numbers_of_full_refreshes(streaming_run, tmp_path, monkeypatch):
     """basis_stride 1: a Gram row per commit and held-out captures from W-sized products give the
     numbers of forming and reading every B_t in full (within 1e-6), non-finite gradients included."""
-    from geometry.rolling import RollingBasis
+    from loclin.geometry.rolling import RollingBasis
 
     monkeypatch.setattr(RollingBasis, "streaming", property(lambda self: False))
     full = run_tiny(tmp_path, *STREAMING, extra_callbacks=[PoisonGradients(POISONED)])

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from loclin.callbacks.drift import DriftCallback
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.callbacks.gradient_window import GradientWindowCallback
+from loclin.callbacks.rolling_basis import RollingBasisCallback
+from loclin.geometry.drift import noise_ceiling, plateau_lags, ratio_half_life
 
-from callbacks.drift import DriftCallback
-from callbacks.gradient_stream import GradientStream
-from callbacks.gradient_window import GradientWindowCallback
-from callbacks.rolling_basis import RollingBasisCallback
-from geometry.drift import noise_ceiling, plateau_lags, ratio_half_life
 from tests.callbacks.conftest import StepDriver, ToyModule
 
 

@@ -5,12 +5,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from loclin.callbacks.drift import DriftCallback
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.callbacks.gradient_window import GradientWindowCallback
+from loclin.callbacks.rolling_basis import RollingBasisCallback
 from scipy.linalg import subspace_angles
 
-from callbacks.drift import DriftCallback
-from callbacks.gradient_stream import GradientStream
-from callbacks.gradient_window import GradientWindowCallback
-from callbacks.rolling_basis import RollingBasisCallback
 from tests.callbacks.conftest import StepDriver
 
 D = 4 * 6 + 4 + 1  # ToyModule: first (4x6), second weight (1x4) and bias (1)
@@ -141,9 +141,8 @@ def test_callback_state_round_trip_resumes_identically(toy):
 def test_split_shares_out_every_coordinate_once_in_order(world_size):
     """ParameterVector.split: rank r's coordinates are θ[start_r:stop_r], the ranges tile
     [0, D) in rank order, and each group's local slice is its global range cut to the rank's."""
+    from loclin.callbacks.parameter_vector import ParameterVector
     from torch import nn
-
-    from callbacks.parameter_vector import ParameterVector
 
     groups = {
         name: [(f"{name}.{i}", nn.Parameter(torch.randn(n))) for i, n in enumerate(sizes)]
@@ -165,8 +164,8 @@ def test_split_shares_out_every_coordinate_once_in_order(world_size):
 
 
 def test_recovery_controls_equal_numpy_qr_of_the_updates_at_the_drawn_positions(toy):
-    from callbacks.parameter_vector import ParameterVector
-    from callbacks.recovery import RecoveryCallback
+    from loclin.callbacks.parameter_vector import ParameterVector
+    from loclin.callbacks.recovery import RecoveryCallback
 
     vector = ParameterVector(toy.parameter_groups())
     theta0 = vector.values()
@@ -200,9 +199,8 @@ def test_parameter_vector_copies_and_update_equal_numpy_in_one_kernel_and_per_pa
     torch.cat where every tensor is a float32 CPU tensor, and through the per-parameter copies where
     a grad is missing (zeros in its place) or a parameter is float64 (rounded into the float32 row).
     The update is θ_{t+1} − θ_t, computed as numpy does, bit for bit."""
+    from loclin.callbacks.parameter_vector import ParameterVector
     from torch import nn
-
-    from callbacks.parameter_vector import ParameterVector
 
     generator = torch.Generator().manual_seed(4)
     params = [nn.Parameter(torch.randn(shape, generator=generator)) for shape in ((3, 5), (7,), (2, 2, 2))]

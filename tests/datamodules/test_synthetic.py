@@ -2,11 +2,10 @@
 
 import numpy as np
 import torch
-
-from datamodules.phased import IGNORE_INDEX, SeededBatches
-from datamodules.sections import DataConfig
-from datamodules.synthetic import SyntheticTasksDataModule
-from datamodules.tasks import TASK_NAMES, TASKS, TaskSampler, Vocabulary
+from loclin.datamodules.phased import IGNORE_INDEX, SeededBatches
+from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.synthetic import SyntheticTasksDataModule
+from loclin.datamodules.tasks import TASK_NAMES, TASKS, TaskSampler, Vocabulary
 
 
 def test_answers_by_hand():

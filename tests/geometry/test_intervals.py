@@ -4,9 +4,8 @@ import math
 
 import pytest
 import torch
-
-from geometry.intervals import bootstrap_interval, t_interval
-from geometry.steering import shuffled_label_cosines
+from loclin.geometry.intervals import bootstrap_interval, t_interval
+from loclin.geometry.steering import shuffled_label_cosines
 
 
 def test_t_interval_matches_a_hand_computation():

@@ -3,12 +3,12 @@
 import itertools
 
 import torch
+from loclin.callbacks.drift import DriftCallback
+from loclin.callbacks.gradient_stream import GradientStream
+from loclin.callbacks.gradient_window import GradientWindowCallback
+from loclin.callbacks.rolling_basis import RollingBasisCallback
+from loclin.geometry.lags import fitting_lags, is_pair, steps_needed
 
-from callbacks.drift import DriftCallback
-from callbacks.gradient_stream import GradientStream
-from callbacks.gradient_window import GradientWindowCallback
-from callbacks.rolling_basis import RollingBasisCallback
-from geometry.lags import fitting_lags, is_pair, steps_needed
 from tests.callbacks.conftest import StepDriver, ToyModule
 
 

@@ -3,9 +3,8 @@
 import numpy as np
 import pytest
 import torch
-
-from geometry.lora import LoraFactors, effective_moves, effective_step_r, effective_weights
-from geometry.prefix import prefix_capture_from_r
+from loclin.geometry.lora import LoraFactors, effective_moves, effective_step_r, effective_weights
+from loclin.geometry.prefix import prefix_capture_from_r
 
 
 def layers_and_dim():

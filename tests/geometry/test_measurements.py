@@ -5,12 +5,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from loclin.geometry.angles import compare_subspaces, grassmann_distance, overlap, principal_angles
+from loclin.geometry.capture import capture, capture_norm, capture_rows, random_capture_baseline
+from loclin.geometry.drift import half_life
+from loclin.geometry.spectrum import effective_rank, participation_ratio, topk_energy
 from scipy.linalg import subspace_angles
-
-from geometry.angles import compare_subspaces, grassmann_distance, overlap, principal_angles
-from geometry.capture import capture, capture_norm, capture_rows, random_capture_baseline
-from geometry.drift import half_life
-from geometry.spectrum import effective_rank, participation_ratio, topk_energy
 
 
 def random_basis(d: int, k: int, seed: int) -> torch.Tensor:

@@ -3,10 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from scipy.linalg import orth
-
-from geometry.hessian import flat_hvp, lanczos_top_eigenpairs
-from geometry.prefix import (
+from loclin.geometry.hessian import flat_hvp, lanczos_top_eigenpairs
+from loclin.geometry.prefix import (
     PREFIX_DETERMINED_PIVOT,
     prefix_capture_and_pivots,
     prefix_capture_curve,
@@ -14,7 +12,8 @@ from geometry.prefix import (
     prefix_capture_from_r,
     stacked_r,
 )
-from geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
+from loclin.geometry.quadratic import gradient_descent, krylov_basis, power_law_spectrum
+from scipy.linalg import orth
 
 
 def brute_force_capture(rows: np.ndarray, delta: np.ndarray, m: int) -> float:

@@ -6,9 +6,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from scipy import integrate, stats
-
-from geometry.random_search import (
+from loclin.geometry.random_search import (
     LocalQuadraticLaw,
     es_cosine,
     expected_max_normal,
@@ -17,6 +15,7 @@ from geometry.random_search import (
     selected_mean,
     subspace_law,
 )
+from scipy import integrate, stats
 
 
 def test_m_n_closed_forms_table_and_quadrature():

@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from loclin.geometry.angles import compare_subspaces, principal_angles
+from loclin.geometry.capture import capture_rows
+from loclin.geometry.sharded import all_reduce_sum
+from loclin.geometry.subspace import topk_basis
+from loclin.geometry.window import VectorWindow
 from scipy.linalg import subspace_angles
-
-from geometry.angles import compare_subspaces, principal_angles
-from geometry.capture import capture_rows
-from geometry.sharded import all_reduce_sum
-from geometry.subspace import topk_basis
-from geometry.window import VectorWindow
 
 DIM, WINDOW, K, SPLIT = 5000, 12, 4, 1700  # rank 0 holds coordinates [0, 1700), rank 1 the rest
 

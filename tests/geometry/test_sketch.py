@@ -3,14 +3,13 @@
 import numpy as np
 import pytest
 import torch
+from loclin.geometry.sketch import CountSketch
+from loclin.geometry.subspace import topk_basis
 from scipy.linalg import subspace_angles
-
-from geometry.sketch import CountSketch
-from geometry.subspace import topk_basis
 
 
 def test_pieces_chunks_and_exact_groups_equal_the_dense_matrix(monkeypatch):
-    import geometry.sketch as sketch_module
+    import loclin.geometry.sketch as sketch_module
 
     monkeypatch.setattr(sketch_module, "CHUNK", 7)  # several chunks per parameter
     sizes = {"big": 300, "small": 3, "mid": 97}

@@ -3,16 +3,15 @@
 import numpy as np
 import pytest
 import torch
-from scipy.linalg import subspace_angles
-
-from geometry.capture import capture
-from geometry.static_bases import (
+from loclin.geometry.capture import capture
+from loclin.geometry.static_bases import (
     go_back_direction,
     mean_gradient_plane,
     project,
     random_basis,
     task_vector_basis,
 )
+from scipy.linalg import subspace_angles
 
 
 def test_task_vector_basis_is_eckart_young_per_layer():

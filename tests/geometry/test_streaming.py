@@ -4,9 +4,8 @@ W-sized products, against numpy SVDs of the same windows."""
 import numpy as np
 import pytest
 import torch
-
-from geometry.rolling import RollingBasis
-from geometry.window import StreamingWindow, VectorWindow
+from loclin.geometry.rolling import RollingBasis
+from loclin.geometry.window import StreamingWindow, VectorWindow
 
 D, W, K = 300, 6, 3
 SLICES = {"first": (0, 170), "second": (170, 300)}

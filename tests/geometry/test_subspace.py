@@ -3,10 +3,9 @@
 import numpy as np
 import pytest
 import torch
+from loclin.geometry.subspace import orthonormalize, topk_basis
+from loclin.geometry.window import VectorWindow
 from scipy.linalg import subspace_angles
-
-from geometry.subspace import orthonormalize, topk_basis
-from geometry.window import VectorWindow
 
 
 def low_rank_rows(w: int, d: int, rank: int, noise: float, seed: int) -> torch.Tensor:
@@ -90,8 +89,8 @@ def test_reorthonormalize_repairs_an_ill_conditioned_basis(sharded):
     Gram BᵀB is available) B (BᵀB)^(-1/2) on its non-negligible eigenvalues. Either way an
     orthonormal basis whose span holds the well-conditioned columns (scipy's angles); a reduce
     that is not ``no_reduce`` takes the sharded path in one process."""
-    from geometry.sharded import no_reduce
-    from geometry.subspace import reorthonormalize
+    from loclin.geometry.sharded import no_reduce
+    from loclin.geometry.subspace import reorthonormalize
 
     generator = torch.Generator().manual_seed(3)
     q = torch.linalg.qr(torch.randn(500, 4, generator=generator, dtype=torch.float64))[0]
@@ -114,7 +113,7 @@ def test_an_orthonormal_basis_at_large_d_is_kept_as_is_and_its_gram_is_float64_a
     tolerance: the basis looked broken and was re-orthonormalised on every refresh (a triangular
     solve, a recheck, a Householder QR). Blocked, BᵀB matches numpy's float64 to 1e-6, and the
     basis comes back untouched."""
-    from geometry.subspace import basis_coefficients, column_gram, reorthonormalize
+    from loclin.geometry.subspace import basis_coefficients, column_gram, reorthonormalize
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -136,8 +135,8 @@ def test_every_refresh_path_returns_a_basis_orthonormal_in_float64(path):
     """Each branch of reorthonormalize: an orthonormal input (kept), a slightly skewed one
     (Cholesky-QR), a nearly dependent one alone and sharded (Householder QR; the k×k eigen
     path). The output is orthonormal to 1e-5 measured in float64 and spans the input's span."""
-    from geometry.sharded import no_reduce
-    from geometry.subspace import reorthonormalize
+    from loclin.geometry.sharded import no_reduce
+    from loclin.geometry.subspace import reorthonormalize
 
     generator = torch.Generator().manual_seed(11)
     q = torch.linalg.qr(torch.randn(200_000, 6, generator=generator, dtype=torch.float64))[0]
@@ -156,7 +155,7 @@ def test_every_refresh_path_returns_a_basis_orthonormal_in_float64(path):
 
 
 def test_all_finite_answers_as_a_float64_sum_does_even_where_float32_overflows():
-    from geometry.subspace import all_finite
+    from loclin.geometry.subspace import all_finite
 
     huge = torch.full((4,), 3e38)  # finite in float32; their float32 sum overflows to inf
     assert not torch.isfinite(huge.sum()) and all_finite([huge])
@@ -173,7 +172,7 @@ def test_dirty_gram_rows_in_blocks_match_numpy_float64_and_stay_exact_below_one_
     """The Gram rows of the vectors new since the last refresh, X[dirty] Xᵀ: over several blocks
     of columns they match numpy's float64 product to 1e-7 relative (closer than one float32
     product over all columns); within one block they are that float32 product, bit for bit."""
-    from geometry.window import GRAM_BLOCK_COLUMNS, dirty_gram_rows
+    from loclin.geometry.window import GRAM_BLOCK_COLUMNS, dirty_gram_rows
 
     generator = torch.Generator().manual_seed(2)
     dirty = torch.tensor([1, 4, 6])
@@ -189,7 +188,7 @@ def test_blocked_products_in_float64_blocks_match_numpy_and_float64_inputs_stay_
     """float64 blocks (the per-task probe's Gram) match numpy's float64 product to 1e-13 relative, as
     do float64 inputs at the default float32 precision (they are never rounded to float32); rows
     gathered block by block (``select``: a ring's wrapped slots) match it to float32 block round-off."""
-    from geometry.subspace import GRAM_BLOCK_COLUMNS, blocked_products
+    from loclin.geometry.subspace import GRAM_BLOCK_COLUMNS, blocked_products
 
     generator = torch.Generator().manual_seed(3)
     wide = torch.randn(6, 3 * GRAM_BLOCK_COLUMNS + 7, generator=generator)

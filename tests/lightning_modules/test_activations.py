@@ -3,11 +3,11 @@ against transformers' output_hidden_states, brute-force loops and a first-order 
 
 import pytest
 import torch
+from loclin.geometry.steering import cosine_per_layer, mean_difference, random_cosine_baseline
+from loclin.lightning_modules.activations import decoder_blocks, residual_at, residual_stream, steering
+from loclin.lightning_modules.optim import OptimizerSpec
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from geometry.steering import cosine_per_layer, mean_difference, random_cosine_baseline
-from lightning_modules.activations import decoder_blocks, residual_at, residual_stream, steering
-from lightning_modules.optim import OptimizerSpec
 from loclin.steering import first_order_shift, loss_gradient, one_step_shift, step_direction
 
 
@@ -164,7 +164,7 @@ def tiny_decoder(family: str):
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2", "gemma3"])
 def test_cached_steered_logits_equal_full_sequence_steering(family, lm):
-    from lightning_modules.activations import steered_last_logits
+    from loclin.lightning_modules.activations import steered_last_logits
 
     model = lm[0] if family == "gpt2" else tiny_decoder(family)
     tokens = torch.randint(0, 97, (9,), generator=torch.Generator().manual_seed(1))
@@ -182,8 +182,8 @@ def test_cached_steered_logits_equal_full_sequence_steering(family, lm):
 
 
 def test_answer_residuals_reads_several_positions_in_one_pass(lm):
-    from datamodules.contrast import ContrastItem, encode_contrasts
-    from lightning_modules.activations import answer_residuals
+    from loclin.datamodules.contrast import ContrastItem, encode_contrasts
+    from loclin.lightning_modules.activations import answer_residuals
 
     model, tokenizer = lm
     batch = encode_contrasts(

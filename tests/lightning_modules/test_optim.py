@@ -6,11 +6,11 @@ import re
 
 import pytest
 import torch
+from loclin.geometry.prefix import prefix_capture_curve
+from loclin.geometry.quadratic import gradient_descent, power_law_spectrum
+from loclin.lightning_modules.optim import OptimizerSpec, build_optimizer, schedule_factor
 from torch import nn
 
-from geometry.prefix import prefix_capture_curve
-from geometry.quadratic import gradient_descent, power_law_spectrum
-from lightning_modules.optim import OptimizerSpec, build_optimizer, schedule_factor
 from loclin.config import ConfigError, load_config, phase_optimizer
 
 

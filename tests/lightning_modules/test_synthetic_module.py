@@ -2,11 +2,10 @@
 
 import torch
 import torch.nn.functional as F
-
-from datamodules.sections import DataConfig
-from datamodules.synthetic import IGNORE_INDEX, SyntheticTasksDataModule
-from lightning_modules.sections import DecoderConfig
-from lightning_modules.synthetic import SyntheticMultitaskModule
+from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.synthetic import IGNORE_INDEX, SyntheticTasksDataModule
+from loclin.lightning_modules.sections import DecoderConfig
+from loclin.lightning_modules.synthetic import SyntheticMultitaskModule
 
 
 def build():

@@ -1,0 +1,148 @@
+"""Train one experiment and measure its local linear geometry.
+
+    python train.py --config conf/synthetic.yaml [key=value ...]
+    python train.py --resume runs/synthetic/version_0
+    python train.py --fork runs/recovery_synthetic/version_0 --after degrade phases.2.optim.name=sgd
+
+Writes runs/<experiment>/version_<n>/: config.yaml, TensorBoard events, checkpoints/,
+summary.json. A configuration mistake is one line on stderr and exit code 2, before anything
+is imported, built or written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from loclin.config import ConfigError, load_config, packaged_configs
+from loclin.fork import fork_config, populate_fork
+from loclin.model_source import ModelSourceError, resolve_model_source
+from loclin.protocols import protocol_for
+from loclin.rundir import (
+    RUN_DIR_ENV,
+    RunDirError,
+    check_resumable,
+    create_run_dir,
+    global_rank,
+    launched_run_dir,
+    lock_run_dir,
+)
+
+EXIT_USAGE = 2
+EXIT_FAULT = 1  # the run itself failed (diverged, a full disk): not a mistake in the command
+EXIT_INTERRUPTED = 130  # Ctrl-C (128 + SIGINT), as a shell reports it
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="packaged configs (--config NAME): " + ", ".join(sorted(packaged_configs())),
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="experiment YAML, or the name of a packaged config")
+    source.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue a killed run from its last checkpoint")
+    source.add_argument(
+        "--fork",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a new run reusing RUN_DIR's phases up to --after; only later phases run",
+    )
+    parser.add_argument("--after", metavar="PHASE", help="with --fork: the last of the parent's phases to reuse")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_steps=500"
+    )
+    return parser.parse_args(argv)
+
+
+def check_model_sources(cfg) -> None:
+    """The protocol's models and tokenizers must be loadable before a run directory is made."""
+    for source, marker in protocol_for(cfg).sources(cfg):
+        resolve_model_source(source, marker)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.resume is not None:
+            if args.overrides:
+                raise ConfigError("--resume takes no overrides: a resumed run keeps the config it started with")
+            cfg = load_config(check_resumable(args.resume))
+            check_model_sources(cfg)
+            run_dir = args.resume
+        elif args.fork is not None:
+            if not args.after:
+                raise ConfigError("--fork needs --after PHASE: the last of the parent's phases to reuse")
+            launched = launched_run_dir()
+            cfg = (
+                load_config(Path(launched) / "config.yaml")
+                if launched
+                else fork_config(args.fork, args.after, args.overrides)
+            )
+            check_model_sources(cfg)
+            run_dir = launched or create_run_dir(cfg.output_root, cfg.experiment)
+            if not launched:
+                populate_fork(args.fork, Path(run_dir), cfg)
+            os.environ[RUN_DIR_ENV] = str(run_dir)
+        else:
+            if args.after:
+                raise ConfigError("--after goes with --fork")
+            cfg = load_config(args.config, args.overrides)
+            check_model_sources(cfg)
+            run_dir = launched_run_dir() or create_run_dir(cfg.output_root, cfg.experiment)
+            os.environ[RUN_DIR_ENV] = str(run_dir)  # data-parallel ranks launched later write nothing, read it
+        lock_run_dir(run_dir)  # a second live process on this run directory stops here
+    except (ConfigError, RunDirError, ModelSourceError) as error:
+        print(f"loclin: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    if cfg.trainer.cpu_threads:
+        # read by torch when it is imported below, by every data-parallel rank launched later,
+        # and by Lightning, which otherwise gives each CPU rank cores / devices threads
+        os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.cpu_threads)
+
+    fresh = args.resume is None and global_rank() == 0  # this process made the run directory
+    try:  # heavy imports only now that the config is valid; a fork's reused phases count as done
+        summary = protocol_for(cfg).run(cfg, Path(run_dir), resume=args.resume is not None)
+    except ConfigError as error:  # found only once the data is tokenized (a steering template): nothing kept
+        if fresh:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        print(f"loclin: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (KeyboardInterrupt, SystemExit) as error:  # Lightning turns Ctrl-C in fit into sys.exit(1)
+        if not (isinstance(error, KeyboardInterrupt) or isinstance(error.__context__, KeyboardInterrupt)):
+            raise
+        print(
+            f"loclin: error: interrupted; what was written is kept: python train.py --resume {run_dir}", file=sys.stderr
+        )
+        return EXIT_INTERRUPTED
+    except OSError as error:  # a full disk, a vanished file system: a fault, not a mistake in the command
+        if os.environ.get("LOCLIN_TRACEBACK"):
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(
+            f"loclin: error: {error.strerror or error}{where}; what was written is kept: once that is fixed, "
+            f"python train.py --resume {run_dir} (LOCLIN_TRACEBACK=1 shows the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_FAULT
+    diverged = (summary or {}).get("diverged")
+    if diverged:
+        if global_rank() == 0:
+            print(
+                f"loclin: error: {diverged['message']} (phase '{diverged['phase']}', stopped at run step "
+                f"{diverged.get('stopped_at', diverged['step'])}); "
+                f"{Path(run_dir) / 'summary.json'} marks the run as diverged",
+                file=sys.stderr,
+            )
+        return EXIT_FAULT
+    if global_rank() == 0:
+        print(f"[loclin] run directory: {run_dir}")
+        print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
