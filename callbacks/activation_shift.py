@@ -19,6 +19,9 @@ from loclin.lightning_modules.activations import answer_residuals
 
 
 class ActivationShiftCallback(MeasurementCallback):
+    module_needs = ("language_model",)
+    data_needs = ()
+
     def __init__(self, probe: dict[str, torch.Tensor], stride: int = 50, batch_size: int = 8):
         self.probe = probe  # encode_contrasts(...) of the fixed items
         self.stride = stride

@@ -33,6 +33,14 @@ class MeasurementCallback(Callback):
     one line says they were skipped.
     """
 
+    # What this callback calls beyond named_parameters(): methods of the LightningModule and of the
+    # datamodule (loclin's modules and PhasedDataModule have them), checked once at setup
+    module_needs: tuple[str, ...] = ()
+    data_needs: tuple[str, ...] = ()
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        check_needs(self, trainer, pl_module)
+
     def log_scalars(self, trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
         log_measurements(trainer, metrics, step)
 
@@ -87,6 +95,22 @@ class MeasurementCallback(Callback):
 
     def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Results computed once the phase's last step is taken (recovery captures)."""
+
+
+def check_needs(callback: MeasurementCallback, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    """One line naming every method ``callback`` needs that the module or datamodule lacks."""
+    datamodule = getattr(trainer, "datamodule", None)
+    missing = [f"{type(pl_module).__name__}.{name}()" for name in callback.module_needs if not hasattr(pl_module, name)]
+    missing += [
+        f"a datamodule with {name}" + ("" if datamodule is None else f" ({type(datamodule).__name__} has none)")
+        for name in callback.data_needs
+        if datamodule is None or not hasattr(datamodule, name)
+    ]
+    if missing:
+        raise TypeError(
+            f"{type(callback).__name__} needs {', '.join(missing)}: loclin's LightningModules and "
+            "PhasedDataModule provide them (README, 'Three ways in'); GeometryMonitor needs none of them"
+        )
 
 
 class MemoryReport(Callback):

@@ -49,18 +49,30 @@ def heldout_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], b
 def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: float) -> Figure:
     """Overlap ‖B_sᵀB_t‖²/k and stale-basis capture cap(B_s, g_t) against lag t − s, and, where
     measured, the disjoint-window drift against its noise ceiling (a band: mean ± std over
-    snapshots) and their ratio."""
+    snapshots) and their ratio.
+
+    Overlap and capture are on log axes reaching below the random baseline k/D, so "N× above
+    random" can be read off. Lag 0 (the basis against the window it came from) is a lone marker:
+    no line joins it to the first true lag."""
     with_ceiling = any(curve.get("half_lags") for curve in series.values())
-    fig, axes = plt.subplots(1, 3 if with_ceiling else 2, figsize=(15 if with_ceiling else 10, 3.6))
+    fig, axes = plt.subplots(1, 3 if with_ceiling else 2, figsize=(15 if with_ceiling else 10, 3.8))
+    lowest = [baseline] if np.isfinite(baseline) and baseline > 0 else []
     for label, curve in series.items():
         lags = np.asarray(curve["lags"], dtype=float)
         ov = np.asarray(curve["overlap"], dtype=float)
         sd = np.asarray(curve.get("overlap_std", np.zeros_like(ov)), dtype=float)
-        (line,) = axes[0].plot(lags, ov, marker="o", ms=3, label=f"{label}: full windows")
-        axes[0].fill_between(lags, ov - sd, ov + sd, color=line.get_color(), alpha=0.15)
-        axes[1].plot(lags, curve["stale_capture"], marker="o", ms=3, label=label)
+        stale = np.asarray(curve["stale_capture"], dtype=float)
+        later = lags > 0
+        (line,) = axes[0].plot(lags[later], ov[later], marker="o", ms=3, label=f"{label}: full windows")
+        color = line.get_color()
+        axes[0].fill_between(
+            lags[later], (ov - sd)[later], (ov + sd)[later], color=color, alpha=0.15, label=f"{label}: ± std over pairs"
+        )
+        axes[1].plot(lags[later], stale[later], marker="o", ms=3, color=color, label=label)
+        if (~later).any():
+            axes[1].plot(lags[~later], stale[~later], ls="none", marker="D", ms=4, color=color, label=f"{label}: lag 0")
+        lowest += [v for v in (*ov[later], *stale) if v > 0]
         if curve.get("half_lags"):
-            color = line.get_color()
             axes[0].plot(
                 curve["half_lags"],
                 curve["half_overlap"],
@@ -71,18 +83,21 @@ def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: 
                 label=f"{label}: half windows, disjoint (L ≥ W)",
             )
             ceiling, spread = curve["noise_ceiling"], curve.get("noise_ceiling_std", 0.0)
-            axes[0].axhspan(ceiling - spread, ceiling + spread, color=color, alpha=0.12)
+            axes[0].axhspan(max(ceiling - spread, 1e-12), ceiling + spread, color=color, alpha=0.12)
             axes[0].axhline(
                 ceiling, color=color, lw=0.8, ls="-.", label=f"{label}: noise ceiling {ceiling:.2f} ± {spread:.2f}"
             )
             axes[2].plot(curve["half_lags"], curve["ratio"], marker="s", ms=4, color=color, label=label)
-    for ax, ylabel in zip(axes, ("overlap $\\|B_s^T B_t\\|_F^2/k$", "stale capture cap$(B_s, g_t)$")):
+    bottom = min(lowest) / 3 if lowest else None
+    for ax, ylabel in zip(axes, ("overlap $\\|B_s^T B_t\\|_F^2/k$ (log)", "stale capture cap$(B_s, g_t)$ (log)")):
         ax.axhline(baseline, color="gray", ls="--", label=f"random k/D = {baseline:.2g}")
         ax.set_xlabel("lag t − s (steps)")
         ax.set_ylabel(ylabel)
-        ax.set_ylim(bottom=0)
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=bottom, top=1.5)
         ax.legend(fontsize=7)
-    axes[0].axhline(0.5, color="tab:red", ls=":", lw=0.8)
+    axes[0].axhline(0.5, color="tab:red", ls=":", lw=0.8, label="half overlap (0.5)")
+    axes[0].legend(fontsize=7)
     axes[0].set_title("basis drift")
     axes[1].set_title("how much an old basis still explains")
     if with_ceiling:

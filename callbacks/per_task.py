@@ -39,6 +39,9 @@ def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dic
 
 
 class PerTaskGradientCallback(MeasurementCallback):
+    module_needs = ("loss",)
+    data_needs = ("probe_batch",)
+
     def __init__(
         self,
         stream: GradientStream,

@@ -15,13 +15,16 @@ from lightning.pytorch.utilities import rank_zero_info
 from loclin.callbacks.base import MeasurementCallback, metric
 from loclin.callbacks.gradient_stream import GradientStream
 from loclin.callbacks.keys import RANDOM_SEARCH_POINTS
-from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.callbacks.parameter_vector import ParameterVector, parameter_groups
 from loclin.geometry.perturbed_loss import HOLDS_TOLERANCE, PerturbedLoss, holds_up_to, probe_point
 from loclin.geometry.prefix import nested_prefix_basis
 from loclin.geometry.static_bases import random_basis
 
 
 class RandomSearchCallback(MeasurementCallback):
+    module_needs = ("logits", "answer_loss")
+    data_needs = ("train_task_names", "probe_batch", "heldout_batch")
+
     state_key = "RandomSearch"
 
     def __init__(
@@ -47,7 +50,7 @@ class RandomSearchCallback(MeasurementCallback):
         return sum(t.numel() * 4 for p in self.pending.values() for t in p.values() if isinstance(t, torch.Tensor))
 
     def _vector(self, pl_module: L.LightningModule) -> ParameterVector:
-        return self.stream.vector if self.stream is not None else ParameterVector(pl_module.parameter_groups())
+        return self.stream.vector if self.stream is not None else ParameterVector(parameter_groups(pl_module))
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int

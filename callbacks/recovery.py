@@ -50,6 +50,9 @@ from loclin.geometry.static_bases import go_back_direction, project
 
 
 class RecoveryCallback(MeasurementCallback):
+    module_needs = ("evaluate_batch",)
+    data_needs = ("heldout_batch",)
+
     def __init__(
         self,
         vector: ParameterVector,
@@ -390,6 +393,9 @@ class ConstrainedRecovery(MeasurementCallback):
     after every optimizer step θ ← θ_0 + B Bᵀ (θ − θ_0), θ_0 the phase's start. At the end, task T's
     held-out loss and accuracy there, and cap(B, θ − θ_0), 1 up to round-off (a check on the
     projection), as the recovery table's row ``name`` (``constrained_P{m}_updates``)."""
+
+    module_needs = ("evaluate_batch",)
+    data_needs = ("heldout_batch",)
 
     def __init__(self, vector: ParameterVector, basis: torch.Tensor, target: str, name: str):
         self.vector, self.basis, self.target, self.name = vector, basis, target, name

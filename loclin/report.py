@@ -305,8 +305,12 @@ def task_table(summary: dict) -> list[list[str]]:
     return rows
 
 
-def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
-    """Write PNGs; returns (caption, file name) pairs for the report."""
+FIGURE_FORMATS = ("png", "pdf", "svg")  # PNG for report.md; PDF and SVG beside it, for a paper
+
+
+def write_plots(summaries: list[dict], out: Path, formats: tuple[str, ...] = FIGURE_FORMATS) -> list[tuple[str, str]]:
+    """Write each figure in ``formats`` (the PNG first, named in report.md); returns (caption, PNG
+    file name) pairs for the report."""
     from loclin.callbacks.figures import (
         drift_curve_figure,
         drift_heatmap_figure,
@@ -321,7 +325,10 @@ def write_plots(summaries: list[dict], out: Path) -> list[tuple[str, str]]:
     def save(figure, name: str, caption: str) -> None:
         import matplotlib.pyplot as plt
 
-        figure.savefig(out / name, dpi=120)
+        figure.savefig(out / name, dpi=150)
+        for extension in formats:
+            if extension != "png":
+                figure.savefig(out / Path(name).with_suffix(f".{extension}"))
         plt.close(figure)  # clf() alone keeps the figure registered with pyplot
         written.append((caption, name))
 
@@ -407,8 +414,8 @@ def nonfinite_lines(summaries: list[dict]) -> list[str]:
     return lines
 
 
-def build_report(run_paths: list[str | Path], out: Path) -> str:
-    """Read runs, write plots and report.md into ``out``; return the text table."""
+def build_report(run_paths: list[str | Path], out: Path, formats: tuple[str, ...] = FIGURE_FORMATS) -> str:
+    """Read runs, write plots (in ``formats``) and report.md into ``out``; return the text table."""
     runs = find_runs(run_paths)
     summaries = [read_summary(r) for r in runs]
     out.mkdir(parents=True, exist_ok=True)
@@ -431,7 +438,7 @@ def build_report(run_paths: list[str | Path], out: Path) -> str:
         return "\n".join(line[2:] for line in diverged)
     skipped = nonfinite_lines(summaries)
     table = headline_table(summaries)
-    plots = write_plots(summaries, out)
+    plots = write_plots(summaries, out, formats)
     legend = "\n".join(f"- `{short}`: {long} (`{name}`)" for short, name, long in columns_for(summaries))
     parts = [
         "# loclin report",

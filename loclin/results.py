@@ -40,7 +40,7 @@ over items.
 def run_section(folder: Path) -> list[str]:
     summary = json.loads((folder / "summary.json").read_text())
     command = (folder / "command.txt").read_text().strip()
-    build_report([folder], folder)
+    build_report([folder], folder, formats=("png",))  # the committed page keeps PNGs only
     name = folder.name
     parts = [f"## {name}", "", f"`{command}` (seed {summary['seed']}; [full report]({name}/report.md))", ""]
     if protocol_of_summary(summary) == "steer":

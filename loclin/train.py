@@ -17,6 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from loclin.config import ConfigError, load_config, packaged_configs
 from loclin.fork import fork_config, populate_fork
 from loclin.model_source import ModelSourceError, resolve_model_source
@@ -55,6 +57,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="config overrides, e.g. trainer.max_steps=500"
     )
+    parser.add_argument(
+        "--print-config", action="store_true", help="print the resolved config (YAML) and exit; nothing is written"
+    )
     return parser.parse_args(argv)
 
 
@@ -64,36 +69,49 @@ def check_model_sources(cfg) -> None:
         resolve_model_source(source, marker)
 
 
+def resolved_config(args: argparse.Namespace):
+    """The run's config: a resumed run's own, a fork's (the parent's with the overrides), or the
+    YAML with the overrides, validated (ConfigError otherwise)."""
+    if args.resume is not None:
+        if args.overrides:
+            raise ConfigError("--resume takes no overrides: a resumed run keeps the config it started with")
+        return load_config(check_resumable(args.resume))
+    if args.fork is not None:
+        if not args.after:
+            raise ConfigError("--fork needs --after PHASE: the last of the parent's phases to reuse")
+        launched = launched_run_dir()
+        return (
+            load_config(Path(launched) / "config.yaml")
+            if launched
+            else fork_config(args.fork, args.after, args.overrides)
+        )
+    if args.after:
+        raise ConfigError("--after goes with --fork")
+    return load_config(args.config, args.overrides)
+
+
+def prepare_run_dir(args: argparse.Namespace, cfg) -> Path:
+    """The run directory: a resumed run's, or a new one (a fork's filled with its parent's phases)
+    that data-parallel ranks launched later find in the environment."""
+    if args.resume is not None:
+        return args.resume
+    launched = launched_run_dir()
+    run_dir = launched or create_run_dir(cfg.output_root, cfg.experiment)
+    if args.fork is not None and not launched:
+        populate_fork(args.fork, Path(run_dir), cfg)
+    os.environ[RUN_DIR_ENV] = str(run_dir)  # data-parallel ranks launched later write nothing, read it
+    return run_dir
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        if args.resume is not None:
-            if args.overrides:
-                raise ConfigError("--resume takes no overrides: a resumed run keeps the config it started with")
-            cfg = load_config(check_resumable(args.resume))
-            check_model_sources(cfg)
-            run_dir = args.resume
-        elif args.fork is not None:
-            if not args.after:
-                raise ConfigError("--fork needs --after PHASE: the last of the parent's phases to reuse")
-            launched = launched_run_dir()
-            cfg = (
-                load_config(Path(launched) / "config.yaml")
-                if launched
-                else fork_config(args.fork, args.after, args.overrides)
-            )
-            check_model_sources(cfg)
-            run_dir = launched or create_run_dir(cfg.output_root, cfg.experiment)
-            if not launched:
-                populate_fork(args.fork, Path(run_dir), cfg)
-            os.environ[RUN_DIR_ENV] = str(run_dir)
-        else:
-            if args.after:
-                raise ConfigError("--after goes with --fork")
-            cfg = load_config(args.config, args.overrides)
-            check_model_sources(cfg)
-            run_dir = launched_run_dir() or create_run_dir(cfg.output_root, cfg.experiment)
-            os.environ[RUN_DIR_ENV] = str(run_dir)  # data-parallel ranks launched later write nothing, read it
+        cfg = resolved_config(args)
+        if args.print_config:
+            print(OmegaConf.to_yaml(cfg), end="")
+            return 0
+        check_model_sources(cfg)
+        run_dir = prepare_run_dir(args, cfg)
         lock_run_dir(run_dir)  # a second live process on this run directory stops here
     except (ConfigError, RunDirError, ModelSourceError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)
@@ -139,9 +157,24 @@ def main(argv: list[str] | None = None) -> int:
             )
         return EXIT_FAULT
     if global_rank() == 0:
-        print(f"[loclin] run directory: {run_dir}")
-        print(f"[loclin] summary: {Path(run_dir) / 'summary.json'}  (tables and plots: python analyze.py {run_dir})")
+        print_ending(Path(run_dir), summary)
     return 0
+
+
+def print_ending(run_dir: Path, summary: dict | None) -> None:
+    """The run's headline numbers (analyze.py's table, when the protocol has one), then where to
+    look next: the summary, TensorBoard and analyze.py."""
+    if summary and summary.get("metrics"):
+        from loclin.report import headline_table, render_markdown
+
+        try:
+            print(render_markdown(headline_table([summary])))
+        except (KeyError, TypeError, ValueError):  # a protocol whose summary the table does not cover
+            pass
+    print(f"[loclin] run directory: {run_dir}")
+    print(f"[loclin] summary: {run_dir / 'summary.json'}")
+    print(f"[loclin] live panels: tensorboard --logdir {run_dir}")
+    print(f"[loclin] tables, plots and report.md: python analyze.py {run_dir}")
 
 
 if __name__ == "__main__":

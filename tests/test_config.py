@@ -387,3 +387,20 @@ def test_a_lora_target_found_wrong_only_once_the_model_is_built_leaves_no_run_di
     line = one_line(cli(tmp_path, *lora, "lm.lora.target_modules=[h]"), after_logs=True)
     assert line.startswith("loclin: error: lora.target_modules ['h']: Target module")
     assert not list((tmp_path / "r").rglob("version_*"))
+
+
+def test_print_config_shows_the_resolved_config_by_packaged_name_and_writes_nothing(tmp_path):
+    """``--print-config`` resolves a packaged config by name with the overrides, prints the YAML
+    load_config gives, exits 0, and makes no run directory; a bad override is still one line."""
+    from omegaconf import OmegaConf
+
+    from loclin.config import load_config
+
+    done = cli(tmp_path, "--config", "tiny_synthetic", "geometry.k=3", "--print-config")
+    assert done.returncode == 0, done.stderr
+    printed = OmegaConf.create(done.stdout)
+    expected = load_config(REPO / "conf" / "tiny_synthetic.yaml", ["geometry.k=3"])
+    assert printed == expected and printed.geometry.k == 3
+    assert list(tmp_path.iterdir()) == []
+    bad = cli(tmp_path, "--config", "tiny_synthetic", "geometry.k=99", "--print-config")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "geometry.k=99" in bad.stderr

@@ -148,3 +148,18 @@ def test_the_parts_listed_in_any_order_give_the_monitors_numbers(tmp_path):
     measured = phase_summary(None, 0, trainer, reversed_parts, {})["metrics"]
     assert set(measured) == set(expected) and len(expected) > 20
     assert all(measured[name]["value"] == expected[name]["value"] for name in expected)
+
+
+def test_a_callback_that_needs_loclins_datamodule_says_what_is_missing_in_one_line():
+    """The per-task probe calls the module's loss(batch) and the datamodule's probe_batch: on a user
+    module trained from a plain DataLoader, setup stops with one line naming both."""
+    from loclin.callbacks.gradient_stream import GradientStream
+    from loclin.callbacks.per_task import PerTaskGradientCallback
+
+    probe = PerTaskGradientCallback(GradientStream(WINDOW), ["add"], stride=10, n_batches=4, n_heldout=2, k=2)
+    trainer = L.Trainer(max_steps=5, logger=False, callbacks=[probe], enable_progress_bar=False)
+    with pytest.raises(TypeError) as error:
+        trainer.fit(UserRegressor(), loader())
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith("PerTaskGradientCallback needs UserRegressor.loss(), a datamodule with probe_batch:")
