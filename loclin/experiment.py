@@ -20,7 +20,7 @@ from weakref import proxy
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -45,6 +45,7 @@ from loclin.lightning_modules.causal_lm import AdapterError, CausalLMLoRAModule
 from loclin.lightning_modules.optim import OptimizerSpec
 from loclin.lightning_modules.synthetic import SyntheticMultitaskModule
 from loclin.model_source import resolve_model_and_tokenizer
+from loclin.progress import phase_progress
 from loclin.protocols import protocol_for
 from loclin.rundir import (
     CHECKPOINT_DIR,
@@ -242,7 +243,7 @@ def build_trainer(
             checkpoint,
         ],
         log_every_n_steps=t.log_every_n_steps,
-        enable_progress_bar=t.progress_bar,
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),  # loclin.progress: a bar or lines
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
         deterministic=True,
@@ -325,7 +326,14 @@ def run_experiment(
             cfg,
             phase_dir,
             False if phase.replays else logger,  # a replay is off the step axis: its numbers are its summary
-            [*phase_callbacks, *reports, *(extra_callbacks or [])],
+            [
+                *phase_callbacks,
+                *reports,
+                *(extra_callbacks or []),
+                *phase_progress(
+                    phase.name, offset if steps_on_axis(phase) else None, summary["steps"], cfg.trainer.progress_bar
+                ),
+            ],
             phase.steps,
         )
         try:

@@ -174,6 +174,7 @@ def test_recovery_controls_equal_numpy_qr_of_the_updates_at_the_drawn_positions(
     )
     recovery.theta_zero = theta0
     recovery.vector = vector
+    recovery.module_needs = recovery.data_needs = ()  # only the controls are read: no held-out evaluation
     driver = StepDriver(toy, [recovery], lr=0.1)
     grads = [torch.randn(D, generator=torch.Generator().manual_seed(i)) for i in range(12)]
     for g in grads:
