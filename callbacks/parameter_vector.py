@@ -35,6 +35,8 @@ def parameter_groups(module: nn.Module, spec: GroupSpec = None) -> dict[str, lis
         for name, p in trainable:
             groups.setdefault(name.split(".")[0], []).append((name, p))
         return groups
+    if isinstance(spec, str):  # one prefix (a string is itself a sequence of strings)
+        spec = [spec]
     prefixes = {prefix: [prefix] for prefix in spec} if not isinstance(spec, Mapping) else dict(spec)
     owner = {
         prefix: group

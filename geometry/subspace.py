@@ -83,7 +83,7 @@ def blocked_products(
     ``(a[select].to(precision) @ b.to(precision)ᵀ).double()``; float64 inputs stay float64."""
     if a.dtype == torch.float64:
         precision = torch.float64
-    if precision == torch.float64 and a.dtype == torch.float64 or a.shape[1] <= block:
+    if a.dtype == torch.float64 or a.shape[1] <= block:
         a_part = a if select is None else a[select]
         return (a_part.to(precision) @ b.to(precision).T).double()
     total = torch.zeros(a.shape[0] if select is None else len(select), b.shape[0], dtype=torch.float64)

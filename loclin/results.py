@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from loclin.performance import performance_sections, replace_block
+from loclin.performance import README_BEGIN, README_END, performance_sections, replace_block
 from loclin.protocols import protocol_of_summary
 from loclin.report import (
     DRIFT_READING,
@@ -99,9 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     performance = performance_sections(args.root / "performance", "###")
     if performance:
         parts += ["## Performance", "", *performance]
-        if args.readme.is_file():
-            args.readme.write_text(replace_block(args.readme.read_text(), performance))
+        readme = args.readme.read_text() if args.readme.is_file() else ""
+        if README_BEGIN in readme and README_END in readme:
+            args.readme.write_text(replace_block(readme, performance))
             print(f"[loclin] Performance section of {args.readme}")
+        else:
+            print(f"[loclin] {args.readme} has no '{README_BEGIN}' block: its Performance section is left as it is")
     args.out.write_text("\n".join(parts))
     print(f"[loclin] results page: {args.out} ({len(folders)} runs)")
     return 0

@@ -122,6 +122,10 @@ def test_mistakes_are_one_line_naming_the_setting_or_prefix(tmp_path):
         ValueError, match=r"\['decoder'\] match no trainable parameter of UserRegressor.*'encoder', 'head'"
     ):
         fit(tmp_path, GeometryMonitor(window=WINDOW, k=K, groups=["encoder", "decoder"]))
+    from loclin.callbacks.parameter_vector import parameter_groups
+
+    one = parameter_groups(UserRegressor(), "encoder")  # one prefix as a string, not its characters
+    assert list(one) == ["encoder"] and [n for n, _ in one["encoder"]] == ["encoder.0.weight", "encoder.0.bias"]
 
 
 def test_the_parts_listed_in_any_order_give_the_monitors_numbers(tmp_path):

@@ -81,3 +81,24 @@ def test_the_readme_block_is_replaced_and_the_rest_kept():
     assert replace_block(new, ["| a |", "|---|"]) == new  # rendering twice changes nothing
     with pytest.raises(ValueError, match="performance:begin"):
         replace_block("# no markers\n", ["x"])
+
+
+def test_results_fills_the_readme_block_and_leaves_a_readme_without_one_alone(tmp_path, capsys):
+    """``python -m loclin.results`` writes the Performance section between the README's markers and
+    into the page; a README without the markers is left byte for byte, with one line saying so."""
+    import shutil
+
+    from loclin.results import main
+
+    root = tmp_path / "results"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "docs" / "results" / "quadratic", root / "quadratic")
+    write_record(root / "performance" / REFRESH_FILE, "refresh_floor", refresh_record())
+    marked, plain = tmp_path / "marked.md", tmp_path / "plain.md"
+    marked.write_text(f"# x\n{README_BEGIN}\n{README_END}\n")
+    plain.write_text("# no markers\n")
+    assert main(["--root", str(root), "--out", str(tmp_path / "page.md"), "--readme", str(marked)]) == 0
+    assert "| 404,736 | 2.00 (25.9 GB/s) | 2.50× |" in marked.read_text()
+    assert "## Performance" in (tmp_path / "page.md").read_text()
+    assert main(["--root", str(root), "--out", str(tmp_path / "page.md"), "--readme", str(plain)]) == 0
+    said = capsys.readouterr().out
+    assert plain.read_text() == "# no markers\n" and "has no '<!-- performance:begin -->' block" in said
