@@ -30,7 +30,7 @@ from loclin.callbacks.base import Averages, MeasurementCallback, metric
 from loclin.callbacks.gradient_stream import GradientStream
 from loclin.geometry.angles import compare_subspaces
 from loclin.geometry.capture import capture, random_capture_baseline
-from loclin.geometry.drift import half_life, half_window_slots, noise_ceiling, plateau_lags, ratio_half_life
+from loclin.geometry.drift import half_life, half_window_slots, noise_ceiling, plateau_lags
 from loclin.geometry.lags import is_pair, still_needed
 from loclin.geometry.rolling import RollingBasis
 from loclin.geometry.subspace import basis_from_rows
@@ -166,11 +166,14 @@ class DriftCallback(MeasurementCallback):
             return {}
         src = self.source
         baseline = random_capture_baseline(self.basis.k, self.stream.dim)
+        value, bound = half_life(curve["lags"][1:], curve["overlap"][1:])
+        entry = metric(
+            value,
+            "half_life (SCIENCE.md 4): lag where mean overlap falls to 0.5, measured lags only, steps (bound: "
+            "at_most = already below ½ at the smallest lag, at_least = above ½ up to the largest)",
+        )
         metrics = {
-            f"{src}.half_life": metric(
-                half_life(curve["lags"][1:], curve["overlap"][1:]),
-                "half_life (SCIENCE.md 4): lag where mean overlap falls to 0.5, steps; inf = beyond the largest lag",
-            ),
+            f"{src}.half_life": {**entry, "bound": bound} if bound else entry,
             f"{src}.max_lag": metric(float(curve["lags"][-1]), "largest lag on the drift curve, steps"),
         }
         for lag, overlap_value, stale in zip(curve["lags"][1:], curve["overlap"][1:], curve["stale_capture"][1:]):
@@ -221,7 +224,7 @@ class DriftCallback(MeasurementCallback):
                 "drift figure)",
             )
         if curve["half_lags"]:
-            value, bound = ratio_half_life(curve["half_lags"], curve["ratio"])
+            value, bound = half_life(curve["half_lags"], curve["ratio"])
             entry = metric(
                 value,
                 "half-life (SCIENCE.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps (bound: at_most "

@@ -9,22 +9,26 @@ import torch
 from loclin.geometry.subspace import basis_coefficients
 
 
-def half_life(lags: Sequence[float], overlaps: Sequence[float]) -> float:
-    """Lag at which the mean overlap first falls to half of its lag-0 value of 1.
+def half_life(lags: Sequence[float], values: Sequence[float]) -> tuple[float, str]:
+    """Lag at which a decaying curve (an overlap, or overlap ÷ ceiling) first falls to 0.5, from the
+    measured lags only.
 
-    The curve is (0, 1) followed by ``(lags[i], overlaps[i])`` in ascending lag, linearly
-    interpolated. Returns ``inf`` when the overlap stays above 0.5 up to the largest lag
-    (the half-life is then longer than what was measured) and ``nan`` for an empty curve.
+    Linear interpolation between measured lags; nothing is drawn from lag 0 (whose overlap of 1 is
+    true by definition, not measured, and a line from it would invent the crossing). Returns
+    ``(value, bound)``: bound "" for an interpolated crossing, "at_most" when the smallest lag
+    is already at or below 0.5 (the half-life is then no longer than that lag), "at_least"
+    with the largest lag when the curve stays above 0.5 up to it, and ``(nan, "")`` for an
+    empty curve.
     """
-    points = [(0.0, 1.0)] + [(float(lag), float(ov)) for lag, ov in zip(lags, overlaps) if not math.isnan(ov)]
-    if len(points) == 1:
-        return float("nan")
-    for (lag0, ov0), (lag1, ov1) in zip(points, points[1:]):
-        if ov1 <= 0.5:
-            if ov0 == ov1:
-                return lag1
-            return lag0 + (ov0 - 0.5) * (lag1 - lag0) / (ov0 - ov1)
-    return float("inf")
+    points = [(float(lag), float(v)) for lag, v in zip(lags, values) if not math.isnan(v)]
+    if not points:
+        return float("nan"), ""
+    if points[0][1] <= 0.5:
+        return points[0][0], "at_most"
+    for (lag0, v0), (lag1, v1) in zip(points, points[1:]):
+        if v1 <= 0.5:
+            return lag0 + (v0 - 0.5) * (lag1 - lag0) / (v0 - v1), ""
+    return points[-1][0], "at_least"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -72,25 +76,6 @@ def noise_ceiling(gram: torch.Tensor, steps: torch.Tensor, k: int) -> float:
         return float("nan")
     cross = c_even.T @ gram[even][:, odd] @ c_odd
     return float(cross.pow(2).sum()) / rank
-
-
-def ratio_half_life(lags: Sequence[float], ratios: Sequence[float]) -> tuple[float, str]:
-    """Lag at which overlap(L)/ceiling first falls to 0.5, from disjoint-window lags only.
-
-    Linear interpolation between measured lags; nothing is drawn from lag 0. Returns
-    ``(value, bound)``: bound "" for an interpolated crossing, "at_most" when the smallest lag
-    is already at or below 0.5 (the half-life is then no longer than that lag), and "at_least"
-    with the largest lag when the ratio stays above 0.5 up to it.
-    """
-    points = [(float(lag), float(r)) for lag, r in zip(lags, ratios) if not math.isnan(r)]
-    if not points:
-        return float("nan"), ""
-    if points[0][1] <= 0.5:
-        return points[0][0], "at_most"
-    for (lag0, r0), (lag1, r1) in zip(points, points[1:]):
-        if r1 <= 0.5:
-            return lag0 + (r0 - 0.5) * (lag1 - lag0) / (r0 - r1), ""
-    return points[-1][0], "at_least"
 
 
 def plateau_lags(lags: Sequence[int]) -> list[int]:

@@ -94,9 +94,10 @@ def run_quadratic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
             for lag, v in drift.items()
         }
     )
-    metrics["grad.half_life"] = metric(
-        half_life(list(drift), list(drift.values())), "half_life (SCIENCE.md 4) of the rolling gradient basis, steps"
-    )
+    value, bound = half_life(list(drift), list(drift.values()))
+    metrics["grad.half_life"] = metric(value, "half_life (SCIENCE.md 4) of the rolling gradient basis, steps")
+    if bound:
+        metrics["grad.half_life"]["bound"] = bound
     metrics["loss_drop"] = metric(1 - run.loss_end / run.loss_start, "fraction of the initial loss removed by GD")
     summary = {
         "experiment": cfg.experiment,

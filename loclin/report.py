@@ -8,7 +8,7 @@ from pathlib import Path
 from loclin.callbacks.keys import RANDOM_SEARCH_POINTS, RECOVERY_PREFIX, RECOVERY_TABLE
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError, read_summary
-from loclin.tables import fmt, fmt_entry, render_markdown, render_text, value
+from loclin.tables import bound_count, fmt, fmt_entry, fmt_value, render_markdown, render_text, value
 
 RECOVERY_COLUMNS = [
     ("cap_P8", "recovery.capture.P8_updates", "capture of Δ by the first 8 recovery updates"),
@@ -88,6 +88,14 @@ def mean_interval(values: list[float]) -> str:
     return f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
+def seed_cell(runs: list[dict], name: str) -> str:
+    """The mean [95% t-interval] of one metric over seeds, saying how many seeds gave only a bound
+    (then the mean is of the bounds, not of crossings)."""
+    cell = mean_interval([value(r, name) for r in runs])
+    bounded = bound_count(runs, name)
+    return cell + (f" ({bounded} of {len(runs)} bounds)" if bounded else "")
+
+
 def headline_table(summaries: list[dict]) -> list[list[str]]:
     """One row per run, then one "mean [95% t-interval]" row per experiment run with several
     seeds; a run that is its experiment's only seed is marked as such."""
@@ -108,7 +116,7 @@ def headline_table(summaries: list[dict]) -> list[list[str]]:
                 str(s["steps"]),
                 str(s["geometry"].get("dim", "–")),
                 fmt(s["geometry"].get("random_baseline_k_over_D", float("nan"))),
-                *(fmt(value(s, c[1])) for c in columns),
+                *(fmt_value(s, c[1]) for c in columns),
                 fmt(sum(accs.values()) / len(accs)) if accs else "–",
                 f"{fmt(accs[worst])} ({worst})" if worst else "–",
             ]
@@ -123,7 +131,7 @@ def headline_table(summaries: list[dict]) -> list[list[str]]:
                     "",
                     "",
                     "",
-                    *(mean_interval([value(r, c[1]) for r in runs]) for c in columns),
+                    *(seed_cell(runs, c[1]) for c in columns),
                     "",
                     "",
                 ]

@@ -13,10 +13,11 @@ Running the same command again skips finished points (summary.json), resumes kil
 them. A forked sweep takes one parent per seed with ``--fork RUN [RUN ...]`` (in the order of
 ``--seeds``), or one parent for every point.
 
-Each point runs as its own ``train.py`` process. The launcher is an existing engine, never a
-scheduler of ours: ``local`` (a pool of ``--workers`` subprocesses, the default), ``submitit``
-(SLURM, or its local executor with ``--cluster local``) and ``ray`` (``ray.remote`` tasks on a
-running or local Ray instance); the last two are optional extras (``pip install loclin[sweep]``).
+Each point runs as its own ``python -m loclin.train`` process (a checkout or the installed
+package). The launcher is an existing engine, never a scheduler of ours: ``local`` (a pool of
+``--workers`` subprocesses, the default), ``submitit`` (SLURM, or its local executor with
+``--cluster local``) and ``ray`` (``ray.remote`` tasks on a running or local Ray instance); the
+last two are optional extras (``pip install loclin[sweep]``).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from loclin.rundir import SUMMARY_FILE, RunDirError, check_resumable
 
 MANIFEST = "sweep.json"
 LAUNCHERS = ("local", "submitit", "ray")
-REPO = Path(__file__).resolve().parents[1]
+TRAIN = [sys.executable, "-m", "loclin.train"]  # the installed package's, or a checkout's: no path to a script
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -101,14 +102,13 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
             return []
         try:
             check_resumable(latest)
-            return [sys.executable, str(REPO / "train.py"), "--resume", str(latest)]
+            return [*TRAIN, "--resume", str(latest)]
         except RunDirError:
             pass  # killed before its first checkpoint: a fresh version of the point
     where = [f"output_root={root}", f"experiment={point['name']}", "trainer.progress_bar=false"]
     if point["parent"]:
         return [
-            sys.executable,
-            str(REPO / "train.py"),
+            *TRAIN,
             "--fork",
             point["parent"],
             "--after",
@@ -118,8 +118,7 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
             *point["overrides"],
         ]
     return [
-        sys.executable,
-        str(REPO / "train.py"),
+        *TRAIN,
         "--config",
         manifest["config"],
         *where,
@@ -140,7 +139,7 @@ def run_command(command: list[str], log: str) -> int:
         return 128 + signal.SIGTERM
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
-        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO)
+        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
         LIVE_POINTS.add(child)
         if STOPPING.is_set():  # the signal came between the check above and the start
             child.kill()

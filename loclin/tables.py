@@ -13,6 +13,20 @@ def value(summary: dict, name: str) -> float:
     return float(entry["value"])  # "inf" and "nan" are stored as strings and parse back
 
 
+BOUND_PREFIX = {"at_most": "≤ ", "at_least": "≥ "}
+
+
+def fmt_value(summary: dict, name: str) -> str:
+    """A run's metric as a table cell: its value, "≤ 50" / "≥ 400" when it is a bound, "–" when absent."""
+    entry = summary["metrics"].get(name)
+    return "–" if entry is None else BOUND_PREFIX.get(entry.get("bound", ""), "") + fmt(float(entry["value"]))
+
+
+def bound_count(summaries: list[dict], name: str) -> int:
+    """How many of ``summaries`` hold ``name`` only as a bound (a half-life beyond the measured lags)."""
+    return sum(bool(s["metrics"].get(name, {}).get("bound")) for s in summaries)
+
+
 def fmt(x: float) -> str:
     if math.isnan(x):
         return "–"
@@ -27,7 +41,7 @@ def fmt_entry(entry: dict | None) -> str:
     if entry is None:
         return "–"
     text = fmt(float(entry["value"]))
-    bound = {"at_most": "≤ ", "at_least": "≥ "}.get(entry.get("bound", ""), "")
+    bound = BOUND_PREFIX.get(entry.get("bound", ""), "")
     if "interval" in entry:
         low, high = entry["interval"]
         text += f" [{fmt(float(low))}, {fmt(float(high))}]"

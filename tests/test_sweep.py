@@ -163,7 +163,7 @@ def test_a_terminated_sweep_stops_its_running_points(tmp_path):
                 cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if proc.name.isdigit() and "train.py" in cmdline and str(out) in cmdline:
+            if proc.name.isdigit() and "loclin.train" in cmdline and str(out) in cmdline:
                 found.append(int(proc.name))
         return found
 

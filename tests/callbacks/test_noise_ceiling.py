@@ -9,7 +9,7 @@ from loclin.callbacks.drift import DriftCallback
 from loclin.callbacks.gradient_stream import GradientStream
 from loclin.callbacks.gradient_window import GradientWindowCallback
 from loclin.callbacks.rolling_basis import RollingBasisCallback
-from loclin.geometry.drift import noise_ceiling, plateau_lags, ratio_half_life
+from loclin.geometry.drift import noise_ceiling, plateau_lags
 
 from tests.callbacks.conftest import StepDriver, ToyModule
 
@@ -28,10 +28,7 @@ def test_noise_ceiling_from_the_gram_equals_numpy_svd_of_the_two_half_windows():
     assert noise_ceiling(gram, steps, k) == pytest.approx(expected, rel=1e-9)
 
 
-def test_ratio_half_life_uses_disjoint_lags_only_and_says_when_it_is_a_bound():
-    assert ratio_half_life([32, 64, 128], [0.9, 0.7, 0.3]) == (pytest.approx(64 + 0.2 / 0.4 * 64), "")
-    assert ratio_half_life([32, 64], [0.4, 0.2]) == (32.0, "at_most")
-    assert ratio_half_life([32, 64], [0.9, 0.8]) == (64.0, "at_least")
+def test_plateau_lags_are_those_at_least_half_the_largest():
     assert plateau_lags([10, 50, 100, 200, 400]) == [200, 400]
 
 

@@ -93,8 +93,13 @@ def test_random_overlap_is_k_over_d():
     assert np.mean(values) == pytest.approx(k / d, rel=0.15)
 
 
-def test_half_life_interpolates_and_reports_beyond_range():
-    assert half_life([10, 20], [0.8, 0.4]) == pytest.approx(17.5)
-    assert half_life([10, 20], [0.9, 0.7]) == math.inf
-    assert half_life([10], [0.5]) == pytest.approx(10)
-    assert math.isnan(half_life([], []))
+def test_half_life_interpolates_between_measured_lags_and_says_when_it_is_a_bound():
+    assert half_life([10, 20], [0.8, 0.4]) == (pytest.approx(17.5), "")
+    assert half_life([32, 64, 128], [0.9, 0.7, 0.3]) == (pytest.approx(64 + 0.2 / 0.4 * 64), "")
+    # already below ½ at the first lag: no line is drawn from (0, 1), the half-life is at most that lag
+    assert half_life([10, 20], [0.4, 0.2]) == (10.0, "at_most")
+    assert half_life([10], [0.5]) == (10.0, "at_most")
+    assert half_life([10, 20], [0.9, 0.7]) == (20.0, "at_least")
+    assert half_life([10, 20, 40], [0.9, float("nan"), 0.1]) == (pytest.approx(10 + 0.4 / 0.8 * 30), "")
+    value, bound = half_life([], [])
+    assert math.isnan(value) and bound == ""

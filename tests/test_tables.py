@@ -1,0 +1,33 @@
+"""Table cells: bounds say so, and a mean over seeds says how many of its values were bounds."""
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from loclin.report import seed_cell
+from loclin.tables import fmt_value
+
+
+def run(value: float, bound: str = "") -> dict:
+    entry = {"value": value, "definition": "half-life"}
+    return {"metrics": {"grad.half_life": {**entry, "bound": bound} if bound else entry}}
+
+
+def test_a_bound_is_written_as_one_and_a_missing_metric_as_a_dash():
+    assert fmt_value(run(17.5), "grad.half_life") == "17.5"
+    assert fmt_value(run(10.0, "at_most"), "grad.half_life") == "≤ 10"
+    assert fmt_value(run(400.0, "at_least"), "grad.half_life") == "≥ 400"
+    assert fmt_value(run(1.0), "grad.overlap_lag100") == "–"
+
+
+def test_the_seed_mean_carries_its_t_interval_and_counts_its_bounds():
+    runs = [run(20.0), run(30.0, "at_least"), run(40.0)]
+    low, high = stats.t.interval(0.95, df=2, loc=30.0, scale=stats.sem([20.0, 30.0, 40.0]))
+    assert np.isclose(low, 30 - 24.84, atol=0.01)  # by hand: t(0.975, 2) = 4.303, sem = 5.774
+    assert seed_cell(runs, "grad.half_life") == f"30 [{low:.3g}, {high:.3g}] (1 of 3 bounds)"
+    assert seed_cell(runs[::2], "grad.half_life").endswith("]")
+
+
+@pytest.mark.parametrize("bound", ["at_most", "at_least"])
+def test_every_seed_a_bound_is_counted(bound):
+    assert seed_cell([run(10.0, bound), run(10.0, bound)], "grad.half_life").endswith("(2 of 2 bounds)")
