@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from loclin.callbacks.lag_runs import LAG_RUNS, split_by_lag
 from loclin.geometry.running import Averages
 
-__all__ = ["Averages", "MeasurementCallback", "MemoryReport", "log_measurements", "metric"]
+__all__ = ["Averages", "LiveFigures", "MeasurementCallback", "MemoryReport", "log_measurements", "metric"]
 
 
 def log_measurements(trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
@@ -21,8 +24,21 @@ def log_measurements(trainer: L.Trainer, metrics: dict[str, float], step: int) -
     if not metrics:
         return
     for logger in trainer.loggers:
-        logger.log_metrics(metrics, step=step)
+        if isinstance(logger, TensorBoardLogger):  # one run per lag, so each lag gets a colour (callbacks.lag_runs)
+            plain, by_lag = split_by_lag(metrics)
+            logger.log_metrics(plain, step=step)
+            if by_lag and trainer.is_global_zero:
+                LAG_RUNS.write(logger.log_dir, by_lag, step + getattr(logger, "step_offset", 0))
+        else:
+            logger.log_metrics(metrics, step=step)
     trainer.callback_metrics.update({name: torch.tensor(float(value)) for name, value in metrics.items()})
+
+
+def close_lag_runs(trainer: L.Trainer) -> None:
+    """Closes the per-lag TensorBoard writers of the trainer's loggers (at the end of a fit)."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            LAG_RUNS.close(logger.log_dir)
 
 
 class MeasurementCallback(Callback):
@@ -40,6 +56,9 @@ class MeasurementCallback(Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         check_needs(self, trainer, pl_module)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        close_lag_runs(trainer)
 
     def log_scalars(self, trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
         log_measurements(trainer, metrics, step)
@@ -111,6 +130,35 @@ def check_needs(callback: MeasurementCallback, trainer: L.Trainer, pl_module: L.
             f"{type(callback).__name__} needs {', '.join(missing)}: loclin's LightningModules and "
             "PhasedDataModule provide them (README, 'Three ways in'); GeometryMonitor needs none of them"
         )
+
+
+class LiveFigures(Callback):
+    """Redraws the measurement callbacks' figures (drift against lag, spectra, …) in TensorBoard
+    when a checkpoint is saved, at most every ``min_seconds``, so an hours-long run shows them live.
+
+    A figure costs about half a second, so a run of seconds draws them once, at the end of its
+    phase (``finish_phase``); ``min_seconds=0`` redraws at every checkpoint, ``None`` never.
+    The numbers never depend on it: a figure only reads what the callbacks already hold.
+    """
+
+    def __init__(self, measurements: list[MeasurementCallback], min_seconds: float | None = 60.0):
+        self.measurements = measurements
+        self.min_seconds = min_seconds
+        self.last_time = time.monotonic()
+        self.last_step = -1
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.last_time = time.monotonic()
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        step = trainer.global_step
+        if self.min_seconds is None or step == self.last_step or time.monotonic() - self.last_time < self.min_seconds:
+            return
+        if any(callback.phase_finished for callback in self.measurements):  # finish_phase draws the last ones
+            return
+        for callback in self.measurements:
+            callback.log_figures(trainer, step)
+        self.last_time, self.last_step = time.monotonic(), step
 
 
 class MemoryReport(Callback):

@@ -245,15 +245,20 @@ class DriftCallback(MeasurementCallback):
         return metrics
 
     def figures(self) -> dict:
-        from loclin.callbacks.figures import drift_curve_figure, drift_heatmap_figure
+        from loclin.callbacks.figures import DRIFT_PANELS, drift_curve_figure, drift_heatmap_figure
 
         curve = self.curve()
         if len(curve["lags"]) < 2:
             return {}
         baseline = random_capture_baseline(self.basis.k, self.stream.dim)
         s, t, ov = zip(*self.heatmap)
-        return {
-            f"drift/{self.source}/curve": drift_curve_figure({self.source: curve}, baseline),
+        with_ceiling = bool(curve["half_lags"])
+        return {  # one panel per image, so each is readable at the width of a TensorBoard card
+            **{
+                f"drift/{self.source}/curve_{panel}": drift_curve_figure({self.source: curve}, baseline, [panel])
+                for panel in DRIFT_PANELS
+                if panel != "ceiling" or with_ceiling
+            },
             f"drift/{self.source}/heatmap": drift_heatmap_figure(
                 s, t, ov, self.logged_lags, title=f"{self.source} basis overlap"
             ),

@@ -46,34 +46,45 @@ def heldout_figure(series: dict[str, tuple[Sequence[float], Sequence[float]]], b
     return fig
 
 
-def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: float) -> Figure:
+DRIFT_PANELS = ("drift", "stale", "ceiling")
+
+
+def drift_curve_figure(
+    series: dict[str, dict[str, Sequence[float]]], baseline: float, panels: Sequence[str] = DRIFT_PANELS
+) -> Figure:
     """Overlap ‖B_sᵀB_t‖²/k and stale-basis capture cap(B_s, g_t) against lag t − s, and, where
     measured, the disjoint-window drift against its noise ceiling (a band: mean ± std over
     snapshots) and their ratio.
 
     Overlap and capture are on log axes reaching below the random baseline k/D, so "N× above
     random" can be read off. Lag 0 (the basis against the window it came from) is a lone marker:
-    no line joins it to the first true lag."""
+    no line joins it to the first true lag. ``panels``: which of "drift", "stale" and "ceiling"
+    to draw, side by side (TensorBoard shows one per image, readable at its card's width)."""
     with_ceiling = any(curve.get("half_lags") for curve in series.values())
-    fig, axes = plt.subplots(1, 3 if with_ceiling else 2, figsize=(15 if with_ceiling else 10, 3.8))
+    names = [name for name in panels if name != "ceiling" or with_ceiling]
+    fig, grid = plt.subplots(1, len(names), figsize=(5 * len(names), 3.8), squeeze=False)
+    ax = dict(zip(names, grid[0]))
     lowest = [baseline] if np.isfinite(baseline) and baseline > 0 else []
-    for label, curve in series.items():
+    for index, (label, curve) in enumerate(series.items()):
+        color = f"C{index}"
         lags = np.asarray(curve["lags"], dtype=float)
         ov = np.asarray(curve["overlap"], dtype=float)
         sd = np.asarray(curve.get("overlap_std", np.zeros_like(ov)), dtype=float)
         stale = np.asarray(curve["stale_capture"], dtype=float)
         later = lags > 0
-        (line,) = axes[0].plot(lags[later], ov[later], marker="o", ms=3, label=f"{label}: full windows")
-        color = line.get_color()
-        axes[0].fill_between(
-            lags[later], (ov - sd)[later], (ov + sd)[later], color=color, alpha=0.15, label=f"{label}: ± std over pairs"
-        )
-        axes[1].plot(lags[later], stale[later], marker="o", ms=3, color=color, label=label)
-        if (~later).any():
-            axes[1].plot(lags[~later], stale[~later], ls="none", marker="D", ms=4, color=color, label=f"{label}: lag 0")
         lowest += [v for v in (*ov[later], *stale) if v > 0]
-        if curve.get("half_lags"):
-            axes[0].plot(
+        if "drift" in ax:
+            ax["drift"].plot(lags[later], ov[later], marker="o", ms=3, color=color, label=f"{label}: full windows")
+            band = (ov - sd)[later], (ov + sd)[later]
+            ax["drift"].fill_between(lags[later], *band, color=color, alpha=0.15, label=f"{label}: ± std over pairs")
+        if "stale" in ax:
+            ax["stale"].plot(lags[later], stale[later], marker="o", ms=3, color=color, label=label)
+            if (~later).any():
+                ax["stale"].plot(
+                    lags[~later], stale[~later], ls="none", marker="D", ms=4, color=color, label=f"{label}: lag 0"
+                )
+        if curve.get("half_lags") and "drift" in ax:
+            ax["drift"].plot(
                 curve["half_lags"],
                 curve["half_overlap"],
                 marker="s",
@@ -83,31 +94,35 @@ def drift_curve_figure(series: dict[str, dict[str, Sequence[float]]], baseline: 
                 label=f"{label}: half windows, disjoint (L ≥ W)",
             )
             ceiling, spread = curve["noise_ceiling"], curve.get("noise_ceiling_std", 0.0)
-            axes[0].axhspan(max(ceiling - spread, 1e-12), ceiling + spread, color=color, alpha=0.12)
-            axes[0].axhline(
+            ax["drift"].axhspan(max(ceiling - spread, 1e-12), ceiling + spread, color=color, alpha=0.12)
+            ax["drift"].axhline(
                 ceiling, color=color, lw=0.8, ls="-.", label=f"{label}: noise ceiling {ceiling:.2f} ± {spread:.2f}"
             )
-            axes[2].plot(curve["half_lags"], curve["ratio"], marker="s", ms=4, color=color, label=label)
+        if curve.get("half_lags") and "ceiling" in ax:
+            ax["ceiling"].plot(curve["half_lags"], curve["ratio"], marker="s", ms=4, color=color, label=label)
     bottom = min(lowest) / 3 if lowest else None
-    for ax, ylabel in zip(axes, ("overlap $\\|B_s^T B_t\\|_F^2/k$ (log)", "stale capture cap$(B_s, g_t)$ (log)")):
-        ax.axhline(baseline, color="gray", ls="--", label=f"random k/D = {baseline:.2g}")
-        ax.set_xlabel("lag t − s (steps)")
-        ax.set_ylabel(ylabel)
-        ax.set_yscale("log")
-        ax.set_ylim(bottom=bottom, top=1.5)
-        ax.legend(fontsize=7)
-    axes[0].axhline(0.5, color="tab:red", ls=":", lw=0.8, label="half overlap (0.5)")
-    axes[0].legend(fontsize=7)
-    axes[0].set_title("basis drift")
-    axes[1].set_title("how much an old basis still explains")
-    if with_ceiling:
-        axes[2].axhline(1.0, color="gray", ls="-.", lw=0.8, label="no drift beyond sampling noise")
-        axes[2].axhline(0.5, color="tab:red", ls=":", lw=0.8, label="half")
-        axes[2].set_xlabel("lag t − s (steps, disjoint windows)")
-        axes[2].set_ylabel("overlap ÷ noise ceiling")
-        axes[2].set_ylim(bottom=0)
-        axes[2].set_title("drift against the noise ceiling")
-        axes[2].legend(fontsize=7)
+    for name, ylabel, title in (
+        ("drift", "overlap $\\|B_s^T B_t\\|_F^2/k$ (log)", "basis drift"),
+        ("stale", "stale capture cap$(B_s, g_t)$ (log)", "how much an old basis still explains"),
+    ):
+        if name in ax:
+            ax[name].axhline(baseline, color="gray", ls="--", label=f"random k/D = {baseline:.2g}")
+            ax[name].set_xlabel("lag t − s (steps)")
+            ax[name].set_ylabel(ylabel)
+            ax[name].set_yscale("log")
+            ax[name].set_ylim(bottom=bottom, top=1.5)
+            ax[name].set_title(title)
+    if "drift" in ax:
+        ax["drift"].axhline(0.5, color="tab:red", ls=":", lw=0.8, label="half overlap (0.5)")
+    if "ceiling" in ax:
+        ax["ceiling"].axhline(1.0, color="gray", ls="-.", lw=0.8, label="no drift beyond sampling noise")
+        ax["ceiling"].axhline(0.5, color="tab:red", ls=":", lw=0.8, label="half")
+        ax["ceiling"].set_xlabel("lag t − s (steps, disjoint windows)")
+        ax["ceiling"].set_ylabel("overlap ÷ noise ceiling")
+        ax["ceiling"].set_ylim(bottom=0)
+        ax["ceiling"].set_title("drift against the noise ceiling")
+    for axis in ax.values():
+        axis.legend(fontsize=7 if len(ax) > 1 else 8)
     fig.tight_layout()
     return fig
 

@@ -110,12 +110,15 @@ class RandomSearchCallback(MeasurementCallback):
         result["step"] = start
         self.points.append(result)
         row = result["fixed"][0]
+        table = headline_metrics(result, self.cfg)
+        headlines = {name.replace(".", "/"): entry["value"] for name, entry in table.items()}
         self.log_scalars(
             trainer,
             {
                 "random_search/p_improve_small_sigma": row["p_improve"],
                 "random_search/sigma_linear": result["sigma_linear"],
                 "random_search/trace_h": result["trace_h"],
+                **headlines,  # the report table's numbers, at the step they were measured
             },
             start,
         )

@@ -216,6 +216,12 @@ class RecoveryCallback(MeasurementCallback):
             self.results["pivots"]["effective_updates"] = pivots.tolist()
             self.results["effective_dim"] = sum(f.a_shape[1] * f.b_shape[0] for f in self.effective_layers)
         self.vector.load_values(theta_end)
+        headlines = {  # as scalars at the step they were measured, beside the figure (recovery/capture/P8_updates)
+            name.replace(".", "/"): entry["value"]
+            for name, entry in self.summary().get("metrics", {}).items()
+            if name.startswith(("recovery.capture", "recovery.projected_acc"))
+        }
+        self.log_scalars(trainer, headlines, trainer.global_step)
 
     def control_captures(self, delta: torch.Tensor) -> dict:
         """cap(orth(u_p : p in a set), Δ) for the random-position draws and the last m updates,

@@ -90,6 +90,9 @@ class TrainerConfig:
     # the summary says where the run diverged and train.py exits 1
     divergence_patience: int = 10
     divergence_share: float = 0.5
+    # redraw the figures (drift against lag, spectra) in TensorBoard at a checkpoint when this many
+    # seconds have passed since the last redraw: 0 = at every checkpoint, null = only at a phase's end
+    live_figures_seconds: float | None = 60.0
 
 
 @dataclass
@@ -564,6 +567,10 @@ def validate_phased(c: DictConfig) -> None:
         t.divergence_patience >= 0, f"trainer.divergence_patience={t.divergence_patience} must be >= 0 (0: never stop)"
     )
     _require(0 < t.divergence_share <= 1, f"trainer.divergence_share={t.divergence_share} must be in (0, 1]")
+    _require(
+        t.live_figures_seconds is None or t.live_figures_seconds >= 0,
+        f"trainer.live_figures_seconds={t.live_figures_seconds} must be >= 0 (0: every checkpoint) or null",
+    )
     if t.grad_shards is not None:
         _require(
             t.grad_shards >= 1 and d.batch_size % t.grad_shards == 0,

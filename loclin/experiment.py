@@ -25,7 +25,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from loclin.callbacks.activation_shift import ActivationShiftCallback
-from loclin.callbacks.base import MeasurementCallback, MemoryReport, metric
+from loclin.callbacks.base import LiveFigures, MeasurementCallback, MemoryReport, metric
 from loclin.callbacks.divergence import Diverged, DivergenceGuard
 from loclin.callbacks.drift import DriftCallback
 from loclin.callbacks.gradient_stream import GradientStream
@@ -56,7 +56,7 @@ from loclin.rundir import (
     write_config,
     write_json,
 )
-from loclin.tensorboard import drift_layout
+from loclin.tensorboard import drift_layout, hparams_of, write_run_end
 
 
 def build_synthetic(cfg: DictConfig) -> tuple[AnswerTokenModule, PhasedDataModule]:
@@ -322,6 +322,8 @@ def run_experiment(
             measurements.append(build_activation_shift(cfg, module))
         phase_callbacks: list[MeasurementCallback] = [*measurements, *hooks.before_phase(phase, index, measurements)]
         reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
+        if measurements:
+            reports.append(LiveFigures(measurements, cfg.trainer.live_figures_seconds))
         trainer = build_trainer(
             cfg,
             phase_dir,
@@ -372,7 +374,16 @@ def run_experiment(
         extend_summary(summary)
     summary["wall_seconds_this_process"] = time.time() - started
     write_json(run_dir / SUMMARY_FILE, summary)
+    if cfg.geometry.enabled or cfg.activation_shift.enabled:
+        write_tensorboard_end(logger, cfg, summary)
     return summary
+
+
+def write_tensorboard_end(logger: PhaseLogger, cfg: DictConfig, summary: dict) -> None:
+    """The HParams row (the config against the headline numbers) and the verdict text panel."""
+    from loclin.report import headline_numbers, run_verdict
+
+    write_run_end(logger, hparams_of(cfg), headline_numbers(summary), run_verdict(summary), summary["steps"])
 
 
 def steps_on_axis(phase: DictConfig) -> int:

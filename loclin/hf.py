@@ -105,5 +105,6 @@ class GeometryTrainerCallback(TrainerCallback):
             handle.remove()
         self._hooks = []
         self.monitor.on_train_end(self.view, model)
+        self.monitor.teardown(self.view, model, "fit")
         if self.view.logger is not None:
             self.view.logger.finalize("success")

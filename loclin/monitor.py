@@ -27,14 +27,16 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from omegaconf import OmegaConf
 
-from loclin.callbacks.base import MeasurementCallback
+from loclin.callbacks.base import LiveFigures, MeasurementCallback, close_lag_runs
 from loclin.callbacks.parameter_vector import GroupSpec
 from loclin.config import GeometryConfig
 from loclin.experiment import build_geometry_callbacks, merge_part, phase_summary
 from loclin.rundir import SUMMARY_FILE, write_json
+from loclin.tensorboard import drift_layout
 
 
 class GeometryMonitor(Callback):
@@ -45,12 +47,15 @@ class GeometryMonitor(Callback):
         groups: GroupSpec = None,
         summary_dir: str | Path | None = None,
         seed: int = 0,
+        live_figures_seconds: float | None = 60.0,
         **settings,
     ):
         """``geometry``: the config section whole (loclin.config.GeometryConfig), or its keys as
         keyword arguments (``window=32, k=8, basis_stride=10, drift_lags=[10, 20, 50, 100]``, …).
         ``groups``: parameter-name prefixes, or a mapping group -> prefixes. ``summary_dir``: where
-        summary.json goes (default: the trainer's log directory). ``seed``: for sketched windows."""
+        summary.json goes (default: the trainer's log directory). ``seed``: for sketched windows.
+        ``live_figures_seconds``: redraw the figures at a checkpoint this long after the last redraw
+        (0: every checkpoint; None: only at the end)."""
         base = geometry or GeometryConfig()
         known = {f.name for f in dataclasses.fields(GeometryConfig)} - {"enabled", "per_task"}
         unknown = sorted(set(settings) - known)
@@ -65,6 +70,8 @@ class GeometryMonitor(Callback):
         self.summary_dir = Path(summary_dir) if summary_dir is not None else None
         self.seed = seed
         self.parts: list[MeasurementCallback] = []
+        self.live_figures_seconds = live_figures_seconds
+        self.live_figures: LiveFigures | None = None
         self._pending_state: dict | None = None
         self.summary_path: Path | None = None
 
@@ -91,6 +98,11 @@ class GeometryMonitor(Callback):
             raise ValueError(f"GeometryMonitor: {error}") from None
         if not self.parts:
             rank_zero_warn(f"[loclin] GeometryMonitor: {steps} steps do not fill one window of {self.geometry.window}")
+        self.live_figures = LiveFigures(self.parts, self.live_figures_seconds)
+        tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if self.parts and tensorboard and trainer.is_global_zero:
+            g = self.geometry
+            tensorboard[0].experiment.add_custom_scalars(drift_layout(g.drift_sources, g.sources, []))
         if self._pending_state is not None:
             self.load_state_dict(self._pending_state)
 
@@ -109,6 +121,17 @@ class GeometryMonitor(Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         for part in self.parts:
             part.on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.live_figures is not None:
+            self.live_figures.on_train_start(trainer, pl_module)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict) -> None:
+        if self.live_figures is not None:
+            self.live_figures.on_save_checkpoint(trainer, pl_module, checkpoint)
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        close_lag_runs(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         for part in self.parts:

@@ -536,6 +536,72 @@ def control_sentence(summary: dict, m: int = 8) -> str:
     )
 
 
+def headline_numbers(summary: dict) -> dict[str, float]:
+    """The headline table's numbers of one run by their short names (``energy_k``, ``ov_lag100``,
+    …, ``acc_mean``), the ones it holds."""
+    numbers = {short: value(summary, name) for short, name, _ in columns_for([summary]) if name in summary["metrics"]}
+    numbers.update({name: value(summary, name) for name in summary["metrics"] if name.startswith("random_search.")})
+    accs = [value(summary, n) for n in summary["metrics"] if n.startswith("task.") and n.endswith(".acc")]
+    if accs:
+        numbers["acc_mean"] = sum(accs) / len(accs)
+    return numbers
+
+
+def drift_lag(summary: dict, source: str = "grad", wanted: int = 100) -> int | None:
+    """Lag 100 when the run measured it (SCIENCE.md 4 reads drift there), else its largest lag."""
+    lags = summary["curves"].get(f"{source}.drift", {}).get("lags", [])[1:]
+    return wanted if wanted in lags else (max(lags) if lags else None)
+
+
+def geometry_reading(summary: dict) -> list[str]:
+    """C1 and C3 in a sentence each, every number beside the null that could fake it: top-k energy
+    and held-out capture against k/D; drift at lag 100 (or the largest lag) as the full-window
+    overlap, then as disjoint half-window overlap ÷ the noise ceiling, where < 0.5 reads as drift
+    beyond sampling noise."""
+    metrics, lines = summary["metrics"], []
+    baseline = summary["geometry"].get("random_baseline_k_over_D", float("nan"))
+    k = summary["geometry"].get("k", "k")
+    if "grad.energy_topk" in metrics:
+        line = f"**Low rank (C1).** The top-{k} directions hold {fmt(value(summary, 'grad.energy_topk'))} of the "
+        line += "gradient window's energy"
+        if "grad.heldout_capture_h1" in metrics:
+            held = value(summary, "grad.heldout_capture_h1")
+            times = f" ({fmt(held / baseline)}× k/D = {fmt(baseline)})" if baseline > 0 else ""
+            line += f"; they capture {fmt(held)} of the next, unseen gradient{times}"
+        lines.append(line + ".")
+    lag = drift_lag(summary)
+    if lag is not None and f"grad.overlap_lag{lag}" in metrics:
+        line = (
+            f"**Drift (C3).** Bases {lag} steps apart overlap {fmt(value(summary, f'grad.overlap_lag{lag}'))} "
+            f"(half-life {fmt_value(summary, 'grad.half_life')} steps; random {fmt(baseline)})"
+        )
+        if f"grad.overlap_ratio_lag{lag}" in metrics:
+            ratio = value(summary, f"grad.overlap_ratio_lag{lag}")
+            share = "more" if ratio < 0.5 else "less"
+            line += (
+                f". Against the noise ceiling (two half-windows of one window overlap "
+                f"{fmt(value(summary, 'grad.noise_ceiling'))}), disjoint windows {lag} steps apart reach {fmt(ratio)} "
+                f"of it: {share} than half of the basis drifts beyond sampling noise within {lag} steps"
+            )
+        lines.append(line + ".")
+    return lines
+
+
+def run_verdict(summary: dict) -> str:
+    """What one run's numbers support, in Markdown: the geometry reading, the recovery verdict when
+    the run had one, and whether the numbers carry an interval."""
+    parts = geometry_reading(summary)
+    if RECOVERY_TABLE in summary.get("curves", {}):
+        recovery = verdict(summary)
+        parts += [f"**Recovery (C2, C4).** {recovery}"] if recovery else []
+    if parts:
+        parts.append(
+            f"One run, seed {summary.get('seed')}: no interval. Seeds give one: `analyze.py` reports the mean "
+            "and 95% t-interval over runs of the same experiment."
+        )
+    return "\n\n".join(parts)
+
+
 def verdict(summary: dict) -> str:
     """The fixed-task-plane reading the numbers support (SCIENCE.md 6, 7), in one paragraph.
 

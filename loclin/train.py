@@ -162,13 +162,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_ending(run_dir: Path, summary: dict | None) -> None:
-    """The run's headline numbers (analyze.py's table, when the protocol has one), then where to
-    look next: the summary, TensorBoard and analyze.py."""
+    """The run's headline numbers (analyze.py's table, when the protocol has one) and their reading
+    (report.run_verdict), then where to look next: the summary, TensorBoard and analyze.py."""
     if summary and summary.get("metrics"):
-        from loclin.report import headline_table, render_markdown
+        from loclin.report import headline_table, render_markdown, run_verdict
 
         try:
             print(render_markdown(headline_table([summary])))
+            reading = run_verdict(summary)
+            if reading:
+                print(f"\n{reading}\n")
         except (KeyError, TypeError, ValueError):  # a protocol whose summary the table does not cover
             pass
     print(f"[loclin] run directory: {run_dir}")

@@ -14,11 +14,15 @@ from loclin.datamodules.synthetic import SyntheticTasksDataModule
 from loclin.lightning_modules.sections import DecoderConfig
 from loclin.lightning_modules.synthetic import SyntheticMultitaskModule
 from omegaconf import OmegaConf
+from tensorboard.plugins.hparams import plugin_data_pb2
 
 from loclin.config import ConfigError, load_config
 from loclin.experiment import run_experiment
 from loclin.recovery import degrade
+from loclin.report import headline_numbers, run_verdict
 from loclin.rundir import create_run_dir
+from loclin.tensorboard import HPARAM_PREFIX, hparams_of
+from tests.test_tensorboard import read_runs
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "conf" / "tiny_recovery.yaml"
@@ -33,8 +37,8 @@ class CrashInPhase(Callback):
             raise RuntimeError("simulated kill")
 
 
-def run(root: Path, extra=None, resume_dir=None):
-    cfg = load_config(TINY, [f"output_root={root}"])
+def run(root: Path, extra=None, resume_dir=None, overrides=()):
+    cfg = load_config(TINY, [f"output_root={root}", *overrides])
     if resume_dir is not None:
         return run_experiment(cfg, resume_dir, resume=True)
     return run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment), extra_callbacks=extra)
@@ -42,7 +46,12 @@ def run(root: Path, extra=None, resume_dir=None):
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return run(tmp_path_factory.mktemp("runs"))
+    return run(tmp_path_factory.mktemp("runs"), overrides=REFERENCE_OVERRIDES)
+
+
+REFERENCE_OVERRIDES = (
+    "trainer.live_figures_seconds=0",
+)  # TensorBoard's figures at every checkpoint (test_tensorboard)
 
 
 def test_every_basis_is_measured_and_prefix_capture_grows_with_m(reference):
@@ -288,3 +297,38 @@ def test_a_replay_from_the_same_start_with_the_same_optimizer_is_the_phase_again
     assert summary["steps"] == 300 and summary["phases"][3]["replays"] == "recover"  # off the step axis
     degraded = {n: m["value"] for n, m in summary["metrics"].items() if n.startswith("degrade.task.")}
     assert degraded != {n.replace("recover.", "degrade."): v for n, v in recover.items()}  # a real change to redo
+
+
+# TensorBoard, read back with its own reader (tests/test_tensorboard.py: one run per lag)
+
+
+def test_figures_are_redrawn_at_every_checkpoint_and_recovery_headlines_are_scalars(reference):
+    summary = reference
+    cfg = load_config(TINY, list(REFERENCE_OVERRIDES))
+    runs = read_runs(summary["run_dir"])
+    train_steps = summary["phases"][0]["steps"]
+    checkpoints = list(range(cfg.trainer.eval_every, train_steps + 1, cfg.trainer.eval_every))
+    drawn = [event.step for event in runs.Images(".", "drift/grad/curve_drift")]
+    assert drawn[: len(checkpoints)] == checkpoints  # every checkpoint of the first phase, the last one at its end
+    end = summary["steps"]
+    for name in ("recovery.capture.P8_updates", "recovery.capture.S1_task_gradients"):
+        (event,) = runs.Scalars(".", name.replace(".", "/"))
+        assert (event.step, event.value) == (end, pytest.approx(summary["metrics"][name]["value"], rel=1e-6))
+
+
+def test_the_hparams_row_holds_the_config_and_the_headlines_and_the_verdict_is_a_text_panel(reference):
+    summary = reference
+    cfg = load_config(TINY, list(REFERENCE_OVERRIDES))
+    accumulator = read_runs(summary["run_dir"]).GetAccumulator(".")
+    content = accumulator.PluginTagToContent("hparams")["_hparams_/session_start_info"]
+    start = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info
+    logged = {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}
+    expected = hparams_of(cfg)
+    assert logged.keys() == expected.keys() and logged["recovery/target"] == cfg.recovery.target
+    assert logged["geometry/window"] == cfg.geometry.window and logged["optim/lr"] == pytest.approx(cfg.optim.lr)
+    for short, number in headline_numbers(summary).items():
+        (event,) = accumulator.Scalars(HPARAM_PREFIX + short)
+        assert event.value == pytest.approx(number, rel=1e-6), short
+    (text,) = accumulator.Tensors("verdict/text_summary")
+    written = text.tensor_proto.string_val[0].decode()
+    assert written == run_verdict(summary) and "**Recovery (C2, C4).**" in written and "**Drift (C3).**" in written

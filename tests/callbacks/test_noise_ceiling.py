@@ -90,6 +90,8 @@ def test_the_tensorboard_drift_charts_find_the_ceiling_tags_the_callback_logs():
     import re
     from types import SimpleNamespace
 
+    from loclin.callbacks.lag_runs import split_by_lag
+
     from loclin.tensorboard import drift_layout
 
     driver, _ = drift_driver()
@@ -98,11 +100,16 @@ def test_the_tensorboard_drift_charts_find_the_ceiling_tags_the_callback_logs():
     driver.trainer.loggers = [driver.trainer.logger]
     for _ in range(120):
         driver.step(torch.randn(D))
+    plain, by_lag = split_by_lag(dict.fromkeys(logged, 0.0))  # TensorBoard's tags: a run per lag
+    assert sorted(by_lag) == [8, 16, 32] and "drift/grad/half_overlap" in by_lag[16]
+    assert "drift/grad/half_overlap" not in by_lag[8]  # lag 8 < W: windows overlap, no disjoint pair
+    logged = set(plain) | {tag for tags in by_lag.values() for tag in tags}
     charts = drift_layout(["grad"], ["grad"], ["add"])["drift"]
     band = charts["grad: noise ceiling (running mean ± std)"]
     assert band[0] == "Margin" and set(band[1]) <= logged
     for title in (
         "grad: disjoint half-window overlap and the ceiling",
         "grad: overlap ÷ noise ceiling (the honest drift)",
+        "grad: overlap, one line per lag",
     ):
         assert all(any(re.fullmatch(pattern, tag) for tag in logged) for pattern in charts[title][1]), title
