@@ -36,7 +36,7 @@ from loclin.callbacks.parameter_vector import GroupSpec
 from loclin.config import GeometryConfig
 from loclin.experiment import build_geometry_callbacks, merge_part, phase_summary
 from loclin.rundir import SUMMARY_FILE, write_json
-from loclin.tensorboard import drift_layout
+from loclin.tensorboard import drift_layout, write_run_end
 
 
 class GeometryMonitor(Callback):
@@ -161,9 +161,21 @@ class GeometryMonitor(Callback):
     def write_summary(self, trainer: L.Trainer) -> None:
         folder = self.summary_dir or Path(trainer.log_dir or trainer.default_root_dir)
         self.summary_path = folder / SUMMARY_FILE
-        if trainer.is_global_zero:
-            folder.mkdir(parents=True, exist_ok=True)
-            write_json(self.summary_path, {**self.summary(trainer), "run_dir": str(folder)})
+        if not trainer.is_global_zero:
+            return
+        summary = {**self.summary(trainer), "run_dir": str(folder)}
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(self.summary_path, summary)
+        tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
+        if tensorboard:  # the HParams row (the geometry settings against the headlines) and the verdict
+            from loclin.report import headline_numbers, run_verdict
+
+            settings = {
+                f"geometry/{key}": value if isinstance(value, (bool, int, float, str)) else str(value)
+                for key, value in dataclasses.asdict(self.geometry).items()
+                if value is not None and key != "per_task"
+            }
+            write_run_end(tensorboard[0], settings, headline_numbers(summary), run_verdict(summary), summary["steps"])
 
     def state_dict(self) -> dict:
         return {part.state_key: part.state_dict() for part in self.parts}

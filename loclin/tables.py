@@ -19,7 +19,12 @@ BOUND_PREFIX = {"at_most": "≤ ", "at_least": "≥ "}
 def fmt_value(summary: dict, name: str) -> str:
     """A run's metric as a table cell: its value, "≤ 50" / "≥ 400" when it is a bound, "–" when absent."""
     entry = summary["metrics"].get(name)
-    return "–" if entry is None else BOUND_PREFIX.get(entry.get("bound", ""), "") + fmt(float(entry["value"]))
+    return "–" if entry is None else bound_prefix(entry) + fmt(float(entry["value"]))
+
+
+def bound_prefix(entry: dict) -> str:
+    """ "≤ " / "≥ " for a one-sided value ("" for an infinite one, which says so itself)."""
+    return "" if math.isinf(float(entry["value"])) else BOUND_PREFIX.get(entry.get("bound", ""), "")
 
 
 def bound_count(summaries: list[dict], name: str) -> int:
@@ -41,7 +46,7 @@ def fmt_entry(entry: dict | None) -> str:
     if entry is None:
         return "–"
     text = fmt(float(entry["value"]))
-    bound = BOUND_PREFIX.get(entry.get("bound", ""), "")
+    bound = bound_prefix(entry)
     if "interval" in entry:
         low, high = entry["interval"]
         text += f" [{fmt(float(low))}, {fmt(float(high))}]"

@@ -18,6 +18,7 @@ def test_a_bound_is_written_as_one_and_a_missing_metric_as_a_dash():
     assert fmt_value(run(10.0, "at_most"), "grad.half_life") == "≤ 10"
     assert fmt_value(run(400.0, "at_least"), "grad.half_life") == "≥ 400"
     assert fmt_value(run(1.0), "grad.overlap_lag100") == "–"
+    assert fmt_value(run(float("inf"), "at_least"), "grad.half_life") == "inf"  # says so itself, no "≥ inf"
 
 
 def test_the_seed_mean_carries_its_t_interval_and_counts_its_bounds():

@@ -4,6 +4,7 @@ find the tags. Figures redrawn at checkpoints, recovery headlines as scalars, th
 the verdict text are read from the recovery run of tests/test_recovery.py."""
 
 import csv
+import json
 import re
 
 import lightning as L
@@ -13,6 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from loclin import GeometryMonitor
+from loclin.report import run_verdict
 from loclin.tensorboard import drift_layout
 from tests.test_monitor import UserRegressor, loader
 
@@ -60,3 +62,7 @@ def test_each_lag_is_a_tensorboard_run_holding_what_csv_gets_under_the_flat_name
     assert found == {f"run/lag{lag}" for lag in LAGS}
     # a figure redrawn at a checkpoint needs a checkpoint: none here, so only the end of the fit drew them
     assert [event.step for event in runs.Images("run", "drift/grad/curve_drift")] == [60]
+    summary = json.loads(monitor.summary_path.read_text())
+    (text,) = runs.Tensors("run", "verdict/text_summary")
+    verdict = run_verdict(summary)
+    assert text.tensor_proto.string_val[0].decode() == verdict and "**Drift (C3).**" in verdict
