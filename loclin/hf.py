@@ -17,6 +17,11 @@ each parameter's gradient into the window as backward accumulates it (a
 and commits it at ``on_pre_optimizer_step``. θ_t is read there too, before the step; u_t and the
 rolling bases move on at ``on_step_end``, after it.
 
+**Resume.** At every checkpoint the callback's state (windows, bases, drift snapshots, running
+means) is saved beside the Trainer's, as ``checkpoint-<step>/loclin_geometry.pt``; a run resumed with
+``trainer.train(resume_from_checkpoint=...)`` from a checkpoint of ``output_dir`` loads it and gives
+the numbers of an uninterrupted run. A resume that finds no such file stops with one line.
+
 Not yet: several processes (the hooks see a rank's gradient before the all-reduce) and sketched
 windows; each is refused with one line when training begins.
 """
@@ -25,12 +30,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
 from transformers import TrainerCallback
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from loclin.callbacks.gradient_window import gradient_stream
 from loclin.config import GeometryConfig
 from loclin.monitor import GeometryMonitor
+
+STATE_FILE = "loclin_geometry.pt"
+
+
+def checkpoint_dir(args, state) -> Path:
+    """The Trainer's checkpoint folder of the current step: ``<output_dir>/checkpoint-<step>``."""
+    return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
 
 
 class TrainerView:
@@ -81,6 +95,14 @@ class GeometryTrainerCallback(TrainerCallback):
         self.view = TrainerView(args, state, model, logger)
         self.monitor.parts = []
         self.monitor.setup(self.view, model, "fit")
+        if state.global_step > 0:  # resumed: the Trainer restored its state before calling us
+            saved = checkpoint_dir(args, state) / STATE_FILE
+            if not saved.is_file():
+                raise FileNotFoundError(
+                    f"GeometryTrainerCallback: resuming at step {state.global_step}, but {saved} does not exist: "
+                    "resume from a checkpoint this callback saved, in output_dir"
+                )
+            self.monitor.load_state_dict(torch.load(saved, weights_only=False))
         stream = gradient_stream(self.monitor.parts)
         if stream is not None and "grad" in stream.windows:
             window = stream.windows["grad"]
@@ -99,6 +121,15 @@ class GeometryTrainerCallback(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         for part in self.monitor.parts:
             part.on_train_batch_end(self.view, model, None, None, state.global_step - 1)
+
+    def on_save(self, args, state, control, model=None, **kwargs):
+        """The callback's state beside the Trainer's checkpoint (and the figures redrawn, as in
+        Lightning runs, when ``live_figures_seconds`` have passed)."""
+        if state.is_world_process_zero:
+            folder = checkpoint_dir(args, state)
+            folder.mkdir(parents=True, exist_ok=True)
+            torch.save(self.monitor.state_dict(), folder / STATE_FILE)
+        self.monitor.on_save_checkpoint(self.view, model, {})
 
     def on_train_end(self, args, state, control, model=None, **kwargs):
         for handle in self._hooks:

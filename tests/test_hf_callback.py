@@ -10,9 +10,10 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
+from transformers import TrainerCallback
 
 from loclin import GeometryMonitor
-from loclin.hf import GeometryTrainerCallback
+from loclin.hf import STATE_FILE, GeometryTrainerCallback
 
 STEPS, LR, CLIP = 48, 0.2, 0.5
 SETTINGS = dict(window=8, k=2, basis_stride=4, heldout_lags=[1, 2], drift_stride=4, drift_lags=[4, 8, 16])
@@ -128,3 +129,71 @@ def test_the_hf_callback_gives_the_lightning_numbers_and_reads_g_before_clipping
     assert np.mean([energy(clipped[s - window + 1 : s + 1]) for s in refreshes]) != pytest.approx(unclipped, rel=1e-3)
     assert (tmp_path / "hf" / "loclin").is_dir()  # the TensorBoard scalars
     assert not any(p._post_accumulate_grad_hooks for p in callback.view.lightning_module.parameters())
+
+
+class KillAt(TrainerCallback):
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step == self.step:
+            raise RuntimeError("simulated kill")
+
+
+def hf_args(folder, **changes):
+    from transformers import TrainingArguments
+
+    settings = dict(
+        output_dir=str(folder),
+        max_steps=STEPS,
+        per_device_train_batch_size=16,
+        learning_rate=LR,
+        optim="sgd",
+        lr_scheduler_type="constant",
+        weight_decay=0.0,
+        max_grad_norm=CLIP,
+        train_sampling_strategy="sequential",
+        logging_strategy="no",
+        save_strategy="steps",
+        save_steps=16,
+        report_to=[],
+        use_cpu=True,
+        seed=0,
+        disable_tqdm=True,
+    )
+    return TrainingArguments(**{**settings, **changes})
+
+
+def test_a_killed_hf_run_resumes_with_the_callback_state_to_the_same_numbers(tmp_path):
+    from transformers import Trainer
+
+    whole = GeometryTrainerCallback(**SETTINGS)
+    Trainer(model=model(), args=hf_args(tmp_path / "whole"), train_dataset=Items(), callbacks=[whole]).train()
+    expected = json.loads(whole.summary_path.read_text())["metrics"]
+
+    killed = Trainer(
+        model=model(),
+        args=hf_args(tmp_path / "killed"),
+        train_dataset=Items(),
+        callbacks=[GeometryTrainerCallback(**SETTINGS), KillAt(24)],
+    )
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        killed.train()
+    assert (tmp_path / "killed" / "checkpoint-16" / STATE_FILE).is_file()
+    resumed = GeometryTrainerCallback(**SETTINGS)
+    trainer = Trainer(model=model(), args=hf_args(tmp_path / "killed"), train_dataset=Items(), callbacks=[resumed])
+    trainer.train(resume_from_checkpoint=True)  # the last checkpoint of output_dir: step 16
+    measured = json.loads(resumed.summary_path.read_text())["metrics"]
+    assert set(measured) == set(expected) and len(expected) > 20
+    for name, entry in expected.items():  # resumed at step 16 with the windows and bases of step 16
+        assert measured[name]["value"] == entry["value"], name
+
+    (tmp_path / "killed" / "checkpoint-48" / STATE_FILE).unlink()  # the last checkpoint, without our state
+    lost = Trainer(
+        model=model(),
+        args=hf_args(tmp_path / "killed", max_steps=STEPS + 16),
+        train_dataset=Items(),
+        callbacks=[GeometryTrainerCallback(**SETTINGS)],
+    )
+    with pytest.raises(FileNotFoundError, match=r"resuming at step 48, but .*checkpoint-48/loclin_geometry.pt"):
+        lost.train(resume_from_checkpoint=True)
