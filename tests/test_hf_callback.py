@@ -83,25 +83,9 @@ def lightning_run(tmp_path):
 
 
 def hf_run(tmp_path):
-    from transformers import Trainer, TrainingArguments
+    from transformers import Trainer
 
-    args = TrainingArguments(
-        output_dir=str(tmp_path / "hf"),
-        max_steps=STEPS,
-        per_device_train_batch_size=16,
-        learning_rate=LR,
-        optim="sgd",
-        lr_scheduler_type="constant",
-        weight_decay=0.0,
-        max_grad_norm=CLIP,
-        train_sampling_strategy="sequential",
-        logging_strategy="no",
-        save_strategy="no",
-        report_to=[],
-        use_cpu=True,
-        seed=0,
-        disable_tqdm=True,
-    )
+    args = hf_args(tmp_path / "hf", save_strategy="no")
     callback = GeometryTrainerCallback(**SETTINGS)
     Trainer(model=model(), args=args, train_dataset=Items(), callbacks=[callback]).train()
     return json.loads(callback.summary_path.read_text()), callback
