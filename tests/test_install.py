@@ -71,10 +71,13 @@ def test_the_entry_points_run_a_packaged_config_and_analyze_it(installed):
     assert trained.returncode == 0, trained.stderr[-2000:]
     run_dir = user / "runs" / "tiny_synthetic" / "version_0"
     assert (run_dir / "summary.json").is_file()
-    ending = trained.stdout.splitlines()[-7:]  # the headline table, then where to look next
-    assert ending[0].startswith("| run | seed | steps | D | k/D | energy_k")
+    lines = trained.stdout.splitlines()  # the headline table, its reading, then where to look next
+    table = [i for i, line in enumerate(lines) if line.startswith("| run | seed | steps | D | k/D | energy_k")]
+    assert len(table) == 1
+    ending = lines[table[0] :]
     assert ending[2].startswith("| tiny_synthetic/version_0 (single seed) | 0 | 200 | 2864 |")
-    assert f"[loclin] live panels: tensorboard --logdir {Path('runs/tiny_synthetic/version_0')}" in ending
+    assert [line.split(".**")[0] for line in ending if line.startswith("**")] == ["**Low rank (C1)", "**Drift (C3)"]
+    assert f"[loclin] live panels: tensorboard --logdir {Path('runs/tiny_synthetic/version_0')}" in ending[-3:]
     analyzed = run(["loclin-analyze", str(run_dir)], user, env)
     assert analyzed.returncode == 0, analyzed.stderr[-2000:]
     assert (run_dir / "analysis" / "report.md").is_file()
