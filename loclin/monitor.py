@@ -36,7 +36,7 @@ from loclin.callbacks.parameter_vector import GroupSpec
 from loclin.config import GeometryConfig
 from loclin.experiment import build_geometry_callbacks, merge_part, phase_summary
 from loclin.rundir import SUMMARY_FILE, write_json
-from loclin.tensorboard import drift_layout, write_run_end
+from loclin.tensorboard import drift_layout, hparam_value, write_run_end
 
 
 class GeometryMonitor(Callback):
@@ -171,7 +171,7 @@ class GeometryMonitor(Callback):
             from loclin.report import headline_numbers, run_verdict
 
             settings = {
-                f"geometry/{key}": value if isinstance(value, (bool, int, float, str)) else str(value)
+                f"geometry/{key}": hparam_value(value)
                 for key, value in dataclasses.asdict(self.geometry).items()
                 if value is not None and key != "per_task"
             }

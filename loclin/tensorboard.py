@@ -85,12 +85,17 @@ def hparams_of(cfg: DictConfig) -> dict[str, object]:
         for key in keys:
             dotted = f"{section}.{key}" if section else key
             value = OmegaConf.select(cfg, dotted)
-            if value is None:
-                continue
-            if not isinstance(value, (bool, int, float, str)):
-                value = str(OmegaConf.to_container(value)) if OmegaConf.is_config(value) else str(value)
-            flat[dotted.replace(".", "/")] = value
+            if value is not None:
+                flat[dotted.replace(".", "/")] = hparam_value(value)
     return flat
+
+
+def hparam_value(value: object) -> bool | int | float | str:
+    """A config value as HParams takes it: numbers, text and booleans as they are, anything else
+    (a list) as its text."""
+    if isinstance(value, (bool, int, float, str)):
+        return value
+    return str(OmegaConf.to_container(value)) if OmegaConf.is_config(value) else str(value)
 
 
 def write_run_end(logger: TensorBoardLogger, hparams: dict, headlines: dict[str, float], verdict: str, step: int):
@@ -98,14 +103,8 @@ def write_run_end(logger: TensorBoardLogger, hparams: dict, headlines: dict[str,
     ``hparams/<name>`` at ``step``) and the verdict as a text panel. Non-finite headlines are left
     out of the table (HParams cannot sort them)."""
     metrics = {HPARAM_PREFIX + name: value for name, value in headlines.items() if math.isfinite(value)}
-    offset = getattr(logger, "step_offset", 0)
-    if hasattr(logger, "step_offset"):
-        logger.step_offset = 0  # the run's own step axis, not the last phase's
-    try:
-        logger.log_hyperparams(hparams, metrics=metrics or None, step=step)
-        if verdict:
-            logger.experiment.add_text("verdict", verdict, global_step=step)
-        logger.experiment.flush()
-    finally:
-        if hasattr(logger, "step_offset"):
-            logger.step_offset = offset
+    # log_metrics of loclin's PhaseLogger adds the last phase's offset; ``step`` is on the run's axis already
+    logger.log_hyperparams(hparams, metrics=metrics or None, step=step - getattr(logger, "step_offset", 0))
+    if verdict:
+        logger.experiment.add_text("verdict", verdict, global_step=step)
+    logger.experiment.flush()

@@ -168,6 +168,7 @@ BAD_INPUT = [  # (arguments after train.py, fragment of the one error line)
     (["experiment=/tmp/elsewhere"], "experiment='/tmp/elsewhere' must be a name (or relative path) under output_root"),
     (["experiment=../up"], "experiment='../up' must be a name"),
     (["trainer.divergence_share=0"], "trainer.divergence_share=0.0 must be in (0, 1]"),
+    (["trainer.live_figures_seconds=-1"], "trainer.live_figures_seconds=-1.0 must be >= 0 (0: every checkpoint)"),
 ]
 
 

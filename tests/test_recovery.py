@@ -328,7 +328,7 @@ def test_the_hparams_row_holds_the_config_and_the_headlines_and_the_verdict_is_a
     assert logged["geometry/window"] == cfg.geometry.window and logged["optim/lr"] == pytest.approx(cfg.optim.lr)
     for short, number in headline_numbers(summary).items():
         (event,) = accumulator.Scalars(HPARAM_PREFIX + short)
-        assert event.value == pytest.approx(number, rel=1e-6), short
+        assert (event.step, event.value) == (summary["steps"], pytest.approx(number, rel=1e-6)), short
     (text,) = accumulator.Tensors("verdict/text_summary")
     written = text.tensor_proto.string_val[0].decode()
     assert written == run_verdict(summary) and "**Recovery (C2, C4).**" in written and "**Drift (C3).**" in written
