@@ -43,6 +43,13 @@ def parameter_groups(module: nn.Module, spec: GroupSpec = None) -> dict[str, lis
         for group, listed in prefixes.items()
         for prefix in ([listed] if isinstance(listed, str) else listed)
     }
+    nested = [(inner, outer) for inner in owner for outer in owner if inner != outer and inner.startswith(f"{outer}.")]
+    if nested:
+        inner, outer = nested[0]
+        raise ValueError(
+            f"parameter groups overlap: prefix '{inner}' ({owner[inner]}) lies under '{outer}' ({owner[outer]}); "
+            "a parameter is measured in one group, so give disjoint prefixes"
+        )
     groups = {group: [] for group in prefixes}
     for name, p in trainable:
         match = next((prefix for prefix in owner if name == prefix or name.startswith(f"{prefix}.")), None)

@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="where plots and report.md go")
     parser.add_argument("--key", action="append", default=None, help="a sweep: the summary key(s) to tabulate and plot")
     parser.add_argument("--merge", type=Path, help="a map: an earlier cells.json whose other points are kept")
+    parser.add_argument(
+        "--separate", action="store_true", help="with --merge: keep a point made by another run as its own cell"
+    )
     args = parser.parse_args(argv)
     from loclin.report import build_report, find_runs
     from loclin.sweep import MANIFEST
@@ -37,11 +40,13 @@ def main(argv: list[str] | None = None) -> int:
         from loclin.map_report import build_map_report, is_map
 
         a_map = len(args.runs) == 1 and is_map(Path(args.runs[0]))
+        if args.separate and not args.merge:
+            raise RunDirError("--separate goes with --merge")
         if args.merge and not a_map:
             raise RunDirError("--merge applies to a map folder (a folder of sweeps or steering runs)")
         if a_map:
             out = args.out or Path(args.runs[0]) / "report"
-            table = build_map_report(Path(args.runs[0]), out, args.merge)
+            table = build_map_report(Path(args.runs[0]), out, args.merge, args.separate)
         elif len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
             from loclin.sweep_report import build_sweep_report
 

@@ -585,20 +585,15 @@ def validate_phased(c: DictConfig) -> None:
         "use trainer.strategy=ddp (geometry.shard_windows=true splits the windows across ranks) or "
         "geometry.enabled=false",
     )
-    _require(g.window >= 1, f"geometry.window={g.window} must be >= 1")
     if g.groups:
         unknown_groups = [name for name in g.groups if name not in parameter_group_names(c)]
         _require(
             not unknown_groups,
             f"geometry.groups: unknown group(s) {unknown_groups}; the model has {parameter_group_names(c)}",
         )
-    _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
+    validate_geometry(g, first_steps)
+    users = whole_vector_users(c)
     if g.sketch_dim is not None:
-        _require(
-            g.sketch_dim >= 2 * g.window,
-            f"geometry.sketch_dim={g.sketch_dim} must be at least 2 × geometry.window={g.window}",
-        )
-        users = whole_vector_users(c)
         _require(
             not users,
             f"geometry.sketch_dim sketches the windows, bases and drift only; {', '.join(users)} need exact D-vectors: "
@@ -606,18 +601,45 @@ def validate_phased(c: DictConfig) -> None:
         )
     if g.shard_windows:
         _require(
-            g.sketch_dim is None,
-            "geometry.shard_windows and geometry.sketch_dim cannot be combined: shard the exact windows or sketch them",
-        )
-        users = whole_vector_users(c)
-        _require(
             not users,
             f"geometry.shard_windows shards the windows, bases and drift only; {', '.join(users)} need whole "
             "D-vectors: disable them (protocol: train) or set geometry.shard_windows=false",
         )
+    p = g.per_task
+    if p.enabled:
+        _require(p.stride >= 1, f"geometry.per_task.stride={p.stride} must be >= 1")
+        _require(p.n_batches >= 1 and p.n_heldout >= 1, "geometry.per_task.n_batches and n_heldout must be >= 1")
+        _require(
+            1 <= p.k <= p.n_batches,
+            f"geometry.per_task.k={p.k} must be between 1 and geometry.per_task.n_batches={p.n_batches}",
+        )
+        _require(
+            p.stride <= first_steps,
+            f"geometry.per_task.stride={p.stride} is longer than the first phase ({first_steps} steps)",
+        )
+
+
+def validate_geometry(g, steps: int | None, *, lags_must_fit: bool = True) -> list[int]:
+    """The geometry section's own cross-key checks, for a first phase of ``steps`` steps (None:
+    unknown). One definition for every entry: train.py's configs, GeometryMonitor and the Hugging
+    Face callback. Returns the drift lags that do not fit in ``steps`` (an error when
+    ``lags_must_fit``; the drop-in callbacks warn and leave them out)."""
     _require(
-        g.window <= first_steps, f"geometry.window={g.window} is longer than the first phase ({first_steps} steps)"
+        g.window >= 2,
+        f"geometry.window={g.window} must be >= 2 (a window of one vector has no spectrum and no noise ceiling)",
     )
+    _require(1 <= g.k <= g.window, f"geometry.k={g.k} must be between 1 and geometry.window={g.window}")
+    if g.sketch_dim is not None:
+        _require(
+            g.sketch_dim >= 2 * g.window,
+            f"geometry.sketch_dim={g.sketch_dim} must be at least 2 × geometry.window={g.window}",
+        )
+    _require(
+        not (g.shard_windows and g.sketch_dim is not None),
+        "geometry.shard_windows and geometry.sketch_dim cannot be combined: shard the exact windows or sketch them",
+    )
+    if steps is not None:
+        _require(g.window <= steps, f"geometry.window={g.window} is longer than the first phase ({steps} steps)")
     _require(
         set(g.sources) <= {"grad", "update"} and len(g.sources) > 0,
         f"geometry.sources={list(g.sources)} must be a non-empty subset of [grad, update]",
@@ -638,31 +660,19 @@ def validate_phased(c: DictConfig) -> None:
         g.drift_stride >= 1 and g.drift_stride % g.basis_stride == 0,
         f"geometry.drift_stride={g.drift_stride} must be a positive multiple of geometry.basis_stride={g.basis_stride}",
     )
-    if g.drift_sources:
-        _require(len(g.drift_lags) > 0, "geometry.drift_lags is empty")
-        bad = [lag for lag in g.drift_lags if lag <= 0 or lag % g.drift_stride]
-        _require(
-            not bad, f"geometry.drift_lags {bad} must be positive multiples of geometry.drift_stride={g.drift_stride}"
+    if not g.drift_sources:
+        return []
+    _require(len(g.drift_lags) > 0, "geometry.drift_lags is empty")
+    bad = [lag for lag in g.drift_lags if lag <= 0 or lag % g.drift_stride]
+    _require(not bad, f"geometry.drift_lags {bad} must be positive multiples of geometry.drift_stride={g.drift_stride}")
+    unfit = [lag for lag in g.drift_lags if steps is not None and steps_needed(lag, g.window) > steps]
+    if unfit and lags_must_fit:
+        lag = unfit[0]
+        raise ConfigError(
+            f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {steps_needed(lag, g.window)} "
+            f"steps, more than the first phase's {steps}"
         )
-        for lag in g.drift_lags:
-            needed = steps_needed(lag, g.window)
-            _require(
-                needed <= first_steps,
-                f"geometry.drift_lags: lag {lag} with geometry.window={g.window} needs {needed} steps, more than the "
-                f"first phase's {first_steps}",
-            )
-    p = g.per_task
-    if p.enabled:
-        _require(p.stride >= 1, f"geometry.per_task.stride={p.stride} must be >= 1")
-        _require(p.n_batches >= 1 and p.n_heldout >= 1, "geometry.per_task.n_batches and n_heldout must be >= 1")
-        _require(
-            1 <= p.k <= p.n_batches,
-            f"geometry.per_task.k={p.k} must be between 1 and geometry.per_task.n_batches={p.n_batches}",
-        )
-        _require(
-            p.stride <= first_steps,
-            f"geometry.per_task.stride={p.stride} is longer than the first phase ({first_steps} steps)",
-        )
+    return unfit
 
 
 def resolve_asset_file(reference: str, filename: str) -> Path:

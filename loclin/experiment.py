@@ -12,6 +12,7 @@ through its phase hooks (loclin.phase_hooks), named in loclin.protocols.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -213,10 +214,36 @@ def fp16_scaled(precision) -> bool:
     return str(precision) in ("16", "16-mixed")
 
 
+class OncePerProcess(logging.Filter):
+    """Lightning's start-up lines (devices, its tips, the model summary) and loclin's "figures
+    skipped" are said once a run, not once a phase: an info line already printed is dropped."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        text = record.getMessage()
+        if text in self.seen:
+            return False
+        self.seen.add(text)
+        return True
+
+
+def say_startup_once() -> None:
+    """Install :class:`OncePerProcess` on the handlers of Lightning's logger (idempotent)."""
+    for handler in logging.getLogger("lightning.pytorch").handlers:
+        if not any(isinstance(f, OncePerProcess) for f in handler.filters):
+            handler.addFilter(OncePerProcess())
+
+
 def build_trainer(
     cfg: DictConfig, phase_dir: Path, logger: PhaseLogger | bool, callbacks: list[Callback], steps: int
 ) -> L.Trainer:
     t = cfg.trainer
+    say_startup_once()
     # monitor=None + save_top_k=1: one rolling file, rewritten at the end of every "epoch"
     checkpoint = AtomicCheckpoint(
         dirpath=phase_dir,

@@ -10,6 +10,7 @@ one line; later phases and the recover phase's measurement keys may change.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -24,6 +25,8 @@ from loclin.rundir import (
     PHASES_DIR,
     RECOVERY_DIR,
     RunDirError,
+    check_checkpoint_readable,
+    check_config_unedited,
 )
 
 # names and execution settings: how the later phases run (processes, threads), not what was computed
@@ -73,10 +76,12 @@ def fork_config(parent: Path, after: str, overrides: list[str]) -> DictConfig:
     parent = Path(parent)
     if not (parent / CONFIG_FILE).is_file():
         raise RunDirError(f"--fork: '{parent}' is not a loclin run directory (no {CONFIG_FILE})")
+    check_config_unedited(parent, "fork")  # as --resume does: the parent's checkpoints hold the config it wrote
     parent_cfg = load_config(parent / CONFIG_FILE)
     names = [p.name for p in phase_plan(parent_cfg)]
     if after not in names:
         raise ConfigError(f"--after {after}: the parent's phases are {names}")
+    reuse = "the fork reuses it: re-run the parent, or fork another run"
     for name in names[: names.index(after) + 1]:
         if (
             not (parent / PHASES_DIR / f"{name}.json").is_file()
@@ -86,6 +91,13 @@ def fork_config(parent: Path, after: str, overrides: list[str]) -> DictConfig:
                 f"--fork: the parent's phase '{name}' is not complete (no {PHASES_DIR}/{name}.json or its "
                 f"{END_CHECKPOINT})"
             )
+        check_checkpoint_readable(parent / CHECKPOINT_DIR / name / END_CHECKPOINT, reuse)
+        try:
+            json.loads((parent / PHASES_DIR / f"{name}.json").read_text())
+        except ValueError:
+            raise RunDirError(f"--fork: the parent's '{PHASES_DIR}/{name}.json' is not valid JSON; {reuse}") from None
+    for saved in sorted((parent / RECOVERY_DIR).glob("*.pt")):
+        check_checkpoint_readable(saved, reuse)
     cfg = load_config(parent / CONFIG_FILE, [*overrides, f"fork.parent={parent.resolve()}", f"fork.after={after}"])
     fork_names = [p.name for p in phase_plan(cfg)]
     if fork_names[: len(names[: names.index(after) + 1])] != names[: names.index(after) + 1]:

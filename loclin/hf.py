@@ -32,12 +32,14 @@ from pathlib import Path
 
 import torch
 from lightning.pytorch.loggers import Logger, TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_info
 from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from loclin.callbacks.gradient_window import gradient_stream
 from loclin.config import GeometryConfig
 from loclin.monitor import GeometryMonitor
+from loclin.rundir import atomic_torch_save
 
 STATE_FILE = "loclin_geometry.pt"
 
@@ -45,6 +47,12 @@ STATE_FILE = "loclin_geometry.pt"
 def checkpoint_dir(args, state) -> Path:
     """The Trainer's checkpoint folder of the current step: ``<output_dir>/checkpoint-<step>``."""
     return Path(args.output_dir) / f"{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+
+
+def complete_checkpoints(output_dir: str | Path) -> list[Path]:
+    """The Trainer's checkpoint folders that hold loclin's state too, oldest first."""
+    found = [p for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / STATE_FILE).is_file()]
+    return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]) if p.name.rsplit("-", 1)[1].isdigit() else -1)
 
 
 class TrainerView:
@@ -81,6 +89,7 @@ class GeometryTrainerCallback(TrainerCallback):
         self.logger = logger
         self.view: TrainerView | None = None
         self._hooks: list = []
+        self._size_stated = False
 
     @property
     def summary_path(self) -> Path | None:
@@ -98,9 +107,15 @@ class GeometryTrainerCallback(TrainerCallback):
         if state.global_step > 0:  # resumed: the Trainer restored its state before calling us
             saved = checkpoint_dir(args, state) / STATE_FILE
             if not saved.is_file():
+                complete = complete_checkpoints(args.output_dir)
+                hint = (
+                    f"the last complete one is {complete[-1]} (resume_from_checkpoint={str(complete[-1])!r})"
+                    if complete
+                    else "no checkpoint in output_dir has it"
+                )
                 raise FileNotFoundError(
-                    f"GeometryTrainerCallback: resuming at step {state.global_step}, but {saved} does not exist: "
-                    "resume from a checkpoint this callback saved, in output_dir"
+                    f"GeometryTrainerCallback: resuming at step {state.global_step}, but {saved} does not exist "
+                    f"(the run was killed between the Trainer's save and loclin's); {hint}"
                 )
             self.monitor.load_state_dict(torch.load(saved, weights_only=False))
         stream = gradient_stream(self.monitor.parts)
@@ -128,7 +143,15 @@ class GeometryTrainerCallback(TrainerCallback):
         if state.is_world_process_zero:
             folder = checkpoint_dir(args, state)
             folder.mkdir(parents=True, exist_ok=True)
-            torch.save(self.monitor.state_dict(), folder / STATE_FILE)
+            atomic_torch_save(self.monitor.state_dict(), folder / STATE_FILE)  # never a half-written file
+            if not self._size_stated:
+                size = (folder / STATE_FILE).stat().st_size
+                rank_zero_info(
+                    f"[loclin] GeometryTrainerCallback: {size / 2**20:.1f} MiB of geometry state in each checkpoint "
+                    f"({STATE_FILE}: the windows of W vectors of D floats, and the bases); it goes with its "
+                    "checkpoint folder, so save_total_limit bounds it too"
+                )
+                self._size_stated = True
         self.monitor.on_save_checkpoint(self.view, model, {})
 
     def on_train_end(self, args, state, control, model=None, **kwargs):

@@ -69,7 +69,15 @@ def c4_record(sweep: str, point: dict, summary: dict) -> dict:
         metrics.setdefault("recovery.delta_over_go_back", norms["delta"] / norms["go_back"])
         metrics.setdefault("recovery.delta_norm", norms["delta"])
         metrics.setdefault("recovery.go_back_norm", norms["go_back"])
-    return {"map": "c4", "sweep": sweep, "cell": point["cell"], "seed": point["seed"], "metrics": metrics}
+    record = {"map": "c4", "sweep": sweep, "cell": point["cell"], "seed": point["seed"], "metrics": metrics}
+    return {**record, **identity_of(summary.get("run_dir"), summary.get("torch_threads"))}
+
+
+def identity_of(run_dir: str | Path | None, threads: int | None = None) -> dict:
+    """The record's digest and made_by (loclin.identity), where its run directory is at hand."""
+    from loclin.identity import run_identity
+
+    return run_identity(run_dir, threads) if run_dir and Path(run_dir).is_dir() else {}
 
 
 def c6_record(name: str, summary: dict) -> dict:
@@ -96,6 +104,7 @@ def c6_record(name: str, summary: dict) -> dict:
         },
         "layers": {k: layers[k] for k in keep if k in layers},
         "steered_layer": summary["curves"]["steer.curves"]["layer"],
+        **identity_of(summary.get("run_dir")),
     }
 
 
@@ -103,7 +112,7 @@ def collect(folder: Path) -> list[dict]:
     """The records of a map folder: every finished point of every sweep in it (C4), or every
     steering run under it (C6); a folder holding ``cells.json`` gives those."""
     if (folder / CELLS_FILE).is_file():
-        return json.loads((folder / CELLS_FILE).read_text())
+        return read_records(folder / CELLS_FILE, "map")
     from loclin.sweep import MANIFEST
     from loclin.sweep_report import point_summaries
 
@@ -122,6 +131,7 @@ def collect(folder: Path) -> list[dict]:
                         "missing": True,
                         "diverged": summary["diverged"],
                         "metrics": {},
+                        **identity_of(summary.get("run_dir")),
                     }
                 )
             elif summary is not None:
@@ -153,28 +163,67 @@ def record_key(record: dict) -> tuple:
     return ("c4", record["sweep"], json.dumps(record["cell"], sort_keys=True), record["seed"])
 
 
-def merge_records(earlier: list[dict], new: list[dict]) -> list[dict]:
-    """``earlier`` (a published cells.json) with ``new`` (this folder's records): a new record
-    replaces the earlier one of the same point, except that a missing point never replaces a
-    finished one; points only in ``earlier`` are kept. The order: earlier's, then new points."""
+def merge_records(earlier: list[dict], new: list[dict], separate: bool = False) -> list[dict]:
+    """``earlier`` (a published cells.json) with ``new`` (this folder's records). A new record
+    replaces the earlier one of the same point only when both were made by the same thing (equal
+    digests, loclin.identity), and a missing point never replaces a finished one; points only in
+    ``earlier`` are kept. A point of the same name made by something else (another model, parent,
+    config or loclin version) is a RunDirError naming the difference, or with ``separate`` a cell
+    of its own (its label carries the digest). The order: earlier's, then new points."""
     merged = {record_key(r): r for r in earlier}
     for record in new:
         key = record_key(record)
-        if not (record.get("missing") and key in merged and not merged[key].get("missing")):
+        old = merged.get(key)
+        if old is not None and old.get("digest") != record.get("digest"):
+            if not separate:
+                from loclin.identity import difference
+
+                point = " ".join(map(str, key[1:]))
+                raise RunDirError(
+                    f"--merge: {point} is published from another run ({difference(old, record)}); nothing was "
+                    "written: publish it as its own cell with --separate, or into another map"
+                )
+            record = {**record, "variant": (record.get("digest") or "no-digest")[:8]}
+            key = (*key, record["variant"])
+            old = merged.get(key)
+        if not (record.get("missing") and old is not None and not old.get("missing")):
             merged[key] = record
     return list(merged.values())
 
 
+def same_runs(records: list[dict]) -> dict[str, str]:
+    """Cells whose every record was made by the same thing as an earlier cell's (equal digests):
+    label -> the earlier label. One measurement listed under two names is one cell, counted once."""
+    first: dict[str, str] = {}
+    labels: dict[str, list[str]] = {}
+    for record in records:
+        if not record.get("missing"):
+            labels.setdefault(cell_label(record), []).append(record.get("digest"))
+    twins = {}
+    for label, digests in labels.items():
+        if None in digests:
+            continue
+        key = ",".join(sorted(digests))
+        if key in first:
+            twins[label] = first[key]
+        else:
+            first[key] = label
+    return twins
+
+
 def cell_label(record: dict) -> str:
     values = ", ".join(f"{AXIS_NAMES.get(k, k)}={v}" for k, v in record["cell"].items())
-    return f"{record['sweep']}: {values}" if values else record["sweep"]
+    label = f"{record['sweep']}: {values}" if values else record["sweep"]
+    return f"{label} [made by {record['variant']}]" if record.get("variant") else label
 
 
 def c4_cells(records: list[dict]) -> dict[str, list[dict]]:
-    """Finished points by cell (points without a summary are left out: :func:`missing_points`)."""
+    """Finished points by cell (points without a summary are left out: :func:`missing_points`; a
+    cell that repeats another's runs is left out too: :func:`same_runs`)."""
+    twins = same_runs(records)
     cells: dict[str, list[dict]] = {}
     for record in records:
-        if not record.get("missing"):
+        if not record.get("missing") and cell_label(record) not in twins:
             cells.setdefault(cell_label(record), []).append(record)
     return cells
 
@@ -298,6 +347,12 @@ def c4_verdict(records: list[dict]) -> str:
             f"(of {len(cells)} cells; near T = 8 it is 1 by construction){reading}."
         )
         text += length_controls(cells, lengths)
+    twins = same_runs(records)
+    if twins:
+        text.append(
+            "Cells that repeat another cell's runs (the same digest: the same config from the same parent), counted "
+            "once: " + "; ".join(f"{label} = {first}" for label, first in twins.items()) + "."
+        )
     missing = missing_points(records)
     if missing:
         text.append(
@@ -767,14 +822,53 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
     return parts, "\n\n".join(text)
 
 
-def build_map_report(folder: Path, out: Path, merge: Path | None = None) -> str:
+def read_records(path: Path, what: str = "--merge") -> list[dict]:
+    """A cells.json: a list of map records, or RunDirError in one line (``what`` names the use)."""
+    if not path.is_file():
+        raise RunDirError(f"{what}: records file '{path}' not found")
+    try:
+        records = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise RunDirError(f"{what}: '{path}' is not valid JSON ({error})") from None
+    if not isinstance(records, list) or not all(
+        isinstance(r, dict) and r.get("map") in ("c4", "c6") and isinstance(r.get("metrics"), dict) for r in records
+    ):
+        raise RunDirError(f"{what}: '{path}' is JSON but not a map's records (a list of c4/c6 records, as cells.json)")
+    return records
+
+
+def map_verdicts(records: list[dict]) -> dict[str, str]:
+    """The verdict paragraph of each claim a map's records hold."""
+    verdicts = {}
+    c4 = [r for r in records if r["map"] == "c4"]
+    c6 = [r for r in records if r["map"] == "c6"]
+    if any(not r.get("missing") for r in c4):
+        verdicts["C4"] = c4_verdict(c4)
+    if c6:
+        verdicts["C6"] = c6_verdict(c6)
+    return verdicts
+
+
+def verdict_changes(before: list[dict], after: list[dict]) -> list[str]:
+    """Lines saying how merging changed a published verdict (none where it did not)."""
+    old, new = map_verdicts(before), map_verdicts(after)
+    return [
+        f"[loclin] {claim} verdict changes:\n  before: {old.get(claim, '(none)')}\n  after:  {new.get(claim, '(none)')}"
+        for claim in sorted(set(old) | set(new))
+        if old.get(claim) != new.get(claim)
+    ]
+
+
+def build_map_report(folder: Path, out: Path, merge: Path | None = None, separate: bool = False) -> str:
     """The map's tables, verdict and figures into ``out``; ``merge``: an earlier cells.json whose
-    points this folder does not hold (runs made on another machine) are kept (merge_records)."""
+    points this folder does not hold (runs made on another machine) are kept (merge_records). A
+    change to the earlier records' verdict is printed, before and after."""
     records = collect(folder)
     if merge is not None:
-        if not merge.is_file():
-            raise RunDirError(f"--merge: records file '{merge}' not found")
-        records = merge_records(json.loads(merge.read_text()), records)
+        earlier = read_records(merge)
+        records = merge_records(earlier, records, separate)
+        for line in verdict_changes(earlier, records):
+            print(line)
     parts, text = map_sections(records, out)
     (out / CELLS_FILE).write_text(json.dumps(records, indent=1))
     (out / "report.md").write_text("\n".join([f"# loclin map report: `{folder}`", "", *parts]))

@@ -33,7 +33,7 @@ from omegaconf import OmegaConf
 
 from loclin.callbacks.base import LiveFigures, MeasurementCallback, close_lag_runs
 from loclin.callbacks.parameter_vector import GroupSpec
-from loclin.config import GeometryConfig
+from loclin.config import ConfigError, GeometryConfig, validate_geometry
 from loclin.experiment import build_geometry_callbacks, merge_part, phase_summary
 from loclin.rundir import SUMMARY_FILE, write_json
 from loclin.tensorboard import drift_layout, hparam_value, write_run_end
@@ -62,10 +62,10 @@ class GeometryMonitor(Callback):
         if unknown:
             raise ValueError(f"GeometryMonitor: unknown setting(s) {unknown}; the settings are {sorted(known)}")
         self.geometry = dataclasses.replace(base, **settings)
-        if not 1 <= self.geometry.k <= self.geometry.window:
-            raise ValueError(
-                f"GeometryMonitor: k={self.geometry.k} must be between 1 and window={self.geometry.window}"
-            )
+        try:  # train.py's checks of the same keys; the run's length is known at setup
+            validate_geometry(self.geometry, None)
+        except ConfigError as error:
+            raise ValueError(f"GeometryMonitor: {error}") from None
         self.groups = groups
         self.summary_dir = Path(summary_dir) if summary_dir is not None else None
         self.seed = seed
@@ -90,6 +90,15 @@ class GeometryMonitor(Callback):
             return
         steps = trainer.max_steps if trainer.max_steps > 0 else trainer.estimated_stepping_batches
         steps = int(steps) if math.isfinite(steps) else 2**62
+        try:
+            unfit = validate_geometry(self.geometry, steps, lags_must_fit=False)
+        except ConfigError as error:
+            raise ValueError(f"GeometryMonitor: {error}") from None
+        if unfit:
+            rank_zero_warn(
+                f"[loclin] GeometryMonitor: drift lag(s) {unfit} need more than this run's {steps} steps with "
+                f"window={self.geometry.window}; they are left out (drift/*_lag{unfit[0]} is never logged)"
+            )
         try:
             self.parts = self.build_parts(steps)
             for part in self.parts:

@@ -13,7 +13,6 @@ under ``<root>/performance/`` become the Performance section, of the page and of
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,6 +26,7 @@ from loclin.report import (
     headline_table,
     render_markdown,
 )
+from loclin.rundir import RunDirError, atomic_write_text, read_summary
 
 HEADER = """# Results
 
@@ -37,9 +37,17 @@ over items.
 """
 
 
+def command_of(folder: Path) -> str:
+    """The command that made a published result (its command.txt), or RunDirError in one line."""
+    try:
+        return (folder / "command.txt").read_text().strip()
+    except OSError:
+        raise RunDirError(f"'{folder}' has no command.txt: write the command that made it there") from None
+
+
 def run_section(folder: Path) -> list[str]:
-    summary = json.loads((folder / "summary.json").read_text())
-    command = (folder / "command.txt").read_text().strip()
+    summary = read_summary(folder)
+    command = command_of(folder)
     build_report([folder], folder, formats=("png",))  # the committed page keeps PNGs only
     name = folder.name
     parts = [f"## {name}", "", f"`{command}` (seed {summary['seed']}; [full report]({name}/report.md))", ""]
@@ -64,14 +72,31 @@ def run_section(folder: Path) -> list[str]:
 def map_parts(root: Path, page_dir: Path) -> list[str]:
     """The regime maps first: ``<root>/maps/<name>/cells.json`` (written by analyze.py MAP_DIR)
     and ``command.txt``; the figures are redrawn from the records into that folder."""
-    from loclin.map_report import CELLS_FILE, map_sections
+    from loclin.map_report import CELLS_FILE, map_sections, read_records
 
     parts = []
     for folder in sorted(p.parent for p in (root / "maps").glob(f"*/{CELLS_FILE}")):
-        records = json.loads((folder / CELLS_FILE).read_text())
-        command = (folder / "command.txt").read_text().strip()
+        records = read_records(folder / CELLS_FILE, "results")
+        command = command_of(folder)
         sections, _ = map_sections(records, folder, "###", Path(os.path.relpath(folder, page_dir)).as_posix() + "/")
         parts += [f"## Map: {folder.name}", "", f"`{command}`", "", *sections]
+    return parts
+
+
+def page_parts(root: Path, page_dir: Path, folders: list[Path]) -> list[str]:
+    """The page above its Performance section: the maps, then every run (RunDirError on a record
+    that cannot be read)."""
+    summaries = [read_summary(folder) for folder in folders]
+    parts = [HEADER, *map_parts(root, page_dir), DRIFT_READING, ""]
+    by_experiment: dict[str, list[dict]] = {}
+    for summary in summaries:
+        if protocol_of_summary(summary) != "steer":
+            by_experiment.setdefault(summary["experiment"], []).append(summary)
+    for experiment, group in by_experiment.items():
+        if len({s["seed"] for s in group}) > 1:
+            parts += [f"## {experiment} over seeds", "", render_markdown(headline_table(group)), ""]
+    for folder in folders:
+        parts += run_section(folder)
     return parts
 
 
@@ -82,20 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme", type=Path, default=Path("README.md"), help="whose Performance block to rewrite")
     args = parser.parse_args(argv)
     folders = sorted(p.parent for p in args.root.glob("*/summary.json"))
-    if not folders:
-        print(f"loclin: error: no run summaries under '{args.root}'", file=sys.stderr)
+    if not folders and not any(args.root.glob("maps/*/cells.json")):
+        print(f"loclin: error: no run summaries or map records under '{args.root}'", file=sys.stderr)
         return 2
-    parts = [HEADER, *map_parts(args.root, args.out.parent), DRIFT_READING, ""]
-    summaries = [json.loads((folder / "summary.json").read_text()) for folder in folders]
-    by_experiment: dict[str, list[dict]] = {}
-    for summary in summaries:
-        if protocol_of_summary(summary) != "steer":
-            by_experiment.setdefault(summary["experiment"], []).append(summary)
-    for experiment, group in by_experiment.items():
-        if len({s["seed"] for s in group}) > 1:
-            parts += [f"## {experiment} over seeds", "", render_markdown(headline_table(group)), ""]
-    for folder in folders:
-        parts += run_section(folder)
+    try:  # every record is read before the page is written: a broken one leaves the page as it was
+        parts = page_parts(args.root, args.out.parent, folders)
+    except RunDirError as error:
+        print(f"loclin: error: {error}", file=sys.stderr)
+        return 2
     performance = performance_sections(args.root / "performance", "###")
     if performance:
         parts += ["## Performance", "", *performance]
@@ -105,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[loclin] Performance section of {args.readme}")
         else:
             print(f"[loclin] {args.readme} has no '{README_BEGIN}' block: its Performance section is left as it is")
-    args.out.write_text("\n".join(parts))
+    atomic_write_text(args.out, "\n".join(parts))
     print(f"[loclin] results page: {args.out} ({len(folders)} runs)")
     return 0
 

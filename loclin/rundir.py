@@ -70,12 +70,13 @@ def create_run_dir(root: str | Path, experiment: str) -> Path:
 _held_locks: dict[Path, int] = {}  # run directory -> descriptor of its lock, open while this process lives
 
 
-def lock_run_dir(run_dir: str | Path) -> None:
-    """Make this process the run directory's only live writer, or RunDirError naming the holder.
+def lock_run_dir(run_dir: str | Path, what: str = "run directory") -> None:
+    """Make this process the folder's only live writer, or RunDirError naming the holder.
 
     An exclusive ``flock`` on ``<run_dir>/.lock``, never released while the process lives; the
     kernel drops it when the process exits or is killed, so a stale lock file blocks nothing.
-    Only rank 0 locks: the data-parallel ranks it launches share its run directory."""
+    Only rank 0 locks: the data-parallel ranks it launches share its run directory. A sweep
+    directory is locked the same way (``what`` names it in the message)."""
     import fcntl
 
     run_dir = Path(run_dir).resolve()
@@ -84,18 +85,37 @@ def lock_run_dir(run_dir: str | Path) -> None:
     try:
         fd = os.open(run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as error:
-        raise RunDirError(f"cannot lock run directory '{run_dir}': {error.strerror}") from None
+        raise RunDirError(f"cannot lock {what} '{run_dir}': {error.strerror}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         holder = os.read(fd, 32).decode(errors="replace").strip() or "unknown"
         os.close(fd)
         raise RunDirError(
-            f"run directory '{run_dir}' is in use by a live process (pid {holder}); wait for it to end or stop it"
+            f"{what} '{run_dir}' is in use by a live process (pid {holder}); wait for it to end or stop it"
         ) from None
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     _held_locks[run_dir] = fd
+
+
+def live_holder(run_dir: str | Path) -> int | None:
+    """The pid of the live process that holds ``run_dir``'s lock, or None when no process does
+    (the lock is probed, never kept)."""
+    import fcntl
+
+    lock = Path(run_dir) / LOCK_FILE
+    if not lock.is_file() or Path(run_dir).resolve() in _held_locks:
+        return None
+    fd = os.open(lock, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        text = os.read(fd, 32).decode(errors="replace").strip()
+        return int(text) if text.isdigit() else -1
+    finally:
+        os.close(fd)
 
 
 def release_run_dir(run_dir: str | Path) -> None:
@@ -115,14 +135,14 @@ def write_config(run_dir: str | Path, text: str) -> None:
     atomic_write_text(Path(run_dir) / CONFIG_DIGEST, config_digest(text) + "\n")
 
 
-def check_config_unedited(run_dir: Path) -> None:
+def check_config_unedited(run_dir: Path, action: str = "resume") -> None:
     """RunDirError when config.yaml differs from what the run wrote (no digest: a run from before
     digests were kept, nothing to check). Its checkpoints hold that config's model and state."""
     digest = run_dir / CONFIG_DIGEST
     if digest.is_file() and digest.read_text().strip() != config_digest((run_dir / CONFIG_FILE).read_text()):
         raise RunDirError(
             f"'{run_dir / CONFIG_FILE}' was edited after the run started, and its checkpoints hold the original "
-            "config; undo the edit to resume, or start a new run with --config on a copy"
+            f"config; undo the edit to {action} it, or start a new run with --config on a copy"
         )
 
 

@@ -23,20 +23,28 @@ last two are optional extras (``pip install loclin[sweep]``).
 from __future__ import annotations
 
 import argparse
+import ctypes
+import ctypes.util
 import itertools
 import json
+import math
+import os
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 
+import yaml
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from loclin.config import ConfigError, load_config
-from loclin.rundir import SUMMARY_FILE, RunDirError, check_resumable
+from loclin.rundir import SUMMARY_FILE, RunDirError, check_resumable, live_holder, lock_run_dir, write_json
 
 MANIFEST = "sweep.json"
 LAUNCHERS = ("local", "submitit", "ray")
@@ -44,19 +52,45 @@ TRAIN = [sys.executable, "-m", "loclin.train"]  # the installed package's, or a 
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
-    """``key=[a,b,c]`` → {key: [a, b, c]} with OmegaConf's value grammar (numbers stay numbers)."""
+    """``key=[a,b,c]`` → {key: [a, b, c]} with OmegaConf's value grammar (numbers stay numbers).
+    A key given twice, or a value listed twice, is refused: each point runs once, so a repeat would
+    count one measurement as two seeds' worth of certainty."""
     grid: dict[str, list] = {}
     for item in items:
         if "=" not in item:
             raise ConfigError(f"--grid '{item}' is not of the form key=[a,b,...]")
         key, _ = item.split("=", 1)
-        values = OmegaConf.to_container(OmegaConf.from_dotlist([item]))
+        if key in grid:
+            raise ConfigError(f"--grid {key} is given twice; give its values once, in one list")
+        try:
+            values = OmegaConf.to_container(OmegaConf.from_dotlist([item]))
+        except (OmegaConfBaseException, yaml.YAMLError, ValueError) as error:
+            reason = str(error).splitlines()[0]
+            raise ConfigError(f"--grid '{item}' is not key=[a,b,...] ({reason})") from None
         for part in key.split("."):
             values = values[part]
         grid[key] = values if isinstance(values, list) else [values]
         if not grid[key]:
             raise ConfigError(f"--grid {key} has no values")
+        texts = [value_text(v) for v in grid[key]]
+        repeated = sorted({t for t in texts if texts.count(t) > 1})
+        if repeated:
+            raise ConfigError(f"--grid {key} lists {', '.join(repeated)} more than once; each point runs once")
     return grid
+
+
+def parse_seeds(text: str | None) -> list[int]:
+    """``0,1,2`` → [0, 1, 2]; anything else (an empty entry, a word, a repeat) is one line."""
+    if text is None:
+        return [0]
+    parts = [part.strip() for part in text.split(",")]
+    if not all(part.lstrip("-").isdigit() for part in parts):
+        raise ConfigError(f"--seeds '{text}' must be comma-separated whole numbers, e.g. --seeds 0,1,2")
+    seeds = [int(part) for part in parts]
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise ConfigError(f"--seeds '{text}' repeats {repeated}; each seed runs once")
+    return seeds
 
 
 def value_text(value) -> str:
@@ -100,6 +134,7 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
         latest = versions[-1]
         if (latest / SUMMARY_FILE).is_file():
             return []
+        stop_live_point(latest)
         try:
             check_resumable(latest)
             return [*TRAIN, "--resume", str(latest)]
@@ -127,6 +162,42 @@ def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
     ]
 
 
+def stop_live_point(run_dir: Path) -> None:
+    """A point's run directory still held by a live process (left by a sweep that was killed
+    before it could stop its points) is stopped, so the rerun resumes it rather than calling it
+    failed; SIGTERM, then SIGKILL after STOP_GRACE_SECONDS. A holder this machine cannot signal is
+    one line."""
+    pid = live_holder(run_dir)
+    if pid is None:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError, OverflowError):
+        raise RunDirError(
+            f"point '{run_dir}' is held by a live process (pid {pid}) this machine cannot stop; stop it, then rerun"
+        ) from None
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    while live_holder(run_dir) is not None:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            deadline = math.inf
+        time.sleep(0.1)
+    print(f"[loclin] stopped a point left running by an earlier sweep (pid {pid}): {run_dir}", flush=True)
+
+
+def die_with_parent(parent: int) -> None:
+    """In a point's process before it execs: the kernel sends it SIGTERM when the sweep that
+    started it dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere a rerun stops it)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the sweep died before the call above: nothing would signal us
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+PR_SET_PDEATHSIG = 1
 LIVE_POINTS: set[subprocess.Popen] = set()  # this process's running points, stopped with it
 STOPPING = threading.Event()  # set by a signal: no new point starts
 STOP_GRACE_SECONDS = 10
@@ -139,7 +210,9 @@ def run_command(command: list[str], log: str) -> int:
         return 128 + signal.SIGTERM
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
-        child = subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            command, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=partial(die_with_parent, os.getpid())
+        )
         LIVE_POINTS.add(child)
         if STOPPING.is_set():  # the signal came between the check above and the start
             child.kill()
@@ -208,7 +281,7 @@ def launcher(name: str, workers: int, folder: Path, cluster: str | None) -> Call
 
 def build_manifest(args: argparse.Namespace) -> dict:
     grid = parse_grid(args.grid)
-    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else [0]
+    seeds = parse_seeds(args.seeds)
     parents = [str(Path(p).resolve()) for p in args.fork or []]
     if parents and not args.after:
         raise ConfigError("--fork needs --after PHASE")
@@ -275,44 +348,96 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_intermixed_args(argv)  # fixed overrides may stand before or after the --grid options
 
 
+def read_manifest(out: Path) -> dict | None:
+    """The sweep directory's manifest, None where there is none yet; unreadable is one line."""
+    previous = out / MANIFEST
+    if not previous.is_file():
+        return None
+    try:
+        manifest = json.loads(previous.read_text())
+    except (OSError, ValueError) as error:
+        raise RunDirError(
+            f"'{previous}' is not a readable sweep manifest ({error}); move it away or choose another --out"
+        ) from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("points"), list):
+        raise RunDirError(f"'{previous}' is JSON but not a loclin sweep manifest (no list of points)")
+    return manifest
+
+
+def point_states(manifest: dict, out: Path) -> dict[str, dict]:
+    """Each point's state from its newest run directory: ``finished``, ``diverged`` (its summary
+    says where), or ``not finished`` (failed, killed or not run)."""
+    states = {}
+    for point in manifest["points"]:
+        versions = sorted((out / "points" / point["name"]).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+        summary_file = versions[-1] / SUMMARY_FILE if versions else None
+        if summary_file is None or not summary_file.is_file():
+            states[point["name"]] = {"state": "not finished"}
+            continue
+        try:
+            diverged = json.loads(summary_file.read_text()).get("diverged")
+        except ValueError:
+            states[point["name"]] = {"state": "not finished", "why": f"{summary_file} is not valid JSON"}
+            continue
+        if diverged:
+            where = {key: diverged[key] for key in ("phase", "step", "message") if key in diverged}
+            states[point["name"]] = {"state": "diverged", **where}
+        else:
+            states[point["name"]] = {"state": "finished"}
+    return states
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         if args.workers < 1:
             raise ConfigError(f"--workers={args.workers} must be >= 1")
+        if args.out is not None and args.out.exists() and not args.out.is_dir():
+            raise ConfigError(f"--out '{args.out}' is a file; give a folder for the sweep (made if missing)")
         manifest = build_manifest(args)
         out = args.out or Path(manifest.pop("default_out"))
         manifest.pop("default_out", None)
-        previous = out / MANIFEST
-        if previous.is_file() and not grows(json.loads(previous.read_text()), manifest):
+        previous = read_manifest(out)
+        if previous is not None and not grows(previous, manifest):
             raise ConfigError(f"'{out}' holds a different sweep ({MANIFEST} differs); choose another --out")
         run = launcher(args.launcher, args.workers, out, args.cluster)
+        out.mkdir(parents=True, exist_ok=True)
+        lock_run_dir(out, "sweep directory")  # a second live sweep on this --out stops here
+        jobs, skipped = [], 0
+        for point in manifest["points"]:
+            command = point_command(manifest, point, out)
+            if command:
+                jobs.append((command, str(out / "logs" / f"{point['name']}.log")))
+            else:
+                skipped += 1
     except (ConfigError, RunDirError) as error:
         print(f"loclin: error: {error}", file=sys.stderr)
         return 2
-    out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    jobs, skipped = [], 0
-    for point in manifest["points"]:
-        command = point_command(manifest, point, out)
-        if command:
-            jobs.append((command, str(out / "logs" / f"{point['name']}.log")))
-        else:
-            skipped += 1
+    manifest["status"] = point_states(manifest, out)
+    write_json(out / MANIFEST, manifest)
     print(
         f"[loclin] sweep {out}: {len(manifest['points'])} points, {skipped} finished, {len(jobs)} to run "
         f"({args.launcher}, {args.workers} workers)",
         flush=True,
     )
     codes = run(jobs) if jobs else []
-    failed = [log for (_, log), code in zip(jobs, codes) if code != 0]
+    manifest["status"] = states = point_states(manifest, out)
+    write_json(out / MANIFEST, manifest)
+    diverged = {name: state for name, state in states.items() if state["state"] == "diverged"}
+    failed = [log for (_, log), code in zip(jobs, codes) if code != 0 and Path(log).stem not in diverged]
     for log in failed:
         print(f"loclin: error: a point failed; see {log}", file=sys.stderr)
+    for name, state in diverged.items():
+        print(
+            f"loclin: error: point {name} diverged (phase '{state.get('phase')}', step {state.get('step')}); "
+            "its summary marks it, and tables and maps name it instead of averaging it",
+            file=sys.stderr,
+        )
     print(
-        f"[loclin] sweep done: {len(jobs) - len(failed)} ran, {skipped} skipped, {len(failed)} failed; python "
-        f"analyze.py {out}"
+        f"[loclin] sweep done: {len(jobs) - len(failed)} ran, {skipped} skipped, {len(diverged)} diverged, "
+        f"{len(failed)} failed; python analyze.py {out}"
     )
-    return 1 if failed else 0
+    return 1 if failed or diverged else 0
 
 
 if __name__ == "__main__":

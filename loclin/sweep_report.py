@@ -33,15 +33,21 @@ def point_summaries(sweep_dir: Path, manifest: dict) -> list[tuple[dict, dict | 
 def cell_table(manifest: dict, found: list, keys: list[str]) -> tuple[list[list[str]], dict]:
     axes = list(manifest["grid"])
     cells: dict[tuple, list[dict]] = {}
+    diverged: dict[tuple, list[str]] = {}
     for point, summary in found:
         cell = tuple(json.dumps(point["cell"][axis]) for axis in axes)
         cells.setdefault(cell, [])
-        if summary is not None:
+        if summary is not None and summary.get("diverged"):  # named, never averaged
+            diverged.setdefault(cell, []).append(f"seed {point['seed']} at step {summary['diverged'].get('step')}")
+        elif summary is not None:
             cells[cell].append(summary)
     rows = [[*axes, "seeds done", *keys]]
     stats = {}
     for cell, summaries in cells.items():
-        row = [*map(str, map(json.loads, cell)), f"{len(summaries)} ({','.join(str(s['seed']) for s in summaries)})"]
+        done = f"{len(summaries)} ({','.join(str(s['seed']) for s in summaries)})" if summaries else "0"
+        if cell in diverged:
+            done += f" (diverged: {', '.join(diverged[cell])})"
+        row = [*map(str, map(json.loads, cell)), done]
         for key in keys:
             mean, low, high = t_interval([value(s, key) for s in summaries])
             stats[(cell, key)] = (mean, low, high)
@@ -126,6 +132,9 @@ def build_sweep_report(sweep_dir: Path, out: Path, keys: list[str] | None = None
         render_markdown(rows),
         "",
     ]
+    diverged = [point["name"] for point, summary in found if summary is not None and summary.get("diverged")]
+    if diverged:
+        parts += [f"Diverged points (named, never averaged): {', '.join(diverged)}.", ""]
     for i, key in enumerate(keys):
         figure = sweep_figure(manifest, stats, key)
         name = f"sweep_{i}.png"

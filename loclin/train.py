@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if not (isinstance(error, KeyboardInterrupt) or isinstance(error.__context__, KeyboardInterrupt)):
             raise
         print(
-            f"loclin: error: interrupted; what was written is kept: python train.py --resume {run_dir}", file=sys.stderr
+            f"loclin: error: interrupted; what was written is kept: {commands()[0]} --resume {run_dir}", file=sys.stderr
         )
         return EXIT_INTERRUPTED
     except OSError as error:  # a full disk, a vanished file system: a fault, not a mistake in the command
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f" ({error.filename})" if error.filename else ""
         print(
             f"loclin: error: {error.strerror or error}{where}; what was written is kept: once that is fixed, "
-            f"python train.py --resume {run_dir} (LOCLIN_TRACEBACK=1 shows the traceback)",
+            f"{commands()[0]} --resume {run_dir} (LOCLIN_TRACEBACK=1 shows the traceback)",
             file=sys.stderr,
         )
         return EXIT_FAULT
@@ -161,6 +161,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def commands() -> tuple[str, str]:
+    """The train and analyze commands of the entry point in use: ``loclin-train`` (installed),
+    ``python -m loclin.train`` (a sweep's points) or a checkout's ``python train.py``."""
+    launched = Path(sys.argv[0])
+    if launched.name == "loclin-train":
+        return "loclin-train", "loclin-analyze"
+    if launched.suffix == ".py" and launched.resolve() == Path(__file__).resolve():
+        return "python -m loclin.train", "python -m loclin.analyze"
+    return "python train.py", "python analyze.py"
+
+
 def print_ending(run_dir: Path, summary: dict | None) -> None:
     """The run's headline numbers (analyze.py's table, when the protocol has one) and their reading
     (report.run_verdict), then where to look next: the summary, TensorBoard and analyze.py."""
@@ -177,7 +188,7 @@ def print_ending(run_dir: Path, summary: dict | None) -> None:
     print(f"[loclin] run directory: {run_dir}")
     print(f"[loclin] summary: {run_dir / 'summary.json'}")
     print(f"[loclin] live panels: tensorboard --logdir {run_dir}")
-    print(f"[loclin] tables, plots and report.md: python analyze.py {run_dir}")
+    print(f"[loclin] tables, plots and report.md: {commands()[1]} {run_dir}")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,47 @@ def test_fork_overrides_that_change_the_past_are_one_line(parent, tmp_path, caps
     error = capsys.readouterr().err.strip()
     assert fragment in error and len(error.splitlines()) == 1
     assert not (tmp_path / "tiny_recovery").exists()
+
+
+@pytest.mark.parametrize("damage", ["edited config", "truncated end.ckpt", "truncated recovery file", "bad phase json"])
+def test_a_fork_checks_its_parent_as_resume_does(parent, tmp_path, capsys, damage):
+    """An edited config.yaml (target copy → add), or a reused file that cannot be read, stops the
+    fork with one line before a run directory is made."""
+    import shutil
+
+    copy = tmp_path / "parent"
+    shutil.copytree(parent, copy, ignore=shutil.ignore_patterns(".lock"))
+    if damage == "edited config":
+        text = (copy / "config.yaml").read_text()
+        target = load_target(text)
+        (copy / "config.yaml").write_text(
+            text.replace(f"target: {target}", "target: copy" if target != "copy" else "target: add")
+        )
+        fragment = "was edited after the run started"
+    elif damage == "truncated end.ckpt":
+        (copy / "checkpoints" / "degrade" / "end.ckpt").write_bytes(b"PK\x03")
+        fragment = "checkpoint '"
+    elif damage == "truncated recovery file":
+        next(iter(sorted((copy / "recovery").glob("*.pt")))).write_bytes(b"PK")
+        fragment = "is unreadable"
+    else:
+        (copy / "phases" / "train.json").write_text("{")
+        fragment = "phases/train.json' is not valid JSON"
+    assert train.main(["--fork", str(copy), "--after", "degrade", f"output_root={tmp_path / 'out'}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert fragment in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "out" / "tiny_recovery").exists()
+
+
+def load_target(text: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in text.splitlines() if line.strip().startswith("target:"))
+
+
+def test_lightnings_startup_lines_are_printed_once_a_run_not_once_a_phase(parent, tmp_path, capfd):
+    """A fork runs one phase here, the parent three: across both runs of this process, each of
+    Lightning's tips and model summaries is printed once (loclin.experiment.OncePerProcess)."""
+    capfd.readouterr()
+    args = ["--fork", str(parent), "--after", "train", f"output_root={tmp_path}", "trainer.progress_bar=false"]
+    assert train.main(args) == 0
+    err = capfd.readouterr().err
+    assert err.count("💡 Tip: For seamless cloud logging") <= 1 and err.count("Total params") <= 1

@@ -179,5 +179,10 @@ def test_a_killed_hf_run_resumes_with_the_callback_state_to_the_same_numbers(tmp
         train_dataset=Items(),
         callbacks=[GeometryTrainerCallback(**SETTINGS)],
     )
-    with pytest.raises(FileNotFoundError, match=r"resuming at step 48, but .*checkpoint-48/loclin_geometry.pt"):
+    with pytest.raises(
+        FileNotFoundError, match=r"resuming at step 48, but .*checkpoint-48/loclin_geometry.pt"
+    ) as refusal:
         lost.train(resume_from_checkpoint=True)
+    last_complete = sorted((tmp_path / "killed").glob("checkpoint-*/" + STATE_FILE))[-1].parent
+    assert f"the last complete one is {last_complete}" in str(refusal.value)  # named, to resume from
+    assert len(str(refusal.value).splitlines()) == 1

@@ -78,6 +78,7 @@ def test_the_entry_points_run_a_packaged_config_and_analyze_it(installed):
     assert ending[2].startswith("| tiny_synthetic/version_0 (single seed) | 0 | 200 | 2864 |")
     assert [line.split(".**")[0] for line in ending if line.startswith("**")] == ["**Low rank (C1)", "**Drift (C3)"]
     assert f"[loclin] live panels: tensorboard --logdir {Path('runs/tiny_synthetic/version_0')}" in ending[-3:]
+    assert ending[-1].startswith("[loclin] tables, plots and report.md: loclin-analyze ")  # the entry point in use
     analyzed = run(["loclin-analyze", str(run_dir)], user, env)
     assert analyzed.returncode == 0, analyzed.stderr[-2000:]
     assert (run_dir / "analysis" / "report.md").is_file()

@@ -241,3 +241,79 @@ def test_an_axis_launched_as_full_runs_and_as_forks_is_one_sweep(tmp_path):
     records = collect(tmp_path)
     assert {r["sweep"] for r in records} == {"rank"}
     assert sorted((r["cell"]["lm.lora.rank"], r["metrics"][P8]) for r in records) == [(4, 0.3), (8, 0.4), (16, 0.35)]
+
+
+def fake_sweep(maps, name, config_overrides, p8):
+    """A map folder holding one sweep of one finished point whose run directory has a real
+    config.yaml (tiny_recovery with ``config_overrides``): what loclin.identity reads."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from loclin.config import load_config
+
+    repo = Path(__file__).resolve().parents[1]
+    run = maps / name / "adam" / "points" / "phases.2.lr=0.001__seed0" / "version_0"
+    run.mkdir(parents=True)
+    cfg = load_config(repo / "conf" / "tiny_recovery.yaml", config_overrides)
+    (run / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
+    summary = {"protocol": "recovery", "run_dir": str(run), "metrics": {P8: {"value": p8}}, "curves": {}}
+    (run / "summary.json").write_text(json.dumps(summary))
+    manifest = {"points": [{"name": run.parent.name, "cell": {"phases.2.lr": 0.001}, "seed": 0}], "grid": {}}
+    (maps / name / "adam" / "sweep.json").write_text(json.dumps(manifest))
+
+
+def test_a_map_published_twice_with_a_foreign_sweep_leaves_the_results_unchanged(tmp_path, capsys):
+    from loclin import publish
+
+    root, page = tmp_path / "docs" / "results", tmp_path / "docs" / "results.md"
+    fake_sweep(tmp_path / "maps", "c4_x", [], 0.8)
+    assert publish.main([str(tmp_path / "maps"), "--root", str(root)]) == 0
+    published = (root / "maps" / "c4_x" / "cells.json").read_text()
+    record = json.loads(published)[0]
+    assert len(record["digest"]) == 64 and record["made_by"]["family"] == "synthetic"
+    first = page.read_text()
+    assert "P8 ≥ 0.77 in: adam: recover lr=0.001 (0.8 (one seed))" in first
+    assert publish.main([str(tmp_path / "maps"), "--root", str(root)]) == 0  # the same map again
+    assert page.read_text() == first and (root / "maps" / "c4_x" / "cells.json").read_text() == published
+    capsys.readouterr()
+    # the same (sweep, cell, seed) made by another model: refused in one line, nothing written
+    fake_sweep(tmp_path / "other", "c4_x", ["model.d_model=32"], 0.2)
+    assert publish.main([str(tmp_path / "other"), "--root", str(root)]) == 2
+    error = capsys.readouterr().err.strip()
+    assert 'adam {"phases.2.lr": 0.001} 0 is published from another run' in error and len(error.splitlines()) == 1
+    assert "nothing was published" in error
+    assert page.read_text() == first and (root / "maps" / "c4_x" / "cells.json").read_text() == published
+    # asked for, it is its own cell, and the verdict's change is printed before and after
+    assert publish.main([str(tmp_path / "other"), "--root", str(root), "--separate"]) == 0
+    out = capsys.readouterr().out
+    assert "C4 verdict changes:" in out and "before: P8 ≥ 0.77" in out
+    cells = json.loads((root / "maps" / "c4_x" / "cells.json").read_text())
+    assert len(cells) == 2 and cells[1]["variant"] == cells[1]["digest"][:8]
+
+
+def test_records_of_one_run_under_two_names_are_one_cell():
+    twin = {**c4("rank", 8, 0, 0.5), "cell": {"lm.lora.rank": 8}, "digest": "d1"}
+    records = [{**c4("adamw", 0.001, 0, 0.5), "digest": "d1"}, twin, {**c4("adamw", 0.003, 0, 0.4), "digest": "d2"}]
+    assert len(c4_table(records)) == 3  # header and two cells: the twin is counted once
+    assert "counted once: rank: rank=8 = adamw: recover lr=0.001." in c4_verdict(records)
+
+
+def test_merge_and_results_over_broken_records_are_one_line(tmp_path, capsys):
+    from loclin import results
+
+    folder = tmp_path / "map"
+    folder.mkdir()
+    (folder / "cells.json").write_text(json.dumps([c4("adam", 0.001, 0, 0.3)]))
+    for text, fragment in (("[{", "is not valid JSON"), ('[{"a": 1}]', "is JSON but not a map's records")):
+        (tmp_path / "bad.json").write_text(text)
+        assert analyze.main([str(folder), "--merge", str(tmp_path / "bad.json"), "--out", str(tmp_path / "o")]) == 2
+        error = capsys.readouterr().err.strip()
+        assert fragment in error and len(error.splitlines()) == 1
+    root = tmp_path / "root"
+    (root / "run").mkdir(parents=True)
+    (root / "run" / "summary.json").write_text('{"protocol": "tr')
+    assert results.main(["--root", str(root), "--out", str(tmp_path / "page.md")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "summary.json: not valid JSON" in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "page.md").exists()

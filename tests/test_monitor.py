@@ -4,6 +4,7 @@ recorded, its scalars in the CSV and in callback_metrics, its summary.json, and 
 
 import csv
 import json
+import re
 
 import lightning as L
 import numpy as np
@@ -116,16 +117,49 @@ def test_analyze_reads_the_monitors_summary(tmp_path):
 def test_mistakes_are_one_line_naming_the_setting_or_prefix(tmp_path):
     with pytest.raises(ValueError, match=r"unknown setting\(s\) \['windw'\]"):
         GeometryMonitor(windw=8)
-    with pytest.raises(ValueError, match="k=9 must be between 1 and window=8"):
+    with pytest.raises(ValueError, match="geometry.k=9 must be between 1 and geometry.window=8"):
         GeometryMonitor(window=8, k=9)
     with pytest.raises(
         ValueError, match=r"\['decoder'\] match no trainable parameter of UserRegressor.*'encoder', 'head'"
     ):
-        fit(tmp_path, GeometryMonitor(window=WINDOW, k=K, groups=["encoder", "decoder"]))
+        fit(tmp_path, GeometryMonitor(window=WINDOW, k=K, basis_stride=STRIDE, groups=["encoder", "decoder"]))
     from loclin.callbacks.parameter_vector import parameter_groups
 
     one = parameter_groups(UserRegressor(), "encoder")  # one prefix as a string, not its characters
     assert list(one) == ["encoder"] and [n for n, _ in one["encoder"]] == ["encoder.0.weight", "encoder.0.bias"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "fragment"),
+    [
+        ({"window": 1, "k": 1, "basis_stride": 1}, "geometry.window=1 must be >= 2"),
+        ({"basis_stride": 3, "drift_stride": 4}, "geometry.drift_stride=4 must be a positive multiple of"),
+        ({"basis_stride": 9}, "geometry.basis_stride=9 must be between 1 and geometry.window=8"),
+        ({"drift_lags": [0]}, "geometry.drift_lags [0] must be positive multiples"),
+    ],
+)
+def test_the_monitor_runs_train_pys_cross_key_checks(settings, fragment):
+    """The checks are config.validate_geometry's, the same function train.py runs: one line each."""
+    from loclin.config import ConfigError, GeometryConfig, validate_geometry
+
+    merged = {"window": WINDOW, "k": K, "basis_stride": STRIDE, "drift_stride": STRIDE, **settings}
+    with pytest.raises(ValueError, match=re.escape(fragment)) as caught:
+        GeometryMonitor(**merged)
+    assert len(str(caught.value).splitlines()) == 1
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        validate_geometry(GeometryConfig(**merged), 1000)
+
+
+def test_a_lag_the_run_cannot_fit_is_one_warning_and_overlapping_groups_are_named(tmp_path):
+    monitor = GeometryMonitor(window=WINDOW, k=K, basis_stride=STRIDE, drift_stride=STRIDE, drift_lags=[5, 400])
+    with pytest.warns(UserWarning, match=r"drift lag\(s\) \[400\] need more than this run's"):
+        fit(tmp_path / "lags", monitor)
+    summary = json.loads(monitor.summary_path.read_text())["metrics"]
+    assert "grad.overlap_lag5" in summary and "grad.overlap_lag400" not in summary
+    from loclin.callbacks.parameter_vector import parameter_groups
+
+    with pytest.raises(ValueError, match=r"overlap: prefix 'encoder.0' \(encoder.0\) lies under 'encoder'"):
+        parameter_groups(UserRegressor(), ["encoder", "encoder.0"])
 
 
 def test_the_parts_listed_in_any_order_give_the_monitors_numbers(tmp_path):
@@ -167,3 +201,18 @@ def test_a_callback_that_needs_loclins_datamodule_says_what_is_missing_in_one_li
     message = str(error.value)
     assert "\n" not in message
     assert message.startswith("PerTaskGradientCallback needs UserRegressor.loss(), a datamodule with probe_batch:")
+
+
+def test_the_readmes_monitor_block_runs_as_written(tmp_path, monkeypatch):
+    """The README's "your own LightningModule" block, executed verbatim on a user module: the
+    EarlyStopping it shows waits for the lag-100 drift metric, then watches it."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b.split("```", 1)[0] for b in readme.split("```python\n") if "GeometryMonitor(window=32" in b)
+    monkeypatch.chdir(tmp_path)
+    namespace = {"model": UserRegressor(), "datamodule": loader()}
+    exec(compile(block, "README.md", "exec"), namespace)
+    trainer, monitor = namespace["trainer"], namespace["monitor"]
+    assert "drift/grad/overlap_lag100" in trainer.callback_metrics and trainer.global_step >= 201
+    assert json.loads(monitor.summary_path.read_text())["metrics"]["grad.overlap_lag100"]["value"] > 0

@@ -83,6 +83,13 @@ def test_a_killed_sweep_resumes_without_redoing_finished_points_and_tabulates_in
         (["--grid", "optim.lrr=[0.1]"], "Key 'lrr' not in 'OptimConfig'"),
         (["--grid", "optim.lr"], "is not of the form key=[a,b,...]"),
         (["--workers", "0"], "--workers=0 must be >= 1"),
+        (["--grid", "optim.lr=[0.1,"], "--grid 'optim.lr=[0.1,' is not key=[a,b,...]"),
+        (["--grid", "optim.lr=[0.003,0.003]"], "--grid optim.lr lists 0.003 more than once"),
+        (["--grid", "optim.lr=[0.003,3e-3]"], "--grid optim.lr lists 0.003 more than once"),
+        (["--grid", "optim.lr=[0.1]", "--grid", "optim.lr=[0.2]"], "--grid optim.lr is given twice"),
+        (["--seeds", "0,,1"], "--seeds '0,,1' must be comma-separated whole numbers"),
+        (["--seeds", "x"], "--seeds 'x' must be comma-separated whole numbers"),
+        (["--seeds", "0,1,0"], "--seeds '0,1,0' repeats [0]"),
     ],
 )
 def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, capsys, args, fragment):
@@ -90,6 +97,57 @@ def test_bad_sweeps_are_one_line_and_write_nothing(tmp_path, capsys, args, fragm
     error = capsys.readouterr().err.strip()
     assert fragment in error and len(error.splitlines()) == 1
     assert not (tmp_path / "s").exists()
+
+
+def test_an_out_that_is_a_file_a_corrupt_manifest_and_a_second_live_sweep_are_one_line(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert sweep.main(["--config", TINY, "--out", str(afile)]) == 2
+    assert "--out '" in capsys.readouterr().err and afile.read_text() == "x"
+    out = tmp_path / "s"
+    out.mkdir()
+    (out / "sweep.json").write_text('{"points": [')
+    assert sweep.main(["--config", TINY, "--out", str(out), *SHORT]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "is not a readable sweep manifest" in error and len(error.splitlines()) == 1
+    (out / "sweep.json").unlink()
+    import subprocess
+    import sys
+    import time
+
+    holder = subprocess.Popen(  # another process plays the first, live sweep
+        [sys.executable, "-c", f"from loclin.rundir import lock_run_dir; lock_run_dir({str(out)!r}); import time; "
+         "print('locked', flush=True); time.sleep(60)"],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        assert sweep.main(["--config", TINY, "--out", str(out), *SHORT]) == 2
+        error = capsys.readouterr().err.strip()
+        assert f"sweep directory '{out.resolve()}' is in use by a live process (pid {holder.pid})" in error
+        assert not (out / "points").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    time.sleep(0.1)
+
+
+def test_a_diverged_point_is_named_in_the_manifest_the_table_and_on_every_rerun(tmp_path, capsys):
+    out = tmp_path / "sweep"
+    args = ["--config", TINY, "--grid", "optim.lr=[0.003,1000.0]", "--out", str(out), *SHORT]
+    assert sweep.main(args) == 1
+    error = capsys.readouterr().err
+    assert "point optim.lr=1000.0__seed0 diverged (phase 'train', step" in error
+    status = json.loads((out / "sweep.json").read_text())["status"]
+    assert status["optim.lr=1000.0__seed0"]["state"] == "diverged" and status["optim.lr=0.003__seed0"] == {
+        "state": "finished"
+    }
+    text = build_sweep_report(out, tmp_path / "report", ["task.add.acc"])
+    row = next(line for line in text.splitlines() if line.startswith("1000"))
+    assert "0 (diverged: seed 0 at step" in row
+    assert "diverged" in (tmp_path / "report" / "report.md").read_text()
+    assert sweep.main(args) == 1  # a rerun runs nothing and still names it
+    assert "point optim.lr=1000.0__seed0 diverged" in capsys.readouterr().err
 
 
 def test_the_submitit_launcher_runs_points_on_its_local_executor(tmp_path):
@@ -143,7 +201,9 @@ def test_a_missing_launcher_extra_is_one_line(tmp_path, capsys, monkeypatch):
     assert not (tmp_path / "s").exists()
 
 
-def test_a_terminated_sweep_stops_its_running_points(tmp_path):
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_a_terminated_sweep_stops_its_running_points(tmp_path, how):
+    """SIGTERM: the sweep stops its points. SIGKILL: the kernel does (the parent-death signal)."""
     import os
     import signal
     import subprocess
@@ -173,8 +233,12 @@ def test_a_terminated_sweep_stops_its_running_points(tmp_path):
             time.sleep(0.2)
         assert points_alive(), "the point never started"
         time.sleep(1.0)
-        os.kill(parent.pid, signal.SIGTERM)
-        assert parent.wait(timeout=60) == 128 + signal.SIGTERM
+        os.kill(parent.pid, getattr(signal, how))
+        code = parent.wait(timeout=60)
+        assert code == (128 + signal.SIGTERM if how == "SIGTERM" else -signal.SIGKILL)
+        deadline = time.time() + 60
+        while points_alive() and time.time() < deadline:  # the point finishes its step, then stops
+            time.sleep(0.2)
         assert points_alive() == []  # stopped with the sweep, not left running into the next one
         time.sleep(2.0)
         assert points_alive() == [] and not (out / "points" / "base__seed1").exists()  # and the next point never starts
