@@ -187,11 +187,20 @@ PAPER_LORA_PREFIX_M, PAPER_LORA_PREFIX_CAPTURE = 8, 0.77  # arXiv 2606.10929, cl
 
 
 def prefix_capture_figure(
-    series: dict[str, dict[str, Sequence[float]]], statics: dict[str, float], baseline: float
+    series: dict[str, dict[str, Sequence[float]]],
+    statics: dict[str, float | tuple[float, int]],
+    baseline: float,
+    controls: dict[str, dict[int, float]] | None = None,
 ) -> Figure:
     """Prefix capture cap(P_m, Δ) against m (updates, gradients and, for LoRA, effective weight
-    space), static bases as lines."""
-    fig, ax = plt.subplots(figsize=(6.5, 4))
+    space), static bases as lines (each with its rank k: ``(capture, k)``), and the controls that
+    decide whether the prefix is special: m updates at random positions (R_m) and the last m (L_m)."""
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for i, (name, by_m) in enumerate(sorted((controls or {}).items())):
+        ms = sorted(by_m)
+        ax.plot(
+            ms, [by_m[m] for m in ms], marker="x", ls=(0, (4, 2)), lw=1, color=("0.35", "tab:red")[i % 2], label=name
+        )
     for label, curve in series.items():
         (line,) = ax.plot(curve["m"], curve["updates"], marker="o", label=f"{label}: P_m from updates")
         if curve.get("gradients"):
@@ -212,8 +221,10 @@ def prefix_capture_figure(
                 color=line.get_color(),
                 label=f"{label}: effective weights (α/r)BA",
             )
-    for i, (name, value) in enumerate(sorted(statics.items())):
-        ax.axhline(value, color=plt.cm.tab10(i % 10), ls=":", lw=1, label=f"{name}: {value:.3f}")
+    for i, (name, entry) in enumerate(sorted(statics.items())):
+        value, k = entry if isinstance(entry, tuple) else (entry, None)
+        rank = f" (k = {k})" if k is not None else ""
+        ax.axhline(value, color=plt.cm.tab10(i % 10), ls=":", lw=1, label=f"{name}{rank}: {value:.3f}")
     ax.axhline(baseline, color="gray", ls="--", lw=1, label=f"random k/D = {baseline:.2g}")
     if any(curve.get("effective_updates") for curve in series.values()):  # a LoRA run: the paper's C4 point
         ax.plot(
@@ -229,5 +240,5 @@ def prefix_capture_figure(
     ax.set_ylim(0, 1.02)
     ax.set_title("recovery displacement captured")
     ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.6, bottom=0.13, top=0.9)  # the legend beside the axes, inside the canvas
     return fig

@@ -8,7 +8,16 @@ from pathlib import Path
 from loclin.callbacks.keys import RANDOM_SEARCH_POINTS, RECOVERY_PREFIX, RECOVERY_TABLE
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError, read_summary
-from loclin.tables import bound_count, fmt, fmt_entry, fmt_value, render_markdown, render_text, value
+from loclin.tables import (
+    bound_count,
+    bound_reading,
+    fmt,
+    fmt_entry,
+    fmt_value,
+    render_markdown,
+    render_text,
+    value,
+)
 
 RECOVERY_COLUMNS = [
     ("cap_P8", "recovery.capture.P8_updates", "capture of Δ by the first 8 recovery updates"),
@@ -94,6 +103,17 @@ def seed_cell(runs: list[dict], name: str) -> str:
     cell = mean_interval([value(r, name) for r in runs])
     bounded = bound_count(runs, name)
     return cell + (f" ({bounded} of {len(runs)} bounds)" if bounded else "")
+
+
+def prefix_controls(metrics: dict) -> dict[str, dict[int, float]]:
+    """The prefix's controls in a summary, by m: R_m (m updates at random positions) and L_m (the last m)."""
+    controls: dict[str, dict[int, float]] = {}
+    for name, entry in metrics.items():
+        for kind, label in (("_random_positions", "R_m: m at random positions"), ("_last_updates", "L_m: the last m")):
+            head = "recovery.capture."
+            if name.startswith(head) and name.endswith(kind) and name[len(head) + 1 : -len(kind)].isdigit():
+                controls.setdefault(label, {})[int(name[len(head) + 1 : -len(kind)])] = float(entry["value"])
+    return controls
 
 
 def headline_table(summaries: list[dict]) -> list[list[str]]:
@@ -382,9 +402,12 @@ def write_plots(summaries: list[dict], out: Path, formats: tuple[str, ...] = FIG
     prefix = {run_label(s): s["curves"][RECOVERY_PREFIX] for s in summaries if RECOVERY_PREFIX in s["curves"]}
     if prefix:
         first = next(s for s in summaries if RECOVERY_TABLE in s["curves"])
-        statics = {n: r["capture"] for n, r in first["curves"][RECOVERY_TABLE].items() if n.startswith("S")}
+        table = first["curves"][RECOVERY_TABLE]
+        statics = {n: (r["capture"], r.get("k")) for n, r in table.items() if n.startswith("S") and "capture" in r}
         save(
-            prefix_capture_figure(prefix, statics, first["geometry"]["random_baseline_k_over_D"]),
+            prefix_capture_figure(
+                prefix, statics, first["geometry"]["random_baseline_k_over_D"], prefix_controls(first["metrics"])
+            ),
             "prefix_capture.png",
             "Capture of the recovery displacement by prefix bases P_m against m, static bases (first run) as lines",
         )
@@ -457,6 +480,7 @@ def build_report(run_paths: list[str | Path], out: Path, formats: tuple[str, ...
         "",
         render_markdown(table),
         "",
+        *([bound_reading(table), ""] if bound_reading(table) else []),
         "Capture is energy capture ‖Bᵀv‖²/‖v‖²; its random baseline is k/D. Columns:",
         legend,
         "",

@@ -435,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print(
         f"[loclin] sweep done: {len(jobs) - len(failed)} ran, {skipped} skipped, {len(diverged)} diverged, "
-        f"{len(failed)} failed; python analyze.py {out}"
+        f"{len(failed)} failed; python -m loclin.analyze {out}"
     )
     return 1 if failed or diverged else 0
 

@@ -27,6 +27,18 @@ def bound_prefix(entry: dict) -> str:
     return "" if math.isinf(float(entry["value"])) else BOUND_PREFIX.get(entry.get("bound", ""), "")
 
 
+BOUND_READING = (
+    "A half-life written ≤ L is a bound, not a fast drift: the overlap was already below half at L, the smallest "
+    "lag measured, so the half-life is somewhere in (0, L]. ≥ L: the overlap stayed above half at every lag up to L."
+)
+
+
+def bound_reading(rows: list[list[str]]) -> str:
+    """The reading of a table's bounds, where a cell of ``rows`` holds one ("" otherwise)."""
+    cells = [cell for row in rows[1:] for cell in row]
+    return BOUND_READING if any(cell.startswith(("≤ ", "≥ ")) or " ≤ " in cell for cell in cells) else ""
+
+
 def bound_count(summaries: list[dict], name: str) -> int:
     """How many of ``summaries`` hold ``name`` only as a bound (a half-life beyond the measured lags)."""
     return sum(bool(s["metrics"].get(name, {}).get("bound")) for s in summaries)

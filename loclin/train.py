@@ -177,9 +177,13 @@ def print_ending(run_dir: Path, summary: dict | None) -> None:
     (report.run_verdict), then where to look next: the summary, TensorBoard and analyze.py."""
     if summary and summary.get("metrics"):
         from loclin.report import headline_table, render_markdown, run_verdict
+        from loclin.tables import bound_reading
 
         try:
-            print(render_markdown(headline_table([summary])))
+            table = headline_table([summary])
+            print(render_markdown(table))
+            if bound_reading(table):
+                print(f"\n{bound_reading(table)}")
             reading = run_verdict(summary)
             if reading:
                 print(f"\n{reading}\n")

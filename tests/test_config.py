@@ -141,6 +141,7 @@ BAD_INPUT = [  # (arguments after train.py, fragment of the one error line)
     (["geometry.windw=4"], "Key 'windw' not in 'GeometryConfig'"),
     (["optim.lr=fast"], "optim.lr"),
     (["geometry.k=9"], "geometry.k=9 must be between 1 and geometry.window=8"),
+    (["geometry.window=1", "geometry.k=1", "geometry.basis_stride=1"], "geometry.window=1 must be >= 2"),
     (["geometry.window=300"], "longer than the first phase"),
     (["data.train_tasks=[]"], "data.train_tasks is empty"),
     (["data.tasks=[add,foo]"], "unknown task(s) ['foo']"),

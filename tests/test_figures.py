@@ -45,3 +45,16 @@ def test_analyze_writes_pdf_and_svg_beside_every_png_and_report_names_the_png(tm
     report = (tmp_path / "report.md").read_text()
     assert all(png.name in report for png in pngs) and ".pdf)" not in report
     assert json.loads((summary / "summary.json").read_text())  # the record it drew from
+
+
+def test_the_prefix_figure_draws_the_controls_and_names_each_bases_rank():
+    from loclin.callbacks.figures import prefix_capture_figure
+
+    series = {"run": {"m": [1, 2, 4, 8], "updates": [0.1, 0.2, 0.4, 0.8]}}
+    controls = {"R_m: m at random positions": {1: 0.05, 8: 0.6}, "L_m: the last m": {8: 0.1}}
+    fig = prefix_capture_figure(series, {"S1_task_gradients": (0.01, 8), "S6_go_back": (0.04, 1)}, 1e-3, controls)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "R_m: m at random positions" in labels and "L_m: the last m" in labels
+    assert "S1_task_gradients (k = 8): 0.010" in labels and "S6_go_back (k = 1): 0.040" in labels
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert list(lines["R_m: m at random positions"].get_ydata()) == [0.05, 0.6]

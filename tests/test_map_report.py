@@ -317,3 +317,32 @@ def test_merge_and_results_over_broken_records_are_one_line(tmp_path, capsys):
     error = capsys.readouterr().err.strip()
     assert "summary.json: not valid JSON" in error and len(error.splitlines()) == 1
     assert not (tmp_path / "page.md").exists()
+
+
+def test_no_map_figure_clips_its_title(tmp_path, monkeypatch):
+    """Every title and suptitle of the map figures lies inside the canvas, by matplotlib's own
+    tight bounding boxes, at the size the figures are saved."""
+    from matplotlib.figure import Figure
+
+    from loclin.map_report import c4_figures, c6_figures
+
+    checked = []
+    save = Figure.savefig
+
+    def checked_save(fig, *args, **kwargs):
+        renderer = fig.canvas.get_renderer()
+        canvas = fig.bbox
+        texts = [ax.title for ax in fig.axes if ax.get_title()] + ([fig._suptitle] if fig._suptitle else [])
+        for text in texts:
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= canvas.x0 - 1 and box.x1 <= canvas.x1 + 1 and box.y1 <= canvas.y1 + 1, text.get_text()
+        checked.append(len(texts))
+        return save(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", checked_save)
+    records = [c4("sgd", 0.1, s, 0.2 + 0.1 * s, at_t={10: 0.99, 25: 0.8, 100: 0.3}) for s in range(2)]
+    records += [c4("adam", 0.001, 0, 0.8, at_t={10: 1.0, 25: 0.9, 100: 0.5})]
+    records += [{**c4("sgd", 3.0, 0, 0.0), "missing": True, "metrics": {}}]
+    c4_figures(records, tmp_path)
+    c6_figures([c6("base", "m1", "coqa", 0.3, 0.2, 0.1), c6("other", "m2", "coqa", 0.4, 0.2, 0.1)], tmp_path)
+    assert len(checked) >= 4 and sum(checked) >= 4

@@ -32,3 +32,13 @@ def test_the_seed_mean_carries_its_t_interval_and_counts_its_bounds():
 @pytest.mark.parametrize("bound", ["at_most", "at_least"])
 def test_every_seed_a_bound_is_counted(bound):
     assert seed_cell([run(10.0, bound), run(10.0, bound)], "grad.half_life").endswith("(2 of 2 bounds)")
+
+
+def test_a_bound_in_a_table_comes_with_its_reading():
+    from loclin.tables import BOUND_READING, bound_reading, fmt_value
+
+    summary = {"metrics": {"grad.half_life": {"value": 10.0, "bound": "at_most"}, "x": {"value": 0.5}}}
+    rows = [["run", "half-life", "x"], ["a", fmt_value(summary, "grad.half_life"), fmt_value(summary, "x")]]
+    assert rows[1][1] == "≤ 10" and bound_reading(rows) == BOUND_READING
+    assert "is a bound, not a fast drift" in BOUND_READING
+    assert bound_reading([rows[0], ["a", "12.5", "0.5"]]) == ""
