@@ -232,18 +232,25 @@ class OncePerProcess(logging.Filter):
         return True
 
 
-def say_startup_once() -> None:
-    """Install :class:`OncePerProcess` on the handlers of Lightning's logger (idempotent)."""
+_STARTUP_SAID: list[bool] = []
+
+
+def say_startup_once() -> bool:
+    """Install :class:`OncePerProcess` on the handlers of Lightning's logger (idempotent); True the
+    first time in this process (the model summary, printed outside logging, is drawn only then)."""
+    first = not _STARTUP_SAID
+    _STARTUP_SAID.append(True)
     for handler in logging.getLogger("lightning.pytorch").handlers:
         if not any(isinstance(f, OncePerProcess) for f in handler.filters):
             handler.addFilter(OncePerProcess())
+    return first
 
 
 def build_trainer(
     cfg: DictConfig, phase_dir: Path, logger: PhaseLogger | bool, callbacks: list[Callback], steps: int
 ) -> L.Trainer:
     t = cfg.trainer
-    say_startup_once()
+    first_trainer = say_startup_once()
     # monitor=None + save_top_k=1: one rolling file, rewritten at the end of every "epoch"
     checkpoint = AtomicCheckpoint(
         dirpath=phase_dir,
@@ -273,6 +280,7 @@ def build_trainer(
         enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),  # loclin.progress: a bar or lines
         use_distributed_sampler=False,
         num_sanity_val_steps=0,
+        enable_model_summary=first_trainer,  # once a run, not once a phase
         deterministic=True,
         inference_mode=False,  # metric states made in one phase's validation are updated in the next
     )

@@ -46,10 +46,9 @@ def sha256(data: object) -> str:
 
 def parent_digest(cfg: DictConfig) -> str | None:
     """A fork's parent: its own run digest and the phase records it hands over (None for no fork)."""
-    parent = cfg.get("fork", {}).get("parent") if "fork" in cfg else None
-    if not parent:
+    if not cfg.fork.parent:
         return None
-    parent = Path(parent)
+    parent = Path(cfg.fork.parent)
     from loclin.config import load_config, phase_plan
 
     parent_cfg = load_config(parent / CONFIG_FILE)

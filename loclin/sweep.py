@@ -126,12 +126,17 @@ def expand(grid: dict[str, list], seeds: list[int], parents: list[str]) -> list[
     return points
 
 
+def latest_version(point_dir: Path) -> Path | None:
+    """A point's newest run directory (``version_<n>`` with the largest n), or None."""
+    versions = [p for p in point_dir.glob("version_*") if p.name.split("_")[1].isdigit()]
+    return max(versions, key=lambda p: int(p.name.split("_")[1]), default=None)
+
+
 def point_command(manifest: dict, point: dict, sweep_dir: Path) -> list[str]:
     """The train.py command that starts, or resumes, one point (None when it is finished)."""
     root = sweep_dir / "points"
-    versions = sorted((root / point["name"]).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-    if versions:
-        latest = versions[-1]
+    latest = latest_version(root / point["name"])
+    if latest is not None:
         if (latest / SUMMARY_FILE).is_file():
             return []
         stop_live_point(latest)
@@ -369,8 +374,8 @@ def point_states(manifest: dict, out: Path) -> dict[str, dict]:
     says where), or ``not finished`` (failed, killed or not run)."""
     states = {}
     for point in manifest["points"]:
-        versions = sorted((out / "points" / point["name"]).glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-        summary_file = versions[-1] / SUMMARY_FILE if versions else None
+        latest = latest_version(out / "points" / point["name"])
+        summary_file = latest / SUMMARY_FILE if latest is not None else None
         if summary_file is None or not summary_file.is_file():
             states[point["name"]] = {"state": "not finished"}
             continue

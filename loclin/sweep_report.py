@@ -8,8 +8,8 @@ import math
 from pathlib import Path
 
 from loclin.geometry.intervals import t_interval
-from loclin.rundir import RunDirError
-from loclin.sweep import MANIFEST
+from loclin.rundir import SUMMARY_FILE, RunDirError
+from loclin.sweep import MANIFEST, latest_version
 from loclin.tables import fmt, render_markdown, render_text, value
 
 DEFAULT_KEYS = (
@@ -25,8 +25,9 @@ def point_summaries(sweep_dir: Path, manifest: dict) -> list[tuple[dict, dict | 
     """(point, its summary or None when it has not finished)."""
     found = []
     for point in manifest["points"]:
-        versions = sorted((sweep_dir / "points" / point["name"]).glob("version_*/summary.json"))
-        found.append((point, json.loads(versions[-1].read_text()) if versions else None))
+        latest = latest_version(sweep_dir / "points" / point["name"])
+        summary = latest / SUMMARY_FILE if latest is not None else None
+        found.append((point, json.loads(summary.read_text()) if summary is not None and summary.is_file() else None))
     return found
 
 
