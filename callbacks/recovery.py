@@ -30,6 +30,7 @@ W(θ_R) − W(θ_0), from an R factor accumulated layer by layer (geometry.lora.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import lightning as L
@@ -46,7 +47,19 @@ from loclin.geometry.prefix import (
     prefix_capture_from_r,
     smallest_pivots,
 )
+from loclin.geometry.recovery_progress import (
+    cumulative_capture,
+    displacement_share,
+    offset_block_starts,
+    path_share,
+    steps_to_recover,
+    upper_percentile,
+)
 from loclin.geometry.static_bases import go_back_direction, project
+from loclin.geometry.subspace import topk_basis
+
+THETA0_KEY = 10**6 + 2  # probe keys of the fresh batches at θ_0, disjoint from the static bases' (10**6, i)
+RECOVERED_FRACTIONS = (0.5, 0.9)  # steps_to_recover: the first step with this share of the final gain
 
 
 class RecoveryCallback(MeasurementCallback):
@@ -66,9 +79,25 @@ class RecoveryCallback(MeasurementCallback):
         control_draws: int = 0,
         seed: int = 0,
         capture_at_steps: Sequence[int] = (),
+        offset_draws: int = 0,
+        theta0_batches: int = 0,
     ):
         self.prefix_updates_basis: torch.Tensor | None = None  # P_M = orth(u_0 … u_{M−1}), at the end of the phase
-        self.capture_at_steps = sorted(t for t in set(capture_at_steps) if 1 <= t <= steps)
+        # every length T of the list and the whole recovery; held-out numbers also at 1, 2, 4, … and every m
+        self.capture_at_steps = sorted(t for t in {*capture_at_steps, steps} if 1 <= t <= steps)
+        powers = {2**i for i in range(steps.bit_length()) if 2**i <= steps}
+        self.evaluate_at = sorted(powers | {m for m in prefix_ms if m <= steps} | set(self.capture_at_steps))
+        self.progress: list[dict] = []  # {"step", "acc", "loss"} at step 0 (θ_0) and every step of evaluate_at
+        self.update_norms: list[float] = []  # ‖u_t‖ for every step taken
+        self.deltas: dict[int, torch.Tensor] = {}  # Δ_T for every T of capture_at_steps (the replica's targets)
+        self.theta0_batches = theta0_batches
+        self.theta0_updates: torch.Tensor | None = None  # the optimizer's step-0 updates at θ_0 on fresh batches
+        self.offset_m = min(control_m, steps) if offset_draws else 0
+        self.offset_starts = (
+            {t: offset_block_starts(t, self.offset_m, offset_draws, seed) for t in self.capture_at_steps}
+            if offset_draws
+            else {}
+        )
         self.length_curve: list[dict] = []  # one row per T of capture_at_steps
         self._recent: list[torch.Tensor] = []  # the last control_m updates, oldest first
         self._prefix_basis: torch.Tensor | None = None  # Q of the first max(prefix_ms) updates, once complete
@@ -90,7 +119,9 @@ class RecoveryCallback(MeasurementCallback):
         self.control_updates: dict[int, torch.Tensor] = {}  # u_p for the positions the controls use
         self.length_positions = {t: self.positions_before(t, steps, control_draws, seed) for t in self.capture_at_steps}
         self._wanted = set(self.last_positions).union(
-            *map(set, self.random_positions), *(set(p) for draws in self.length_positions.values() for p in draws)
+            *map(set, self.random_positions),
+            *(set(p) for draws in self.length_positions.values() for p in draws),
+            *(range(o, o + self.offset_m) for starts in self.offset_starts.values() for o in starts),
         )
         self._theta_before: torch.Tensor | None = None
 
@@ -105,11 +136,50 @@ class RecoveryCallback(MeasurementCallback):
         return "Recovery"
 
     def memory_bytes(self) -> int:
-        return (self.updates.numel() + self.gradients.numel() + (3 + len(self._wanted)) * self.vector.dim) * 4
+        kept = 3 + len(self._wanted) + len(self.capture_at_steps) + self.theta0_batches
+        return (self.updates.numel() + self.gradients.numel() + kept * self.vector.dim) * 4
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.theta_zero is None:
             self.theta_zero = self.vector.values()
+            self.progress = [{"step": 0, **self.evaluate(trainer, pl_module)}]
+            if self.theta0_batches:
+                self.theta0_updates = self.updates_at_theta_zero(trainer, pl_module)
+
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
+        """Task T's held-out loss and accuracy at the current θ."""
+        heldout = {
+            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
+        }
+        with torch.no_grad():
+            return pl_module.evaluate_batch(heldout)
+
+    def updates_at_theta_zero(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
+        """S0's vectors: the update the recover phase's optimizer, in its state at step 0, would take
+        from θ_0 on each of ``theta0_batches`` fresh batches of T (rows). θ and the optimizer's state
+        are put back after each; the run's own batches and steps are untouched."""
+        optimizer = trainer.optimizers[0]
+        if getattr(pl_module, "carried_optimizer_state", None) is not None:  # the module loads it after us
+            optimizer.load_state_dict(pl_module.carried_optimizer_state)
+        state = copy.deepcopy(optimizer.state_dict())
+        trainable = [p for p in pl_module.parameters() if p.requires_grad]
+        start = [p.detach().clone() for p in trainable]
+        rows = []
+        for i in range(self.theta0_batches):
+            batch = {
+                key: value.to(pl_module.device)
+                for key, value in trainer.datamodule.probe_batch(self.target, (THETA0_KEY, i)).items()
+            }
+            optimizer.zero_grad(set_to_none=True)
+            pl_module.loss(batch).backward()
+            optimizer.step()
+            rows.append(self.vector.values() - self.theta_zero)
+            with torch.no_grad():
+                for parameter, value in zip(trainable, start):
+                    parameter.copy_(value)
+            optimizer.load_state_dict(copy.deepcopy(state))
+        optimizer.zero_grad(set_to_none=True)
+        return torch.stack(rows)
 
     def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
         if self.recorded < len(self.updates):
@@ -131,51 +201,85 @@ class RecoveryCallback(MeasurementCallback):
         self._theta_before = None
         if position in self._wanted:
             self.control_updates[position] = update
-        if self.capture_at_steps:
-            self._recent = [*self._recent, update][-self.control_m :]
-            if trainer.global_step in self.capture_at_steps:
-                self.length_curve.append(self.capture_at_length(trainer, pl_module, trainer.global_step))
+        self.update_norms.append(float(update.double().norm()))
+        self._recent = [*self._recent, update][-self.control_m :]
+        if trainer.global_step in self.evaluate_at:
+            self.progress.append({"step": trainer.global_step, **self.evaluate(trainer, pl_module)})
+        if trainer.global_step in self.capture_at_steps:
+            row = self.capture_at_length(trainer, pl_module, trainer.global_step)
+            self.length_curve.append(row)
+            self.log_scalars(trainer, length_scalars(row), trainer.global_step)
 
     def capture_at_length(self, trainer: L.Trainer, pl_module: L.LightningModule, steps_taken: int) -> dict:
-        """cap(P_m, Δ_T) for m <= T, the random-position and last-m controls at T, and T's
-        held-out numbers at θ_T."""
-        delta = self.vector.values() - self.theta_zero
+        """At recovery length T: cap(P_m, Δ_T) for m <= T, the random-position, last-m and offset-block
+        nulls, S0's capture, the shares and cap(P_m, θ_T − θ_m) (geometry.recovery_progress), θ_T's
+        held-out numbers (the last progress entry), those at θ_0 + P_m P_mᵀ Δ_T (m = the controls' m)
+        and steps_to_recover."""
+        theta = self.vector.values()
+        delta = theta - self.theta_zero
+        self.deltas[steps_taken] = delta
         basis = self._prefix_basis
         if basis is None:
             basis = nested_prefix_basis(self.updates[: self.recorded]).float()
             if self.recorded == len(self.updates):  # complete: every later T reuses it
                 self._prefix_basis = basis
         ms = [m for m in self.prefix_ms if m <= min(steps_taken, self.recorded)]
-        cumulative = torch.cumsum((delta @ basis).double().pow(2), 0) / delta.double().pow(2).sum()
+        cumulative = cumulative_capture(basis, delta)
         last = prefix_capture_curve(torch.stack(self._recent[::-1]), delta, [m for m in ms if m <= len(self._recent)])
         draws = self.length_positions.get(steps_taken, [])
-        if any(p not in self.control_updates for positions in draws for p in positions):
-            draws = []  # a run resumed from a checkpoint that predates the length controls
+        starts = self.offset_starts.get(steps_taken, [])
+        if any(p not in self.control_updates for positions in draws for p in positions) or any(
+            p not in self.control_updates for o in starts for p in range(o, o + self.offset_m)
+        ):
+            draws, starts = [], []  # a run resumed from a checkpoint that predates the length controls
         in_draws = [m for m in ms if draws and m <= len(draws[0])]
         random = [
             prefix_capture_curve(torch.stack([self.control_updates[p] for p in positions]), delta, in_draws)
             for positions in draws
         ]
-        heldout = {
-            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
-        }
-        with torch.no_grad():
-            scores = pl_module.evaluate_batch(heldout)
-        return {
+        offsets = [
+            prefix_capture_curve(
+                torch.stack([self.control_updates[p] for p in range(o, o + self.offset_m)]), delta, [self.offset_m]
+            )[self.offset_m]
+            for o in starts
+        ]
+        before = [self.updates[:m].sum(0) for m in ms]  # θ_m − θ_0
+        row = {
             "T": steps_taken,
             "m": ms,
             "prefix": [float(cumulative[m - 1]) for m in ms],
             "last": [last.get(m, float("nan")) for m in ms],
             "random": [[draw[m] for draw in random] if m in in_draws else [] for m in ms],
+            "after_prefix": [float(cumulative_capture(basis[:, :m], delta - b)[-1]) for m, b in zip(ms, before)],
+            "path_share": [path_share(self.update_norms, m, steps_taken) for m in ms],
+            "displacement_share": [displacement_share(b, delta) for b in before],
             "delta_norm": float(delta.norm()),
-            **scores,
+            **self.progress[-1],
         }
+        del row["step"]
+        if starts:
+            row["offset"] = {"m": self.offset_m, "starts": starts, "captures": offsets}
+        if self.theta0_updates is not None:
+            row["S0_theta0_updates"] = capture(self.theta0_basis(), delta)
+        progress = [(p["step"], p["acc"]) for p in self.progress if p["step"] <= steps_taken]
+        row["steps_to_recover"] = {f"{f:g}": steps_to_recover(progress, steps_taken, f) for f in RECOVERED_FRACTIONS}
+        if self.control_m in ms:
+            self.vector.load_values(self.theta_zero + project(basis[:, : self.control_m], delta))
+            row["projected"] = {"m": self.control_m, **self.evaluate(trainer, pl_module)}
+            self.vector.load_values(theta)
+        return row
+
+    def theta0_basis(self) -> torch.Tensor:
+        """S0: an orthonormal basis of the step-0 updates at θ_0 (top-k of ``theta0_batches`` rows, k = all)."""
+        return topk_basis(self.theta0_updates, len(self.theta0_updates))[0].float()
 
     def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         theta_end = self.vector.values()
         delta = theta_end - self.theta_zero
         bases = dict(self.static_bases)
         bases["S6_go_back"] = go_back_direction(self.theta_star, self.theta_zero)
+        if self.theta0_updates is not None:
+            bases["S0_theta0_updates"] = self.theta0_basis()
         prefix_u = nested_prefix_basis(self.updates[: self.recorded]).float()
         self.prefix_updates_basis = prefix_u
         prefix_g = nested_prefix_basis(self.gradients[: self.recorded]).float()
@@ -328,6 +432,14 @@ class RecoveryCallback(MeasurementCallback):
                 metrics[f"recovery.capture_at_T{row['T']}.acc"] = metric(
                     row["acc"], f"task-{self.target} held-out accuracy at θ_T, T = {row['T']}"
                 )
+                metrics.update(length_metrics(row, self.target, dim))
+        for point in self.progress:
+            if point["step"] in self.prefix_ms:
+                metrics[f"recovery.progress.acc_at_step{point['step']}"] = metric(
+                    point["acc"], f"task-{self.target} held-out accuracy at θ_{point['step']}, when the prefix ended"
+                )
+        if self.progress:
+            curve["progress"] = self.progress
         if "effective" in self.results:
             curve["min_pivot_effective_updates"] = [
                 self.results["pivots"]["effective_updates"][m - 1] for m in curve["m"]
@@ -381,6 +493,10 @@ class RecoveryCallback(MeasurementCallback):
             "theta_before": self._theta_before,
             "length_curve": self.length_curve,
             "recent": self._recent,
+            "progress": self.progress,
+            "update_norms": self.update_norms,
+            "deltas": self.deltas,
+            "theta0_updates": self.theta0_updates,
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
@@ -392,21 +508,40 @@ class RecoveryCallback(MeasurementCallback):
         self._theta_before = state_dict.get("theta_before")
         self.length_curve = list(state_dict.get("length_curve", []))
         self._recent = list(state_dict.get("recent", []))
+        self.progress = list(state_dict.get("progress", []))
+        self.update_norms = list(state_dict.get("update_norms", []))
+        self.deltas = dict(state_dict.get("deltas", {}))
+        self.theta0_updates = state_dict.get("theta0_updates")
 
 
 class ConstrainedRecovery(MeasurementCallback):
-    """The recovery re-run inside θ_0 + span(B), B = P_m of the recovery (orthonormal columns):
-    after every optimizer step θ ← θ_0 + B Bᵀ (θ − θ_0), θ_0 the phase's start. At the end, task T's
-    held-out loss and accuracy there, and cap(B, θ − θ_0), 1 up to round-off (a check on the
-    projection), as the recovery table's row ``name`` (``constrained_P{m}_updates``)."""
+    """The recovery re-run from θ_0 with every step kept inside θ_0 + span(B), B = P_m of the
+    recovery (orthonormal columns), or with span(B) projected out of every step (``outside``):
+
+        inside:   θ ← θ_0 + B Bᵀ (θ − θ_0)          outside:  θ ← θ − B Bᵀ (θ − θ_0)
+
+    after every optimizer step, θ_0 the phase's start (the function-space ablations of C4: a
+    subspace the updates align with need not be one that training needs). Task T's held-out
+    numbers at each step of ``at_steps`` and at the end, and cap(B, θ − θ_0) (1 inside, 0 outside
+    up to round-off: a check on the projection), as the recovery table's row ``name``."""
 
     module_needs = ("evaluate_batch",)
     data_needs = ("heldout_batch",)
 
-    def __init__(self, vector: ParameterVector, basis: torch.Tensor, target: str, name: str):
-        self.vector, self.basis, self.target, self.name = vector, basis, target, name
+    def __init__(
+        self,
+        vector: ParameterVector,
+        basis: torch.Tensor,
+        target: str,
+        name: str,
+        outside: bool = False,
+        at_steps: Sequence[int] = (),
+    ):
+        self.vector, self.basis, self.target, self.name, self.outside = vector, basis, target, name, outside
+        self.at_steps = set(at_steps)
         self.theta_zero: torch.Tensor | None = None
         self.row: dict | None = None
+        self.by_length: dict[int, dict] = {}  # T → held-out loss and accuracy after T steps
 
     @property
     def state_key(self) -> str:
@@ -422,35 +557,111 @@ class ConstrainedRecovery(MeasurementCallback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        self.vector.load_values(self.theta_zero + project(self.basis, self.vector.values() - self.theta_zero))
+        moved = self.vector.values() - self.theta_zero
+        inside = project(self.basis, moved)
+        self.vector.load_values(self.theta_zero + (moved - inside if self.outside else inside))
+        if trainer.global_step in self.at_steps:
+            self.by_length[trainer.global_step] = self.evaluate(trainer, pl_module)
 
-    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         heldout = {
             key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
         }
+        with torch.no_grad():
+            return pl_module.evaluate_batch(heldout)
+
+    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.row = {
             "capture_of_own_displacement": capture(self.basis, self.vector.values() - self.theta_zero),
             "k": int(self.basis.shape[1]),
-            **pl_module.evaluate_batch(heldout),
+            **self.evaluate(trainer, pl_module),
         }
 
     def summary(self) -> dict:
         if self.row is None:
             return {}
-        inside = f"after re-running the recovery inside θ_0 + span({self.name.removeprefix('constrained_')})"
-        return {
-            "metrics": {
-                f"recovery.{self.name}.acc": metric(self.row["acc"], f"task-{self.target} held-out accuracy {inside}"),
-                f"recovery.{self.name}.loss": metric(self.row["loss"], f"task-{self.target} held-out loss {inside}"),
-            },
-            "curves": {RECOVERY_TABLE: {self.name: self.row}},
+        basis = self.name.split("_", 1)[1]
+        where = f"with span({basis}) projected out of every step" if self.outside else f"inside θ_0 + span({basis})"
+        rerun = f"after re-running the recovery {where}"
+        metrics = {
+            f"recovery.{self.name}.acc": metric(self.row["acc"], f"task-{self.target} held-out accuracy {rerun}"),
+            f"recovery.{self.name}.loss": metric(self.row["loss"], f"task-{self.target} held-out loss {rerun}"),
         }
+        for steps, scores in sorted(self.by_length.items()):
+            metrics[f"recovery.capture_at_T{steps}.{self.name}_acc"] = metric(
+                scores["acc"], f"task-{self.target} held-out accuracy {rerun}, after T = {steps} steps"
+            )
+        row = {**self.row, "by_length": {str(t): v for t, v in sorted(self.by_length.items())}}
+        return {"metrics": metrics, "curves": {RECOVERY_TABLE: {self.name: row}}}
 
     def state_dict(self) -> dict:
-        return {"theta_zero": self.theta_zero}
+        return {"theta_zero": self.theta_zero, "by_length": self.by_length}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.theta_zero = state_dict["theta_zero"]
+        self.by_length = dict(state_dict.get("by_length", {}))
+
+
+class ReplicaPrefix(MeasurementCallback):
+    """The replica null of C4: a second recovery from the same θ_0 in another data order, whose
+    first M updates give its own prefix bases P_m(replica). Against the recovery's displacements
+    Δ_T (``deltas``, T → θ_T − θ_0): cap(P_m(replica), Δ_T) for every m <= M. The replica shares
+    no update with Δ_T, so no capture is built in."""
+
+    def __init__(self, vector: ParameterVector, prefix_ms: Sequence[int], deltas: dict[int, torch.Tensor]):
+        self.vector, self.prefix_ms, self.deltas = vector, sorted(prefix_ms), deltas
+        self.updates: list[torch.Tensor] = []
+        self._theta_before: torch.Tensor | None = None
+        self.captures: dict[int, list[float]] = {}  # T → cap(P_m(replica), Δ_T) for m in ms
+
+    @property
+    def state_key(self) -> str:
+        return "ReplicaPrefix"
+
+    def memory_bytes(self) -> int:
+        return (self.prefix_ms[-1] + 1 + len(self.deltas)) * self.vector.dim * 4
+
+    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
+        self._theta_before = self.vector.values()
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        if self._theta_before is not None:
+            self.updates.append(self.vector.values() - self._theta_before)
+            self._theta_before = None
+
+    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        ms = [m for m in self.prefix_ms if m <= len(self.updates)]
+        if not ms:
+            return
+        vectors = torch.stack(self.updates[: ms[-1]])
+        self.captures = {
+            t: list(prefix_capture_curve(vectors, delta, ms).values()) for t, delta in sorted(self.deltas.items())
+        }
+        self.ms = ms
+
+    def summary(self) -> dict:
+        if not self.captures:
+            return {}
+        metrics = {}
+        for steps, captures in self.captures.items():
+            for m, value in zip(self.ms, captures):
+                if m == 8:
+                    metrics[f"recovery.capture_at_T{steps}.P8_replica"] = metric(
+                        value,
+                        f"null: cap(P_8(replica), Δ_T), the first 8 updates of a recovery from θ_0 in another data "
+                        f"order, T = {steps}",
+                        random_capture_baseline(8, self.vector.dim),
+                    )
+        return {"metrics": metrics, "curves": {"recovery.replica": {"m": self.ms, "by_T": self.captures}}}
+
+    def state_dict(self) -> dict:
+        return {"updates": self.updates, "theta_before": self._theta_before}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.updates = list(state_dict["updates"])
+        self._theta_before = state_dict.get("theta_before")
 
 
 def control_positions(steps: int, m: int, draws: int, seed: int, salt: int = 0) -> list[list[int]]:
@@ -458,3 +669,72 @@ def control_positions(steps: int, m: int, draws: int, seed: int, salt: int = 0) 
     (its first j positions are the j-update control); ``salt`` gives another length its own draws."""
     generator = torch.Generator().manual_seed(seed * 1000 + 29 + 100_003 * salt)
     return [torch.randperm(steps, generator=generator)[:m].tolist() for _ in range(draws)] if steps >= m else []
+
+
+def length_metrics(row: dict, target: str, dim: int) -> dict:
+    """The C4 deciders at one recovery length T (a row of ``capture_at_length``), for m = 8: the
+    offset-block null, S0, the shares, the capture after the prefix, the function-space pair and
+    steps_to_recover, as summary metrics ``recovery.capture_at_T{T}.*`` (nothing for an absent part)."""
+    at, metrics, prefix = f"after T = {row['T']} recovery steps", {}, f"recovery.capture_at_T{row['T']}"
+    if 8 not in row["m"]:
+        return metrics
+    i = row["m"].index(8)
+    metrics[f"{prefix}.P8_after_prefix"] = metric(
+        row["after_prefix"][i],
+        f"cap(P_8, θ_T − θ_8): the displacement made after the prefix, {at}",
+        random_capture_baseline(8, dim),
+    )
+    metrics[f"{prefix}.path_share_P8"] = metric(row["path_share"][i], f"Σ_(t<8) ‖u_t‖ / Σ_(t<T) ‖u_t‖, {at}")
+    metrics[f"{prefix}.displacement_share_P8"] = metric(row["displacement_share"][i], f"‖θ_8 − θ_0‖ / ‖Δ_T‖, {at}")
+    metrics[f"{prefix}.delta_norm"] = metric(row["delta_norm"], f"‖Δ_T‖ = ‖θ_T − θ_0‖, {at}")
+    offset = row.get("offset")
+    if offset and offset["m"] == 8 and offset["captures"]:
+        captures = offset["captures"]
+        metrics[f"{prefix}.P8_offset_mean"] = metric(
+            sum(captures) / len(captures),
+            f"null: cap of Δ_T by 8 consecutive updates at {len(captures)} offsets in [8, T − 8), mean, {at}",
+            random_capture_baseline(8, dim),
+        )
+        metrics[f"{prefix}.P8_offset_p95"] = metric(
+            upper_percentile(captures), f"null: the 95th percentile of those {len(captures)} offset blocks, {at}"
+        )
+    if "S0_theta0_updates" in row:
+        metrics[f"{prefix}.S0_theta0_updates"] = metric(
+            row["S0_theta0_updates"],
+            f"null: cap of Δ_T by the optimizer's step-0 updates at θ_0 on fresh batches (S0), {at}",
+        )
+    if row.get("projected", {}).get("m") == 8:
+        metrics[f"{prefix}.projected_acc_P8"] = metric(
+            row["projected"]["acc"], f"task-{target} held-out accuracy at θ_0 + P_8 P_8ᵀ Δ_T, {at}"
+        )
+    for fraction, step in row.get("steps_to_recover", {}).items():
+        if step is not None:
+            metrics[f"{prefix}.steps_to_{round(float(fraction) * 100)}pct"] = metric(
+                step, f"the first evaluated step with {float(fraction):.0%} of the accuracy gain made by T, {at}"
+            )
+    return metrics
+
+
+def length_scalars(row: dict) -> dict[str, float]:
+    """TensorBoard lines at step T (``recovery_by_T/…``): P_8 and its nulls, and the shares."""
+    metrics = length_metrics(row, "", 1)
+    names = (
+        "P8_after_prefix",
+        "P8_offset_mean",
+        "P8_offset_p95",
+        "S0_theta0_updates",
+        "path_share_P8",
+        "displacement_share_P8",
+    )
+    scalars = {
+        f"recovery_by_T/{name}": metrics[f"recovery.capture_at_T{row['T']}.{name}"]["value"]
+        for name in names
+        if f"recovery.capture_at_T{row['T']}.{name}" in metrics
+    }
+    if 8 in row["m"]:
+        i = row["m"].index(8)
+        scalars["recovery_by_T/P8_updates"] = row["prefix"][i]
+        scalars["recovery_by_T/L8_last_updates"] = row["last"][i]
+        if row["random"][i]:
+            scalars["recovery_by_T/R8_random_positions"] = sum(row["random"][i]) / len(row["random"][i])
+    return scalars

@@ -133,6 +133,7 @@ class PhaseConfig:
     batch_size: int | None = None  # this phase's global training batch; null = data.batch_size (probes keep that)
     starts_from: str | None = None  # start at the end of this earlier phase (null: where the previous one ended)
     replays: str | None = None  # train on this earlier phase's batches, off the step axis, without measurements
+    reorders: bool = False  # with replays: that phase's tasks and optimizer, in a data order of this phase's own
     optim: PhaseOptimConfig = field(default_factory=PhaseOptimConfig)  # this phase's optimizer overrides
 
 
@@ -153,6 +154,10 @@ class RecoveryConfig:  # protocol: recovery
     constrained_m: int = 8  # re-run the recovery inside θ_0 + span(P_m); 0 = skip
     control_m: int = 8  # controls for P_m, m <= control_m: m updates at random positions, and the last m
     control_draws: int = 10  # seeded draws of random positions (mean and spread); 0 = no controls
+    offset_draws: int = 20  # null: control_m consecutive updates at up to this many offsets in [m, T − m); 0 = off
+    theta0_batches: int = 8  # null S0: the optimizer's step-0 updates at θ_0 on this many fresh batches; 0 = off
+    outside_m: int = 0  # re-run the recovery with span(P_m) projected out of every step; 0 = skip
+    replica: bool = False  # null: the first max(prefix_ms) updates of a recovery from θ_0 in another data order
     capture_at_steps: list[int] = field(
         default_factory=lambda: [10, 25, 50, 100, 200]
     )  # cap(P_m, θ_T − θ_0) at these T (those within the recovery)
@@ -840,10 +845,12 @@ def validate_recovery(c: DictConfig) -> None:
     """The recovery protocol: the phased runner's checks, then the phases and measurements of SCIENCE.md 5–7."""
     validate_phased(c)
     r, names = c.recovery, [p.name for p in c.phases]
-    _require(
-        constrained_phase_name(c) not in names,
-        f"phases: '{constrained_phase_name(c)}' is the name of recovery's constrained re-run (recovery.constrained_m)",
-    )
+    for added, what in (
+        (constrained_phase_name(c), "constrained re-run (recovery.constrained_m)"),
+        (outside_phase_name(c), "projected-out re-run (recovery.outside_m)"),
+        (replica_phase_name(c), "replica (recovery.replica)"),
+    ):
+        _require(added not in names, f"phases: '{added}' is the name of recovery's {what}")
     _require(r.target in c.data.tasks, f"recovery.target='{r.target}' is not in data.tasks {list(c.data.tasks)}")
     _require(
         r.degradation in DEGRADATIONS, f"recovery.degradation='{r.degradation}' must be one of {list(DEGRADATIONS)}"
@@ -888,6 +895,14 @@ def validate_recovery(c: DictConfig) -> None:
         r.constrained_m == 0 or r.constrained_m in r.prefix_ms,
         f"recovery.constrained_m={r.constrained_m} must be 0 or one of recovery.prefix_ms={list(r.prefix_ms)}",
     )
+    _require(
+        r.outside_m == 0 or r.outside_m in r.prefix_ms,
+        f"recovery.outside_m={r.outside_m} must be 0 or one of recovery.prefix_ms={list(r.prefix_ms)}",
+    )
+    _require(
+        r.offset_draws >= 0 and r.theta0_batches >= 0,
+        f"recovery.offset_draws={r.offset_draws} and recovery.theta0_batches={r.theta0_batches} must be >= 0",
+    )
     _require(0 <= r.hurt_threshold <= 1, f"recovery.hurt_threshold={r.hurt_threshold} must be in [0, 1]")
     _require(
         all(t >= 1 for t in r.capture_at_steps), f"recovery.capture_at_steps={list(r.capture_at_steps)} must be >= 1"
@@ -897,6 +912,16 @@ def validate_recovery(c: DictConfig) -> None:
         f"recovery.control_m={r.control_m} must be in 1 … phases[{recover}].steps={recover_steps} and "
         f"recovery.control_draws={r.control_draws} >= 0",
     )
+
+
+def outside_phase_name(c: DictConfig) -> str:
+    """The phase the recovery protocol adds when recovery.outside_m > 0 (span(P_m) projected out)."""
+    return f"{c.recovery.recover_phase}_outside"
+
+
+def replica_phase_name(c: DictConfig) -> str:
+    """The phase the recovery protocol adds when recovery.replica is true."""
+    return f"{c.recovery.recover_phase}_replica"
 
 
 def constrained_phase_name(c: DictConfig) -> str:

@@ -349,7 +349,7 @@ def run_experiment(
             optimizer_state = (previous.get("optimizer_states") or [None])[0]
         restore_from = None
         datamodule.set_phase(*phase_data(cfg, plan, phase))
-        module.optim_spec = phase_optimizer(cfg, phase)  # also what the constrained re-run steps with
+        module.optim_spec = phase_optimizer(cfg, schedule_source(plan, phase))  # a replay steps as its source did
         module.carried_optimizer_state = None if phase.fresh_optimizer else optimizer_state
         logger.step_offset = offset
         measurements = [] if phase.replays else build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
@@ -426,12 +426,20 @@ def steps_on_axis(phase: DictConfig) -> int:
     return 0 if phase.get("replays") else phase.steps
 
 
+def schedule_source(plan: list[DictConfig], phase: DictConfig) -> DictConfig:
+    """The phase whose optimizer and learning-rate schedule ``phase`` steps with: for a replay,
+    the phase it replays (a replica shorter than it keeps its schedule); else itself."""
+    return next(p for p in plan if p.name == phase.replays) if phase.get("replays") else phase
+
+
 def phase_data(cfg: DictConfig, plan: list[DictConfig], phase: DictConfig) -> tuple[int, list[str], int | None]:
     """The datamodule's (phase index, tasks, batch size) for a phase: a replay's are those of the
-    phase it replays, so it trains on the same batches."""
+    phase it replays, so it trains on the same batches; one that ``reorders`` draws them in its own
+    order (the batches are seeded by the phase index)."""
     names = [p.name for p in plan]
-    source = plan[names.index(phase.replays)] if phase.get("replays") else phase
-    return names.index(source.name), phase_tasks(cfg, source), source.batch_size
+    source = schedule_source(plan, phase)
+    index = names.index(phase.name) if phase.get("reorders") else names.index(source.name)
+    return index, phase_tasks(cfg, source), source.batch_size
 
 
 def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict:

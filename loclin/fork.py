@@ -42,7 +42,18 @@ ALWAYS_FREE = (
     "trainer.grad_shards",
     "trainer.cpu_threads",
 )
-RECOVER_MEASUREMENT = ("prefix_ms", "constrained_m", "control_m", "control_draws", "capture_at_steps", "hurt_threshold")
+RECOVER_MEASUREMENT = (
+    "prefix_ms",
+    "constrained_m",
+    "outside_m",
+    "replica",
+    "control_m",
+    "control_draws",
+    "offset_draws",
+    "theta0_batches",
+    "capture_at_steps",
+    "hurt_threshold",
+)
 DEGRADATION_KEYS = ("degradation", "negation_scale", "noise_scale", "reset_group")
 
 

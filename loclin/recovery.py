@@ -20,8 +20,8 @@ from loclin.callbacks.gradient_window import gradient_stream
 from loclin.callbacks.keys import RECOVERY_TABLE
 from loclin.callbacks.parameter_vector import ParameterVector
 from loclin.callbacks.per_task import task_gradient
-from loclin.callbacks.recovery import ConstrainedRecovery, RecoveryCallback
-from loclin.config import constrained_phase_name, phase_plan
+from loclin.callbacks.recovery import ConstrainedRecovery, RecoveryCallback, ReplicaPrefix
+from loclin.config import constrained_phase_name, outside_phase_name, phase_plan, replica_phase_name
 from loclin.geometry.hessian import flat_hvp, lanczos_top_eigenpairs
 from loclin.geometry.lora import LoraFactors
 from loclin.geometry.static_bases import mean_gradient_plane, random_basis, task_vector_basis
@@ -29,7 +29,8 @@ from loclin.geometry.subspace import finite_rows, orthonormalize, topk_basis
 from loclin.phase_hooks import PhaseHooks
 from loclin.rundir import PHASES_DIR, RECOVERY_DIR, atomic_torch_save
 
-CONSTRAINED_BASIS = "prefix_basis.pt"  # P_M of the recovery (M = max prefix_ms): the constrained re-run's P_m
+CONSTRAINED_BASIS = "prefix_basis.pt"  # P_M of the recovery (M = max prefix_ms): the re-runs' P_m
+DELTAS = "deltas.pt"  # Δ_T = θ_T − θ_0 of the recovery for every T of capture_at_steps: the replica's targets
 
 
 def degrade(kind: str, module, vector: ParameterVector, theta_init: torch.Tensor, cfg, seed: int) -> None:
@@ -156,38 +157,46 @@ class Recovery(PhaseHooks):
         return None
 
     def phases(self, plan: list[DictConfig]) -> list[DictConfig]:
-        """With ``constrained_m`` > 0, the constrained re-run after the recover phase: its batches,
-        from its start θ_0 (the end of the phase before it), with a fresh optimizer of its settings.
-        A run begun before the re-run was a phase has its row in the recover phase's part already."""
+        """After the recover phase, from its start θ_0 (the end of the phase before it): the
+        constrained re-run (``constrained_m`` > 0) and the projected-out re-run (``outside_m`` > 0)
+        on its batches with a fresh optimizer of its settings, then the replica (``replica``): its
+        first max(prefix_ms) steps in another data order, from the recover phase's optimizer state.
+        A run begun before the constrained re-run was a phase has its row in the recover part already."""
         names = [p.name for p in plan]
         recover = names.index(self.r.recover_phase)
+        start = {"starts_from": names[recover - 1], "replays": self.r.recover_phase}
         part = self.run_dir / PHASES_DIR / f"{self.r.recover_phase}.json"
-        if not self.r.constrained_m or (
-            part.is_file()
-            and any(name.startswith("constrained_") for name in json.loads(part.read_text())["curves"][RECOVERY_TABLE])
-        ):
-            return plan
-        rerun = OmegaConf.merge(
-            plan[recover],
-            {
-                "name": constrained_phase_name(self.cfg),
-                "starts_from": names[recover - 1],
-                "replays": self.r.recover_phase,
-                "fresh_optimizer": True,
-            },
+        old_constrained = part.is_file() and any(
+            name.startswith("constrained_") for name in json.loads(part.read_text())["curves"][RECOVERY_TABLE]
         )
-        return [*plan[: recover + 1], rerun, *plan[recover + 1 :]]
+        added = []
+        if self.r.constrained_m and not old_constrained:
+            added.append({"name": constrained_phase_name(self.cfg), **start, "fresh_optimizer": True})
+        if self.r.outside_m:
+            added.append({"name": outside_phase_name(self.cfg), **start, "fresh_optimizer": True})
+        if self.r.replica:
+            replica_steps = max(m for m in self.r.prefix_ms if m <= plan[recover].steps)
+            added.append({"name": replica_phase_name(self.cfg), **start, "reorders": True, "steps": replica_steps})
+        reruns = [OmegaConf.merge(plan[recover], extra) for extra in added]
+        return [*plan[: recover + 1], *reruns, *plan[recover + 1 :]]
 
     def before_phase(self, phase: DictConfig, index: int, measurements: list) -> list[MeasurementCallback]:
-        """Apply an instant degradation (D2–D4), attach the RecoveryCallback, or the projection step
-        of the constrained re-run."""
+        """Apply an instant degradation (D2–D4), attach the RecoveryCallback, the projection step
+        of a re-run, or the replica's prefix."""
         if phase.name == self.r.degrade_phase and self.r.degradation != "interference":
             degrade(self.r.degradation, self.module, self.vector, self.theta_init, self.r, self.cfg.seed)
-        if phase.name == constrained_phase_name(self.cfg):
-            basis = torch.load(self.dir / CONSTRAINED_BASIS, weights_only=True)[:, : self.r.constrained_m].contiguous()
-            return [
-                ConstrainedRecovery(self.vector, basis, self.r.target, f"constrained_P{self.r.constrained_m}_updates")
-            ]
+        lengths = list(self.r.capture_at_steps)
+        for name, m, outside in (
+            (constrained_phase_name(self.cfg), self.r.constrained_m, False),
+            (outside_phase_name(self.cfg), self.r.outside_m, True),
+        ):
+            if phase.name == name:
+                basis = torch.load(self.dir / CONSTRAINED_BASIS, weights_only=True)[:, :m].contiguous()
+                row = f"{'outside' if outside else 'constrained'}_P{m}_updates"
+                return [ConstrainedRecovery(self.vector, basis, self.r.target, row, outside, lengths)]
+        if phase.name == replica_phase_name(self.cfg):
+            deltas = torch.load(self.dir / DELTAS, weights_only=True)
+            return [ReplicaPrefix(self.vector, list(self.r.prefix_ms), deltas)]
         if phase.name == self.r.recover_phase:
             frozen = torch.load(self.dir / "static.pt", weights_only=True)
             self.callback = RecoveryCallback(
@@ -201,7 +210,9 @@ class Recovery(PhaseHooks):
                 control_m=self.r.control_m,
                 control_draws=self.r.control_draws,
                 seed=self.cfg.seed,
-                capture_at_steps=list(self.r.capture_at_steps),
+                capture_at_steps=lengths,
+                offset_draws=self.r.offset_draws,
+                theta0_batches=self.r.theta0_batches,
             )
             return [self.callback]
         return []
@@ -209,8 +220,11 @@ class Recovery(PhaseHooks):
     def after_phase(self, phase: DictConfig, measurements: list[MeasurementCallback]) -> None:
         """At the end of the phase before the degradation (θ*): freeze the static bases. At the end
         of the recover phase: keep P_m for the constrained re-run."""
-        if phase.name == self.r.recover_phase and self.r.constrained_m and self.callback is not None:
-            atomic_torch_save(self.callback.prefix_updates_basis, self.dir / CONSTRAINED_BASIS)
+        if phase.name == self.r.recover_phase and self.callback is not None:
+            if self.r.constrained_m or self.r.outside_m:
+                atomic_torch_save(self.callback.prefix_updates_basis, self.dir / CONSTRAINED_BASIS)
+            if self.r.replica:
+                atomic_torch_save(self.callback.deltas, self.dir / DELTAS)
         if phase.name != self.star_phase:
             return
         stream = gradient_stream(measurements)

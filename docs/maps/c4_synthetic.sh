@@ -1,27 +1,34 @@
 #!/usr/bin/env bash
 # The C4 regime map on the synthetic model: how much of the recovery displacement the first 8
-# updates capture (P8), against 8 updates at random positions and the last 8, per recover
-# optimizer and learning rate, the recover warm-up, and the degradation's type and strength (forked
-# from θ*), from one θ_0 per parent seed. Resumable: run it again. About 50 minutes on 2 CPU cores.
+# updates capture (P8), against the nulls that could fake it (8 updates at random positions, the
+# last 8, 8 consecutive updates at >= 20 offsets, a replica recovery in another data order, S0 the
+# optimizer's step-0 updates at θ_0) and the function-space ablations (the recovery re-run inside
+# θ_0 + span(P8), and with span(P8) projected out), per recover optimizer and learning rate, the
+# recover warm-up, and the degradation's type and strength (forked from θ*), from one θ_0 per
+# parent seed: 5 parents, each made at one CPU thread (recorded in every point's made_by).
+# Seeds 0-2 choose the best cell, 3-4 confirm it. Resumable: run it again. About 75 minutes on 2 CPU cores.
 #   bash docs/maps/c4_synthetic.sh [OUT=runs/maps/c4_synthetic] [WORKERS=2]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/maps/c4_synthetic}
 WORKERS=${2:-2}
 PARENTS=()
-for seed in 0 1; do
-  parent="$OUT/parents/recovery_synthetic/version_$seed"
+SEEDS=0,1,2,3,4
+for seed in ${SEEDS//,/ }; do  # one output root per seed: the parent of seed s is always version_0 there
+  parent="$OUT/parents/seed_$seed/recovery_synthetic/version_0"
   if [ ! -f "$parent/summary.json" ]; then
     if [ -d "$parent" ]; then python train.py --resume "$parent"
-    else python train.py --config conf/recovery_synthetic.yaml "output_root=$OUT/parents" "seed=$seed" trainer.progress_bar=false; fi
+    else python train.py --config conf/recovery_synthetic.yaml "output_root=$OUT/parents/seed_$seed" "seed=$seed" \
+      trainer.progress_bar=false trainer.cpu_threads=1 recovery.constrained_m=0; fi
   fi
   PARENTS+=("$parent")
 done
-# every cell: 200 recovery steps on `reverse`, constant rate, no warm-up, no constrained re-run
-FIXED=(phases.2.steps=200 phases.2.optim.warmup_steps=0 recovery.constrained_m=0)
+# every cell: 200 recovery steps on `reverse`, constant rate, no warm-up, the ablations and the replica
+FIXED=(phases.2.steps=200 phases.2.optim.warmup_steps=0 recovery.constrained_m=8 recovery.outside_m=8
+  recovery.replica=true trainer.cpu_threads=1)
 sweep() {  # name, then the grid
   local name=$1; shift
-  python -m loclin.sweep --fork "${PARENTS[@]}" --after degrade --seeds 0,1 --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}" \
+  python -m loclin.sweep --fork "${PARENTS[@]}" --after degrade --seeds "$SEEDS" --workers "$WORKERS" --out "$OUT/$name" "$@" "${FIXED[@]}" \
     || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
 }
 sweep sgd phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0125,0.05,0.2,0.8]"
@@ -33,7 +40,7 @@ sweep adamw_warmup phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 pha
 # the degradation's type and strength, forked from θ* (after `train`), recovered by AdamW at 1e-3 (no warm-up)
 degradation() {  # name, then the grid and overrides
   local name=$1; shift
-  python -m loclin.sweep --fork "${PARENTS[@]}" --after train --seeds 0,1 --workers "$WORKERS" --out "$OUT/$name" \
+  python -m loclin.sweep --fork "${PARENTS[@]}" --after train --seeds "$SEEDS" --workers "$WORKERS" --out "$OUT/$name" \
     phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 phases.2.lr=0.001 "$@" "${FIXED[@]}" \
     || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
 }
