@@ -410,6 +410,9 @@ def run_experiment(
     summary["wall_seconds_this_process"] = time.time() - started
     write_json(run_dir / SUMMARY_FILE, summary)
     if cfg.geometry.enabled or cfg.activation_shift.enabled:
+        logger.step_offset = 0
+        for step, scalars in sorted(hooks.replay_lines(summary).items()):
+            logger.log_metrics(scalars, step)
         write_tensorboard_end(logger, cfg, summary)
     return summary
 
@@ -455,7 +458,7 @@ def base_summary(cfg: DictConfig, run_dir: Path, plan: list[DictConfig]) -> dict
                 "name": p.name,
                 "steps": p.steps,
                 "tasks": phase_data(cfg, plan, p)[1],
-                "optim": phase_optimizer(cfg, p).as_dict(),
+                "optim": phase_optimizer(cfg, schedule_source(plan, p)).as_dict(),
                 **{key: p[key] for key in ("starts_from", "replays") if p.get(key)},
             }
             for p in plan

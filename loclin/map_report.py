@@ -14,12 +14,13 @@ import json
 import math
 from pathlib import Path
 
+from loclin.c4_decide import PAPER_P8, paired
+from loclin.c4_deciders import decider_figures, decider_table, decision_text, p8_word, values
 from loclin.geometry.intervals import t_interval
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError
 from loclin.tables import fmt, render_markdown, render_text
 
-PAPER_P8 = 0.77  # arXiv 2606.10929, claim C4: P8 capture of the LoRA recovery displacement
 CELLS_FILE = "cells.json"
 OPTIMIZER_SWEEPS = ("sgd", "sgd_momentum", "adam", "adamw")
 AXIS_NAMES = {
@@ -312,15 +313,26 @@ def c4_verdict(records: list[dict]) -> str:
         ((label, means[label]) for label in cells),
         key=lambda item: -item[1][0] if not math.isnan(item[1][0]) else math.inf,
     )
-    reached = [label for label, (mean, low, _) in ranked if mean >= PAPER_P8]
+    words = {label: p8_word(values(cells[label], p8)) for label, _ in ranked}
+    supported = [label for label, _ in ranked if words[label] == "supported"]
+    refuted = [label for label, _ in ranked if words[label] == "refuted"]
     text = []
-    if reached:
+    if supported:
         text.append(
-            f"P8 ≥ {PAPER_P8} in: " + "; ".join(f"{label} ({fmt_stat(means[label])})" for label in reached) + "."
+            f"P8 ≥ {PAPER_P8} on the 95% lower bound (supported) in: "
+            + "; ".join(f"{label} ({fmt_stat(means[label])})" for label in supported)
+            + "."
         )
     elif ranked:
         best, stat = ranked[0]
-        text.append(f"P8 reaches {PAPER_P8} in no cell that recovered. The highest is {best}: {fmt_stat(stat)}.")
+        text.append(f"P8 ≥ {PAPER_P8} is supported in no cell that recovered. The highest is {best}: {fmt_stat(stat)}.")
+    undecided = [label for label, _ in ranked if label not in supported and label not in refuted]
+    if ranked:
+        listed = f": {'; '.join(f'{label}: {words[label]}' for label in undecided)}." if undecided else "."
+        text.append(
+            f"Refuted (upper bound < {PAPER_P8}) in {len(refuted)} of {len(ranked)} cells; undecided in "
+            f"{len(undecided)}{listed}"
+        )
     if failed:
         text.append(
             "Cells whose recovery did not raise the accuracy over θ_0's by more than 0.05 and by half of what the "
@@ -360,19 +372,22 @@ def c4_verdict(records: list[dict]) -> str:
             + "; ".join(f"{label} ({', '.join(points)})" for label, points in missing.items())
             + "."
         )
-    beaten = [
-        label for label, g in cells.items() if cell_stat(g, "recovery.capture.R8_random_positions")[0] > means[label][0]
-    ]
-    if beaten:
+    r8 = "recovery.capture.R8_random_positions"
+    margins = {label: t_interval(paired(values(g, p8), values(g, r8))) for label, g in cells.items()}
+    measured = {label: m for label, m in margins.items() if not math.isnan(m[0])}
+    if measured:
+        above = [label for label, (_, low, _) in measured.items() if not math.isnan(low) and low > 0]
+        below = [label for label, (_, _, high) in measured.items() if not math.isnan(high) and high < 0]
         text.append(
-            f"8 updates at random positions capture more than the first 8 in {len(beaten)} of {len(cells)} cells (the "
-            f"prefix is not special there): {'; '.join(beaten)}."
+            f"P8 − R8 (8 updates at random positions; paired within runs, 95% over seeds): above 0 in {len(above)} of "
+            f"{len(measured)} cells, below 0 in {len(below)}"
+            + (f" ({'; '.join(below)})" if below else "")
+            + ". R8 follows how the optimizer's step sizes change over the run; the offset blocks below are the "
+            "prefix's fair null."
         )
-    else:
-        text.append(
-            f"The first 8 updates capture more than 8 at random positions in all {len(cells)} cells: the prefix is "
-            "special."
-        )
+    decided = decision_text(cells, lengths)
+    if decided:
+        text.append(decided)
     effects = {}
     by_sweep: dict[str, list[float]] = {}
     for label, group in cells.items():
@@ -383,9 +398,9 @@ def c4_verdict(records: list[dict]) -> str:
             (spread(by_sweep[s]) for s in optimizers if len(by_sweep[s]) > 1), default=math.nan
         )
         effects["the optimizer (its best rate)"] = spread([max(by_sweep[s]) for s in optimizers])
-    for sweep, values in by_sweep.items():
+    for sweep, cell_means in by_sweep.items():
         if sweep not in OPTIMIZER_SWEEPS:
-            effects[f"{sweep} (its cells)"] = spread(values)
+            effects[f"{sweep} (its cells)"] = spread(cell_means)
     long_enough = [t for t in lengths if t >= 3 * 8]  # at T ≈ m the prefix is nearly all of Δ_T, whatever the regime
     if len(long_enough) > 1:
         effects[f"the recovery length T ∈ {long_enough} (within a run)"] = max(
@@ -836,6 +851,25 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
         ]
         parts += [item for name, caption in c4_figures(c4, out) for item in (f"![{caption}]({link}{name})", "")]
         text.append(render_text(table))
+        cells, lengths = c4_cells(c4), capture_lengths(c4)
+        deciders = decider_table(cells, lengths)
+        if len(deciders) > 1:
+            parts += [
+                f"{heading}# C4 decided: a special prefix or a short recovery",
+                "",
+                "Per cell and recovery length T (mean over seeds, [95% t-interval] where there are two or more; "
+                "differences are paired within runs). Readings and words come from the rules of loclin.c4_decide "
+                "(docs/c4_decided.md).",
+                "",
+                render_markdown(deciders),
+                "",
+            ]
+            parts += [
+                item
+                for name, caption in decider_figures(cells, lengths, out)
+                for item in (f"![{caption}]({link}{name})", "")
+            ]
+            text.append(render_text(deciders))
     if c6:
         table = c6_table(c6)
         parts += [

@@ -37,3 +37,8 @@ class PhaseHooks:
 
     def finish(self, summary: dict) -> None:
         """The whole summary, before summary.json is written."""
+
+    def replay_lines(self, summary: dict) -> dict[int, dict[str, float]]:
+        """TensorBoard scalars of phases off the step axis (replays), by the run step they belong
+        to; written once the run ends."""
+        return {}

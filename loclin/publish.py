@@ -1,6 +1,6 @@
 """Publish the regime maps into docs/results, all or nothing, then regenerate the results page.
 
-    python -m loclin.publish [MAPS=runs/maps] [--root docs/results] [--separate]
+    python -m loclin.publish [MAPS=runs/maps] [--root docs/results] [--separate] [--replace NAME ...]
 
 For each map folder ``MAPS/<name>/`` (a folder of sweeps or steering runs), its records are merged
 into the published ``<root>/maps/<name>/cells.json`` (loclin.map_report ``merge_records``: a point
@@ -9,6 +9,8 @@ folder is refused with one line naming the difference, or kept as its own cell w
 ``--separate``). Every map is merged before any file is written: one refusal leaves every
 published record and the results page as they were. A verdict the merge changes is printed,
 before and after. ``command.txt`` (how the map was run) is written once, where it is missing.
+``--replace NAME`` publishes a map re-made from scratch (new parents, new seeds): its published
+records are dropped, never merged, and the line says how many and made by what.
 """
 
 from __future__ import annotations
@@ -24,8 +26,11 @@ from loclin.rundir import RunDirError, atomic_write_text
 EXIT_USAGE = 2
 
 
-def merged_maps(maps: Path, root: Path, separate: bool) -> dict[str, tuple[list[dict], list[dict]]]:
-    """name -> (published records, merged records) for every map folder with a finished point."""
+def merged_maps(
+    maps: Path, root: Path, separate: bool, replace: tuple[str, ...] = ()
+) -> dict[str, tuple[list[dict], list[dict]]]:
+    """name -> (published records, merged records) for every map folder with a finished point; the
+    maps named in ``replace`` take the folder's records alone."""
     if not maps.is_dir():
         raise RunDirError(f"maps folder '{maps}' not found")
     merged = {}
@@ -39,7 +44,15 @@ def merged_maps(maps: Path, root: Path, separate: bool) -> dict[str, tuple[list[
             continue
         published = root / "maps" / folder.name / CELLS_FILE
         earlier = read_records(published, "publish") if published.is_file() else []
-        merged[folder.name] = (earlier, merge_records(earlier, records, separate))
+        if folder.name in replace:
+            makers = sorted({json.dumps(r.get("made_by", {}), sort_keys=True) for r in earlier})
+            print(f"[publish] {folder.name}: replaces {len(earlier)} published records (made by {'; '.join(makers)})")
+            merged[folder.name] = (earlier, merge_records([], records, separate))
+        else:
+            merged[folder.name] = (earlier, merge_records(earlier, records, separate))
+    unknown = sorted(set(replace) - set(merged))
+    if unknown:
+        raise RunDirError(f"--replace {', '.join(unknown)}: no such map with a finished point under '{maps}'")
     return merged
 
 
@@ -49,9 +62,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=Path("docs/results"), help="the published results")
     parser.add_argument("--out", type=Path, default=None, help="the results page (default: <root>/../results.md)")
     parser.add_argument("--separate", action="store_true", help="keep a point made by another run as its own cell")
+    parser.add_argument(
+        "--replace",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="a map re-made from scratch: drop its published records",
+    )
     args = parser.parse_args(argv)
     try:
-        merged = merged_maps(args.maps, args.root, args.separate)
+        merged = merged_maps(args.maps, args.root, args.separate, tuple(args.replace))
     except RunDirError as error:
         print(f"loclin: error: {error}; nothing was published", file=sys.stderr)
         return EXIT_USAGE

@@ -7,6 +7,7 @@ in ``geometry/``; this module reads the model only through ``parameter_groups()`
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
@@ -30,6 +31,7 @@ from loclin.phase_hooks import PhaseHooks
 from loclin.rundir import PHASES_DIR, RECOVERY_DIR, atomic_torch_save
 
 CONSTRAINED_BASIS = "prefix_basis.pt"  # P_M of the recovery (M = max prefix_ms): the re-runs' P_m
+REPLAY_LINE = re.compile(r"recovery\.capture_at_T(\d+)\.(P8_replica|constrained_P8_updates_acc|outside_P8_updates_acc)")
 DELTAS = "deltas.pt"  # Δ_T = θ_T − θ_0 of the recovery for every T of capture_at_steps: the replica's targets
 
 
@@ -242,6 +244,21 @@ class Recovery(PhaseHooks):
             phase.steps,
         )
         atomic_torch_save({"bases": bases, "theta_star": self.vector.values()}, self.dir / "static.pt")
+
+    def replay_lines(self, summary: dict) -> dict[int, dict[str, float]]:
+        """The replica's P8 and the re-runs' accuracies after T steps, as ``recovery_by_T/…`` at the
+        recover phase's step T, beside the lines the recover phase drew there."""
+        offset = 0
+        for phase in summary["phases"]:
+            if phase["name"] == self.r.recover_phase:
+                break
+            offset += 0 if phase.get("replays") else phase["steps"]
+        lines: dict[int, dict[str, float]] = {}
+        for name, entry in summary["metrics"].items():
+            found = REPLAY_LINE.fullmatch(name)
+            if found:
+                lines.setdefault(offset + int(found[1]), {})[f"recovery_by_T/{found[2]}"] = entry["value"]
+        return lines
 
     def finish(self, summary: dict) -> None:
         """Say plainly whether the degradation hurt T; name θ*, θ_0, θ_R's phases."""

@@ -26,23 +26,31 @@ def test_c4_table_interval_is_the_hand_computed_t_interval():
 
 def test_c4_verdict_names_the_cell_that_passes_and_the_axis_that_matters():
     records = [
-        c4("sgd", 0.1, 0, 0.10, random8=0.6, at_t={25: 0.9, 100: 0.10}),
-        c4("sgd", 1.0, 0, 0.12, random8=0.6, at_t={25: 0.8, 100: 0.12}),
-        c4("adam", 0.001, 0, 0.80, random8=0.3, at_t={25: 0.95, 100: 0.80}),
+        c4("sgd", 0.1, s, 0.10 + d, random8=0.6, at_t={25: 0.9, 100: 0.10 + d}) for s, d in ((0, 0.0), (1, 0.01))
+    ]
+    records += [
+        c4("sgd", 1.0, s, 0.12 + d, random8=0.6, at_t={25: 0.8, 100: 0.12 + d}) for s, d in ((0, 0.0), (1, 0.01))
+    ]
+    records += [
+        c4("adam", 0.001, s, 0.80 + d, random8=0.3, at_t={25: 0.95, 100: 0.80 + d})
+        for s, d in ((0, -0.005), (1, 0.0), (2, 0.005))
     ]
     verdict = c4_verdict(records)
-    assert "P8 ≥ 0.77 in: adam: recover lr=0.001 (0.8 (one seed))" in verdict
+    # adam: mean 0.8, s = 0.005, n = 3 → 0.8 ± 4.303 · 0.005 / √3 = [0.788, 0.812], above 0.77
+    assert "P8 ≥ 0.77 on the 95% lower bound (supported) in: adam: recover lr=0.001 (0.8 [0.788, 0.812])" in verdict
+    assert "Refuted (upper bound < 0.77) in 2 of 3 cells; undecided in 0." in verdict
     assert "≥ 0.77 in 3 at T = 25, 1 at T = 100 (of 3 cells" in verdict
     assert (
-        "capture more than the first 8 in 2 of 3 cells (the prefix is not special there): sgd: recover lr=0.1; sgd: "
-        "recover lr=1.0." in verdict
+        "P8 − R8 (8 updates at random positions; paired within runs, 95% over seeds): above 0 in 1 of 3 cells, "
+        "below 0 in 2 (sgd: recover lr=0.1; sgd: recover lr=1.0)" in verdict
     )
+    assert "special" not in verdict.split("offset blocks below are the prefix's fair null.")[0]  # no word from means
     assert "explain a short recovery better than a long one" in verdict
-    assert "in all 1 cells: the prefix is special" in c4_verdict([c4("adam", 0.001, 0, 0.9, random8=0.2)])
-    # the optimizer moves P8 by 0.80 − 0.12 = 0.68; the rate within sgd by 0.02; T by up to 0.8
+    assert "undecided in 1: adam: recover lr=0.001: undecided" in c4_verdict([c4("adam", 0.001, 0, 0.9)])
+    # the optimizer moves P8 by 0.80 − 0.125 = 0.675; the rate within sgd by 0.02; T by up to 0.9 − 0.1
     assert (
         verdict.index("the recovery length T ∈ [25, 100] (within a run) 0.8")
-        < verdict.index("the optimizer (its best rate) 0.68")
+        < verdict.index("the optimizer (its best rate) 0.675")
         < verdict.index("the learning rate (within an optimizer) 0.02")
     )
     failed = {**c4("sgd", 3.0, 0, 0.0), "missing": True, "metrics": {}}
@@ -53,12 +61,16 @@ def test_c4_verdict_names_the_cell_that_passes_and_the_axis_that_matters():
     )
     assert len(c4_table([*records, failed])) == 4  # never averaged into a row
     below = c4_verdict([c4("sgd", 0.1, 0, 0.2), c4("sgd", 0.1, 1, 0.4)])
-    assert below.startswith("P8 reaches 0.77 in no cell that recovered. The highest is sgd: recover lr=0.1: 0.3 [")
+    assert below.startswith(
+        "P8 ≥ 0.77 is supported in no cell that recovered. The highest is sgd: recover lr=0.1: 0.3 ["
+    )
     # a run that fell below θ_0's accuracy passes 0.77 only by failing: named, never counted
     broken = c4("sgd", 0.4, 0, 0.99, at_t={25: 0.99, 100: 0.99})
     broken["metrics"].update({"recovery.theta_0.acc": 0.41, "recovery.theta_R.acc": 0.29})
-    verdict = c4_verdict([*records[:2], broken])
-    assert verdict.startswith("P8 reaches 0.77 in no cell that recovered. The highest is sgd: recover lr=1.0: 0.12")
+    verdict = c4_verdict([*records[:4], broken])
+    assert verdict.startswith(
+        "P8 ≥ 0.77 is supported in no cell that recovered. The highest is sgd: recover lr=1.0: 0.125"
+    )
     assert "left out of every count below: sgd: recover lr=0.4 (P8 0.99 (one seed))." in verdict
     assert (
         "≥ 0.77 in 2 at T = 25, 0 at T = 100 (of 2 cells" in verdict
@@ -199,7 +211,9 @@ def test_a_cell_recovered_only_when_it_won_back_half_of_what_the_degradation_too
     other = c4("adam", 0.001, 0, 0.3)
     assert "left out of every count below: sgd: recover lr=0.4 (P8 0.99 (one seed))" in c4_verdict([cell, other])
     cell["metrics"]["recovery.theta_R.acc"] = 0.70  # 0.29 of the 0.34 lost: recovered
-    assert c4_verdict([cell, other]).startswith("P8 ≥ 0.77 in: sgd: recover lr=0.4 (0.99 (one seed))")
+    assert c4_verdict([cell, other]).startswith(
+        "P8 ≥ 0.77 is supported in no cell that recovered. The highest is sgd: recover lr=0.4: 0.99 (one seed)"
+    )
 
 
 def test_merged_records_keep_published_points_and_take_newer_finished_ones(tmp_path, capsys):
@@ -273,7 +287,7 @@ def test_a_map_published_twice_with_a_foreign_sweep_leaves_the_results_unchanged
     record = json.loads(published)[0]
     assert len(record["digest"]) == 64 and record["made_by"]["family"] == "synthetic"
     first = page.read_text()
-    assert "P8 ≥ 0.77 in: adam: recover lr=0.001 (0.8 (one seed))" in first
+    assert "The highest is adam: recover lr=0.001: 0.8 (one seed)" in first
     assert publish.main([str(tmp_path / "maps"), "--root", str(root)]) == 0  # the same map again
     assert page.read_text() == first and (root / "maps" / "c4_x" / "cells.json").read_text() == published
     capsys.readouterr()
@@ -290,6 +304,13 @@ def test_a_map_published_twice_with_a_foreign_sweep_leaves_the_results_unchanged
     assert "C4 verdict changes:" in out and "before: P8 ≥ 0.77" in out
     cells = json.loads((root / "maps" / "c4_x" / "cells.json").read_text())
     assert len(cells) == 2 and cells[1]["variant"] == cells[1]["digest"][:8]
+    # a map re-made from scratch replaces its published records only when named, and says what it drops
+    assert publish.main([str(tmp_path / "other"), "--root", str(root), "--replace", "c4_y"]) == 2
+    assert "--replace c4_y: no such map" in capsys.readouterr().err
+    assert publish.main([str(tmp_path / "other"), "--root", str(root), "--replace", "c4_x"]) == 0
+    assert "c4_x: replaces 2 published records (made by" in capsys.readouterr().out
+    cells = json.loads((root / "maps" / "c4_x" / "cells.json").read_text())
+    assert len(cells) == 1 and cells[0]["metrics"][P8] == 0.2
 
 
 def test_records_of_one_run_under_two_names_are_one_cell():
@@ -324,7 +345,8 @@ def test_no_map_figure_clips_its_title(tmp_path, monkeypatch):
     tight bounding boxes, at the size the figures are saved."""
     from matplotlib.figure import Figure
 
-    from loclin.map_report import c4_figures, c6_figures
+    from loclin.c4_deciders import decider_figures
+    from loclin.map_report import c4_cells, c4_figures, c6_figures
 
     checked = []
     save = Figure.savefig
@@ -344,5 +366,19 @@ def test_no_map_figure_clips_its_title(tmp_path, monkeypatch):
     records += [c4("adam", 0.001, 0, 0.8, at_t={10: 1.0, 25: 0.9, 100: 0.5})]
     records += [{**c4("sgd", 3.0, 0, 0.0), "missing": True, "metrics": {}}]
     c4_figures(records, tmp_path)
+    for record in records[:3]:  # the deciders' figures, with their nulls and shares
+        for t in (10, 25, 100):
+            record["metrics"].update(
+                {
+                    f"recovery.capture_at_T{t}.{name}": value
+                    for name, value in (("P8_offset_p95", 0.5), ("P8_replica", 0.4), ("P8_after_prefix", 0.3))
+                }
+            )
+        record["metrics"]["recovery.capture_at_T100.steps_to_90pct"] = 16
+    assert [name for name, _ in decider_figures(c4_cells(records), [10, 25, 100], tmp_path)] == [
+        "c4_p8_vs_steps_to_recover.png",
+        "c4_p8_nulls_vs_T.png",
+        "c4_after_prefix_vs_T.png",
+    ]
     c6_figures([c6("base", "m1", "coqa", 0.3, 0.2, 0.1), c6("other", "m2", "coqa", 0.4, 0.2, 0.1)], tmp_path)
-    assert len(checked) >= 4 and sum(checked) >= 4
+    assert len(checked) >= 7 and sum(checked) >= 7

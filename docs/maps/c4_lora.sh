@@ -1,30 +1,39 @@
 #!/usr/bin/env bash
 # The C4 regime map on SmolLM2-135M-Instruct with a LoRA adapter (conf/lora_smollm2.yaml): P8
-# capture of the recovery displacement against 8 random-position and the last 8 updates, per
-# recover optimizer and learning rate, LoRA rank, and degradation type and strength. Recoveries
-# are forked from one θ_0 (degradations from one θ*) per parent seed. Resumable: run it again.
-#   bash docs/maps/c4_lora.sh [OUT=runs/maps/c4_lora] [WORKERS=1] [SECTIONS=adamw,adam,sgd,sgd_momentum,degradation,rank]
-# Cost: a SmolLM2 step is ~5 s on 2 CPU cores (not 0.8 s), so a 100-step cell is ~10 min here and
-# the whole map (~20 cells) is a GPU job: SEEDS=0,1,2 STEPS=200 bash docs/maps/c4_lora.sh OUT 4
-# Run a whole map at one thread count (e.g. OMP_NUM_THREADS=1): on the CPU a run's numbers depend on
-# it (two seed-0 parents made in two sessions, the second at 2 threads, reached θ* accuracy 0.784
-# and 0.741), so parents made at two thread counts are two parents, not one.
+# capture of the recovery displacement against its nulls (random positions, last 8, offset blocks,
+# a replica, S0) and the function-space ablations (re-runs inside θ_0 + span(P8) and with span(P8)
+# projected out), per recover optimizer and learning rate, LoRA rank, and degradation type and
+# strength. Recoveries are forked from one θ_0 (degradations from one θ*) per parent seed.
+# Resumable: run it again; finished points are skipped.
+#   bash docs/maps/c4_lora.sh [OUT=runs/maps/c4_lora] [WORKERS=1] [SECTIONS=verdict,adamw,adam,sgd,sgd_momentum,degradation,rank]
+# The verdict cells (section `verdict`: AdamW 1e-3, the default; Adam 1e-3, the best Adam rate of the
+# first map; SGD 0.4, the best SGD rate) run on every seed of SEEDS (default 0,1,2: seeds 0-2 choose,
+# add 3,4 to confirm); the other sections on the first seed. T = 10, 25, 50 and STEPS.
+# Cost: a SmolLM2 step is ~5 s on 2 CPU cores, a parent (300 + 100 + STEPS steps) ~40 min and a
+# verdict point (the recovery, its two re-runs and the replica) ~25 min here: a GPU job,
+#   SEEDS=0,1,2,3,4 STEPS=100 bash docs/maps/c4_lora.sh OUT 4
+# Every run of a map is made at one thread count, THREADS (default 2): on the CPU a run's numbers
+# depend on it (two seed-0 parents made in two sessions, the second at 2 threads, reached θ*
+# accuracy 0.784 and 0.741). Each parent has its own output root, so seed s is always version_0 there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/maps/c4_lora}
 WORKERS=${2:-1}
-SECTIONS=${3:-adamw,adam,sgd,sgd_momentum,degradation,rank}
+SECTIONS=${3:-verdict,adamw,adam,sgd,sgd_momentum,degradation,rank}
 STEPS=${STEPS:-100}
-SEEDS=${SEEDS:-0,1}
+SEEDS=${SEEDS:-0,1,2}
+THREADS=${THREADS:-2}
 CAPTURE_AT="[10,25,50,$STEPS]"
-# every cell: STEPS recovery steps on `arith`, constant rate, no warm-up, no constrained re-run
-FIXED=(phases.2.steps=$STEPS phases.2.optim.warmup_steps=0 recovery.constrained_m=0 "recovery.capture_at_steps=$CAPTURE_AT")
+# every cell: STEPS recovery steps on `arith`, constant rate, no warm-up, the re-runs and the replica
+FIXED=(phases.2.steps=$STEPS phases.2.optim.warmup_steps=0 recovery.constrained_m=8 recovery.outside_m=8
+  recovery.replica=true "recovery.capture_at_steps=$CAPTURE_AT" "trainer.cpu_threads=$THREADS")
 PARENTS=()
 for seed in ${SEEDS//,/ }; do
-  parent="$OUT/parents/lora_smollm2/version_$seed"
+  parent="$OUT/parents/seed_$seed/lora_smollm2/version_0"
   if [ ! -f "$parent/summary.json" ]; then
     if [ -d "$parent" ]; then python train.py --resume "$parent"
-    else python train.py --config conf/lora_smollm2.yaml "output_root=$OUT/parents" "seed=$seed" trainer.progress_bar=false "${FIXED[@]}"; fi
+    else python train.py --config conf/lora_smollm2.yaml "output_root=$OUT/parents/seed_$seed" "seed=$seed" \
+      trainer.progress_bar=false phases.2.steps=$STEPS recovery.constrained_m=0 "trainer.cpu_threads=$THREADS"; fi
   fi
   PARENTS+=("$parent")
 done
@@ -35,10 +44,15 @@ sweep() {  # name, the phase to fork after, the parents' seeds, then the grid an
     || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
 }
 FIRST=${SEEDS%%,*}
-# the recover optimizer and its rate (AdamW on every seed: the verdict cell)
-[[ $SECTIONS == *adamw* ]] && sweep adamw degrade "$SEEDS" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.001,0.003]"
-[[ $SECTIONS == *adam,* || $SECTIONS == *adam ]] && sweep adam degrade "$FIRST" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.001,0.003]"
-[[ $SECTIONS == *sgd,* || $SECTIONS == *sgd ]] && sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.4,0.1,1.6]"
+# the verdict cells on every seed: the default AdamW, and the best Adam and SGD rates of the first map;
+# a sweep "NAME+verdict" joins NAME in the map, so each is one cell of its optimizer's row
+[[ $SECTIONS == *verdict* ]] && sweep adamw+verdict degrade "$SEEDS" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.001]"
+[[ $SECTIONS == *verdict* ]] && sweep adam+verdict degrade "$SEEDS" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.001]"
+[[ $SECTIONS == *verdict* ]] && sweep sgd+verdict degrade "$SEEDS" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.4]"
+# the other rates of each optimizer, on the first seed
+[[ $SECTIONS == *adamw* ]] && sweep adamw degrade "$FIRST" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.003]"
+[[ $SECTIONS == *adam,* || $SECTIONS == *adam ]] && sweep adam degrade "$FIRST" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.003]"
+[[ $SECTIONS == *sgd,* || $SECTIONS == *sgd ]] && sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.1,1.6]"
 [[ $SECTIONS == *sgd_momentum* ]] && sweep sgd_momentum degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.01,0.04,0.16]"
 if [[ $SECTIONS == *degradation* ]]; then  # the degradation's strength and type, forked from θ*, default recovery
 sweep d1_strength train "$FIRST" --grid "phases.1.lr=[0.001,0.02]"
