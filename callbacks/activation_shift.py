@@ -1,4 +1,4 @@
-"""How the weight trajectory moves the activations relative to a steering vector (SCIENCE.md 9).
+"""How the weight trajectory moves the activations relative to a steering vector (docs/science.md 9).
 
 At the start of training, on fixed contrast items (x, a⁺, a⁻): the CAA vector
 v_ℓ = mean h_ℓ(x ⊕ a⁺)[t] − h_ℓ(x ⊕ a⁻)[t] per block. Every ``stride`` steps: the mean

@@ -1,4 +1,4 @@
-"""Drift of the rolling basis against lag (SCIENCE.md 4).
+"""Drift of the rolling basis against lag (docs/science.md 4).
 
 Every ``stride`` steps the rolling basis B_t is snapshotted. A snapshot at step s is kept
 only while some lag L of the ladder still needs it (s a multiple of L and t − s < L), so
@@ -169,7 +169,7 @@ class DriftCallback(MeasurementCallback):
         value, bound = half_life(curve["lags"][1:], curve["overlap"][1:])
         entry = metric(
             value,
-            "half_life (SCIENCE.md 4): lag where mean overlap falls to 0.5, measured lags only, steps (bound: "
+            "half_life (docs/science.md 4): lag where mean overlap falls to 0.5, measured lags only, steps (bound: "
             "at_most = already below ½ at the smallest lag, at_least = above ½ up to the largest)",
         )
         metrics = {
@@ -179,10 +179,10 @@ class DriftCallback(MeasurementCallback):
         for lag, overlap_value, stale in zip(curve["lags"][1:], curve["overlap"][1:], curve["stale_capture"][1:]):
             note = "; < 0.5 at lag 100 reads as substantial drift" if lag == HEADLINE_LAG else ""
             metrics[f"{src}.overlap_lag{lag}"] = metric(
-                overlap_value, f"overlap (SCIENCE.md 4) ‖B_sᵀB_t‖²/k at lag {lag}{note}", baseline
+                overlap_value, f"overlap (docs/science.md 4) ‖B_sᵀB_t‖²/k at lag {lag}{note}", baseline
             )
             metrics[f"{src}.stale_capture_lag{lag}"] = metric(
-                stale, f"stale-basis capture (SCIENCE.md 4) cap(B_s, v_(s+{lag})), energy", baseline
+                stale, f"stale-basis capture (docs/science.md 4) cap(B_s, v_(s+{lag})), energy", baseline
             )
         metrics.update(self.ceiling_metrics(curve, baseline))
         s, t, ov = zip(*self.heatmap) if self.heatmap else ((), (), ())
@@ -204,7 +204,7 @@ class DriftCallback(MeasurementCallback):
             f"{src}.noise_ceiling": {
                 **metric(
                     curve["noise_ceiling"],
-                    "noise ceiling (SCIENCE.md 4): overlap of the top-k bases of the even and odd halves of one "
+                    "noise ceiling (docs/science.md 4): overlap of the top-k bases of the even and odd halves of one "
                     f"window (W/2 = {window // 2} vectors each), mean over {curve['noise_ceiling_count']} snapshots",
                     baseline,
                 ),
@@ -227,8 +227,8 @@ class DriftCallback(MeasurementCallback):
             value, bound = half_life(curve["half_lags"], curve["ratio"])
             entry = metric(
                 value,
-                "half-life (SCIENCE.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps (bound: at_most "
-                "= already below ½ at the smallest disjoint lag, at_least = above ½ up to the largest)",
+                "half-life (docs/science.md 4) of overlap ÷ ceiling, from disjoint-window lags only, steps "
+                "(bound: at_most = already below ½ at the smallest disjoint lag, at_least = above ½ up to the largest)",
             )
             metrics[f"{src}.half_life_ratio"] = {**entry, "bound": bound} if bound else entry
             top = plateau_lags(curve["half_lags"])

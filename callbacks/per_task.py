@@ -1,4 +1,4 @@
-"""Per-task gradient geometry, the primary object for claim C1 (SCIENCE.md 1, 3).
+"""Per-task gradient geometry, the primary object for claim C1 (docs/science.md 1, 3).
 
 Every ``stride`` steps, at the current θ, for each task T: the gradients of T's loss on
 ``n_batches`` + ``n_heldout`` fresh single-task batches. The first n_batches form G_T; its
@@ -147,31 +147,31 @@ class PerTaskGradientCallback(MeasurementCallback):
         for task in self.tasks:
             metrics[f"pertask.{task}.heldout_capture"] = metric(
                 self.averages.mean(f"{task}/heldout_capture"),
-                f"heldout_capture (SCIENCE.md 3) of fresh task gradients by the top-{self.k} per-task basis, energy, "
-                "mean over probes",
+                f"heldout_capture (docs/science.md 3) of fresh task gradients by the top-{self.k} per-task basis, "
+                "energy, mean over probes",
                 baseline,
             )
             metrics[f"pertask.{task}.energy_topk"] = metric(
                 self.averages.mean(f"{task}/energy_topk"),
-                f"energy_topk (SCIENCE.md 1) of {self.n_batches} per-task gradients",
+                f"energy_topk (docs/science.md 1) of {self.n_batches} per-task gradients",
                 self.k / self.n_batches,
             )
             if self.averages.count(f"{task}/overlap_prev_probe"):
                 metrics[f"pertask.{task}.overlap_prev_probe"] = metric(
                     self.averages.mean(f"{task}/overlap_prev_probe"),
-                    f"overlap (SCIENCE.md 4) of the per-task basis with the one {self.stride} steps earlier",
+                    f"overlap (docs/science.md 4) of the per-task basis with the one {self.stride} steps earlier",
                     baseline,
                 )
         heldout = [metrics[f"pertask.{t}.heldout_capture"]["value"] for t in self.tasks]
         metrics["pertask.heldout_capture_mean"] = metric(
             sum(heldout) / len(heldout),
-            "heldout_capture (SCIENCE.md 3), per-task bases, mean over tasks and probes, energy",
+            "heldout_capture (docs/science.md 3), per-task bases, mean over tasks and probes, energy",
             baseline,
         )
         if len(self.tasks) > 1:
             metrics["pertask.cross_task_overlap_mean"] = metric(
                 self.averages.mean("cross_task_overlap_mean"),
-                "overlap (SCIENCE.md 4) between different tasks' bases, mean off-diagonal",
+                "overlap (docs/science.md 4) between different tasks' bases, mean off-diagonal",
                 baseline,
             )
             metrics["pertask.cross_task_capture_mean"] = metric(

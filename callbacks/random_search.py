@@ -1,4 +1,4 @@
-"""Random search at points θ_s of a run, against the Gaussian local-linear theory (SCIENCE.md 8).
+"""Random search at points θ_s of a run, against the Gaussian local-linear theory (docs/science.md 8).
 
 At each step s of ``at_steps`` the callback keeps θ_s and the rolling gradient basis B_s;
 ``k`` steps later the update window holds u_s … u_{s+k−1}, whose span is the trajectory-prefix

@@ -1,4 +1,4 @@
-"""Recovery capture (SCIENCE.md 5–7): how much of Δ = θ_R − θ_0 each basis explains.
+"""Recovery capture (docs/science.md 5–7): how much of Δ = θ_R − θ_0 each basis explains.
 
 The recovery protocol can also re-run the recovery from θ_0 inside θ_0 + span(P_m) ("can the
 prefix basis alone recover the task?"): a phase of its own with a projection step,
@@ -11,7 +11,7 @@ static bases frozen at θ*, and reports for every basis B: cap(B, Δ) (energy) a
 and the function-space check, task-T held-out loss and accuracy at θ_0 + B Bᵀ Δ.
 
 Every P_m carries its numerical determination, the smallest relative pivot of its vectors
-(geometry.prefix). Controls (SCIENCE.md 7): is the *prefix* special? For m <= ``control_m``, the
+(geometry.prefix). Controls (docs/science.md 7): is the *prefix* special? For m <= ``control_m``, the
 capture of Δ by m updates at seeded random positions of the recovery (``control_draws`` draws,
 nested: draw j's first m positions) and by the last m updates. Only the updates at those
 positions are kept (at most control_draws·control_m + control_m vectors).
@@ -30,6 +30,7 @@ W(θ_R) − W(θ_0), from an R factor accumulated layer by layer (geometry.lora.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Sequence
 
@@ -147,12 +148,7 @@ class RecoveryCallback(MeasurementCallback):
                 self.theta0_updates = self.updates_at_theta_zero(trainer, pl_module)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        """Task T's held-out loss and accuracy at the current θ."""
-        heldout = {
-            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
-        }
-        with torch.no_grad():
-            return pl_module.evaluate_batch(heldout)
+        return heldout_scores(trainer, pl_module, self.target)
 
     def updates_at_theta_zero(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
         """S0's vectors: the update the recover phase's optimizer, in its state at step 0, would take
@@ -171,7 +167,8 @@ class RecoveryCallback(MeasurementCallback):
                 for key, value in trainer.datamodule.probe_batch(self.target, (THETA0_KEY, i)).items()
             }
             optimizer.zero_grad(set_to_none=True)
-            pl_module.loss(batch).backward()
+            with no_sync(trainer):  # every rank sees the same probe batch: nothing to all-reduce
+                pl_module.loss(batch).backward()
             optimizer.step()
             rows.append(self.vector.values() - self.theta_zero)
             with torch.no_grad():
@@ -358,7 +355,7 @@ class RecoveryCallback(MeasurementCallback):
             if "capture" in row:
                 metrics[f"recovery.capture.{name}"] = metric(
                     row["capture"],
-                    f"capture (SCIENCE.md 2) cap(B, Δ) of the recovery displacement, energy, k={row['k']}",
+                    f"capture (docs/science.md 2) cap(B, Δ) of the recovery displacement, energy, k={row['k']}",
                     random_capture_baseline(row["k"], dim),
                 )
                 metrics[f"recovery.projected_acc.{name}"] = metric(
@@ -564,11 +561,7 @@ class ConstrainedRecovery(MeasurementCallback):
             self.by_length[trainer.global_step] = self.evaluate(trainer, pl_module)
 
     def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        heldout = {
-            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
-        }
-        with torch.no_grad():
-            return pl_module.evaluate_batch(heldout)
+        return heldout_scores(trainer, pl_module, self.target)
 
     def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.row = {
@@ -662,6 +655,20 @@ class ReplicaPrefix(MeasurementCallback):
     def load_state_dict(self, state_dict: dict) -> None:
         self.updates = list(state_dict["updates"])
         self._theta_before = state_dict.get("theta_before")
+
+
+def heldout_scores(trainer: L.Trainer, pl_module: L.LightningModule, target: str) -> dict:
+    """Task ``target``'s held-out loss and accuracy at the current θ."""
+    heldout = {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(target).items()}
+    with torch.no_grad():
+        return pl_module.evaluate_batch(heldout)
+
+
+def no_sync(trainer: L.Trainer):
+    """DDP's ``no_sync`` of the wrapped module (its reducer stays out of a backward pass made
+    outside its forward), or a plain context in one process."""
+    wrapped = getattr(trainer.strategy, "model", None)
+    return wrapped.no_sync() if hasattr(wrapped, "no_sync") else contextlib.nullcontext()
 
 
 def control_positions(steps: int, m: int, draws: int, seed: int, salt: int = 0) -> list[list[int]]:

@@ -1,5 +1,5 @@
 """Reports the rolling top-k basis of one window of the gradient stream (geometry.rolling): the
-spectrum and held-out capture cap(B_t, v_(t+h)) against k/D (SCIENCE.md 1, 3), as summary metrics,
+spectrum and held-out capture cap(B_t, v_(t+h)) against k/D (docs/science.md 1, 3), as summary metrics,
 curves and TensorBoard figures. The stream computes and logs them as the steps arrive; this callback
 only reads the basis it registered and checkpoints it."""
 
@@ -68,16 +68,16 @@ class RollingBasisCallback(MeasurementCallback):
         heldout = [averages.mean(f"heldout_h{h}") for h in h_values]
         metrics = {
             f"{src}.energy_topk": metric(
-                averages.mean("energy_topk"), "energy_topk (SCIENCE.md 1), mean over refreshes", k / window_size
+                averages.mean("energy_topk"), "energy_topk (docs/science.md 1), mean over refreshes", k / window_size
             ),
             f"{src}.effective_rank": metric(
                 averages.mean("effective_rank"),
-                "effective_rank (SCIENCE.md 1), mean over refreshes",
+                "effective_rank (docs/science.md 1), mean over refreshes",
                 float(window_size),
             ),
             f"{src}.participation_ratio": metric(
                 averages.mean("participation_ratio"),
-                "participation_ratio (SCIENCE.md 1), mean over refreshes",
+                "participation_ratio (docs/science.md 1), mean over refreshes",
                 float(window_size),
             ),
         }
@@ -85,13 +85,13 @@ class RollingBasisCallback(MeasurementCallback):
             baseline = random_capture_baseline(k, dim)
             for h, value in zip(h_values, heldout):
                 metrics[f"{src}.heldout_capture_h{h}"] = metric(
-                    value, f"heldout_capture (SCIENCE.md 3) cap(B_t, v_(t+{h})), energy", baseline
+                    value, f"heldout_capture (docs/science.md 3) cap(B_t, v_(t+{h})), energy", baseline
                 )
         for group in self.stream.windows[src].group_slices:
             if averages.count(f"energy_topk/{group}"):
                 metrics[f"{src}.energy_topk/{group}"] = metric(
                     averages.mean(f"energy_topk/{group}"),
-                    "energy_topk (SCIENCE.md 1) of the group's slice of the window",
+                    "energy_topk (docs/science.md 1) of the group's slice of the window",
                     k / window_size,
                 )
         return {

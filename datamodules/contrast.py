@@ -1,4 +1,4 @@
-"""Labelled contrast items for steering (SCIENCE.md 9): a prompt x, its right answer a⁺ and the
+"""Labelled contrast items for steering (docs/science.md 9): a prompt x, its right answer a⁺ and the
 other a⁻, tokenized so that both answers share the prompt's tokens and differ at one position.
 
 Sources (asset folders):

@@ -1,4 +1,4 @@
-"""Pure-torch geometry of parameter-space vectors: one definition of every measurement (SCIENCE.md).
+"""Pure-torch geometry of parameter-space vectors: one definition of every measurement (docs/science.md).
 
 Nothing here imports Lightning or ``loclin``: functions and small state objects take tensors and
 return tensors or floats, so callbacks, the quadratic experiment, config validation and the tests

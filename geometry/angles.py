@@ -1,4 +1,4 @@
-"""Comparing two subspaces (SCIENCE.md measurement 4).
+"""Comparing two subspaces (docs/science.md measurement 4).
 
 For orthonormal bases B1 (D×k1), B2 (D×k2) and σ_i the singular values of B1ᵀB2:
     principal angles    θ_i = arccos σ_i            (ascending)

@@ -1,4 +1,4 @@
-"""Capture of a vector by a subspace (SCIENCE.md measurement 2).
+"""Capture of a vector by a subspace (docs/science.md measurement 2).
 
 For an orthonormal basis B (D×k) and a vector v:
     energy capture  cap(B, v) = ‖Bᵀv‖² / ‖v‖²        (the default for every headline)

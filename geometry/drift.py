@@ -1,4 +1,4 @@
-"""Summaries of a drift curve, and the noise ceiling it is read against (SCIENCE.md measurement 4)."""
+"""Summaries of a drift curve, and the noise ceiling it is read against (docs/science.md measurement 4)."""
 
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ def half_life(lags: Sequence[float], values: Sequence[float]) -> tuple[float, st
 
 
 # ---------------------------------------------------------------------------------------------
-# The noise ceiling (SCIENCE.md 4): what a non-drifting stream would give at W/2 samples.
+# The noise ceiling (docs/science.md 4): what a non-drifting stream would give at W/2 samples.
 #
 # The window's vectors, in time order, split into the even- and odd-indexed halves X_e, X_o
 # (same time span, disjoint vectors). Their top-k bases B_e = X_eᵀ C_e, B_o = X_oᵀ C_o follow

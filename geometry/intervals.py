@@ -1,4 +1,4 @@
-"""Intervals for headline numbers (SCIENCE.md 10).
+"""Intervals for headline numbers (docs/science.md 10).
 
 Over seeds (runs of one experiment): mean ± t_{0.975, n−1} · s / sqrt(n), s the sample standard
 deviation; scipy.stats.t gives the quantile. Over items (steering cosines and slopes): the

@@ -1,4 +1,4 @@
-"""The drift ladder (SCIENCE.md 4): which pairs of rolling bases are compared at which lag, which
+"""The drift ladder (docs/science.md 4): which pairs of rolling bases are compared at which lag, which
 bases must be kept for later pairs, and which lags a phase is long enough for. Plain integers, no
 torch, so config validation checks lags with the same rule the callbacks and the quadratic
 experiment measure with.

@@ -179,7 +179,7 @@ def measure_sigma(law: LocalQuadraticLaw, deltas: torch.Tensor, sigma: float, ns
 
 
 def probe_point(fixed: PerturbedLoss, heldout: PerturbedLoss, bases: dict[str, torch.Tensor], cfg, seed: int) -> dict:
-    """Every measurement of SCIENCE.md 8 at the module's current θ (see the module docstring)."""
+    """Every measurement of docs/science.md 8 at the module's current θ (see the module docstring)."""
     ns = sorted({int(n) for n in cfg.best_of if n <= cfg.samples} | {int(cfg.n_star)})  # n_star is always measured
     law, curvature, gradient = law_of(fixed, cfg.hutchinson_samples, seed)
     heldout_law, heldout_curvature, _ = law_of(heldout, cfg.hutchinson_samples, seed + 1)

@@ -1,4 +1,4 @@
-"""Trajectory-prefix bases and their capture of a displacement (SCIENCE.md measurement 7).
+"""Trajectory-prefix bases and their capture of a displacement (docs/science.md measurement 7).
 
 P_m = orth(u_0 … u_{m−1}). The prefix spans are nested, so one orthogonalisation of the first M
 vectors gives every P_m (m <= M) as its first m columns:

@@ -3,7 +3,7 @@
 L(θ) = ½ (θ − θ°)ᵀ H (θ − θ°) with H = diag(λ) (capture is rotation invariant, so a
 diagonal H loses nothing). GD θ_{t+1} = θ_t − η H (θ_t − θ°) gives g_t = (I − ηH)^t g_0,
 u_t = −η g_t and span(u_0 … u_{m−1}) = K_m(H, g_0); the displacement Δ_T lies in K_T(H, g_0).
-SCIENCE.md 7 quotes, for D = 2000, λ_i = 1/i, an isotropic start, η = 0.9/λ_max, T = 1000:
+docs/science.md 7 quotes, for D = 2000, λ_i = 1/i, an isotropic start, η = 0.9/λ_max, T = 1000:
 prefix capture 0.06/0.16/0.33/0.76/0.975/0.993 at m = 1/2/4/8/16/32, top-8 Hessian 0.006.
 """
 

@@ -1,4 +1,4 @@
-"""Random-search theory around a point θ (SCIENCE.md 8; science-notes §2.6).
+"""Random-search theory around a point θ (docs/science.md 8; science-notes §2.6).
 
 ΔL(ε) = L(θ + σε) − L(θ), ε ~ N(0, I_D), g = ∇L(θ), H = ∇²L(θ). To second order
 ΔL = σ gᵀε + ½σ² εᵀHε with gᵀε ~ N(0, ‖g‖²), E[εᵀHε] = tr H, Var[εᵀHε] = 2‖H‖_F² and

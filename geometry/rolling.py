@@ -1,4 +1,4 @@
-"""The rolling top-k basis of one vector window, its spectrum and its held-out capture (SCIENCE.md 1, 3).
+"""The rolling top-k basis of one vector window, its spectrum and its held-out capture (docs/science.md 1, 3).
 
 Every ``stride`` steps, once the window is full, B_t = top-k left singular vectors of
 [v_{t−W+1} … v_t]. Each B_t then captures later vectors, which were not in its window:

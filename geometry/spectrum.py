@@ -1,4 +1,4 @@
-"""Spectral summaries of a window's singular values s (SCIENCE.md measurement 1).
+"""Spectral summaries of a window's singular values s (docs/science.md measurement 1).
 
 With p_i = s_i² / Σ_j s_j²:
     top-k energy        E_k  = Σ_{i<=k} p_i
@@ -39,7 +39,7 @@ def participation_ratio(s: torch.Tensor) -> float:
 
 
 def spectrum_summary(s: torch.Tensor, k: int) -> dict[str, float]:
-    """The three summaries of measurement 1 under their SCIENCE.md names."""
+    """The three summaries of measurement 1 under their docs/science.md names."""
     return {
         "energy_topk": topk_energy(s, k),
         "effective_rank": effective_rank(s),

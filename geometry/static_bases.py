@@ -1,4 +1,4 @@
-"""Static bases for the fixed-task-plane test (SCIENCE.md measurement 6), as pure functions.
+"""Static bases for the fixed-task-plane test (docs/science.md measurement 6), as pure functions.
 
 Each returns an orthonormal D×k basis (columns) of the flat parameter space:
     S2  mean_gradient_plane     span{ḡ_1 … ḡ_K}, the per-task mean gradients at θ*

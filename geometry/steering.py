@@ -1,4 +1,4 @@
-"""Activation-space directions (SCIENCE.md measurement 9): CAA vectors, one-step shifts,
+"""Activation-space directions (docs/science.md measurement 9): CAA vectors, one-step shifts,
 their cosines per layer, and the random-direction baseline. Tensors are L×…×d (layer first).
 
     v_ℓ = mean_i [h_ℓ(x_i ⊕ a_i⁺) − h_ℓ(x_i ⊕ a_i⁻)]          (CAA, at the answer position)

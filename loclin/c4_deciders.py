@@ -257,9 +257,7 @@ def band_panels(cells, ts, keys, ylabel: str, title: str, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     sweeps = sorted({g[0]["sweep"] for g in cells.values()})
-    columns = min(3, len(sweeps))
-    rows = math.ceil(len(sweeps) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 0.6, 2.9 * rows + 0.4), squeeze=False, sharey=True)
+    fig, axes = panel_grid(len(sweeps), 0.6, 0.4)
     for ax, sweep in zip(axes.flat, sweeps):
         for i, (label, group) in enumerate((lb, g) for lb, g in cells.items() if g[0]["sweep"] == sweep):
             colour = f"C{i % 10}"
@@ -272,12 +270,7 @@ def band_panels(cells, ts, keys, ylabel: str, title: str, path: Path) -> None:
                 lows, highs = [lo for _, lo, _ in stats], [hi for _, _, hi in stats]
                 if not all(math.isnan(v) for v in lows):
                     ax.fill_between(ts, lows, highs, color=colour, alpha=0.12)
-        ax.axhline(PAPER_P8, color="k", ls=":", lw=0.8)
-        ax.set_xscale("log")
-        ax.set_ylim(0, 1)
-        ax.set_title(sweep, fontsize=9)
-        ax.set_xlabel("recovery length T", fontsize=8)
-        ax.legend(fontsize=6)
+        length_axis(ax, sweep)
     for ax in list(axes.flat)[len(sweeps) :]:
         ax.axis("off")
     axes[0][0].set_ylabel(ylabel)
@@ -285,3 +278,23 @@ def band_panels(cells, ts, keys, ylabel: str, title: str, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def panel_grid(panels: int, extra_width: float, extra_height: float = 0.0):
+    """A grid of up to 3 columns of panels sharing the capture axis: (fig, axes as a 2-d array)."""
+    import matplotlib.pyplot as plt
+
+    columns = min(3, panels)
+    rows = math.ceil(panels / columns)
+    size = (3.6 * columns + extra_width, 2.9 * rows + extra_height)
+    return plt.subplots(rows, columns, figsize=size, squeeze=False, sharey=True)
+
+
+def length_axis(ax, title: str) -> None:
+    """A capture-against-T panel: the paper's 0.77, a log T axis, [0, 1], its title and legend."""
+    ax.axhline(PAPER_P8, color="k", ls=":", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("recovery length T", fontsize=8)
+    ax.legend(fontsize=6)

@@ -216,7 +216,7 @@ class ActivationShiftConfig:
 
 
 @dataclass
-class RandomSearchConfig:  # protocol: random_search, at points of the first phase (SCIENCE.md 8)
+class RandomSearchConfig:  # protocol: random_search, at points of the first phase (docs/science.md 8)
     at_steps: list[int] = field(
         default_factory=lambda: []
     )  # probe points θ_s (geometry.window <= s <= steps − geometry.k)
@@ -842,7 +842,7 @@ def validate_phases(c: DictConfig) -> None:
 
 
 def validate_recovery(c: DictConfig) -> None:
-    """The recovery protocol: the phased runner's checks, then the phases and measurements of SCIENCE.md 5–7."""
+    """The recovery protocol: the phased runner's checks, then the phases and measurements of docs/science.md 5–7."""
     validate_phased(c)
     r, names = c.recovery, [p.name for p in c.phases]
     for added, what in (

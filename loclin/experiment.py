@@ -5,7 +5,7 @@ its own ``Trainer.fit`` with its own tasks, step budget, optimizer state and mea
 callbacks, in one run directory and one TensorBoard run (later phases continue the step
 axis). A completed phase leaves ``phases/<name>.json`` and ``checkpoints/<name>/end.ckpt``;
 a killed run resumes at the first incomplete phase, from its ``last.ckpt`` if it has one.
-What a protocol adds (the recovery protocol of SCIENCE.md 5–7, the random-search probe) comes
+What a protocol adds (the recovery protocol of docs/science.md 5–7, the random-search probe) comes
 through its phase hooks (loclin.phase_hooks), named in loclin.protocols.
 """
 

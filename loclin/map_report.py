@@ -15,7 +15,15 @@ import math
 from pathlib import Path
 
 from loclin.c4_decide import PAPER_P8, paired
-from loclin.c4_deciders import decider_figures, decider_table, decision_text, p8_word, values
+from loclin.c4_deciders import (
+    decider_figures,
+    decider_table,
+    decision_text,
+    length_axis,
+    p8_word,
+    panel_grid,
+    values,
+)
 from loclin.geometry.intervals import t_interval
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError
@@ -582,9 +590,7 @@ def p8_against_length_figure(records: list[dict], cells: dict, lengths: list[int
     }
     cells = measured
     sweeps = sorted({g[0]["sweep"] for g in cells.values()})
-    columns = min(3, len(sweeps))
-    rows = math.ceil(len(sweeps) / columns)
-    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns + 2.2, 2.9 * rows), squeeze=False, sharey=True)
+    fig, axes = panel_grid(len(sweeps), 2.2)
     for ax, sweep in zip(axes.flat, sweeps):
         for label, group in ((label, g) for label, g in cells.items() if g[0]["sweep"] == sweep):
             stats = [cell_stat(group, f"recovery.capture_at_T{t}.P8_updates") for t in lengths]
@@ -596,12 +602,7 @@ def p8_against_length_figure(records: list[dict], cells: dict, lengths: list[int
             controls = [t for t in lengths if f"recovery.capture_at_T{t}.R8_random_positions" in group[0]["metrics"]]
             ys = [cell_stat(group, f"recovery.capture_at_T{t}.R8_random_positions")[0] for t in controls]
             ax.plot(controls, ys, ls="--", lw=0.8, color=line.get_color())
-        ax.axhline(PAPER_P8, color="k", ls=":", lw=1)
-        ax.set_xscale("log")
-        ax.set_ylim(0, 1)
-        ax.set_title(sweep, fontsize=9)
-        ax.set_xlabel("recovery length T", fontsize=8)
-        ax.legend(fontsize=6)
+        length_axis(ax, sweep)
     for ax in list(axes.flat)[len(sweeps) :]:
         ax.axis("off")
     axes[0][0].set_ylabel("cap(P_8, θ_T − θ_0)")

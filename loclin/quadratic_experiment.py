@@ -1,4 +1,4 @@
-"""The Krylov sanity experiment (SCIENCE.md 7) through the same geometry code as training runs.
+"""The Krylov sanity experiment (docs/science.md 7) through the same geometry code as training runs.
 
 GD on L(θ) = ½ (θ − θ°)ᵀ diag(λ) (θ − θ°), λ_i = 1/i^exponent: prefix capture cap(P_m, Δ)
 beside its exact value cap(K_m(H, g_0), Δ) and the smallest relative pivot of each prefix (the
@@ -65,7 +65,7 @@ def run_quadratic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
     drift = rolling_drift(run.gradients, q.window, q.k_rolling, list(q.drift_lags))
     metrics = {
         f"recovery.capture.P{m}_updates": metric(
-            v, f"capture (SCIENCE.md 7) cap(P_{m}, Δ), energy", random_capture_baseline(m, q.dim)
+            v, f"capture (docs/science.md 7) cap(P_{m}, Δ), energy", random_capture_baseline(m, q.dim)
         )
         for m, v in curve.items()
     }
@@ -95,7 +95,7 @@ def run_quadratic(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
         }
     )
     value, bound = half_life(list(drift), list(drift.values()))
-    metrics["grad.half_life"] = metric(value, "half_life (SCIENCE.md 4) of the rolling gradient basis, steps")
+    metrics["grad.half_life"] = metric(value, "half_life (docs/science.md 4) of the rolling gradient basis, steps")
     if bound:
         metrics["grad.half_life"]["bound"] = bound
     metrics["loss_drop"] = metric(1 - run.loss_end / run.loss_start, "fraction of the initial loss removed by GD")

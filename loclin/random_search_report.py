@@ -1,5 +1,5 @@
 """analyze.py's random-search section: predicted against measured, with the error of each, and
-the plots of SCIENCE.md 8 (QQ, mean, P(improve), best of N, subspaces, dimension, along the run)."""
+the plots of docs/science.md 8 (QQ, mean, P(improve), best of N, subspaces, dimension, along the run)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The recovery protocol across phases (SCIENCE.md 5–7): θ_init, the degradations D2–D4, the
+"""The recovery protocol across phases (docs/science.md 5–7): θ_init, the degradations D2–D4, the
 static bases frozen at θ*, and the RecoveryCallback of the recover phase. Pure geometry lives
 in ``geometry/``; this module reads the model only through ``parameter_groups()``,
 ``loss(batch)``, ``forward`` and ``answer_loss``.

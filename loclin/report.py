@@ -572,7 +572,7 @@ def headline_numbers(summary: dict) -> dict[str, float]:
 
 
 def drift_lag(summary: dict, source: str = "grad", wanted: int = 100) -> int | None:
-    """Lag 100 when the run measured it (SCIENCE.md 4 reads drift there), else its largest lag."""
+    """Lag 100 when the run measured it (docs/science.md 4 reads drift there), else its largest lag."""
     lags = summary["curves"].get(f"{source}.drift", {}).get("lags", [])[1:]
     return wanted if wanted in lags else (max(lags) if lags else None)
 
@@ -627,7 +627,7 @@ def run_verdict(summary: dict) -> str:
 
 
 def verdict(summary: dict) -> str:
-    """The fixed-task-plane reading the numbers support (SCIENCE.md 6, 7), in one paragraph.
+    """The fixed-task-plane reading the numbers support (docs/science.md 6, 7), in one paragraph.
 
     Rejected: the best static basis learned before recovery (S1–S5) captures < 0.3 of Δ and
     the prefix P_k at equal k captures at least 3× as much; "strongly" when P_k also captures

@@ -1,4 +1,4 @@
-"""The steering experiment (``protocol: steer``, SCIENCE.md 9; claims C6, C7) on a causal LM.
+"""The steering experiment (``protocol: steer``, docs/science.md 9; claims C6, C7) on a causal LM.
 
 On n_train contrast items (x, a⁺, a⁻), at the answer position t (first token where x ⊕ a⁺ and
 x ⊕ a⁻ differ), for every block ℓ:

@@ -1,4 +1,4 @@
-"""Weights to activations (SCIENCE.md 9): the activation shift of one optimizer step.
+"""Weights to activations (docs/science.md 9): the activation shift of one optimizer step.
 
     g = ∇_θ L(θ),  L = mean_i −log p(a_i⁺ | x_i)
     SGD:               θ' = θ − η g

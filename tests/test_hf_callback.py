@@ -186,3 +186,19 @@ def test_a_killed_hf_run_resumes_with_the_callback_state_to_the_same_numbers(tmp
     last_complete = sorted((tmp_path / "killed").glob("checkpoint-*/" + STATE_FILE))[-1].parent
     assert f"the last complete one is {last_complete}" in str(refusal.value)  # named, to resume from
     assert len(str(refusal.value).splitlines()) == 1
+
+
+def test_the_readmes_hugging_face_block_runs_as_written(tmp_path):
+    """The README's Hugging Face block, executed verbatim on a user model: it writes summary.json
+    into output_dir and the TensorBoard scalars into output_dir/loclin."""
+    from pathlib import Path
+
+    from transformers import Trainer
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = next(b.split("```", 1)[0] for b in readme.split("```python\n") if "GeometryTrainerCallback(window=32" in b)
+    args = hf_args(tmp_path / "hf", max_steps=100, save_strategy="no")
+    namespace = {"Trainer": Trainer, "model": model(), "args": args, "data": Items()}
+    exec(compile(block, "README.md", "exec"), namespace)
+    summary = json.loads((tmp_path / "hf" / "summary.json").read_text())
+    assert summary["metrics"]["grad.energy_topk"]["value"] > 0 and (tmp_path / "hf" / "loclin").is_dir()

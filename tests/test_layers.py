@@ -1,4 +1,4 @@
-"""The import graph (ARCHITECTURE.md): geometry at the bottom, then datamodules and
+"""The import graph (docs/design.md): geometry at the bottom, then datamodules and
 lightning_modules, then callbacks, then loclin on top. No module imports from a layer above its
 own, and no modules import each other in a circle. Read from the source with ``ast``, so an
 import inside a function counts as well."""

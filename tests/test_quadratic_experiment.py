@@ -1,4 +1,4 @@
-"""conf/quadratic.yaml end to end: the Krylov figures of SCIENCE.md 7 in summary.json."""
+"""conf/quadratic.yaml end to end: the Krylov figures of docs/science.md 7 in summary.json."""
 
 from pathlib import Path
 

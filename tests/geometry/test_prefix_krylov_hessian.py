@@ -44,7 +44,7 @@ def test_krylov_toy_prefix_capture_rises_to_the_quoted_values(krylov_toy):
     curve = prefix_capture_curve(krylov_toy.updates, krylov_toy.displacement, [1, 2, 4, 8, 16, 32])
     values = [curve[m] for m in (1, 2, 4, 8, 16, 32)]
     assert all(a < b for a, b in zip(values, values[1:]))
-    quoted = [0.06, 0.16, 0.33, 0.76, 0.975, 0.993]  # SCIENCE.md 7 (one seed of an isotropic start)
+    quoted = [0.06, 0.16, 0.33, 0.76, 0.975, 0.993]  # docs/science.md 7 (one seed of an isotropic start)
     np.testing.assert_allclose(values, quoted, atol=0.06)
     assert krylov_toy.loss_end < 0.05 * krylov_toy.loss_start
 

@@ -23,7 +23,7 @@ def test_m_n_closed_forms_table_and_quadrature():
     assert expected_max_normal(2) == pytest.approx(1 / math.sqrt(math.pi), abs=1e-10)
     assert expected_max_normal(3) == pytest.approx(3 / (2 * math.sqrt(math.pi)), abs=1e-10)
     for n, table in {2: 0.564, 5: 1.163, 10: 1.539, 30: 2.043, 100: 2.508, 1000: 3.241, 10_000: 3.852}.items():
-        assert expected_max_normal(n) == pytest.approx(table, abs=6e-4)  # SCIENCE.md's table, 3 decimals
+        assert expected_max_normal(n) == pytest.approx(table, abs=6e-4)  # docs/science.md's table, 3 decimals
     for n in (7, 250, 10**6):
         reference, _ = integrate.quad(
             lambda x, n=n: x * n * stats.norm.pdf(x) * stats.norm.cdf(x) ** (n - 1),
