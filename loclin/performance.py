@@ -21,6 +21,7 @@ import torch
 
 README_BEGIN, README_END = "<!-- performance:begin -->", "<!-- performance:end -->"
 REFRESH_FILE, OVERHEAD_FILE = "refresh_floor.json", "callback_overhead.json"
+HF_FILE = "hf_overhead.json"  # benchmarks/hf_overhead.py
 # refresh_floor's rows, in the order of the table: (key in the record, column heading)
 REFRESH_COLUMNS = (
     ("refresh", "refresh"),
@@ -153,6 +154,24 @@ def performance_sections(root: Path, level: str = "##") -> list[str]:
             "Where the time in hooks goes (ms per step, share of the variant's hook time):",
             "",
             *breakdown_lines(record),
+            "",
+        ]
+    if (root / HF_FILE).is_file():
+        record = json.loads((root / HF_FILE).read_text())
+        parts += [
+            f"{level} The Hugging Face callback's step",
+            "",
+            f"{describe(record)}: GeometryTrainerCallback(window=32, k=8), one thread; each model trained without it, "
+            "with it and without it again from one seed. The end of training (the summary and the figures) is a "
+            "one-time cost, in plain steps.",
+            "",
+            "| model | D | steps | mean step × plain | median step × plain | plain again × plain | end of training |",
+            "|---|---|---|---|---|---|---|",
+            *(
+                f"| {r['model']} | {r['dim']:,} | {r['steps']} | {r['mean_ratio']:.2f} | {r['median_ratio']:.2f} | "
+                f"{r['off_again_ratio']:.2f} | {r['end_of_training_in_steps']:.0f} steps |"
+                for r in record["models"]
+            ),
             "",
         ]
     return parts
