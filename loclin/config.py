@@ -85,6 +85,9 @@ class TrainerConfig:
     # cores / devices). Results depend on it in the last bit: equal runs need equal thread counts
     cpu_threads: int | None = None
     progress_bar: bool = True
+    # false: a run deletes its checkpoints and recovery/*.pt once summary.json is written (nothing can
+    # fork or resume it then); a map's points use it, since each keeps ~2 GB a point on the default model
+    keep_checkpoints: bool = True
     # stop after this many consecutive steps with a non-finite training loss, or once
     # divergence_share of the last divergence_patience steps had a non-finite gradient (0 = never):
     # the summary says where the run diverged and train.py exits 1

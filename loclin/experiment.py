@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -53,6 +54,7 @@ from loclin.rundir import (
     END_CHECKPOINT,
     LAST_CHECKPOINT,
     PHASES_DIR,
+    RECOVERY_DIR,
     SUMMARY_FILE,
     write_config,
     write_json,
@@ -395,6 +397,7 @@ def run_experiment(
             summary["wall_seconds_this_process"] = time.time() - started
             if trainer.is_global_zero:
                 write_json(run_dir / SUMMARY_FILE, summary)
+                prune_checkpoints(cfg, run_dir)
             return summary
         if trainer.is_global_zero:
             (run_dir / PHASES_DIR).mkdir(exist_ok=True)
@@ -409,12 +412,23 @@ def run_experiment(
         extend_summary(summary)
     summary["wall_seconds_this_process"] = time.time() - started
     write_json(run_dir / SUMMARY_FILE, summary)
+    prune_checkpoints(cfg, run_dir)
     if cfg.geometry.enabled or cfg.activation_shift.enabled:
         logger.step_offset = 0
         for step, scalars in sorted(hooks.replay_lines(summary).items()):
             logger.log_metrics(scalars, step)
         write_tensorboard_end(logger, cfg, summary)
     return summary
+
+
+def prune_checkpoints(cfg: DictConfig, run_dir: Path) -> None:
+    """With ``trainer.keep_checkpoints: false``, a finished run's checkpoints and recovery/*.pt go
+    (its summary, config, phase records and TensorBoard stay); forks of the run are then refused."""
+    if cfg.trainer.keep_checkpoints:
+        return
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    for saved in (run_dir / RECOVERY_DIR).glob("*.pt"):
+        saved.unlink(missing_ok=True)
 
 
 def write_tensorboard_end(logger: PhaseLogger, cfg: DictConfig, summary: dict) -> None:

@@ -41,6 +41,7 @@ ALWAYS_FREE = (
     "trainer.strategy",
     "trainer.grad_shards",
     "trainer.cpu_threads",
+    "trainer.keep_checkpoints",
 )
 RECOVER_MEASUREMENT = (
     "prefix_ms",

@@ -44,6 +44,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from loclin.config import ConfigError, load_config
+from loclin.fork import ALWAYS_FREE
 from loclin.rundir import SUMMARY_FILE, RunDirError, check_resumable, live_holder, lock_run_dir, write_json
 
 MANIFEST = "sweep.json"
@@ -321,12 +322,21 @@ def build_manifest(args: argparse.Namespace) -> dict:
     }
 
 
+def computed(overrides: list[str]) -> list[str]:
+    """The overrides that change what a point computes: all but names and execution settings
+    (loclin.fork.ALWAYS_FREE: threads, progress bar, whether checkpoints are kept, …)."""
+    return [o for o in overrides if o.split("=", 1)[0] not in ALWAYS_FREE]
+
+
 def grows(old: dict, new: dict) -> bool:
     """Whether ``new`` is the sweep of ``old`` or that sweep with more seeds: the same command and
-    grid, and every earlier point kept as it was (its overrides and parent), so finished points
-    stay finished. Seeds may be added later, for example a second parent seed in one cell."""
-    same = ("config", "overrides", "after", "grid")
+    grid (fixed overrides up to execution settings), and every earlier point kept as it was (its
+    overrides and parent), so finished points stay finished. Seeds may be added later, for example a
+    second parent seed in one cell."""
+    same = ("config", "after", "grid")
     if any(old.get(key) != new[key] for key in same):
+        return False
+    if computed(old.get("overrides", [])) != computed(new["overrides"]):
         return False
     keep = ("name", "overrides", "parent")
     new_points = [{key: point[key] for key in keep} for point in new["points"]]

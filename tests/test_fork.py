@@ -112,3 +112,23 @@ def test_lightnings_startup_lines_are_printed_once_a_run_not_once_a_phase(parent
     assert result.returncode == 0, result.stderr[-1500:]
     output = result.stdout + result.stderr
     assert output.count("💡 Tip: For seamless cloud logging") == 1 and output.count("Total params") == 1
+
+
+def test_a_fork_point_that_keeps_no_checkpoints_deletes_only_its_own_files(parent, tmp_path, capsys):
+    """trainer.keep_checkpoints=false (a map's points): once summary.json is written the fork's
+    checkpoints and recovery/*.pt go, the parent's hard-linked files stay, and a fork of the pruned
+    run is one line."""
+    assert (
+        train.main(
+            ["--fork", str(parent), "--after", "degrade", f"output_root={tmp_path}", "trainer.keep_checkpoints=false"]
+        )
+        == 0
+    )
+    pruned = tmp_path / "tiny_recovery" / "version_0"
+    assert (pruned / "summary.json").is_file() and (pruned / "phases" / "recover.json").is_file()
+    assert not (pruned / "checkpoints").exists() and not list((pruned / "recovery").glob("*.pt"))
+    assert (parent / "checkpoints" / "degrade" / "end.ckpt").is_file() and list((parent / "recovery").glob("*.pt"))
+    capsys.readouterr()
+    assert train.main(["--fork", str(pruned), "--after", "degrade", f"output_root={tmp_path / 'again'}"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "end.ckpt" in error

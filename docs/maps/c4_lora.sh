@@ -26,7 +26,7 @@ THREADS=${THREADS:-2}
 CAPTURE_AT="[10,25,50,$STEPS]"
 # every cell: STEPS recovery steps on `arith`, constant rate, no warm-up, the re-runs and the replica
 FIXED=(phases.2.steps=$STEPS phases.2.optim.warmup_steps=0 recovery.constrained_m=8 recovery.outside_m=8
-  recovery.replica=true "recovery.capture_at_steps=$CAPTURE_AT" "trainer.cpu_threads=$THREADS")
+  recovery.replica=true "recovery.capture_at_steps=$CAPTURE_AT" "trainer.cpu_threads=$THREADS" trainer.keep_checkpoints=false)
 PARENTS=()
 for seed in ${SEEDS//,/ }; do
   parent="$OUT/parents/seed_$seed/lora_smollm2/version_0"

@@ -24,7 +24,7 @@ for seed in ${SEEDS//,/ }; do  # one output root per seed: the parent of seed s 
   PARENTS+=("$parent")
 done
 # every cell: 200 recovery steps on `reverse`, constant rate, no warm-up, the ablations and the replica
-FIXED=(phases.2.steps=200 phases.2.optim.warmup_steps=0 recovery.constrained_m=8 recovery.outside_m=8
+FIXED=(phases.2.steps=200 phases.2.optim.warmup_steps=0 recovery.constrained_m=8 recovery.outside_m=8 trainer.keep_checkpoints=false
   recovery.replica=true trainer.cpu_threads=1)
 sweep() {  # name, then the grid
   local name=$1; shift
