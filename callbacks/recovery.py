@@ -435,6 +435,9 @@ class RecoveryCallback(MeasurementCallback):
                 metrics[f"recovery.progress.acc_at_step{point['step']}"] = metric(
                     point["acc"], f"task-{self.target} held-out accuracy at θ_{point['step']}, when the prefix ended"
                 )
+                metrics[f"recovery.progress.loss_at_step{point['step']}"] = metric(
+                    point["loss"], f"task-{self.target} held-out loss at θ_{point['step']}, when the prefix ended"
+                )
         if self.progress:
             curve["progress"] = self.progress
         if "effective" in self.results:

@@ -83,6 +83,7 @@ DECIDER_COLUMNS = [
     "offset p95",
     "P8 − offset p95 [95%]",
     "replica P8",
+    "P8 − replica [95%]",
     "P8 − R8 [95%]",
     "S0",
     "acc plain / inside / outside",
@@ -117,6 +118,7 @@ def decider_table(cells: dict[str, list[dict]], lengths: list[int]) -> list[list
                     mean_text(values(group, at(t, "P8_offset_p95"))),
                     interval_text(paired(p8, values(group, at(t, "P8_offset_p95")))),
                     mean_text(values(group, at(t, "P8_replica"))),
+                    interval_text(paired(p8, values(group, at(t, "P8_replica")))),
                     interval_text(paired(p8, values(group, at(t, "R8_random_positions")))),
                     mean_text(values(group, at(t, "S0_theta0_updates"))),
                     " / ".join(accuracies),
@@ -192,6 +194,10 @@ def decision_text(cells: dict[str, list[dict]], lengths: list[int]) -> str:
         if words.get("supported"):
             line += f"; supported in {'; '.join(words['supported'])}"
         line += f"; supported and special in {'; '.join(both)}" if both else "; supported and special nowhere"
+        if t == decided_lengths(cells, lengths)[-1]:  # the whole recovery: every cell by name
+            line += "; by cell: " + "; ".join(
+                f"{word}: {', '.join(labels)}" for word, labels in sorted(readings.items())
+            )
         text.append(line + ".")
     selection = selection_text(cells, lengths)
     if selection:

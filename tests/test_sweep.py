@@ -301,3 +301,13 @@ def test_a_sweep_grows_by_seeds_but_refuses_any_other_change(tmp_path, capsys):
     (out / sweep.MANIFEST).write_text(json.dumps(one_seed))
     assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--out", str(out), *SHORT]) == 2
     assert f"'{out}' holds a different sweep" in capsys.readouterr().err
+
+
+def test_a_sweep_grows_over_execution_settings_but_not_over_what_it_computes():
+    from loclin.sweep import grows
+
+    old = {"config": "c.yaml", "after": None, "grid": {"lr": [1, 2]}, "overrides": ["phases.2.steps=200"], "points": []}
+    same = {**old, "overrides": ["phases.2.steps=200", "trainer.keep_checkpoints=false", "trainer.cpu_threads=1"]}
+    assert grows(old, same)  # threads and pruning change no number: the finished points stay finished
+    assert not grows(old, {**old, "overrides": ["phases.2.steps=100"]})
+    assert not grows(old, {**old, "overrides": ["phases.2.steps=200", "recovery.replica=true"]})
