@@ -50,6 +50,7 @@ C4_COLUMNS = {
     "P8 at T=25": "recovery.capture_at_T25.P8_updates",
     "P8 at T=50": "recovery.capture_at_T50.P8_updates",
     "S6 go-back capture": "recovery.capture.S6_go_back",
+    "S0 capture (θ_0 steps)": "recovery.capture.S0_theta0_updates",
     "acc θ_0": "recovery.theta_0.acc",
     "acc θ_R": "recovery.theta_R.acc",
     "‖Δ‖ / ‖θ*−θ_0‖": "recovery.delta_over_go_back",
