@@ -86,8 +86,22 @@ def map_parts(root: Path, page_dir: Path) -> list[str]:
 def page_parts(root: Path, page_dir: Path, folders: list[Path]) -> list[str]:
     """The page above its Performance section: the maps, then every run (RunDirError on a record
     that cannot be read)."""
+    from loclin.map_report import CELLS_FILE, read_records
+    from loclin.scorecard import scorecard
+
     summaries = [read_summary(folder) for folder in folders]
-    parts = [HEADER, *map_parts(root, page_dir), DRIFT_READING, ""]
+    maps = {p.parent.name: read_records(p, "results") for p in sorted((root / "maps").glob(f"*/{CELLS_FILE}"))}
+    card = [
+        "## Scorecard",
+        "",
+        "Each claim of the paper on each system, decided by a tested rule on 95% interval bounds "
+        "(loclin.scorecard, loclin.c4_decide; docs/science.md 11): *supported* or *refuted* where every decided "
+        "cell agrees, *regime-dependent* where both are found, *undecided* otherwise.",
+        "",
+        render_markdown(scorecard(maps)),
+        "",
+    ]
+    parts = [HEADER, *card, *map_parts(root, page_dir), DRIFT_READING, ""]
     by_experiment: dict[str, list[dict]] = {}
     for summary in summaries:
         if protocol_of_summary(summary) != "steer":

@@ -1,0 +1,160 @@
+"""The scorecard at the top of docs/results.md: one row per claim and system, each verdict word
+computed from interval bounds by a tested rule (loclin.c4_decide), never typed.
+
+Rows come from the published map records (``docs/results/maps/<name>/cells.json``). A claim
+that has no rule over its records yet gets its row all the same, saying so, so the table never
+reads as if a claim had been tested when it has not.
+"""
+
+from __future__ import annotations
+
+import math
+
+from loclin.c4_decide import PAPER_P8, describe, threshold_verdict
+from loclin.c4_deciders import best_cell, decided_lengths, interval_text, values
+from loclin.geometry.intervals import t_interval
+
+PAPER_COS = 0.58  # arXiv 2606.10929, claim C6: cos(δ, v) of the one-step shift and CAA
+COLUMNS = ["claim", "system", "paper", "loclin [95%]", "n", "null it is held against", "verdict", "section"]
+NOT_YET = {
+    "C1": "strong local low-rank task-gradient structure",
+    "C2": "static bases miss the recovery direction",
+    "C3": "the useful basis drifts within 100 steps",
+    "C5": "random search works in high dimension",
+    "C7": "the one-step shift steers about as well as CAA",
+}
+
+
+def combine(words: dict[str, str]) -> str:
+    """One word from the words of a system's cells: *supported* / *refuted* when every decided
+    cell agrees and none is undecided, *regime-dependent* (naming where it is supported) when both
+    are found, else *undecided*."""
+    supported = [label for label, word in words.items() if word == "supported"]
+    refuted = [label for label, word in words.items() if word == "refuted"]
+    if supported and refuted:
+        return f"regime-dependent: supported in {'; '.join(supported)}"
+    if supported and len(supported) == len(words):
+        return "supported"
+    if refuted and len(refuted) == len(words):
+        return "refuted"
+    return "undecided"
+
+
+def system_of(records: list[dict], name: str) -> str:
+    """The model a map was made on, from its records' made_by (the family where no model is named;
+    the map's name for records published before they carried made_by)."""
+    made = [r.get("made_by") or {} for r in records]
+    models = sorted({str(m.get("model") or m.get("family") or f"map {name}").removeprefix("asset:") for m in made})
+    return ", ".join(models)
+
+
+def c4_rows(name: str, cells: dict[str, list[dict]], lengths: list[int]) -> list[list[str]]:
+    """Two rows of a C4 map at its whole recovery length T: P8 ≥ 0.77 (the cells' words combined;
+    the number of the cell seeds 0–2 choose), and the reading of that cell (special or not)."""
+    ts = decided_lengths(cells, lengths)
+    if not ts:
+        return []
+    t = ts[-1]
+    key = f"recovery.capture_at_T{t}.P8_updates"
+    words = {label: threshold_verdict(values(g, key)) for label, g in cells.items()}
+    chosen = best_cell(cells, t, (0, 1, 2))
+    group = cells[chosen] if chosen else []
+    numbers = values(group, key)
+    offsets = values(group, f"recovery.capture_at_T{t}.P8_offset_p95")
+    reading = describe(
+        numbers,
+        values(group, f"recovery.capture_at_T{t}.P8_offset_mean"),
+        offsets,
+        values(group, f"recovery.capture_at_T{t}.P8_replica"),
+        values(group, f"recovery.capture_at_T{t}.displacement_share_P8"),
+    )
+    special = {
+        label: describe(
+            values(g, key),
+            values(g, f"recovery.capture_at_T{t}.P8_offset_mean"),
+            values(g, f"recovery.capture_at_T{t}.P8_offset_p95"),
+            values(g, f"recovery.capture_at_T{t}.P8_replica"),
+            values(g, f"recovery.capture_at_T{t}.displacement_share_P8"),
+        )
+        for label, g in cells.items()
+    }
+    found = [label for label, word in special.items() if word == "special prefix"]
+    decided = all(word != "undecided" for word in special.values())
+    special_word = f"supported in {'; '.join(found)}" if found else ("refuted" if decided else "undecided")
+    null = t_interval(offsets)[0]
+    section = f"[map {name}](#map-{name})"
+    seeds = ",".join(str(r["seed"]) for r in group)
+    return [
+        [
+            f"C4: P8 ≥ {PAPER_P8} (T = {t})",
+            system_of([r for g in cells.values() for r in g], name),
+            f"{PAPER_P8}",
+            f"{interval_text(numbers)}, best of {len(cells)} cells: {chosen}",
+            f"seeds {seeds}",
+            f"offset-block p95 {'–' if math.isnan(null) else f'{null:.3g}'}",
+            combine(words),
+            section,
+        ],
+        [
+            f"C4: the prefix is special (T = {t})",
+            system_of([r for g in cells.values() for r in g], name),
+            "first updates capture Δ",
+            f"best cell: {reading}",
+            f"{len(cells)} cells",
+            "offset blocks, replica, displacement share",
+            special_word,
+            section,
+        ],
+    ]
+
+
+def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
+    """One row per model: the maximum over blocks of cos(δ, v) with its bootstrap interval, held
+    against 0.58 and against the maximum over blocks of the shuffled-label null."""
+    rows = []
+    for model in sorted({r["model"] for r in records}):
+        points = [r for r in records if r["model"] == model]
+        words, best = {}, None
+        for r in points:
+            entry = r["metrics"].get("steer.cos_delta_caa.max", {})
+            low, high = (entry.get("interval") or [math.nan, math.nan])[:2]
+            null = r["metrics"].get("steer.shuffled_max_p95", {}).get("value", math.nan)
+            above_null = not math.isnan(null) and low > null
+            words[r["name"]] = (
+                "supported" if low >= PAPER_COS and above_null else "refuted" if high < PAPER_COS else "undecided"
+            )
+            if best is None or entry.get("value", -1) > best[1].get("value", -1):
+                best = (r, entry, null)
+        r, entry, null = best
+        low, high = (entry.get("interval") or [math.nan, math.nan])[:2]
+        rows.append(
+            [
+                f"C6: cos(δ, v) ≥ {PAPER_COS}",
+                model.removeprefix("asset:"),
+                f"{PAPER_COS}",
+                f"{entry.get('value', math.nan):.3g} [{low:.3g}, {high:.3g}] ({r['name']})",
+                f"{len(points)} point{'s' if len(points) != 1 else ''}",
+                f"shuffled labels, max over blocks, p95 {null:.3g}",
+                combine(words),
+                f"[map {name}](#map-{name})",
+            ]
+        )
+    return rows
+
+
+def scorecard(maps: dict[str, list[dict]]) -> list[list[str]]:
+    """The table: the C4 and C6 rows of every map (``name`` → records), then a row for each claim
+    that has no rule over its records yet."""
+    from loclin.map_report import c4_cells, capture_lengths
+
+    rows = [COLUMNS]
+    for name, records in sorted(maps.items()):
+        c4 = [r for r in records if r["map"] == "c4"]
+        c6 = [r for r in records if r["map"] == "c6"]
+        if c4:
+            rows += c4_rows(name, c4_cells(c4), capture_lengths(c4))
+        if c6:
+            rows += c6_rows(name, c6)
+    for claim, statement in NOT_YET.items():
+        rows.append([f"{claim}: {statement}", "–", "–", "–", "–", "–", "not decided by a rule yet", "below"])
+    return rows
