@@ -10,6 +10,7 @@ import io
 import re
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,5 +71,5 @@ def test_every_named_file_and_module_exists(command):
 
 @pytest.mark.parametrize("module", sorted({shlex.split(c)[2] for c in COMMANDS if c.startswith("python -m loclin.")}))
 def test_every_loclin_module_the_readme_runs_answers_help(module):
-    done = subprocess.run(["python", "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0 and "usage" in done.stdout.lower(), module
