@@ -303,4 +303,5 @@ def length_axis(ax, title: str) -> None:
     ax.set_ylim(0, 1)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("recovery length T", fontsize=8)
-    ax.legend(fontsize=6)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)

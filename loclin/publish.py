@@ -45,8 +45,9 @@ def merged_maps(
         published = root / "maps" / folder.name / CELLS_FILE
         earlier = read_records(published, "publish") if published.is_file() else []
         if folder.name in replace:
-            makers = sorted({json.dumps(r.get("made_by", {}), sort_keys=True) for r in earlier})
-            print(f"[publish] {folder.name}: replaces {len(earlier)} published records (made by {'; '.join(makers)})")
+            makers = sorted({json.dumps(r["made_by"], sort_keys=True) for r in earlier if r.get("made_by")})
+            made = f"made by {'; '.join(makers)}" if makers else "their makers not recorded"
+            print(f"[publish] {folder.name}: replaces {len(earlier)} published records ({made})")
             merged[folder.name] = (earlier, merge_records([], records, separate))
         else:
             merged[folder.name] = (earlier, merge_records(earlier, records, separate))
