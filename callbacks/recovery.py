@@ -82,12 +82,18 @@ class RecoveryCallback(MeasurementCallback):
         capture_at_steps: Sequence[int] = (),
         offset_draws: int = 0,
         theta0_batches: int = 0,
+        evaluate: bool = True,
     ):
+        """``evaluate``: held-out evaluations during the phase (progress, the rows at each T); off
+        only for a driver without a datamodule, which reads the end-of-phase controls alone."""
         self.prefix_updates_basis: torch.Tensor | None = None  # P_M = orth(u_0 … u_{M−1}), at the end of the phase
         # every length T of the list and the whole recovery; held-out numbers also at 1, 2, 4, … and every m
-        self.capture_at_steps = sorted(t for t in {*capture_at_steps, steps} if 1 <= t <= steps)
+        lengths = {*capture_at_steps, steps} if evaluate else set()
+        self.capture_at_steps = sorted(t for t in lengths if 1 <= t <= steps)
         powers = {2**i for i in range(steps.bit_length()) if 2**i <= steps}
-        self.evaluate_at = sorted(powers | {m for m in prefix_ms if m <= steps} | set(self.capture_at_steps))
+        early = powers | {m for m in prefix_ms if m <= steps} if evaluate else set()
+        self.evaluate_at = sorted(early | set(self.capture_at_steps))
+        self.evaluates = evaluate
         self.progress: list[dict] = []  # {"step", "acc", "loss"} at step 0 (θ_0) and every step of evaluate_at
         self.update_norms: list[float] = []  # ‖u_t‖ for every step taken
         self.deltas: dict[int, torch.Tensor] = {}  # Δ_T for every T of capture_at_steps (the replica's targets)
@@ -143,7 +149,7 @@ class RecoveryCallback(MeasurementCallback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.theta_zero is None:
             self.theta_zero = self.vector.values()
-            self.progress = [{"step": 0, **self.evaluate(trainer, pl_module)}]
+            self.progress = [{"step": 0, **self.evaluate(trainer, pl_module)}] if self.evaluates else []
             if self.theta0_batches:
                 self.theta0_updates = self.updates_at_theta_zero(trainer, pl_module)
 

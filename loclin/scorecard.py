@@ -143,16 +143,17 @@ def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
 
 
 def scorecard(maps: dict[str, list[dict]]) -> list[list[str]]:
-    """The table: the C4 and C6 rows of every map (``name`` → records), then a row for each claim
-    that has no rule over its records yet."""
-    from loclin.map_report import c4_cells, capture_lengths
+    """The table: the C4 rows of every map (``name`` → records; cells that recovered), its C6 rows,
+    then a row for each claim that has no rule over its records yet."""
+    from loclin.map_report import c4_cells, capture_lengths, recovered
 
     rows = [COLUMNS]
     for name, records in sorted(maps.items()):
         c4 = [r for r in records if r["map"] == "c4"]
         c6 = [r for r in records if r["map"] == "c6"]
-        if c4:
-            rows += c4_rows(name, c4_cells(c4), capture_lengths(c4))
+        if c4:  # a cell whose recovery failed says nothing of how a recovery is explained, as in the verdict
+            cells = {label: group for label, group in c4_cells(c4).items() if recovered(group)}
+            rows += c4_rows(name, cells, capture_lengths(c4))
         if c6:
             rows += c6_rows(name, c6)
     for claim, statement in NOT_YET.items():

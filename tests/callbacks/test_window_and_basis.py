@@ -172,7 +172,7 @@ def test_recovery_controls_equal_numpy_qr_of_the_updates_at_the_drawn_positions(
     vector = ParameterVector(toy.parameter_groups())
     theta0 = vector.values()
     recovery = RecoveryCallback(
-        vector, {}, theta0, "t", prefix_ms=[1, 2, 4], steps=12, control_m=4, control_draws=3, seed=5
+        vector, {}, theta0, "t", prefix_ms=[1, 2, 4], steps=12, control_m=4, control_draws=3, seed=5, evaluate=False
     )
     recovery.theta_zero = theta0
     recovery.vector = vector
