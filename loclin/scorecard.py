@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 
-from loclin.c4_decide import PAPER_P8, describe, threshold_verdict
-from loclin.c4_deciders import best_cell, decided_lengths, interval_text, values
+from loclin.c4_decide import PAPER_P8, threshold_verdict
+from loclin.c4_deciders import best_cell, decided_lengths, interval_text, reading, values
 from loclin.geometry.intervals import t_interval
 
 PAPER_COS = 0.58  # arXiv 2606.10929, claim C6: cos(δ, v) of the one-step shift and CAA
@@ -61,23 +61,8 @@ def c4_rows(name: str, cells: dict[str, list[dict]], lengths: list[int]) -> list
     group = cells[chosen] if chosen else []
     numbers = values(group, key)
     offsets = values(group, f"recovery.capture_at_T{t}.P8_offset_p95")
-    reading = describe(
-        numbers,
-        values(group, f"recovery.capture_at_T{t}.P8_offset_mean"),
-        offsets,
-        values(group, f"recovery.capture_at_T{t}.P8_replica"),
-        values(group, f"recovery.capture_at_T{t}.displacement_share_P8"),
-    )
-    special = {
-        label: describe(
-            values(g, key),
-            values(g, f"recovery.capture_at_T{t}.P8_offset_mean"),
-            values(g, f"recovery.capture_at_T{t}.P8_offset_p95"),
-            values(g, f"recovery.capture_at_T{t}.P8_replica"),
-            values(g, f"recovery.capture_at_T{t}.displacement_share_P8"),
-        )
-        for label, g in cells.items()
-    }
+    chosen_reading = reading(group, t) if group else "undecided"
+    special = {label: reading(g, t) for label, g in cells.items()}
     found = [label for label, word in special.items() if word == "special prefix"]
     decided = all(word != "undecided" for word in special.values())
     special_word = f"supported in {'; '.join(found)}" if found else ("refuted" if decided else "undecided")
@@ -99,7 +84,7 @@ def c4_rows(name: str, cells: dict[str, list[dict]], lengths: list[int]) -> list
             f"C4: the prefix is special (T = {t})",
             system_of([r for g in cells.values() for r in g], name),
             "first updates capture Δ",
-            f"best cell: {reading}",
+            f"best cell: {chosen_reading}",
             f"{len(cells)} cells",
             "offset blocks, replica, displacement share",
             special_word,
