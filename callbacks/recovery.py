@@ -295,9 +295,7 @@ class RecoveryCallback(MeasurementCallback):
             if m <= self.recorded:
                 bases[f"P{m}_updates"] = prefix_u[:, :m]
                 bases[f"P{m}_gradients"] = prefix_g[:, :m]
-        heldout = {
-            key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(self.target).items()
-        }
+        heldout = heldout_on_device(trainer, pl_module, self.target)
         rows = {}
         for name, basis in bases.items():
             self.vector.load_values(self.theta_zero + project(basis, delta))
@@ -666,11 +664,15 @@ class ReplicaPrefix(MeasurementCallback):
         self._theta_before = state_dict.get("theta_before")
 
 
+def heldout_on_device(trainer: L.Trainer, pl_module: L.LightningModule, target: str) -> dict:
+    """Task ``target``'s held-out batch, on the module's device."""
+    return {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(target).items()}
+
+
 def heldout_scores(trainer: L.Trainer, pl_module: L.LightningModule, target: str) -> dict:
     """Task ``target``'s held-out loss and accuracy at the current θ."""
-    heldout = {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(target).items()}
     with torch.no_grad():
-        return pl_module.evaluate_batch(heldout)
+        return pl_module.evaluate_batch(heldout_on_device(trainer, pl_module, target))
 
 
 def no_sync(trainer: L.Trainer):

@@ -162,6 +162,15 @@ def test_reset_reinitialises_only_the_named_group():
             ],
             "'recover_constrained' is the name of recovery's constrained re-run",
         ),
+        (["recovery.outside_m=3"], "recovery.outside_m=3 must be 0 or one of recovery.prefix_ms"),
+        (["recovery.offset_draws=-1"], "recovery.offset_draws=-1 and recovery.theta0_batches=8 must be >= 0"),
+        (
+            [
+                "phases=[{name: train, steps: 200}, {name: degrade, steps: 40}, {name: recover, steps: 60}, "
+                "{name: recover_replica, steps: 5}]"
+            ],
+            "'recover_replica' is the name of recovery's replica (recovery.replica)",
+        ),
     ],
 )
 def test_recovery_config_errors(overrides, fragment):
