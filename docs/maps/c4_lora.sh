@@ -12,30 +12,40 @@
 # Cost: a SmolLM2 step is ~5 s on 2 CPU cores, a parent (300 + 100 + STEPS steps) ~40 min and a
 # verdict point (the recovery, its two re-runs and the replica) ~25 min here: a GPU job,
 #   SEEDS=0,1,2,3,4 STEPS=100 bash docs/maps/c4_lora.sh OUT 4
-# Every run of a map is made at one thread count, THREADS (default 2): on the CPU a run's numbers
+# Every run of a map is made at one thread count, THREADS (default 1; parents too, WORKERS at a time): a run's numbers
 # depend on it (two seed-0 parents made in two sessions, the second at 2 threads, reached θ*
 # accuracy 0.784 and 0.741). Each parent has its own output root, so seed s is always version_0 there.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/maps/c4_lora}
+mkdir -p "$OUT/parents"
 WORKERS=${2:-1}
 SECTIONS=${3:-verdict,adamw,adam,sgd,sgd_momentum,degradation,rank}
 STEPS=${STEPS:-100}
 SEEDS=${SEEDS:-0,1,2}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}
 CAPTURE_AT="[10,25,50,$STEPS]"
 # every cell: STEPS recovery steps on `arith`, constant rate, no warm-up, the re-runs and the replica
 FIXED=(phases.2.steps=$STEPS phases.2.optim.warmup_steps=0 recovery.constrained_m=8 recovery.outside_m=8
   recovery.replica=true "recovery.capture_at_steps=$CAPTURE_AT" "trainer.cpu_threads=$THREADS" trainer.keep_checkpoints=false)
 PARENTS=()
-for seed in ${SEEDS//,/ }; do
-  parent="$OUT/parents/seed_$seed/lora_smollm2/version_0"
-  if [ ! -f "$parent/summary.json" ]; then
-    if [ -d "$parent" ]; then python train.py --resume "$parent"
-    else python train.py --config conf/lora_smollm2.yaml "output_root=$OUT/parents/seed_$seed" "seed=$seed" \
-      trainer.progress_bar=false phases.2.steps=$STEPS recovery.constrained_m=0 "trainer.cpu_threads=$THREADS"; fi
-  fi
-  PARENTS+=("$parent")
+make_parent() {  # seed: make (or resume) that seed's parent
+  local parent="$OUT/parents/seed_$1/lora_smollm2/version_0"
+  [ -f "$parent/summary.json" ] && return 0
+  if [ -d "$parent" ]; then python train.py --resume "$parent"
+  else python train.py --config conf/lora_smollm2.yaml "output_root=$OUT/parents/seed_$1" "seed=$1" \
+    trainer.progress_bar=false phases.2.steps=$STEPS recovery.constrained_m=0 "trainer.cpu_threads=$THREADS"; fi
+}
+running=0
+for seed in ${SEEDS//,/ }; do  # WORKERS parents at a time
+  make_parent "$seed" > "$OUT/parents/seed_$seed.log" 2>&1 &
+  running=$((running + 1))
+  if [ "$running" -ge "$WORKERS" ]; then wait -n || true; running=$((running - 1)); fi
+  PARENTS+=("$OUT/parents/seed_$seed/lora_smollm2/version_0")
+done
+wait || true
+for parent in "${PARENTS[@]}"; do
+  [ -f "$parent/summary.json" ] || { echo "[map] parent $parent did not finish: see its log under $OUT/parents/"; exit 1; }
 done
 sweep() {  # name, the phase to fork after, the parents' seeds, then the grid and overrides
   local name=$1 after=$2 seeds=$3; shift 3
