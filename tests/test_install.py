@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_layers import check_one_name_per_module
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -60,6 +62,8 @@ def test_the_wheel_holds_one_namespace_and_a_users_callbacks_py_shadows_nothing(
     file, configs, bare = done.stdout.splitlines()
     assert file.startswith(str(venv)) and "site-packages/loclin/callbacks/base.py" in file
     assert configs == "['lora_distilgpt2', 'lora_gpt2', 'lora_smollm2']" and bare == "[]"
+    window, _, walked = check_one_name_per_module(str(venv / "bin" / "python"), venv.parent / "user", env)
+    assert window.startswith(str(venv)) and int(walked) > 40  # installed, the walk reaches loclin/geometry too
 
 
 def test_the_entry_points_run_a_packaged_config_and_analyze_it(installed):

@@ -111,3 +111,40 @@ def test_the_checks_find_a_planted_upward_import_and_circle():
     graph["loclin.tables"] = graph["loclin.tables"] | {"loclin.report"}  # report imports tables
     assert upward_arrows(graph) == ["geometry.capture -> loclin.report"]
     assert {"loclin.report", "loclin.tables"} <= set(in_circles(graph))
+
+
+ONE_NAME = """
+import importlib, pkgutil, sys
+import loclin
+names = [m.name for m in pkgutil.walk_packages(loclin.__path__, "loclin.")]
+assert len(names) == len(set(names)) and len(names) > 20, names
+for name in names + ["loclin.geometry.window", "loclin.callbacks.base", "loclin.datamodules", "loclin.conf"]:
+    importlib.import_module(name)
+for name in ("loclin.loclin", "loclin.loclin.config", "loclin.tests", "loclin.benchmarks", "loclin.docs"):
+    try:
+        importlib.import_module(name)
+        raise SystemExit(f"{name} is importable")
+    except ModuleNotFoundError:
+        pass
+import loclin.geometry.window as window
+from loclin.config import packaged_configs
+print(window.__file__, sorted(packaged_configs())[0], len(names))
+"""
+
+
+def check_one_name_per_module(python: str, cwd: Path, env: dict | None = None) -> list[str]:
+    """Runs ONE_NAME in a fresh interpreter: walking loclin ends with each module named once, every
+    name it lists imports, and no second name (``loclin.loclin``, ``loclin.tests``) resolves."""
+    import subprocess
+
+    done = subprocess.run([python, "-c", ONE_NAME], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.split()
+
+
+def test_each_module_has_one_import_name_in_a_checkout():
+    import sys
+
+    window, first_config, walked = check_one_name_per_module(sys.executable, REPO)
+    assert Path(window) == REPO / "geometry" / "window.py" and first_config == "lora_distilgpt2"
+    assert int(walked) == len([file for file in (REPO / "loclin").glob("*.py") if file.stem != "__init__"])
