@@ -162,9 +162,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def commands() -> tuple[str, str]:
-    """The train and analyze commands of the entry point in use: ``loclin-train`` (installed),
-    ``python -m loclin.train`` (a sweep's points) or a checkout's ``python train.py``."""
+    """The train and analyze commands of the entry point in use: ``loclin train`` or ``loclin-train``
+    (installed), ``python -m loclin.train`` (a sweep's points) or a checkout's ``python train.py``."""
     launched = Path(sys.argv[0])
+    if launched.name.startswith("loclin "):  # the loclin command (loclin/cli.py)
+        return "loclin train", "loclin analyze"
     if launched.name == "loclin-train":
         return "loclin-train", "loclin-analyze"
     if launched.suffix == ".py" and launched.resolve() == Path(__file__).resolve():

@@ -71,6 +71,8 @@ def test_the_entry_points_run_a_packaged_config_and_analyze_it(installed):
     user = venv.parent / "user"
     help_text = run(["loclin-train", "--help"], user, env)
     assert help_text.returncode == 0 and "tiny_synthetic" in help_text.stdout
+    one_command = run(["loclin", "train", "--help"], user, env)  # the same parser behind the loclin command
+    assert one_command.returncode == 0 and one_command.stdout.startswith("usage: loclin train")
     trained = run(["loclin-train", "--config", "tiny_synthetic"], user, env)
     assert trained.returncode == 0, trained.stderr[-2000:]
     run_dir = user / "runs" / "tiny_synthetic" / "version_0"
