@@ -54,24 +54,25 @@ sweep() {  # name, the phase to fork after, the parents' seeds, then the grid an
     || echo "[map] $name: some points failed (diverged?): see $OUT/$name/logs/; the map names them"
 }
 FIRST=${SEEDS%%,*}
-# the verdict cells on every seed: the default AdamW, and the best Adam and SGD rates of the first map;
+# the verdict cells on every seed (one at a time: SECTIONS=verdict_adamw, verdict_adam, verdict_sgd): the default AdamW, and the best Adam and SGD rates of the first map;
 # a sweep "NAME+verdict" joins NAME in the map, so each is one cell of its optimizer's row
-[[ $SECTIONS == *verdict* ]] && sweep adamw+verdict degrade "$SEEDS" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.001]"
-[[ $SECTIONS == *verdict* ]] && sweep adam+verdict degrade "$SEEDS" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.001]"
-[[ $SECTIONS == *verdict* ]] && sweep sgd+verdict degrade "$SEEDS" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.4]"
+want() { [[ ",$SECTIONS," == *",$1,"* ]]; }  # a section named in SECTIONS
+want verdict || want verdict_adamw && sweep adamw+verdict degrade "$SEEDS" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.001]"
+want verdict || want verdict_adam && sweep adam+verdict degrade "$SEEDS" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.001]"
+want verdict || want verdict_sgd && sweep sgd+verdict degrade "$SEEDS" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.4]"
 # the other rates of each optimizer, on the first seed
-[[ $SECTIONS == *adamw* ]] && sweep adamw degrade "$FIRST" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.003]"
-[[ $SECTIONS == *adam,* || $SECTIONS == *adam ]] && sweep adam degrade "$FIRST" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.003]"
-[[ $SECTIONS == *sgd,* || $SECTIONS == *sgd ]] && sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.1,1.6]"
-[[ $SECTIONS == *sgd_momentum* ]] && sweep sgd_momentum degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.01,0.04,0.16]"
-if [[ $SECTIONS == *degradation* ]]; then  # the degradation's strength and type, forked from θ*, default recovery
+want adamw && sweep adamw degrade "$FIRST" phases.2.optim.name=adamw phases.2.optim.weight_decay=0.1 --grid "phases.2.lr=[0.0003,0.003]"
+want adam && sweep adam degrade "$FIRST" phases.2.optim.name=adam phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.0003,0.003]"
+want sgd && sweep sgd degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.1,1.6]"
+want sgd_momentum && sweep sgd_momentum degrade "$FIRST" phases.2.optim.name=sgd phases.2.optim.momentum=0.9 phases.2.optim.weight_decay=0 --grid "phases.2.lr=[0.01,0.04,0.16]"
+if want degradation; then  # the degradation's strength and type, forked from θ*, default recovery
 sweep d1_strength train "$FIRST" --grid "phases.1.lr=[0.001,0.02]"
 sweep d3_noise train "$FIRST" phases.1.steps=0 recovery.degradation=noise --grid "recovery.noise_scale=[0.05,0.3]"
 fi
-if [[ $SECTIONS == *rank* ]]; then  # the LoRA rank at the default recovery: 4 and 16 are new models (full runs);
+if want rank; then  # the LoRA rank at the default recovery: 4 and 16 are new models (full runs);
 # 8 is the parent's own model, its recovery re-run by a fork (bit-equal to the parent's): rank+parent joins rank
 python -m loclin.sweep --config conf/lora_smollm2.yaml --seeds "$FIRST" --workers "$WORKERS" --out "$OUT/rank" --grid "lm.lora.rank=[4,16]" "${FIXED[@]}" \
   || echo "[map] rank: some points failed: see $OUT/rank/logs/"
 sweep rank+parent degrade "$FIRST" --grid "lm.lora.rank=[8]"
 fi
-python analyze.py "$OUT" --out "$OUT/report"
+if [ "${ANALYZE:-1}" = 1 ]; then python analyze.py "$OUT" --out "$OUT/report"; fi  # ANALYZE=0: report later
