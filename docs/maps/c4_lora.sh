@@ -38,7 +38,7 @@ make_parent() {  # seed: make (or resume) that seed's parent
 }
 running=0
 for seed in ${SEEDS//,/ }; do  # WORKERS parents at a time
-  make_parent "$seed" > "$OUT/parents/seed_$seed.log" 2>&1 &
+  make_parent "$seed" >> "$OUT/parents/seed_$seed.log" 2>&1 &
   running=$((running + 1))
   if [ "$running" -ge "$WORKERS" ]; then wait -n || true; running=$((running - 1)); fi
   PARENTS+=("$OUT/parents/seed_$seed/lora_smollm2/version_0")
