@@ -484,7 +484,8 @@ ASSETS: dict[str, Asset] = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog=None if sys.argv[0].startswith("loclin ") else "python -m loclin.assets", description="Fetch pinned offline assets into the loclin cache."
+        prog=None if sys.argv[0].startswith("loclin ") else "python -m loclin.assets",
+        description="Fetch pinned offline assets into the loclin cache.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="known assets and whether they are cached")

@@ -5,7 +5,7 @@ record each: the command, the machine, and every time in milliseconds. The table
 as a ratio to the floor or the baseline measured in the same run, ``ratio = ms / floor_ms``, so a
 slower or faster machine moves the milliseconds and leaves the ratios comparable.
 
-``python -m loclin.results`` puts the tables in docs/results.md and between the README's
+``python -m loclin.results`` puts the tables in docs/results.md and between docs/performance.md's
 ``<!-- performance:begin -->`` and ``<!-- performance:end -->`` lines.
 """
 

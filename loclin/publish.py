@@ -90,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     from loclin import results
 
     out = args.out or args.root.parent / "results.md"
-    return results.main(
-        ["--root", str(args.root), "--out", str(out), "--readme", str(args.root.parent.parent / "README.md")]
-    )
+    performance = args.root.parent / "performance.md"
+    return results.main(["--root", str(args.root), "--out", str(out), "--performance", str(performance)])
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
 """The results page, written from committed run summaries (never typed by hand).
 
-    python -m loclin.results [--root docs/results] [--out docs/results.md] [--readme README.md]
+    python -m loclin.results [--root docs/results] [--out docs/results.md] [--performance docs/performance.md]
 
 Each folder ``<root>/<name>/`` holds a run's ``summary.json`` and ``command.txt`` (the command
 that produced it). For each, the full analyze.py report is written into that folder, and the page
 gathers its headline figures: drift against the noise ceiling, recovery prefix bases with their
 determination and controls, steering cosines with their intervals and nulls. The benchmark records
-under ``<root>/performance/`` become the Performance section, of the page and of the README
-(loclin.performance).
+under ``<root>/performance/`` become the Performance section, of the page and of
+docs/performance.md between its markers (loclin.performance).
 """
 
 from __future__ import annotations
@@ -45,12 +45,13 @@ def command_of(folder: Path) -> str:
         raise RunDirError(f"'{folder}' has no command.txt: write the command that made it there") from None
 
 
-def run_section(folder: Path) -> list[str]:
+def run_section(folder: Path, page_dir: Path) -> list[str]:
+    """One published run's part of the page, its links relative to the page's folder ``page_dir``."""
     summary = read_summary(folder)
     command = command_of(folder)
     build_report([folder], folder, formats=("png",))  # the committed page keeps PNGs only
-    name = folder.name
-    parts = [f"## {name}", "", f"`{command}` (seed {summary['seed']}; [full report]({name}/report.md))", ""]
+    name = os.path.relpath(folder, page_dir)
+    parts = [f"## {folder.name}", "", f"`{command}` (seed {summary['seed']}; [full report]({name}/report.md))", ""]
     if protocol_of_summary(summary) == "steer":
         from loclin.steer_report import steer_table
 
@@ -110,7 +111,7 @@ def page_parts(root: Path, page_dir: Path, folders: list[Path]) -> list[str]:
         if len({s["seed"] for s in group}) > 1:
             parts += [f"## {experiment} over seeds", "", render_markdown(headline_table(group)), ""]
     for folder in folders:
-        parts += run_section(folder)
+        parts += run_section(folder, page_dir)
     return parts
 
 
@@ -118,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", type=Path, default=Path("docs/results"))
     parser.add_argument("--out", type=Path, default=Path("docs/results.md"))
-    parser.add_argument("--readme", type=Path, default=Path("README.md"), help="whose Performance block to rewrite")
+    parser.add_argument(
+        "--performance",
+        type=Path,
+        default=Path("docs/performance.md"),
+        help="the page whose marked Performance block is rewritten",
+    )
     args = parser.parse_args(argv)
     folders = sorted(p.parent for p in args.root.glob("*/summary.json"))
     if not folders and not any(args.root.glob("maps/*/cells.json")):
@@ -132,12 +138,12 @@ def main(argv: list[str] | None = None) -> int:
     performance = performance_sections(args.root / "performance", "###")
     if performance:
         parts += ["## Performance", "", *performance]
-        readme = args.readme.read_text() if args.readme.is_file() else ""
-        if README_BEGIN in readme and README_END in readme:
-            args.readme.write_text(replace_block(readme, performance))
-            print(f"[loclin] Performance section of {args.readme}")
+        page = args.performance.read_text() if args.performance.is_file() else ""
+        if README_BEGIN in page and README_END in page:
+            args.performance.write_text(replace_block(page, performance))
+            print(f"[loclin] Performance section of {args.performance}")
         else:
-            print(f"[loclin] {args.readme} has no '{README_BEGIN}' block: its Performance section is left as it is")
+            print(f"[loclin] {args.performance} has no '{README_BEGIN}' block: it is left as it is")
     atomic_write_text(args.out, "\n".join(parts))
     print(f"[loclin] results page: {args.out} ({len(folders)} runs)")
     return 0

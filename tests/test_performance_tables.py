@@ -96,9 +96,9 @@ def test_results_fills_the_readme_block_and_leaves_a_readme_without_one_alone(tm
     marked, plain = tmp_path / "marked.md", tmp_path / "plain.md"
     marked.write_text(f"# x\n{README_BEGIN}\n{README_END}\n")
     plain.write_text("# no markers\n")
-    assert main(["--root", str(root), "--out", str(tmp_path / "page.md"), "--readme", str(marked)]) == 0
+    assert main(["--root", str(root), "--out", str(tmp_path / "page.md"), "--performance", str(marked)]) == 0
     assert "| 404,736 | 2.00 (25.9 GB/s) | 2.50× |" in marked.read_text()
     assert "## Performance" in (tmp_path / "page.md").read_text()
-    assert main(["--root", str(root), "--out", str(tmp_path / "page.md"), "--readme", str(plain)]) == 0
+    assert main(["--root", str(root), "--out", str(tmp_path / "page.md"), "--performance", str(plain)]) == 0
     said = capsys.readouterr().out
     assert plain.read_text() == "# no markers\n" and "has no '<!-- performance:begin -->' block" in said

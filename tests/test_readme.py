@@ -73,3 +73,15 @@ def test_every_named_file_and_module_exists(command):
 def test_every_loclin_module_the_readme_runs_answers_help(module):
     done = subprocess.run([sys.executable, "-m", module, "--help"], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0 and "usage" in done.stdout.lower(), module
+
+
+def test_the_readme_stays_short_and_every_link_it_and_docs_make_resolves():
+    """The README is the door (at most 250 lines); the pages it and docs/ link to exist."""
+    assert len(README.splitlines()) <= 250
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    broken = []
+    for page in pages:
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+            if not re.match(r"[a-z]+:", target) and not (page.parent / target).exists():
+                broken.append(f"{page.relative_to(REPO)} -> {target}")
+    assert broken == []
