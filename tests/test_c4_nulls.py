@@ -15,6 +15,8 @@ from loclin.config import load_config
 from loclin.experiment import run_experiment
 from loclin.rundir import create_run_dir
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 TINY = Path(__file__).resolve().parents[1] / "conf" / "tiny_recovery.yaml"
 
 

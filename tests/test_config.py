@@ -277,6 +277,7 @@ def test_resume_refuses_an_edited_config_and_a_truncated_recovery_file(tmp_path)
     assert files_under(tmp_path / "runs") == [p.relative_to("runs") for p in before if p.parts[0] == "runs"][1:]
 
 
+@pytest.mark.slow
 def test_a_live_run_directory_is_refused_and_a_stale_lock_is_not(tmp_path):
     """The test process holds the lock as a live run would; once it lets go (as a killed process
     does), the lock file stays behind and a resume goes ahead. Files are 0644 under umask 022."""
@@ -299,6 +300,7 @@ def test_a_live_run_directory_is_refused_and_a_stale_lock_is_not(tmp_path):
         assert stat.S_IMODE((run / name).stat().st_mode) == 0o644, name
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_checkpointing_is_one_line_exit_1_and_resumes(tmp_path):
     """ENOSPC half-way through the first last.ckpt (tests/fault_injection.py): exit 1, one line,
     no partial file left, and the run resumes to its end once there is space."""
@@ -312,6 +314,7 @@ def test_a_full_disk_while_checkpointing_is_one_line_exit_1_and_resumes(tmp_path
     assert (run / "summary.json").is_file()
 
 
+@pytest.mark.slow
 def test_analyze_refuses_what_is_not_a_loclin_summary_and_an_output_file(tmp_path):
     for name, text in (("empty", "{}"), ("list", "[1, 2]"), ("text", '"abc"')):
         (tmp_path / name).mkdir()
@@ -384,6 +387,7 @@ def test_lightnings_precision_values_are_the_ones_the_config_accepts():
     assert set(PRECISIONS) == accepted
 
 
+@pytest.mark.slow
 def test_a_lora_target_found_wrong_only_once_the_model_is_built_leaves_no_run_directory(tmp_path, tiny_gpt2):
     lora = ["--config", str(REPO / "conf" / "tiny_lora.yaml"), f"lm.model={tiny_gpt2}", f"output_root={tmp_path / 'r'}"]
     line = one_line(cli(tmp_path, *lora, "lm.lora.target_modules=[h]"), after_logs=True)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 DDP = ["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
 SAME_THREADS = ["trainer.cpu_threads=1", "trainer.progress_bar=false"]

@@ -8,6 +8,8 @@ import pytest
 
 import train
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "conf" / "tiny_recovery.yaml")
 CHANGE = ["phases.2.optim.name=sgd", "phases.2.lr=0.05", "recovery.prefix_ms=[1,2,4,8]", "recovery.constrained_m=4"]

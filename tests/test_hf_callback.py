@@ -148,6 +148,7 @@ def hf_args(folder, **changes):
     return TrainingArguments(**{**settings, **changes})
 
 
+@pytest.mark.slow
 def test_a_killed_hf_run_resumes_with_the_callback_state_to_the_same_numbers(tmp_path):
     from transformers import Trainer
 

@@ -12,6 +12,8 @@ import pytest
 
 from tests.test_layers import check_one_name_per_module
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -17,6 +17,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 INJECT = REPO / "tests" / "fault_injection.py"
 OVERRIDES = [

@@ -119,7 +119,8 @@ import loclin
 names = [m.name for m in pkgutil.walk_packages(loclin.__path__, "loclin.")]
 assert len(names) == len(set(names)) and len(names) > 20, names
 for name in names + ["loclin.geometry.window", "loclin.callbacks.base", "loclin.datamodules", "loclin.conf"]:
-    importlib.import_module(name)
+    if not name.endswith("__main__"):  # importing a __main__ runs its program (python -m loclin)
+        importlib.import_module(name)
 for name in ("loclin.loclin", "loclin.loclin.config", "loclin.tests", "loclin.benchmarks", "loclin.docs"):
     try:
         importlib.import_module(name)

@@ -21,6 +21,8 @@ from loclin.model_source import ModelSourceError, resolve_model_source
 from loclin.rundir import create_run_dir
 from loclin.tensorboard import drift_layout
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "conf" / "tiny_lora.yaml"
 

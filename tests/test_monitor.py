@@ -105,6 +105,7 @@ def test_the_monitor_on_a_user_module_matches_numpy_and_reaches_csv_callback_met
     assert "grad.overlap_lag10" in summary["metrics"] and summary["steps"] == STEPS
 
 
+@pytest.mark.slow
 def test_analyze_reads_the_monitors_summary(tmp_path):
     from analyze import main as analyze
 
@@ -203,6 +204,7 @@ def test_a_callback_that_needs_loclins_datamodule_says_what_is_missing_in_one_li
     assert message.startswith("PerTaskGradientCallback needs UserRegressor.loss(), a datamodule with probe_batch:")
 
 
+@pytest.mark.slow
 def test_the_readmes_monitor_block_runs_as_written(tmp_path, monkeypatch):
     """The README's "your own LightningModule" block, executed verbatim on a user module: the
     EarlyStopping it shows waits for the lag-100 drift metric, then watches it."""

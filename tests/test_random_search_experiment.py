@@ -16,6 +16,8 @@ import train
 from loclin.config import ConfigError, load_config
 from loclin.experiment import build_module_and_data
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 
 @pytest.fixture(scope="module")
 def tiny():

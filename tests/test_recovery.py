@@ -24,6 +24,8 @@ from loclin.rundir import create_run_dir
 from loclin.tensorboard import HPARAM_PREFIX, hparams_of
 from tests.test_tensorboard import read_runs
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "conf" / "tiny_recovery.yaml"
 

@@ -17,6 +17,7 @@ def summary_of(tmp_path, name, overrides):
     return json.loads((tmp_path / name / "tiny_synthetic" / "version_0" / "summary.json").read_text())
 
 
+@pytest.mark.slow
 def test_sketched_window_estimates_the_exact_geometry(tmp_path):
     exact = summary_of(tmp_path, "exact", [])
     sketched = summary_of(tmp_path, "sketched", ["geometry.sketch_dim=1500"])

@@ -12,6 +12,7 @@ import train
 from loclin.config import ConfigError, load_config
 
 
+@pytest.mark.slow
 def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contrast_assets, tmp_path):
     args = [
         "--config",
@@ -94,6 +95,7 @@ def test_activation_shift_needs_a_lora_run():
         load_config("conf/tiny_synthetic.yaml", ["activation_shift.enabled=true"])
 
 
+@pytest.mark.slow
 def test_one_step_on_a_fresh_lora_adapter(tiny_gpt2, contrast_assets, tmp_path):
     common = ["--config", "conf/tiny_steer.yaml", f"steer.model={tiny_gpt2}", f"steer.data={contrast_assets}"]
     assert train.main([*common, f"output_root={tmp_path / 'all'}"]) == 0

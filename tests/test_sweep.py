@@ -12,6 +12,8 @@ import analyze
 from loclin import sweep
 from loclin.sweep_report import build_sweep_report
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "conf" / "tiny_synthetic.yaml")
 SHORT = ["trainer.max_steps=40", "geometry.enabled=false", "trainer.eval_every=20"]

@@ -84,6 +84,7 @@ def _close(a, b):
     return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_summary(reference_run, tmp_path):
     _, reference = reference_run
     with pytest.raises(RuntimeError, match="simulated kill"):
@@ -181,6 +182,7 @@ def test_a_checkpoint_killed_while_saving_leaves_the_previous_one(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.ckpt"]  # the half-written .tmp is gone
 
 
+@pytest.mark.slow
 def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
     """lr = 1e3: the loss is NaN within a few steps; the run stops ``divergence_patience`` steps
     later (well before the per-task probe that NaN would crash), exit 1, and analyze names it."""
@@ -219,6 +221,7 @@ def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
     assert "diverged in phase 'train'" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_the_geometry_callbacks_give_the_same_numbers_in_any_order(reference_run, tmp_path, monkeypatch):
     """Drift reads the rolling basis, which reads the window: listed backwards (drift first, as a
     user might), every number is still the one of the builder's order, drift included."""
@@ -287,6 +290,7 @@ def test_the_divergence_guard_stops_on_a_share_of_bad_gradients_or_a_run_of_bad_
     assert list(resumed.bad_gradients) == list(first.bad_gradients) and sum(resumed.bad_gradients) == 4
 
 
+@pytest.mark.slow
 def test_with_the_guard_off_a_diverging_run_finishes_and_every_probe_skips_non_finite_gradients(tmp_path):
     """lr = 1e3 and no guard: NaN gradients from step ~5 on. The per-task probe (whose Gram
     eigen-decomposition failed on NaN before) skips and counts them, as the windows do."""
@@ -313,6 +317,7 @@ def streaming_run(tmp_path_factory):
     return run_tiny(tmp_path_factory.mktemp("streaming"), *STREAMING, extra_callbacks=[PoisonGradients(POISONED)])
 
 
+@pytest.mark.slow
 def test_a_basis_refreshed_every_step_streams_the_numbers_of_full_refreshes(streaming_run, tmp_path, monkeypatch):
     """basis_stride 1: a Gram row per commit and held-out captures from W-sized products give the
     numbers of forming and reading every B_t in full (within 1e-6), non-finite gradients included."""
@@ -327,6 +332,7 @@ def test_a_basis_refreshed_every_step_streams_the_numbers_of_full_refreshes(stre
         assert streaming_run["metrics"][name]["value"] == pytest.approx(entry["value"], rel=1e-6, nan_ok=True), name
 
 
+@pytest.mark.slow
 def test_a_streaming_run_killed_resumes_to_the_same_numbers(streaming_run, tmp_path):
     with pytest.raises(RuntimeError, match="simulated kill"):
         run_tiny(tmp_path, *STREAMING, extra_callbacks=[PoisonGradients(POISONED), Crash(at=70)])

@@ -13,6 +13,8 @@ import torch
 pytest.importorskip("trl")
 from transformers import TrainerCallback  # noqa: E402
 
+pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
+
 REPO = Path(__file__).resolve().parents[1]
 WINDOW, K, STRIDE, STEPS = 8, 2, 2, 24
 
