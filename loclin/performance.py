@@ -22,6 +22,7 @@ import torch
 README_BEGIN, README_END = "<!-- performance:begin -->", "<!-- performance:end -->"
 REFRESH_FILE, OVERHEAD_FILE = "refresh_floor.json", "callback_overhead.json"
 HF_FILE = "hf_overhead.json"  # benchmarks/hf_overhead.py
+GPT2_FILE, GPU_FOLDER = "gpt2_step.json", "gpu"  # benchmarks/gpt2_step.py; benchmarks/gpu.sh's records
 # refresh_floor's rows, in the order of the table: (key in the record, column heading)
 REFRESH_COLUMNS = (
     ("refresh", "refresh"),
@@ -42,6 +43,7 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
+        **({"gpu": torch.cuda.get_device_name()} if torch.cuda.is_available() else {}),
     }
 
 
@@ -118,7 +120,8 @@ def breakdown_lines(record: dict) -> list[str]:
 
 def describe(record: dict) -> str:
     m = record["machine"]
-    return f"`{record['command']}` ({m['processor']}, {m['cpus']} CPUs, torch {m['torch']})"
+    gpu = f", {m['gpu']}" if m.get("gpu") else ""
+    return f"`{record['command']}` ({m['processor']}, {m['cpus']} CPUs{gpu}, torch {m['torch']})"
 
 
 def performance_sections(root: Path, level: str = "##") -> list[str]:
@@ -174,7 +177,34 @@ def performance_sections(root: Path, level: str = "##") -> list[str]:
             ),
             "",
         ]
+    for path in sorted(root.glob(GPT2_FILE.replace(".json", "*.json"))):  # one per precision
+        parts += gpt2_step_section(json.loads(path.read_text()), level)
+    if (root / GPU_FOLDER).is_dir() and root.name != GPU_FOLDER:
+        gpu = performance_sections(root / GPU_FOLDER, level + "#")
+        parts += [f"{level} On a GPU (benchmarks/gpu.sh)", "", *gpu] if gpu else []
     return parts
+
+
+def gpt2_step_section(record: dict, level: str) -> list[str]:
+    """benchmarks/gpt2_step.py's record: each variant's step as a ratio to the plain step of the run."""
+    off = record["variants"]["off"]
+    rows = [
+        f"| {name} | {row['median_ms']:.1f} | {row['median_ms'] / off['median_ms']:.3f} | {row['mean_ms']:.1f} | "
+        f"{row['mean_ms'] / off['mean_ms']:.3f} | {row['memory_mib']:.0f} |"
+        for name, row in record["variants"].items()
+    ]
+    return [
+        f"{level} A GPT-2 step with GeometryMonitor ({record.get('precision', '32-true')})",
+        "",
+        f"{describe(record)}: GPT-2 {record['layers']}×{record['width']} from random weights, D = {off['dim']:,}, "
+        f"{record['batch']}×{record['seq']} tokens on {record['device']}, {record['steps']} steps per variant "
+        f"(the first {record['skip']} untimed); sketched: sketch_dim = {record['sketch_dim']:,}.",
+        "",
+        "| variant | median ms | × off | mean ms | × off | state MiB |",
+        "|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def replace_block(text: str, lines: list[str]) -> str:
