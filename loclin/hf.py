@@ -22,8 +22,14 @@ means) is saved beside the Trainer's, as ``checkpoint-<step>/loclin_geometry.pt`
 ``trainer.train(resume_from_checkpoint=...)`` from a checkpoint of ``output_dir`` loads it and gives
 the numbers of an uninterrupted run. A resume that finds no such file stops with one line.
 
-Not yet: several processes (the hooks see a rank's gradient before the all-reduce) and sketched
-windows; each is refused with one line when training begins.
+**Several processes** (``torchrun`` or ``accelerate launch``; DDP). The hooks see each rank's own
+gradient, before DDP averages it, so at ``on_pre_optimizer_step`` the callback all-reduces the
+window's new row and divides by the world size: g = (1/R) Σ_r g_r, the gradient DDP hands the
+optimizer (before clipping). Every rank then holds the same windows and bases; rank 0 writes
+summary.json and the scalars. Two ranks give the numbers of one process that accumulates the same
+two batches (``gradient_accumulation_steps=2``), bit for bit.
+
+Not yet: sketched windows and ``shard_windows``; each is refused with one line when training begins.
 """
 
 from __future__ import annotations
@@ -53,6 +59,13 @@ def complete_checkpoints(output_dir: str | Path) -> list[Path]:
     """The Trainer's checkpoint folders that hold loclin's state too, oldest first."""
     found = [p for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if (p / STATE_FILE).is_file()]
     return sorted(found, key=lambda p: int(p.name.rsplit("-", 1)[1]) if p.name.rsplit("-", 1)[1].isdigit() else -1)
+
+
+def average_over_ranks(local_gradient: torch.Tensor, world_size: int) -> None:
+    """In place: g ← (1/R) Σ_r g_r, as DDP averages (its halving and ours are exact in floating point,
+    so the row is the optimizer's gradient bit for bit)."""
+    torch.distributed.all_reduce(local_gradient, op=torch.distributed.ReduceOp.SUM)
+    local_gradient.div_(world_size)
 
 
 class TrainerView:
@@ -96,11 +109,13 @@ class GeometryTrainerCallback(TrainerCallback):
         return self.monitor.summary_path
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        if args.world_size > 1:
-            raise ValueError(f"GeometryTrainerCallback: {args.world_size} processes are not supported yet; run one")
+        if args.world_size > 1 and self.monitor.geometry.shard_windows:
+            raise ValueError("GeometryTrainerCallback: shard_windows is not supported yet; every rank keeps all of D")
         if self.monitor.geometry.sketch_dim:
             raise ValueError("GeometryTrainerCallback: sketched windows (sketch_dim) are not supported yet")
         logger = self.logger or TensorBoardLogger(args.output_dir, name="loclin", version="")
+        if not state.is_world_process_zero:
+            logger = None  # rank 0 logs; every rank measures (the same numbers)
         self.view = TrainerView(args, state, model, logger)
         self.monitor.parts = []
         self.monitor.setup(self.view, model, "fit")
@@ -130,8 +145,11 @@ class GeometryTrainerCallback(TrainerCallback):
 
     def on_pre_optimizer_step(self, args, state, control, **kwargs):
         stream = gradient_stream(self.monitor.parts)
-        if stream is not None:
-            stream.before_optimizer_step(self.view, grads_in_slot=True)
+        if stream is None:
+            return
+        if args.world_size > 1 and "grad" in stream.windows:
+            average_over_ranks(stream.windows["grad"].next_slot(), args.world_size)
+        stream.before_optimizer_step(self.view, grads_in_slot=True)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         for part in self.monitor.parts:

@@ -203,3 +203,28 @@ def test_the_readmes_hugging_face_block_runs_as_written(tmp_path):
     exec(compile(block, "README.md", "exec"), namespace)
     summary = json.loads((tmp_path / "hf" / "summary.json").read_text())
     assert summary["metrics"]["grad.energy_topk"]["value"] > 0 and (tmp_path / "hf" / "loclin").is_dir()
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_numbers_of_one_that_accumulates_their_batches_bit_for_bit(tmp_path):
+    """torchrun, two ranks on gloo, a batch of 8 each, against one process that accumulates the same two
+    batches: the callback's all-reduced row is DDP's gradient, so every summary number is equal."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    here = Path(__file__).resolve().parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(here), str(here.parent)])}
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    for command in [
+        launcher + [str(here / "hf_ranks.py"), str(tmp_path / "ranks")],
+        [sys.executable, str(here / "hf_ranks.py"), str(tmp_path / "one"), "--accumulate", "2"],
+    ]:
+        result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+    ranks, one = (json.loads((tmp_path / name / "summary.json").read_text())["metrics"] for name in ("ranks", "one"))
+    assert set(ranks) == set(one) and len(one) > 20
+    for name, entry in one.items():
+        assert ranks[name]["value"] == entry["value"], name
+    assert ranks["grad.energy_topk"]["value"] > 0
