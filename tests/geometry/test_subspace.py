@@ -134,7 +134,9 @@ def test_an_orthonormal_basis_at_large_d_is_kept_as_is_and_its_gram_is_float64_a
 def test_every_refresh_path_returns_a_basis_orthonormal_in_float64(path):
     """Each branch of reorthonormalize: an orthonormal input (kept), a slightly skewed one
     (Cholesky-QR), a nearly dependent one alone and sharded (Householder QR; the k×k eigen
-    path). The output is orthonormal to 1e-5 measured in float64 and spans the input's span."""
+    path). The output is orthonormal to 1e-4 measured in float64 (a float32 QR of n = 2e5 rows is
+    good to about sqrt(n)·2⁻²⁴ ≈ 3e-5, the exact figure set by the BLAS's blocking, so by the thread
+    count; the nearly dependent input is off by ~1) and spans the input's span."""
     from loclin.geometry.sharded import no_reduce
     from loclin.geometry.subspace import reorthonormalize
 
@@ -148,7 +150,7 @@ def test_every_refresh_path_returns_a_basis_orthonormal_in_float64(path):
         basis = torch.cat([q[:, :5], q[:, 4:5] + 1e-9 * q[:, 5:6]], 1).float()
     reduce = (lambda partial: partial) if path == "sharded" else no_reduce
     fixed = reorthonormalize(basis, reduce=reduce)
-    assert orthonormality_error(fixed) < 1e-5
+    assert orthonormality_error(fixed) < 1e-4
     span = q[:, :5].numpy() if path in ("householder", "sharded") else q.numpy()
     assert np.abs(subspace_angles(span, fixed.double().numpy())).max() < 1e-4
     assert (fixed is basis) == (path == "kept")
