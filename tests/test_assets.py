@@ -127,6 +127,8 @@ def test_sdist_download_reports_a_missing_file_in_one_line(tmp_path, monkeypatch
     import urllib.request
 
     class Listing(io.BytesIO):
+        headers = {"Content-Type": "application/vnd.pypi.simple.v1+json"}
+
         def __enter__(self):
             return self
 
@@ -140,3 +142,41 @@ def test_sdist_download_reports_a_missing_file_in_one_line(tmp_path, monkeypatch
     )
     with pytest.raises(AssetError, match=r"lists no bigbench-1.0.0.tar.gz"):
         assets.download_sdist(assets.ASSETS["bigbench-coqa-yes-no"], tmp_path)
+
+
+def test_an_html_index_page_gives_the_sdist_link_and_pips_index_is_the_one_asked(monkeypatch):
+    page = b'<a href="../../files/bigbench-0.9.tar.gz#sha256=1">x</a>'
+    page += b'<a href="../../files/bigbench-1.0.0.tar.gz#sha256=2">y</a>'
+    url = assets.sdist_url(page, "text/html", "bigbench-1.0.0.tar.gz", "https://index.example/simple/bigbench/")
+    assert url == "https://index.example/files/bigbench-1.0.0.tar.gz"
+    monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple/")
+    assert assets.simple_index_url() == "https://mirror.example/simple"
+
+
+def test_bigbench_yes_no_tasks_become_short_questions_with_their_gold_answer(tmp_path, monkeypatch):
+    examples = {
+        "strategyqa": [{"input": "Can fish fly?", "target_scores": {"Yes": 0, "No": 1}}],
+        "metaphor_boolean": [{"input": "He is a rock. <--> He is steady.", "target_scores": {"True": 1, "False": 0}}],
+        "fact_checker/fever": [
+            {
+                "input": f"Claim {i}.\nQ: Was this claim true or false?",
+                "target_scores": {"true": i % 2, "false": 1 - i % 2},
+            }
+            for i in range(1003)
+        ],
+    }
+    archive = tmp_path / "bigbench-1.0.0.tar.gz"
+    with tarfile.open(archive, "w:gz") as t:
+        for task, _, _, _ in assets.BIGBENCH_YES_NO:
+            data = json.dumps({"examples": examples.get(task, [])}).encode()
+            info = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{task}/task.json")
+            info.size = len(data)
+            t.addfile(info, io.BytesIO(data))
+    pin(monkeypatch, "bigbench-yes-no", archive)
+    rows = [json.loads(line) for line in (fetch("bigbench-yes-no", downloader=serve(archive)) / "yes_no.jsonl").open()]
+    assert rows[0] == {"id": "strategyqa/0", "task": "strategyqa", "question": "Can fish fly?", "answer": "no"}
+    assert rows[1]["question"] == "He is a rock.\nDoes this mean: He is steady?" and rows[1]["answer"] == "yes"
+    fever = [r for r in rows if r["task"] == "fact_checker/fever"]
+    assert (
+        len(fever) == 1000 and fever[1]["question"] == "Claim 1.\nIs this claim true?" and fever[1]["answer"] == "yes"
+    )

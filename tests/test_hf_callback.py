@@ -3,6 +3,7 @@ seed, SGD with gradient clipping that does clip. Both read g before clipping, so
 number is equal bit for bit, and the spectra equal numpy SVDs of the unclipped gradients."""
 
 import json
+import logging
 
 import lightning as L
 import numpy as np
@@ -149,12 +150,20 @@ def hf_args(folder, **changes):
 
 
 @pytest.mark.slow
-def test_a_killed_hf_run_resumes_with_the_callback_state_to_the_same_numbers(tmp_path):
+def test_a_killed_hf_run_resumes_with_the_callback_state_to_the_same_numbers(tmp_path, caplog):
     from transformers import Trainer
 
     whole = GeometryTrainerCallback(**SETTINGS)
-    Trainer(model=model(), args=hf_args(tmp_path / "whole"), train_dataset=Items(), callbacks=[whole]).train()
+    with caplog.at_level(logging.INFO):
+        args = hf_args(tmp_path / "whole", save_total_limit=1)
+        Trainer(model=model(), args=args, train_dataset=Items(), callbacks=[whole]).train()
     expected = json.loads(whole.summary_path.read_text())["metrics"]
+    size_lines = [r.getMessage() for r in caplog.records if "of geometry state in each checkpoint" in r.getMessage()]
+    kept = sorted((tmp_path / "whole").glob("checkpoint-*/" + STATE_FILE))
+    assert [path.parent.name for path in kept] == ["checkpoint-48"]  # save_total_limit removes ours with theirs
+    state_bytes = kept[0].stat().st_size
+    assert len(size_lines) == 1, size_lines  # stated once a run, not at each of the three saves
+    assert f"{state_bytes / 2**20:.1f} MiB" in size_lines[0] and "save_total_limit" in size_lines[0]
 
     killed = Trainer(
         model=model(),

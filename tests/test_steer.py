@@ -39,10 +39,21 @@ def test_tiny_steer_reports_layers_baseline_flatness_and_curves(tiny_gpt2, contr
         "steer.cos_delta_caa.max",
         "steer.cos_delta_caa.mean",
         "steer.slope.delta",
-        "steer.slope_ratio_delta_caa",
+        "steer.slope.delta_minus_caa",
     ):
         low, high = summary["metrics"][name]["interval"]  # 95% bootstrap over items
-        assert low <= summary["metrics"][name]["value"] <= high or name == "steer.slope_ratio_delta_caa", name
+        assert low <= summary["metrics"][name]["value"] <= high, name
+    ratio, caa = summary["metrics"]["steer.slope_ratio_delta_caa"], summary["metrics"]["steer.slope.caa"]
+    covers_zero = caa["interval"][0] <= 0 <= caa["interval"][1]
+    assert ("covers 0" in ratio.get("reason", "")) == covers_zero and ("interval" in ratio) != covers_zero
+    for kind in ("random", "shuffled"):  # 20 null directions of each kind: their |slope|'s p95 and range
+        band = summary["metrics"][f"steer.slope.null_{kind}_p95"]
+        assert band["band"][0] <= band["band"][1] and band["value"] <= max(map(abs, band["band"])) + 1e-12
+    assert summary["metrics"]["steer.slope.caa_detectable"]["value"] > 0
+    # the null of a maximum over blocks dominates each block's null, draw by draw, so its p95 does too
+    peak_null = summary["metrics"]["steer.shuffled_peak_p95"]["value"]
+    assert peak_null >= summary["metrics"]["steer.shuffled_max_p95"]["value"] - 1e-12
+    assert len(layers["shuffled_peak"]) == 100
     assert len(layers["cos_delta_caa_interval"]) == 2 and len(layers["shuffled_p95"]) == 2
     # δ read at t − 1 too (its own intervals), and steering at the block where cos(δ, v) peaks
     assert (
@@ -77,7 +88,7 @@ def test_templates_that_merge_with_the_answer_are_one_line_errors(tiny_gpt2):
 @pytest.mark.parametrize(
     ("overrides", "fragment"),
     [
-        (["steer.source=boolq"], "steer.source='boolq' must be coqa, statements or sycophancy"),
+        (["steer.source=boolq"], "steer.source='boolq' must be one of ['coqa', 'statements', 'sycophancy',"),
         (["steer.alphas=[-2.0,0.0,0.5,2.0]"], "needs a nonzero α within 0.25 of 0"),
         (["steer.etas=[0.0]"], "must be > 0"),
         (["steer.stepped=full"], "steer.stepped='full' must be all or lora"),
