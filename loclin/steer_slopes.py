@@ -6,7 +6,8 @@ For item i and unit direction ŵ, m_i(α) = z(a⁺) − z(a⁻) with h_ℓ += α
 (ν the mean residual norm there). slope_i(ŵ) is the least-squares slope of m_i over the α with
 |α| ≤ SLOPE_RADIUS; slope(ŵ) = mean_i slope_i(ŵ), with a percentile bootstrap over items.
 - **Null band:** slope of ``null_directions`` random Gaussian directions and as many shuffled-label
-  CAA vectors v^π (each pair's sign flipped at random): its 95th percentile of |slope|.
+  CAA vectors v^π (each pair's sign flipped at random), fitted on α ∈ {−r, 0, r}: its 95th
+  percentile of |slope| and its range.
 - **Paired:** mean_i (slope_i(δ̂) − slope_i(v̂)), bootstrapped with the same resampled items.
 - **Ratio** slope(δ̂) / slope(v̂): only where v̂'s interval excludes 0; a ratio over a denominator
   that may be 0 has no interval.
@@ -89,7 +90,8 @@ def steering_curves(
     nulls: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """Margin, p(a⁺)/(p(a⁺) + p(a⁻)) and accuracy against α for each direction, every item's slope,
-    and (``nulls``: kind → R × d) every null direction's per-item slopes over :func:`slope_alphas` only.
+    and (``nulls``: kind → R × d) every null direction's per-item slopes from α = ±r and 0, r the largest
+    |α| of :func:`slope_alphas`.
 
     Each item's prompt runs once; the (direction, α) rows steer copies of its last token."""
     norm = float(
@@ -102,7 +104,10 @@ def steering_curves(
     )
     units = unit(torch.stack(list(directions.values())))
     vectors = (torch.tensor(alphas)[None, :, None] * norm * units[:, None, :]).reshape(-1, units.shape[1])
-    near = [a for a in slope_alphas(alphas) if a != 0]  # α = 0 is the unsteered margin, shared
+    # a null direction's slope needs only the outermost ±α of the fit (the symmetric pair cancels the
+    # curvature as the full fit does) and the unsteered margin at α = 0, shared: 2 rows, not 4
+    radius = max(abs(a) for a in slope_alphas(alphas))
+    near = [-radius, radius]
     null_units = unit(torch.cat(list(nulls.values()))) if nulls else units[:0]
     null_vectors = (torch.tensor(near)[None, :, None] * norm * null_units[:, None, :]).reshape(-1, units.shape[1])
     margins = []
