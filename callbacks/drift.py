@@ -16,7 +16,8 @@ mean overlap halves. Every comparison also lands in the drift heatmap (step s ag
 That full-window curve mixes two things below lag W (the windows overlap themselves) and never
 reaches 1 even for a stationary stream (W samples are noisy). The honest drift figure is read
 against the **noise ceiling** (geometry.drift): at every snapshot, the overlap of the top-k bases
-of the window's even- and odd-indexed halves (from its Gram, no D-sized work); at every lag
+of the window's two halves (from its Gram, no D-sized work: even- and odd-indexed vectors for gradients,
+first and second halves for updates, whose momentum ties neighbours together); at every lag
 L >= W, the overlap of half-window bases of two disjoint windows, B_e(s) against B_o(s + L);
 their ratio, the half-life of that ratio (disjoint lags only) and the plateau (the mean over the
 largest lags: the part of the basis that persists).
@@ -36,6 +37,9 @@ from loclin.geometry.rolling import RollingBasis
 from loclin.geometry.subspace import basis_from_rows
 
 HEADLINE_LAG = 100
+# how each stream's window splits for its ceiling (geometry.drift): gradients of independent batches
+# interleave; updates carry momentum from one step into the next, so they split into first and second halves
+CEILING_SPLIT = {"grad": "interleaved", "update": "halves"}
 
 
 class DriftCallback(MeasurementCallback):
@@ -45,6 +49,7 @@ class DriftCallback(MeasurementCallback):
         basis: RollingBasis,
         stride: int = 25,
         lags: tuple[int, ...] = (25, 50, 100, 200, 400),
+        split: str | None = None,
     ):
         if any(lag % stride for lag in lags):
             raise ValueError(f"every drift lag must be a multiple of the drift stride {stride}, got {list(lags)}")
@@ -52,6 +57,7 @@ class DriftCallback(MeasurementCallback):
         self.basis = basis
         self.source = basis.source
         self.stride = stride
+        self.split = split or CEILING_SPLIT.get(self.source, "interleaved")
         self.logged_lags = tuple(sorted(lags))
         self.max_lag = self.logged_lags[-1]
         self.ring: list[tuple[int, torch.Tensor, torch.Tensor | None, float]] = []  # (s, B_s, B_e(s), ceiling_s)
@@ -74,9 +80,11 @@ class DriftCallback(MeasurementCallback):
         return snapshots * self.stream.local_dim * self.basis.k * 4
 
     def _half_basis(self, window, half: str) -> torch.Tensor:
-        """Top-k' basis (k' = min(k, W/2)) of the even- or odd-indexed half of the window."""
-        slots = half_window_slots(window.steps)[0 if half == "even" else 1]
-        k_half = min(self.basis.k, len(half_window_slots(window.steps)[1]))
+        """Top-k' basis (k' = min(k, W/2)) of the window's first ("even") or second ("odd") half
+        under this stream's split."""
+        first, second = half_window_slots(window.steps, self.split)
+        slots = first if half == "even" else second
+        k_half = min(self.basis.k, len(second))
         return basis_from_rows(window.rows[slots], window.gram()[slots][:, slots], k_half, window.reduce)[0]
 
     def on_train_batch_end(
@@ -93,7 +101,7 @@ class DriftCallback(MeasurementCallback):
         reduce = self.stream.shard.reduce
         self.averages.add("stale_capture_lag0", capture(basis, vector, reduce))
         window = self.stream.windows[self.source]
-        ceiling = noise_ceiling(window.gram(), window.steps, self.basis.k)
+        ceiling = noise_ceiling(window.gram(), window.steps, self.basis.k, self.split)
         self.averages.add("noise_ceiling", ceiling)
         logs = {f"drift/{self.source}/noise_ceiling": ceiling}
         logs.update(self._ceiling_band())

@@ -34,10 +34,12 @@ def half_life(lags: Sequence[float], values: Sequence[float]) -> tuple[float, st
 # ---------------------------------------------------------------------------------------------
 # The noise ceiling (docs/science.md 4): what a non-drifting stream would give at W/2 samples.
 #
-# The window's vectors, in time order, split into the even- and odd-indexed halves X_e, X_o
-# (same time span, disjoint vectors). Their top-k bases B_e = X_eᵀ C_e, B_o = X_oᵀ C_o follow
-# from the sub-blocks G_ee, G_oo of the window's Gram (geometry.subspace.basis_coefficients),
-# and their overlap from G_eo alone:
+# The window's vectors, in time order, split into two halves X_e, X_o of disjoint vectors: the even-
+# and odd-indexed ones (same time span; for gradients of independent batches), or the first and
+# second halves (for updates: momentum makes neighbouring updates alike, so interleaved halves
+# would share what one step carries into the next, and the ceiling would read too high). Their
+# top-k bases B_e = X_eᵀ C_e, B_o = X_oᵀ C_o follow from the sub-blocks G_ee, G_oo of the window's
+# Gram (geometry.subspace.basis_coefficients), and their overlap from G_eo alone:
 #
 #     ceiling = ‖B_eᵀ B_o‖_F² / k = ‖C_eᵀ G_eo C_o‖_F² / k      (W-sized work, no D-vector)
 #
@@ -46,19 +48,26 @@ def half_life(lags: Sequence[float], values: Sequence[float]) -> tuple[float, st
 # ---------------------------------------------------------------------------------------------
 
 
-def half_window_slots(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slots of the even- and odd-indexed vectors of a full window in time order (``steps``: the
-    step held by each slot)."""
+SPLITS = ("interleaved", "halves")
+
+
+def half_window_slots(steps: torch.Tensor, split: str = "interleaved") -> tuple[torch.Tensor, torch.Tensor]:
+    """Slots of the two halves of a full window (``steps``: the step held by each slot): the even-
+    and odd-indexed vectors in time order (``interleaved``), or the first and second halves
+    (``halves``)."""
     order = torch.argsort(steps)
+    if split == "halves":
+        return order[: len(order) // 2], order[len(order) - len(order) // 2 :]
     return order[0::2], order[1::2]
 
 
 def half_window_coefficients(
-    gram: torch.Tensor, steps: torch.Tensor, k: int
+    gram: torch.Tensor, steps: torch.Tensor, k: int, split: str = "interleaved"
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """{"even": (slots, C), "odd": (slots, C)}: B_half = X[slots]ᵀ C, the top-min(k, W/2) basis of
-    each half, from sub-blocks of the window's Gram."""
-    even, odd = half_window_slots(steps)
+    each half (the first half named "even" and the second "odd" under ``halves``), from sub-blocks
+    of the window's Gram."""
+    even, odd = half_window_slots(steps, split)
     k_half = min(k, len(odd))
     return {
         name: (slots, basis_coefficients(gram[slots][:, slots], k_half)[0])
@@ -66,10 +75,10 @@ def half_window_coefficients(
     }
 
 
-def noise_ceiling(gram: torch.Tensor, steps: torch.Tensor, k: int) -> float:
-    """‖B_eᵀB_o‖_F²/k' between the top-k' bases (k' = min(k, W/2)) of the even and odd halves of
-    one window, computed from its Gram alone."""
-    halves = half_window_coefficients(gram, steps, k)
+def noise_ceiling(gram: torch.Tensor, steps: torch.Tensor, k: int, split: str = "interleaved") -> float:
+    """‖B_eᵀB_o‖_F²/k' between the top-k' bases (k' = min(k, W/2)) of the two halves of one window
+    (``split``: :func:`half_window_slots`), computed from its Gram alone."""
+    halves = half_window_coefficients(gram, steps, k, split)
     (even, c_even), (odd, c_odd) = halves["even"], halves["odd"]
     rank = max(c_even.shape[1], c_odd.shape[1])
     if rank == 0:

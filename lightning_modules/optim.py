@@ -44,12 +44,13 @@ class OptimizerSpec:
         return {**asdict(self), "betas": list(self.betas)}
 
 
-def spec_problem(spec: OptimizerSpec) -> str | None:
-    """The first thing wrong with a spec, as a sentence naming the key; None when it is sound."""
+def spec_problem(spec: OptimizerSpec, frozen_ok: bool = False) -> str | None:
+    """The first thing wrong with a spec, as a sentence naming the key; None when it is sound.
+    ``frozen_ok``: lr = 0 is allowed (a phase that holds θ fixed and reads fresh batches)."""
     if spec.name not in OPTIMIZERS:
         return f"optim.name='{spec.name}' must be one of {list(OPTIMIZERS)}"
-    if not spec.lr > 0:
-        return f"optim.lr={spec.lr} must be > 0"
+    if not (spec.lr > 0 or (frozen_ok and spec.lr == 0)):
+        return f"optim.lr={spec.lr} must be > 0" + (" (or 0 in a phase: θ frozen)" if frozen_ok else "")
     if spec.weight_decay < 0:
         return f"optim.weight_decay={spec.weight_decay} must be >= 0"
     if spec.schedule not in SCHEDULES:

@@ -809,7 +809,7 @@ def validate_optimizers(c: DictConfig) -> None:
     previous = None
     for i, phase in enumerate(phase_plan(c)):
         spec = phase_optimizer(c, phase)
-        problem = spec_problem(spec)
+        problem = spec_problem(spec, frozen_ok=True)
         _require(problem is None, f"phases[{i}] ({phase.name}): {problem}")
         if previous is not None and not phase.fresh_optimizer:
             _require(
@@ -824,7 +824,7 @@ def validate_phases(c: DictConfig) -> None:
     _require(len(set(names)) == len(names), f"phases: names must be unique, got {names}")
     for i, p in enumerate(c.phases):
         _require(p.steps >= 0, f"phases[{i}].steps={p.steps} must be >= 0")
-        _require(p.lr is None or p.lr > 0, f"phases[{i}].lr={p.lr} must be > 0")
+        _require(p.lr is None or p.lr >= 0, f"phases[{i}].lr={p.lr} must be >= 0 (0: θ frozen, fresh batches)")
         if p.batch_size is not None:
             shards = max(c.trainer.devices, c.trainer.grad_shards or 1)
             _require(

@@ -134,16 +134,18 @@ def build_activation_shift(cfg: DictConfig, module: CausalLMLoRAModule) -> Activ
 
 
 def build_geometry_callbacks(
-    cfg: DictConfig, steps: int, per_task: bool = True, group_spec: GroupSpec = None
+    cfg: DictConfig, steps: int, per_task: bool = True, group_spec: GroupSpec = None, frozen: bool = False
 ) -> list[MeasurementCallback]:
     """One gradient stream, handed to every callback that reads it (any order gives the same numbers).
-    ``group_spec`` says how the module's parameters form groups (callbacks.parameter_vector)."""
+    ``group_spec`` says how the module's parameters form groups (callbacks.parameter_vector). ``frozen``:
+    a phase at lr 0, whose updates are all 0, measures its gradients only (the stream that cannot drift)."""
     g = cfg.geometry
-    if not g.enabled or steps < g.window:
+    sources = [s for s in g.sources if s == "grad" or not frozen]
+    if not g.enabled or steps < g.window or not sources:
         return []
     stream = GradientStream(
         g.window,
-        sources=list(g.sources),
+        sources=sources,
         groups=list(g.groups) if g.groups else None,
         sketch_dim=g.sketch_dim,
         seed=cfg.seed,
@@ -153,11 +155,15 @@ def build_geometry_callbacks(
     window = GradientWindowCallback(stream)
     rolling = {
         s: RollingBasisCallback(stream, s, k=g.k, stride=g.basis_stride, heldout_lags=tuple(g.heldout_lags))
-        for s in g.sources
+        for s in sources
     }
     lags = fitting_lags(list(g.drift_lags), g.window, steps)
     drift = (
-        [DriftCallback(stream, stream.bases[s], stride=g.drift_stride, lags=tuple(lags)) for s in g.drift_sources]
+        [
+            DriftCallback(stream, stream.bases[s], stride=g.drift_stride, lags=tuple(lags))
+            for s in g.drift_sources
+            if s in sources
+        ]
         if lags
         else []
     )
@@ -354,7 +360,10 @@ def run_experiment(
         module.optim_spec = phase_optimizer(cfg, schedule_source(plan, phase))  # a replay steps as its source did
         module.carried_optimizer_state = None if phase.fresh_optimizer else optimizer_state
         logger.step_offset = offset
-        measurements = [] if phase.replays else build_geometry_callbacks(cfg, phase.steps, per_task=index == 0)
+        frozen = module.optim_spec.lr == 0
+        measurements = (
+            [] if phase.replays else build_geometry_callbacks(cfg, phase.steps, per_task=index == 0, frozen=frozen)
+        )
         if cfg.activation_shift.enabled and phase.steps >= cfg.activation_shift.stride and not phase.replays:
             measurements.append(build_activation_shift(cfg, module))
         phase_callbacks: list[MeasurementCallback] = [*measurements, *hooks.before_phase(phase, index, measurements)]
