@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from loclin.c3_report import c3_figures, c3_record, c3_table, c3_verdict, is_drift_run
 from loclin.c4_decide import PAPER_P8, paired
 from loclin.c4_deciders import (
     decider_figures,
@@ -24,6 +25,7 @@ from loclin.c4_deciders import (
     panel_grid,
     values,
 )
+from loclin.c7_report import c7_table, has_power_records
 from loclin.geometry.intervals import t_interval
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError
@@ -108,8 +110,9 @@ def c6_record(name: str, summary: dict) -> dict:
         "stepped": summary["stepped"],
         "bos": bool(summary.get("special_prefix")),
         "seed": summary["seed"],
+        "heldout_items": summary.get("items", {}).get("heldout"),
         "metrics": {
-            k: {"value": v["value"], **({"interval": v["interval"]} if "interval" in v else {})}
+            k: {"value": v["value"], **{key: v[key] for key in ("interval", "band", "reason") if key in v}}
             for k, v in summary["metrics"].items()
         },
         "layers": {k: layers[k] for k in keep if k in layers},
@@ -161,6 +164,8 @@ def collect(folder: Path) -> list[dict]:
         summary = json.loads(summary_file.read_text())
         if protocol_of_summary(summary) == "steer":
             records.append(c6_record(summary_file.parents[2].name, summary))
+        elif is_drift_run(summary):  # a C3 seed: its folder names the system and seed
+            records.append({**c3_record(summary_file.parents[2].name, summary), **identity_of(summary.get("run_dir"))})
     if not any(not r.get("missing") for r in records):
         raise RunDirError(f"map '{folder}' has no finished point yet")
     return records
@@ -168,8 +173,8 @@ def collect(folder: Path) -> list[dict]:
 
 def record_key(record: dict) -> tuple:
     """What one record is a measurement of: a C4 point (sweep, cell, seed) or a C6 run (its name)."""
-    if record["map"] == "c6":
-        return ("c6", record["name"])
+    if record["map"] in ("c3", "c6"):
+        return (record["map"], record["name"])
     return ("c4", record["sweep"], json.dumps(record["cell"], sort_keys=True), record["seed"])
 
 
@@ -629,7 +634,7 @@ C6_COLUMNS = [
     "block's 95%",
     "max cos(δ at t−1, v) [95%]",
     "max cos(Adam δ, v)",
-    "shuffled p95 (worst block)",
+    "shuffled null of the max over blocks, p95",
     "δ̂ : v̂ at the peak block [95%]",
 ]
 
@@ -658,7 +663,7 @@ def c6_table(records: list[dict]) -> list[list[str]]:
                 f"[{fmt(interval[0])}, {fmt(interval[1])}]",
                 c6_entry(r, "steer.prompt_end.cos_delta_caa.max"),
                 c6_entry(r, "steer.cos_adam_caa.max"),
-                c6_entry(r, "steer.shuffled_max_p95"),
+                peak_null_text(r),
                 c6_entry(r, "steer.at_peak.slope_ratio_delta_caa"),
             ]
         )
@@ -666,6 +671,20 @@ def c6_table(records: list[dict]) -> list[list[str]]:
 
 
 C6_AXES = ("model", "source", "stepped", "bos")
+
+
+def peak_null(record: dict) -> tuple[float, bool]:
+    """The null a maximum over blocks is held against: the p95 of the shuffled-label draws' own maximum
+    over blocks (True), or for records made before it was kept, the largest per-block p95 (False)."""
+    metrics = record["metrics"]
+    if "steer.shuffled_peak_p95" in metrics:
+        return metrics["steer.shuffled_peak_p95"]["value"], True
+    return metrics.get("steer.shuffled_max_p95", {}).get("value", math.nan), False
+
+
+def peak_null_text(record: dict) -> str:
+    value, of_the_max = peak_null(record)
+    return fmt(value) if of_the_max else f"{fmt(value)} (largest per-block p95: an older record)"
 
 
 def c6_verdict(records: list[dict], target: float = 0.58) -> str:
@@ -884,6 +903,35 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
         ]
         parts += [item for name, caption in c6_figures(c6, out) for item in (f"![{caption}]({link}{name})", "")]
         text.append(render_text(table))
+    if c6 and has_power_records(c6):
+        table = c7_table(c6)
+        parts += [
+            f"{heading} C7: does δ̂ steer as well as v̂? Slopes with their nulls and power",
+            "",
+            "Slopes d margin / dα at α = 0 over the held-out items [95% bootstrap], the null band of 20 random and "
+            "20 shuffled-label directions, the paired difference, the smallest slope the items detect at 80% power, "
+            "and the ratio only where v̂'s own slope interval excludes 0 (loclin.c7_report).",
+            "",
+            render_markdown(table),
+            "",
+        ]
+        text.append(render_text(table))
+    c3 = [r for r in records if r["map"] == "c3"]
+    if c3:
+        table = c3_table(c3)
+        parts += [
+            f"{heading} C3: drift of the useful basis against the noise ceiling",
+            "",
+            "r(L): overlap of half-window bases L steps apart ÷ the noise ceiling (mean over seeds [95% t-interval]); "
+            "frozen θ: the same run's phase at lr 0 on fresh batches, which cannot drift (loclin.c3_report).",
+            "",
+            render_markdown(table),
+            "",
+            f"**Verdict.** {c3_verdict(c3)}",
+            "",
+        ]
+        parts += [item for name, caption in c3_figures(c3, out) for item in (f"![{caption}]({link}{name})", "")]
+        text.append(render_text(table))
     return parts, "\n\n".join(text)
 
 
@@ -896,9 +944,12 @@ def read_records(path: Path, what: str = "--merge") -> list[dict]:
     except (OSError, ValueError) as error:
         raise RunDirError(f"{what}: '{path}' is not valid JSON ({error})") from None
     if not isinstance(records, list) or not all(
-        isinstance(r, dict) and r.get("map") in ("c4", "c6") and isinstance(r.get("metrics"), dict) for r in records
+        isinstance(r, dict) and r.get("map") in ("c3", "c4", "c6") and isinstance(r.get("metrics"), dict)
+        for r in records
     ):
-        raise RunDirError(f"{what}: '{path}' is JSON but not a map's records (a list of c4/c6 records, as cells.json)")
+        raise RunDirError(
+            f"{what}: '{path}' is JSON but not a map's records (a list of c3/c4/c6 records, as cells.json)"
+        )
     return records
 
 
@@ -911,6 +962,9 @@ def map_verdicts(records: list[dict]) -> dict[str, str]:
         verdicts["C4"] = c4_verdict(c4)
     if c6:
         verdicts["C6"] = c6_verdict(c6)
+    c3 = [r for r in records if r["map"] == "c3"]
+    if c3:
+        verdicts["C3"] = c3_verdict(c3)
     return verdicts
 
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import math
 
+from loclin.c3_report import c3_rows
 from loclin.c4_decide import PAPER_P8, threshold_verdict
 from loclin.c4_deciders import best_cell, decided_lengths, interval_text, reading, values
+from loclin.c7_report import c7_rows
 from loclin.geometry.intervals import t_interval
 
 PAPER_COS = 0.58  # arXiv 2606.10929, claim C6: cos(δ, v) of the one-step shift and CAA
@@ -96,6 +98,8 @@ def c4_rows(name: str, cells: dict[str, list[dict]], lengths: list[int]) -> list
 def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
     """One row per model: the maximum over blocks of cos(δ, v) with its bootstrap interval, held
     against 0.58 and against the maximum over blocks of the shuffled-label null."""
+    from loclin.map_report import peak_null
+
     rows = []
     for model in sorted({r["model"] for r in records}):
         points = [r for r in records if r["model"] == model]
@@ -103,7 +107,7 @@ def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
         for r in points:
             entry = r["metrics"].get("steer.cos_delta_caa.max", {})
             low, high = (entry.get("interval") or [math.nan, math.nan])[:2]
-            null = r["metrics"].get("steer.shuffled_max_p95", {}).get("value", math.nan)
+            null, of_the_max = peak_null(r)
             above_null = not math.isnan(null) and low > null
             words[r["name"]] = (
                 "supported" if low >= PAPER_COS and above_null else "refuted" if high < PAPER_COS else "undecided"
@@ -111,6 +115,7 @@ def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
             if best is None or entry.get("value", -1) > best[1].get("value", -1):
                 best = (r, entry, null)
         r, entry, null = best
+        kind = "max over blocks per draw" if peak_null(r)[1] else "largest per-block (an older record)"
         low, high = (entry.get("interval") or [math.nan, math.nan])[:2]
         rows.append(
             [
@@ -119,7 +124,7 @@ def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
                 f"{PAPER_COS}",
                 f"{entry.get('value', math.nan):.3g} [{low:.3g}, {high:.3g}] ({r['name']})",
                 f"{len(points)} point{'s' if len(points) != 1 else ''}",
-                f"shuffled labels, max over blocks, p95 {null:.3g}",
+                f"shuffled labels, {kind} p95 {null:.3g}",
                 combine(words),
                 f"[map {name}](#map-{name})",
             ]
@@ -136,11 +141,17 @@ def scorecard(maps: dict[str, list[dict]]) -> list[list[str]]:
     for name, records in sorted(maps.items()):
         c4 = [r for r in records if r["map"] == "c4"]
         c6 = [r for r in records if r["map"] == "c6"]
+        c3 = [r for r in records if r["map"] == "c3"]
+        if c3:
+            rows += c3_rows(name, c3)
         if c4:  # a cell whose recovery failed says nothing of how a recovery is explained, as in the verdict
             cells = {label: group for label, group in c4_cells(c4).items() if recovered(group)}
             rows += c4_rows(name, cells, capture_lengths(c4))
         if c6:
-            rows += c6_rows(name, c6)
+            rows += c6_rows(name, c6) + c7_rows(name, c6)
+    decided = {row[0].split(":")[0] for row in rows[1:]}
     for claim, statement in NOT_YET.items():
+        if claim in decided:
+            continue
         rows.append([f"{claim}: {statement}", "–", "–", "–", "–", "–", "not decided by a rule yet", "below"])
     return rows

@@ -342,3 +342,22 @@ def test_a_streaming_run_killed_resumes_to_the_same_numbers(streaming_run, tmp_p
     assert resumed["metrics"].keys() == streaming_run["metrics"].keys()
     for name, entry in streaming_run["metrics"].items():
         assert _close(resumed["metrics"][name]["value"], entry["value"]), name
+
+
+def test_a_phase_at_lr_0_holds_theta_and_measures_its_gradients_only(tmp_path):
+    """The frozen-θ null of C3: fresh batches at one θ, so nothing can drift; its updates are all 0
+    and are not measured (their spectrum is undefined)."""
+    import torch
+
+    summary = run_tiny(
+        tmp_path, "phases=[{name: train, steps: 100}, {name: frozen, steps: 100, lr: 0}]", "geometry.drift_lags=[10,20]"
+    )
+    ends = {
+        name: torch.load(Path(summary["run_dir"]) / "checkpoints" / name / "end.ckpt", weights_only=False)["state_dict"]
+        for name in ("train", "frozen")
+    }
+    assert all(torch.equal(ends["train"][key], ends["frozen"][key]) for key in ends["train"])
+    metrics = summary["metrics"]
+    assert "frozen.grad.noise_ceiling" in metrics and "frozen.grad.overlap_ratio_lag10" in metrics
+    assert not [key for key in metrics if key.startswith("frozen.update.")]
+    assert "update.noise_ceiling" in metrics  # the train phase still measures both streams

@@ -1,0 +1,134 @@
+"""The C3 and C7 rules on hand-built records: every word against a t-interval computed with scipy, or
+against the bounds written into the record by hand."""
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from loclin.c3_report import c3_record, c3_table, drift_word, null_word
+from loclin.c7_report import c7_word
+from loclin.scorecard import scorecard
+
+
+def t_bounds(values):
+    values = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return values.mean() - half, values.mean() + half
+
+
+def seeds(ratio_at_100, frozen_at_100, at_w=(0.6,) * 5, at_2w=(0.4,) * 5):
+    return [
+        {
+            "map": "c3",
+            "name": f"toy_seed{i}",
+            "system": "toy",
+            "seed": i,
+            "window": 40,
+            "metrics": {
+                "grad.overlap_ratio_lag40": at_w[i],
+                "grad.overlap_ratio_lag80": at_2w[i],
+                "grad.overlap_ratio_lag100": ratio_at_100[i],
+                "frozen.grad.overlap_ratio_lag100": frozen_at_100[i],
+                "grad.noise_ceiling": 0.6,
+            },
+        }
+        for i in range(len(ratio_at_100))
+    ]
+
+
+DRIFTED = [0.30, 0.28, 0.33, 0.31, 0.29]
+FLAT_NULL = [0.97, 1.02, 0.99, 1.03, 0.96]
+
+
+def test_drift_is_supported_only_below_one_half_and_below_the_frozen_null():
+    assert t_bounds(DRIFTED)[1] < 0.5 and t_bounds(np.subtract(DRIFTED, FLAT_NULL))[1] < 0
+    assert drift_word(seeds(DRIFTED, FLAT_NULL), "grad", 100) == "supported"
+    assert null_word(seeds(DRIFTED, FLAT_NULL), 100) == "holds"
+    steady = [0.71, 0.69, 0.74, 0.70, 0.72]
+    assert t_bounds(steady)[0] >= 0.5
+    assert drift_word(seeds(steady, FLAT_NULL), "grad", 100) == "refuted"
+    # the frozen stream reads as low as the training one: the ceiling, not the basis, moved
+    low_null = [0.31, 0.27, 0.34, 0.30, 0.28]
+    assert t_bounds(np.subtract(DRIFTED, low_null))[1] >= 0
+    assert drift_word(seeds(DRIFTED, low_null), "grad", 100).startswith("undecided")
+    assert null_word(seeds(DRIFTED, low_null), 100) == "fails"
+
+
+def test_a_spread_that_cannot_decide_names_the_seeds_that_would():
+    spread = [0.1, 0.7, 0.3, 0.6, 0.3]
+    low, high = t_bounds(spread)
+    assert low < 0.5 < high
+    word = drift_word(seeds(spread, FLAT_NULL), "grad", 100)
+    assert word.startswith("undecided (n ≈ ") and int(word.split("≈ ")[1].split()[0]) > 5
+
+
+def test_the_table_reads_the_decay_from_w_to_2w_on_paired_differences():
+    rows = c3_table(seeds(DRIFTED, FLAT_NULL, at_w=(0.6, 0.62, 0.58, 0.61, 0.59), at_2w=(0.4, 0.43, 0.38, 0.41, 0.4)))
+    at_w = next(row for row in rows[1:] if row[2].startswith("40 "))
+    assert "decays from W to 2W" in at_w[-1] and at_w[2] == "40 (1W)"
+    flat = c3_table(seeds(DRIFTED, FLAT_NULL, at_w=(0.5, 0.4, 0.45, 0.42, 0.48), at_2w=(0.41, 0.47, 0.46, 0.44, 0.43)))
+    assert "flat from W" in next(row for row in flat[1:] if row[2].startswith("40 "))[-1]
+
+
+def test_a_run_record_keeps_its_first_phase_and_names_its_frozen_phase_frozen():
+    summary = {
+        "seed": 3,
+        "geometry": {"window": 40},
+        "phases": [{"name": "train", "optim": {"lr": 1e-3}}, {"name": "still", "optim": {"lr": 0.0}}],
+        "metrics": {
+            "grad.overlap_ratio_lag40": {"value": 0.6},
+            "still.grad.overlap_ratio_lag40": {"value": 0.98},
+            "grad.energy_topk": {"value": 0.9},
+        },
+    }
+    record = c3_record("synthetic_seed3", summary)
+    assert record["system"] == "synthetic" and record["seed"] == 3 and record["frozen_phase"] == "still"
+    assert record["metrics"] == {"grad.overlap_ratio_lag40": 0.6, "frozen.grad.overlap_ratio_lag40": 0.98}
+
+
+def steering(caa, ratio=None, delta=(0.5, 0.2, 0.8), difference=(-0.1, -0.3, 0.1), null=0.05, needed=2400.0):
+    metrics = {
+        "steer.at_peak.slope.caa": {"value": caa[0], "interval": list(caa[1:])},
+        "steer.at_peak.slope.delta": {"value": delta[0], "interval": list(delta[1:])},
+        "steer.at_peak.slope.delta_minus_caa": {"value": difference[0], "interval": list(difference[1:])},
+        "steer.at_peak.slope.null_random_p95": {"value": null},
+        "steer.at_peak.slope.null_shuffled_p95": {"value": null / 2},
+        "steer.at_peak.slope.caa_items_needed": {"value": needed},
+        "steer.at_peak.slope_ratio_delta_caa": (
+            {"value": ratio[0], "interval": list(ratio[1:])} if ratio else {"value": "nan", "reason": "covers 0"}
+        ),
+    }
+    return {"map": "c6", "name": "p", "model": "asset:m", "source": "bigbench", "metrics": metrics}
+
+
+def test_c7_needs_caa_to_steer_first_then_a_ratio_within_a_factor_of_two():
+    assert (
+        c7_word(steering((0.1, -0.2, 0.4)), "at_peak.") == "undecided (v̂ does not steer; n ≈ 2400 items would show it)"
+    )
+    assert c7_word(steering((0.04, 0.01, 0.07), ratio=(1.0, 0.8, 1.2)), "at_peak.").startswith(
+        "undecided"
+    )  # in the band
+    assert c7_word(steering((0.6, 0.4, 0.8), ratio=(1.0, 0.7, 1.5)), "at_peak.") == "supported"
+    assert c7_word(steering((0.6, 0.4, 0.8), ratio=(0.2, 0.1, 0.3)), "at_peak.") == "refuted"
+    assert c7_word(steering((0.6, 0.4, 0.8), ratio=(0.8, 0.3, 1.2)), "at_peak.") == "undecided"
+    # δ̂ does not move the margin while paired below v̂: refuted even without a ratio interval
+    no_ratio = steering(
+        (0.6, 0.4, 0.8), ratio=(0.1, math.nan, math.nan), delta=(0.05, -0.1, 0.2), difference=(-0.5, -0.7, -0.3)
+    )
+    assert c7_word(no_ratio, "at_peak.") == "refuted"
+
+
+def test_the_scorecard_gives_c3_and_c7_their_rows_and_keeps_a_placeholder_only_for_undecided_claims():
+    steer = {**steering((0.6, 0.4, 0.8), ratio=(1.0, 0.7, 1.5)), "heldout_items": 800, "layers": {}}
+    steer["metrics"]["steer.cos_delta_caa.max"] = {"value": 0.3, "interval": [0.2, 0.4]}
+    steer["metrics"]["steer.shuffled_peak_p95"] = {"value": 0.25}
+    rows = scorecard({"c3": seeds(DRIFTED, FLAT_NULL), "c7": [steer]})
+    claims = [row[0].split(":")[0] for row in rows[1:]]
+    assert claims.count("C3") == 1 and claims.count("C7") == 1 and claims.count("C6") == 1
+    c3 = next(row for row in rows if row[0].startswith("C3"))
+    assert c3[6] == "supported" and "seeds 0,1,2,3,4" in c3[4]
+    c7 = next(row for row in rows if row[0].startswith("C7"))
+    assert "peak: supported" in c7[6] and "800 held-out items" in c7[4]
+    c6 = next(row for row in rows if row[0].startswith("C6"))
+    assert "max over blocks per draw p95 0.25" in c6[5]
