@@ -14,6 +14,7 @@ import json
 import math
 from pathlib import Path
 
+from loclin.c2_report import c2_table
 from loclin.c3_report import c3_figures, c3_record, c3_table, c3_verdict, is_drift_run
 from loclin.c4_decide import PAPER_P8, paired
 from loclin.c4_deciders import (
@@ -873,6 +874,19 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
         parts += [item for name, caption in c4_figures(c4, out) for item in (f"![{caption}]({link}{name})", "")]
         text.append(render_text(table))
         cells, lengths = c4_cells(c4), capture_lengths(c4)
+        static = c2_table({label: group for label, group in cells.items() if recovered(group)})
+        if len(static) > 1:
+            parts += [
+                f"{heading}# C2: static bases at θ* against a basis at θ_0",
+                "",
+                "Per recovered cell over its seeds [95% t-interval]: the best of S1–S5 (built at θ*, taken per "
+                "seed), S0 (the first recovery steps' preconditioned gradients at θ_0), their paired difference, "
+                "P8 and a random basis, all at equal k (loclin.c2_report).",
+                "",
+                render_markdown(static),
+                "",
+            ]
+            text.append(render_text(static))
         deciders = decider_table(cells, lengths)
         if len(deciders) > 1:
             parts += [

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from loclin.c2_report import c2_rows
 from loclin.c3_report import c3_rows
 from loclin.c4_decide import PAPER_P8, threshold_verdict
 from loclin.c4_deciders import best_cell, decided_lengths, interval_text, reading, values
@@ -146,7 +147,7 @@ def scorecard(maps: dict[str, list[dict]]) -> list[list[str]]:
             rows += c3_rows(name, c3)
         if c4:  # a cell whose recovery failed says nothing of how a recovery is explained, as in the verdict
             cells = {label: group for label, group in c4_cells(c4).items() if recovered(group)}
-            rows += c4_rows(name, cells, capture_lengths(c4))
+            rows += c2_rows(name, system_of(c4, name), cells) + c4_rows(name, cells, capture_lengths(c4))
         if c6:
             rows += c6_rows(name, c6) + c7_rows(name, c6)
     decided = {row[0].split(":")[0] for row in rows[1:]}

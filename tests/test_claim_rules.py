@@ -1,4 +1,4 @@
-"""The C3 and C7 rules on hand-built records: every word against a t-interval computed with scipy, or
+"""The C2, C3 and C7 rules on hand-built records: every word against a t-interval computed with scipy, or
 against the bounds written into the record by hand."""
 
 import math
@@ -6,6 +6,7 @@ import math
 import numpy as np
 from scipy import stats
 
+from loclin.c2_report import c2_table, c2_word, s0_reading
 from loclin.c3_report import c3_record, c3_table, drift_word, null_word
 from loclin.c7_report import c7_word
 from loclin.scorecard import scorecard
@@ -132,3 +133,28 @@ def test_the_scorecard_gives_c3_and_c7_their_rows_and_keeps_a_placeholder_only_f
     assert "peak: supported" in c7[6] and "800 held-out items" in c7[4]
     c6 = next(row for row in rows if row[0].startswith("C6"))
     assert "max over blocks per draw p95 0.25" in c6[5]
+
+
+def recovery(statics: list[float], s0: float) -> dict:
+    names = (
+        "S1_task_gradients",
+        "S2_mean_gradient_plane",
+        "S3_task_vector",
+        "S4_rolling_end_of_training",
+        "S5_hessian",
+    )
+    metrics = {f"recovery.capture.{n}": v for n, v in zip(names, statics)}
+    return {"metrics": {**metrics, "recovery.capture.S0_theta0_updates": s0}}
+
+
+def test_c2_takes_the_best_static_basis_per_seed_and_reads_s0_on_paired_differences():
+    group = [recovery([0.01, 0.03, 0.02, 0.0, 0.05], 0.20), recovery([0.04, 0.01, 0.02, 0.0, 0.01], 0.25)]
+    group += [recovery([0.02, 0.02, 0.06, 0.0, 0.01], 0.15)]
+    best = [0.05, 0.04, 0.06]
+    assert t_bounds(best)[1] < 0.5 and c2_word(group) == "supported"
+    assert t_bounds(np.subtract([0.20, 0.25, 0.15], best))[0] >= 0 and s0_reading(group) == "S0 matches or beats them"
+    strong = [recovery([0.7, 0.1, 0.1, 0.1, 0.1], 0.1), recovery([0.1, 0.75, 0.1, 0.1, 0.1], 0.12)]
+    strong += [recovery([0.1, 0.1, 0.72, 0.1, 0.1], 0.09)]
+    assert c2_word(strong) == "refuted" and s0_reading(strong) == "S0 below them"
+    row = c2_table({"cell": group})[1]
+    assert row[2].startswith("0.05 [") and row[-2:] == ["supported", "S0 matches or beats them"]
