@@ -7,52 +7,15 @@ training is the same bit for bit and every summary number is equal, in float32. 
 ``geometry.shard_windows`` each rank keeps half the coordinates and the geometry all-reduces
 partial sums, which changes only their summation order: ≤ 1e-5 relative. A sharded run killed
 mid-run resumes (on two ranks) to the same numbers.
+The sharded windows, a killed sharded run and a fork on two ranks are in test_ddp_sharded.py.
 """
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
-
 import pytest
+from ddp_runs import DDP, run, values
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
 
-REPO = Path(__file__).resolve().parents[1]
-DDP = ["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
-SAME_THREADS = ["trainer.cpu_threads=1", "trainer.progress_bar=false"]
-SHARDED = ["geometry.shard_windows=true", "geometry.per_task.enabled=false"]
-
-
-def command(config: str, root: Path, *overrides: str) -> list[str]:
-    return [
-        sys.executable,
-        str(REPO / "train.py"),
-        "--config",
-        str(REPO / "conf" / config),
-        f"output_root={root}",
-        *SAME_THREADS,
-        *overrides,
-    ]
-
-
-def only_run_dir(root: Path, config: str) -> Path:
-    versions = sorted((root / config.removesuffix(".yaml")).iterdir())
-    assert [v.name for v in versions] == ["version_0"]  # one run directory, written by rank 0 only
-    return versions[0]
-
-
-def run(config: str, root: Path, *overrides: str) -> dict:
-    result = subprocess.run(command(config, root, *overrides), cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return json.loads((only_run_dir(root, config) / "summary.json").read_text())["metrics"]
-
-
-def values(metrics: dict) -> dict:
-    return {name: entry["value"] for name, entry in metrics.items()}
+SHORT_RECOVERY = "phases=[{name: train, steps: 50}, {name: degrade, steps: 20}, {name: recover, steps: 30}]"
 
 
 @pytest.mark.parametrize("config", ["tiny_synthetic.yaml", "tiny_recovery.yaml", "tiny_random_search.yaml"])
@@ -71,90 +34,8 @@ def test_lora_on_two_ranks_gives_the_single_process_summary_bit_for_bit(tiny_gpt
         "activation_shift.stride=10",
         "activation_shift.n_items=8",
     ]
+    lora += [SHORT_RECOVERY, "geometry.drift_lags=[10,20]"]  # every phase, in half the steps of tiny_lora
     single = run("tiny_lora.yaml", tmp_path / "single", *lora, "trainer.grad_shards=2")
     parallel = run("tiny_lora.yaml", tmp_path / "ddp", *lora, *DDP)
     assert any(name.startswith("activation.") for name in single)
-    assert values(parallel) == values(single)
-
-
-@pytest.fixture(scope="module")
-def single_unsharded(tmp_path_factory):
-    return run(
-        "tiny_synthetic.yaml",
-        tmp_path_factory.mktemp("single"),
-        "trainer.grad_shards=2",
-        "geometry.per_task.enabled=false",
-    )
-
-
-def assert_close_summaries(found: dict, expected: dict) -> None:
-    assert found.keys() == expected.keys()
-    for name, value in expected.items():
-        if isinstance(value, (str, bool)):
-            assert found[name] == value, name
-        else:
-            assert found[name] == pytest.approx(value, rel=1e-5, abs=1e-9), name
-
-
-def test_sharded_windows_give_the_unsharded_geometry(single_unsharded, tmp_path):
-    sharded = run("tiny_synthetic.yaml", tmp_path, *DDP, *SHARDED)
-    assert_close_summaries(values(sharded), values(single_unsharded))
-
-
-def test_killed_sharded_run_resumes_to_the_same_numbers(single_unsharded, tmp_path):
-    """Killed (SIGKILL to every rank) once its first checkpoint is on disk, then resumed."""
-    launched = subprocess.Popen(
-        command("tiny_synthetic.yaml", tmp_path, *DDP, *SHARDED),
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    checkpoint = tmp_path / "tiny_synthetic" / "version_0" / "checkpoints" / "train" / "last.ckpt"
-    deadline = time.time() + 300
-    while not checkpoint.exists() and launched.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.killpg(launched.pid, signal.SIGKILL)
-    launched.wait()
-    run_dir = only_run_dir(tmp_path, "tiny_synthetic.yaml")
-    assert checkpoint.exists() and not (run_dir / "summary.json").exists()  # killed mid-run
-    resumed = subprocess.run(
-        [sys.executable, str(REPO / "train.py"), "--resume", str(run_dir)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert_close_summaries(
-        values(json.loads((run_dir / "summary.json").read_text())["metrics"]), values(single_unsharded)
-    )
-
-
-def test_a_fork_on_two_ranks_gives_the_single_process_fork_bit_for_bit(tmp_path):
-    """A recovery forked from a one-process parent's θ_0 runs its phases on two ranks."""
-    run("tiny_recovery.yaml", tmp_path / "parent")
-    parent = only_run_dir(tmp_path / "parent", "tiny_recovery.yaml")
-    change = ["phases.2.optim.name=sgd", "phases.2.lr=0.05"]
-
-    def fork(root: Path, *overrides: str) -> dict:
-        args = [
-            sys.executable,
-            str(REPO / "train.py"),
-            "--fork",
-            str(parent),
-            "--after",
-            "degrade",
-            f"output_root={root}",
-            *SAME_THREADS,
-            *change,
-            *overrides,
-        ]
-        result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-2000:]
-        return json.loads((only_run_dir(root, "tiny_recovery.yaml") / "summary.json").read_text())["metrics"]
-
-    single = fork(tmp_path / "single", "trainer.grad_shards=2")
-    parallel = fork(tmp_path / "ddp", *DDP)
-    assert any(name.startswith("recovery.capture.P") for name in single)
     assert values(parallel) == values(single)
