@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from loclin.c4_decide import paired
+from loclin.c4_decide import combine, paired
 from loclin.geometry.intervals import t_interval
 from loclin.tables import fmt
 
@@ -88,8 +88,6 @@ def c2_table(cells: dict[str, list[dict]]) -> list[list[str]]:
 
 def c2_rows(name: str, system: str, cells: dict[str, list[dict]]) -> list[list[str]]:
     """The scorecard's C2 row of one map: the cells' words combined, and how often S0 matches or beats."""
-    from loclin.scorecard import combine
-
     if not cells:
         return []
     words = {label: c2_word(group) for label, group in cells.items()}

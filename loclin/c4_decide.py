@@ -143,3 +143,18 @@ def needed(plain: Sequence[float], inside: Sequence[float], outside: Sequence[fl
     if out_low >= -HURT:
         return "not needed"
     return "undecided"
+
+
+def combine(words: dict[str, str]) -> str:
+    """One word from the words of a system's cells: *supported* / *refuted* when every decided
+    cell agrees and none is undecided, *regime-dependent* (naming where it is supported) when both
+    are found, else *undecided*."""
+    supported = [label for label, word in words.items() if word == "supported"]
+    refuted = [label for label, word in words.items() if word == "refuted"]
+    if supported and refuted:
+        return f"regime-dependent: supported in {'; '.join(supported)}"
+    if supported and len(supported) == len(words):
+        return "supported"
+    if refuted and len(refuted) == len(words):
+        return "refuted"
+    return "undecided"

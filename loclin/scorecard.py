@@ -12,7 +12,7 @@ import math
 
 from loclin.c2_report import c2_rows
 from loclin.c3_report import c3_rows
-from loclin.c4_decide import PAPER_P8, threshold_verdict
+from loclin.c4_decide import PAPER_P8, combine, threshold_verdict
 from loclin.c4_deciders import best_cell, decided_lengths, interval_text, reading, values
 from loclin.c7_report import c7_rows
 from loclin.geometry.intervals import t_interval
@@ -26,21 +26,6 @@ NOT_YET = {
     "C5": "random search works in high dimension",
     "C7": "the one-step shift steers about as well as CAA",
 }
-
-
-def combine(words: dict[str, str]) -> str:
-    """One word from the words of a system's cells: *supported* / *refuted* when every decided
-    cell agrees and none is undecided, *regime-dependent* (naming where it is supported) when both
-    are found, else *undecided*."""
-    supported = [label for label, word in words.items() if word == "supported"]
-    refuted = [label for label, word in words.items() if word == "refuted"]
-    if supported and refuted:
-        return f"regime-dependent: supported in {'; '.join(supported)}"
-    if supported and len(supported) == len(words):
-        return "supported"
-    if refuted and len(refuted) == len(words):
-        return "refuted"
-    return "undecided"
 
 
 def system_of(records: list[dict], name: str) -> str:
