@@ -18,6 +18,9 @@ For item i and unit direction ŵ, m_i(α) = z(a⁺) − z(a⁻) with h_ℓ += α
 from __future__ import annotations
 
 import math
+import sys
+import time
+from collections.abc import Iterator
 
 import torch
 
@@ -75,6 +78,22 @@ def null_directions(differences: torch.Tensor, count: int, seed: int) -> dict[st
     }
 
 
+def item_progress(total: int, label: str) -> Iterator[int]:
+    """0 … total − 1 with progress: tqdm's bar in a terminal; in a log, a flushed line every tenth."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        yield from tqdm(range(total), desc=label, unit="item")
+        return
+    started, every = time.time(), max(1, total // 10)
+    for index in range(total):
+        yield index
+        if (index + 1) % every == 0 or index + 1 == total:
+            elapsed = time.time() - started
+            left = elapsed / (index + 1) * (total - index - 1)
+            print(f"[loclin] {label}: {index + 1}/{total} items, {elapsed:.0f} s, ~{left:.0f} s left", flush=True)
+
+
 def unit(rows: torch.Tensor) -> torch.Tensor:
     return (rows / rows.norm(dim=-1, keepdim=True)).float()
 
@@ -111,7 +130,7 @@ def steering_curves(
     null_units = unit(torch.cat(list(nulls.values()))) if nulls else units[:0]
     null_vectors = (torch.tensor(near)[None, :, None] * norm * null_units[:, None, :]).reshape(-1, units.shape[1])
     margins = []
-    for row in range(len(batch["answer_pos"])):
+    for row in item_progress(len(batch["answer_pos"]), f"steering at layer {layer}"):
         tokens = batch["positive"][row, : batch["answer_pos"][row]]
         logits = steered_last_logits(model, layer, tokens, torch.cat([vectors, null_vectors])).double()
         margins.append(logits[:, batch["positive_token"][row]] - logits[:, batch["negative_token"][row]])
