@@ -61,6 +61,7 @@ def width_row(width: int, point: dict, cfg: DictConfig) -> dict:
         "sigma_linear": point["sigma_linear"],
         "p_improve": small["p_improve"],
         "pred_p_improve": small["pred_p_improve"],
+        "samples": cfg.samples,  # the perturbations p_improve counts over
         "best_over_linear": small[f"best{n}"] / small[f"linear_best{n}"],
         "best_n": n,
         "std_over_pred": small["std"] / small["pred_std"],

@@ -99,7 +99,7 @@ def page_parts(root: Path, page_dir: Path, folders: list[Path]) -> list[str]:
         "(loclin.scorecard, loclin.c4_decide; docs/science.md 11): *supported* or *refuted* where every decided "
         "cell agrees, *regime-dependent* where both are found, *undecided* otherwise.",
         "",
-        render_markdown(scorecard(maps)),
+        render_markdown(scorecard(maps, {folder.name: summary for folder, summary in zip(folders, summaries)})),
         "",
     ]
     parts = [HEADER, *card, *map_parts(root, page_dir), DRIFT_READING, ""]

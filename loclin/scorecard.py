@@ -14,6 +14,7 @@ from loclin.c2_report import c2_rows
 from loclin.c3_report import c3_rows
 from loclin.c4_decide import PAPER_P8, combine, threshold_verdict
 from loclin.c4_deciders import best_cell, decided_lengths, interval_text, reading, values
+from loclin.c5_report import c5_rows
 from loclin.c7_report import c7_rows
 from loclin.geometry.intervals import t_interval
 
@@ -118,7 +119,7 @@ def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
     return rows
 
 
-def scorecard(maps: dict[str, list[dict]]) -> list[list[str]]:
+def scorecard(maps: dict[str, list[dict]], runs: dict[str, dict] | None = None) -> list[list[str]]:
     """The table: the C4 rows of every map (``name`` → records; cells that recovered), its C6 rows,
     then a row for each claim that has no rule over its records yet."""
     from loclin.map_report import c4_cells, capture_lengths, recovered
@@ -135,6 +136,8 @@ def scorecard(maps: dict[str, list[dict]]) -> list[list[str]]:
             rows += c2_rows(name, system_of(c4, name), cells) + c4_rows(name, cells, capture_lengths(c4))
         if c6:
             rows += c6_rows(name, c6) + c7_rows(name, c6)
+    for name, summary in sorted((runs or {}).items()):
+        rows += c5_rows(name, summary)
     decided = {row[0].split(":")[0] for row in rows[1:]}
     for claim, statement in NOT_YET.items():
         if claim in decided:

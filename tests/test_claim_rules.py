@@ -158,3 +158,22 @@ def test_c2_takes_the_best_static_basis_per_seed_and_reads_s0_on_paired_differen
     assert c2_word(strong) == "refuted" and s0_reading(strong) == "S0 below them"
     row = c2_table({"cell": group})[1]
     assert row[2].startswith("0.05 [") and row[-2:] == ["supported", "S0 matches or beats them"]
+
+
+def test_c5_reads_p_improve_at_the_largest_d_on_its_clopper_pearson_interval():
+    from scipy import stats as st
+
+    from loclin.c5_report import c5_rows, c5_word, improve_interval
+
+    row = {"dim": 400_000, "p_improve": 0.5, "samples": 1000, "pred_p_improve": 0.5, "es_cos": 0.05}
+    low, high = improve_interval(row)
+    assert (low, high) == (
+        st.beta.ppf(0.025, 500, 501),  # Clopper–Pearson from the beta law, by hand
+        st.beta.ppf(0.975, 501, 500),
+    )
+    small = {**row, "dim": 2_000, "es_cos": 0.5}
+    assert c5_word([small, row]) == "supported"
+    assert c5_word([small, {**row, "p_improve": 0.3}]) == "refuted"
+    assert c5_word([small, {**row, "p_improve": 0.41, "samples": 100}]) == "undecided"
+    card = c5_rows("rs", {"curves": {"random_search.widths": [row, small]}})[0]
+    assert card[6] == "supported" and "D 2,000 → 400,000 (2.3 orders)" in card[1]

@@ -1,0 +1,63 @@
+"""C5 decided: does random search keep working as the dimension grows? Read from a random-search
+run's dimension sweep (``random_search.widths``: one row per trained width, at its last probe point).
+
+Theorem A (docs/science.md 8): for σ well below σ_lin, ΔL(σε) is N(0, σ²‖g‖²) to first order, so
+P(ΔL < 0) → ½ whatever D. At the smallest σ of the grid, each width's P(improve) is a count over
+``samples`` perturbations, with its Clopper–Pearson 95% interval (scipy.stats.binomtest):
+- *supported* when the interval at the largest D has its lower bound ≥ IMPROVE_FLOOR;
+- *refuted* when its upper bound is < IMPROVE_FLOOR;
+- else *undecided*.
+The ES gradient estimate, whose cosine to g falls as sqrt(N / (N + D + 1)), is the contrast shown beside it.
+"""
+
+from __future__ import annotations
+
+import math
+
+from scipy import stats
+
+from loclin.tables import fmt
+
+IMPROVE_FLOOR = 0.4  # "works": a random direction still improves the loss this often at the largest D
+WIDTHS = "random_search.widths"
+
+
+def improve_interval(row: dict) -> tuple[float, float]:
+    """The Clopper–Pearson 95% interval of P(ΔL < 0) from its count over ``samples`` draws."""
+    n = int(row["samples"])
+    interval = stats.binomtest(round(row["p_improve"] * n), n).proportion_ci(0.95, method="exact")
+    return float(interval.low), float(interval.high)
+
+
+def c5_word(rows: list[dict]) -> str:
+    if not rows or "samples" not in rows[-1]:
+        return "undecided"
+    low, high = improve_interval(max(rows, key=lambda r: r["dim"]))
+    if low >= IMPROVE_FLOOR:
+        return "supported"
+    return "refuted" if high < IMPROVE_FLOOR else "undecided"
+
+
+def c5_rows(name: str, summary: dict) -> list[list[str]]:
+    """The scorecard's C5 row of one published random-search run with a dimension sweep."""
+    rows = sorted(summary.get("curves", {}).get(WIDTHS) or [], key=lambda r: r["dim"])
+    if len(rows) < 2:
+        return []
+    largest = rows[-1]
+    shown = fmt(largest["p_improve"])
+    if "samples" in largest:
+        low, high = improve_interval(largest)
+        shown = f"{shown} [{fmt(low)}, {fmt(high)}]"
+    orders = math.log10(largest["dim"] / rows[0]["dim"])
+    return [
+        [
+            f"C5: random search works in high dimension (P(ΔL < 0) ≥ {IMPROVE_FLOOR} at the largest D)",
+            f"synthetic, D {rows[0]['dim']:,} → {largest['dim']:,} ({orders:.2g} orders)",
+            "P(improve) → ½, any D",
+            f"P(improve) at D = {largest['dim']:,}: {shown} (theory {fmt(largest['pred_p_improve'])})",
+            f"{largest.get('samples', '–')} perturbations a width, {len(rows)} widths",
+            f"ES cosine {fmt(largest['es_cos'])} at the largest D against {fmt(rows[0]['es_cos'])} at the smallest",
+            c5_word(rows),
+            f"[{name}](#{name})",
+        ]
+    ]
