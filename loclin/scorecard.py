@@ -29,6 +29,20 @@ NOT_YET = {
 }
 
 
+def with_stand_in(claim: str, system: str) -> str:
+    """The system, saying what it stands in for where it is not the paper's own."""
+    lowered, notes = system.lower(), []
+    if claim in ("C1", "C2", "C3", "C4") and "smollm2" in lowered:
+        notes.append("stands in for GPT-2 / DistilGPT-2")
+    if "qwen2.5-coder" in lowered:
+        notes.append("stands in for Qwen2.5-0.5B")
+    elif claim == "C7" and ("smollm2" in lowered or "gemma" in lowered):
+        notes.append("stands in for Qwen-0.5B")
+    if "coqa" in lowered or "bigbench" in lowered:
+        notes.append("its yes/no items stand in for BoolQ")
+    return f"{system} ({'; '.join(notes)})" if notes else system
+
+
 def system_of(records: list[dict], name: str) -> str:
     """The model a map was made on, from its records' made_by (the family where no model is named;
     the map's name for records published before they carried made_by)."""
@@ -138,6 +152,8 @@ def scorecard(maps: dict[str, list[dict]], runs: dict[str, dict] | None = None) 
             rows += c6_rows(name, c6) + c7_rows(name, c6)
     for name, summary in sorted((runs or {}).items()):
         rows += c5_rows(name, summary)
+    for row in rows[1:]:
+        row[1] = with_stand_in(row[0].split(":")[0], row[1])
     decided = {row[0].split(":")[0] for row in rows[1:]}
     for claim, statement in NOT_YET.items():
         if claim in decided:

@@ -131,6 +131,7 @@ def test_the_scorecard_gives_c3_and_c7_their_rows_and_keeps_a_placeholder_only_f
     assert c3[6] == "supported" and "seeds 0,1,2,3,4" in c3[4]
     c7 = next(row for row in rows if row[0].startswith("C7"))
     assert "peak: supported" in c7[6] and "800 held-out items" in c7[4]
+    assert c7[1] == "m (bigbench) (its yes/no items stand in for BoolQ)"  # a stand-in says so
     c6 = next(row for row in rows if row[0].startswith("C6"))
     assert "max over blocks per draw p95 0.25" in c6[5]
 
@@ -177,3 +178,12 @@ def test_c5_reads_p_improve_at_the_largest_d_on_its_clopper_pearson_interval():
     assert c5_word([small, {**row, "p_improve": 0.41, "samples": 100}]) == "undecided"
     card = c5_rows("rs", {"curves": {"random_search.widths": [row, small]}})[0]
     assert card[6] == "supported" and "D 2,000 → 400,000 (2.3 orders)" in card[1]
+
+
+def test_a_stand_in_system_says_what_it_stands_in_for():
+    from loclin.scorecard import with_stand_in
+
+    assert with_stand_in("C4", "smollm2-135m-instruct") == "smollm2-135m-instruct (stands in for GPT-2 / DistilGPT-2)"
+    assert with_stand_in("C6", "smollm2-135m-instruct") == "smollm2-135m-instruct"  # C6 names no model
+    assert "stands in for Qwen2.5-0.5B" in with_stand_in("C7", "qwen2.5-coder-0.5b-instruct (bigbench)")
+    assert with_stand_in("C3", "synthetic") == "synthetic"
