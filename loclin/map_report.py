@@ -14,10 +14,10 @@ import json
 import math
 from pathlib import Path
 
-from loclin.c2_report import c2_table
-from loclin.c3_report import c3_figures, c3_record, c3_table, c3_verdict, is_drift_run
-from loclin.c4_decide import PAPER_P8, paired
-from loclin.c4_deciders import (
+from loclin.claims.c2 import c2_table
+from loclin.claims.c3 import c3_figures, c3_record, c3_table, c3_verdict, is_drift_run
+from loclin.claims.c4 import PAPER_P8, paired
+from loclin.claims.c4_table import (
     decider_figures,
     decider_table,
     decision_text,
@@ -26,7 +26,7 @@ from loclin.c4_deciders import (
     panel_grid,
     values,
 )
-from loclin.c7_report import c7_table, has_power_records
+from loclin.claims.c7 import c7_table, has_power_records
 from loclin.geometry.intervals import t_interval
 from loclin.protocols import protocol_of_summary
 from loclin.rundir import RunDirError
@@ -881,7 +881,7 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
                 "",
                 "Per recovered cell over its seeds [95% t-interval]: the best of S1–S5 (built at θ*, taken per "
                 "seed), S0 (the first recovery steps' preconditioned gradients at θ_0), their paired difference, "
-                "P8 and a random basis, all at equal k (loclin.c2_report).",
+                "P8 and a random basis, all at equal k (loclin.claims.c2).",
                 "",
                 render_markdown(static),
                 "",
@@ -893,7 +893,7 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
                 f"{heading}# C4 decided: a special prefix or a short recovery",
                 "",
                 "Per cell and recovery length T (mean over seeds, [95% t-interval] where there are two or more; "
-                "differences are paired within runs). Readings and words come from the rules of loclin.c4_decide "
+                "differences are paired within runs). Readings and words come from the rules of loclin.claims.c4 "
                 "(docs/c4_decided.md).",
                 "",
                 render_markdown(deciders),
@@ -924,7 +924,7 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
             "",
             "Slopes d margin / dα at α = 0 over the held-out items [95% bootstrap], the null band of 20 random and "
             "20 shuffled-label directions, the paired difference, the smallest slope the items detect at 80% power, "
-            "and the ratio only where v̂'s own slope interval excludes 0 (loclin.c7_report).",
+            "and the ratio only where v̂'s own slope interval excludes 0 (loclin.claims.c7).",
             "",
             render_markdown(table),
             "",
@@ -937,7 +937,7 @@ def map_sections(records: list[dict], out: Path, heading: str = "##", link: str 
             f"{heading} C3: drift of the useful basis against the noise ceiling",
             "",
             "r(L): overlap of half-window bases L steps apart ÷ the noise ceiling (mean over seeds [95% t-interval]); "
-            "frozen θ: the same run's phase at lr 0 on fresh batches, which cannot drift (loclin.c3_report).",
+            "frozen θ: the same run's phase at lr 0 on fresh batches, which cannot drift (loclin.claims.c3).",
             "",
             render_markdown(table),
             "",

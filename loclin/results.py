@@ -87,8 +87,8 @@ def map_parts(root: Path, page_dir: Path) -> list[str]:
 def page_parts(root: Path, page_dir: Path, folders: list[Path]) -> list[str]:
     """The page above its Performance section: the maps, then every run (RunDirError on a record
     that cannot be read)."""
+    from loclin.claims.scorecard import scorecard
     from loclin.map_report import CELLS_FILE, read_records
-    from loclin.scorecard import scorecard
 
     summaries = [read_summary(folder) for folder in folders]
     maps = {p.parent.name: read_records(p, "results") for p in sorted((root / "maps").glob(f"*/{CELLS_FILE}"))}
@@ -96,7 +96,7 @@ def page_parts(root: Path, page_dir: Path, folders: list[Path]) -> list[str]:
         "## Scorecard",
         "",
         "Each claim of the paper on each system, decided by a tested rule on 95% interval bounds "
-        "(loclin.scorecard, loclin.c4_decide; docs/science.md 11): *supported* or *refuted* where every decided "
+        "(loclin.claims.scorecard, loclin.claims.c4; docs/science.md 11): *supported* or *refuted* where every decided "
         "cell agrees, *regime-dependent* where both are found, *undecided* otherwise.",
         "",
         render_markdown(scorecard(maps, {folder.name: summary for folder, summary in zip(folders, summaries)})),

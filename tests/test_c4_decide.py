@@ -1,4 +1,4 @@
-"""The C4 verdict rules (loclin.c4_decide) on constructed per-seed numbers whose intervals are
+"""The C4 verdict rules (loclin.claims.c4) on constructed per-seed numbers whose intervals are
 known by hand, and the progress measurements (geometry.recovery_progress) on hand examples."""
 
 import math
@@ -16,7 +16,7 @@ from loclin.geometry.recovery_progress import (
 )
 from scipy import stats
 
-from loclin.c4_decide import describe, is_short, is_special, needed, seeds_to_decide, threshold_verdict
+from loclin.claims.c4 import describe, is_short, is_special, needed, seeds_to_decide, threshold_verdict
 
 
 def test_p8_verdict_reads_the_interval_bounds_not_the_mean():

@@ -6,10 +6,10 @@ import math
 import numpy as np
 from scipy import stats
 
-from loclin.c2_report import c2_table, c2_word, s0_reading
-from loclin.c3_report import c3_record, c3_table, drift_word, null_word
-from loclin.c7_report import c7_word
-from loclin.scorecard import scorecard
+from loclin.claims.c2 import c2_table, c2_word, s0_reading
+from loclin.claims.c3 import c3_record, c3_table, drift_word, null_word
+from loclin.claims.c7 import c7_word
+from loclin.claims.scorecard import scorecard
 
 
 def t_bounds(values):
@@ -164,7 +164,7 @@ def test_c2_takes_the_best_static_basis_per_seed_and_reads_s0_on_paired_differen
 def test_c5_reads_p_improve_at_the_largest_d_on_its_clopper_pearson_interval():
     from scipy import stats as st
 
-    from loclin.c5_report import c5_rows, c5_word, improve_interval
+    from loclin.claims.c5 import c5_rows, c5_word, improve_interval
 
     row = {"dim": 400_000, "p_improve": 0.5, "samples": 1000, "pred_p_improve": 0.5, "es_cos": 0.05}
     low, high = improve_interval(row)
@@ -181,7 +181,7 @@ def test_c5_reads_p_improve_at_the_largest_d_on_its_clopper_pearson_interval():
 
 
 def test_a_stand_in_system_says_what_it_stands_in_for():
-    from loclin.scorecard import with_stand_in
+    from loclin.claims.scorecard import with_stand_in
 
     assert with_stand_in("C4", "smollm2-135m-instruct") == "smollm2-135m-instruct (stands in for GPT-2 / DistilGPT-2)"
     assert with_stand_in("C6", "smollm2-135m-instruct") == "smollm2-135m-instruct"  # C6 names no model

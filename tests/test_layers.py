@@ -30,8 +30,9 @@ def module_of(name: str) -> str | None:
 def import_graph() -> dict[str, set[str]]:
     graph = {}
     for package in LAYER:
-        for file in sorted((REPO / package).glob("*.py")):
-            name = package if file.stem == "__init__" else f"{package}.{file.stem}"
+        for file in sorted((REPO / package).rglob("*.py")):
+            dotted = ".".join(file.relative_to(REPO).with_suffix("").parts)
+            name = dotted.removesuffix(".__init__")
             targets = set()
             for node in ast.walk(ast.parse(file.read_text())):
                 if isinstance(node, ast.Import):
@@ -94,7 +95,7 @@ def test_every_import_of_a_loclin_folder_goes_through_the_loclin_namespace(tmp_p
     loclin.geometry, …: a bare ``from callbacks.base import …`` would work in a checkout and fail
     in the wheel (and collide with a user's own callbacks.py)."""
     files = [REPO / "train.py", REPO / "analyze.py", *REPO.glob("benchmarks/*.py"), *REPO.glob("tests/**/*.py")]
-    files += [file for package in LAYER for file in (REPO / package).glob("*.py")]
+    files += [file for package in LAYER for file in (REPO / package).rglob("*.py")]
     assert len(files) > 100 and [bare for file in files for bare in bare_imports(file)] == []
     planted = tmp_path / "planted.py"
     planted.write_text("from loclin.geometry.window import VectorWindow\nfrom callbacks.base import metric\n")
@@ -148,4 +149,6 @@ def test_each_module_has_one_import_name_in_a_checkout():
 
     window, first_config, walked = check_one_name_per_module(sys.executable, REPO)
     assert Path(window) == REPO / "geometry" / "window.py" and first_config == "lora_distilgpt2"
-    assert int(walked) == len([file for file in (REPO / "loclin").glob("*.py") if file.stem != "__init__"])
+    modules = [file for file in (REPO / "loclin").rglob("*.py") if file.stem != "__init__"]
+    subpackages = [folder for folder in (REPO / "loclin").rglob("__init__.py") if folder.parent != REPO / "loclin"]
+    assert int(walked) == len(modules) + len(subpackages)  # each module and sub-package once

@@ -345,7 +345,7 @@ def test_no_map_figure_clips_its_title(tmp_path, monkeypatch):
     tight bounding boxes, at the size the figures are saved."""
     from matplotlib.figure import Figure
 
-    from loclin.c4_deciders import decider_figures
+    from loclin.claims.c4_table import decider_figures
     from loclin.map_report import c4_cells, c4_figures, c6_figures
 
     checked = []

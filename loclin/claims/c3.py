@@ -21,7 +21,7 @@ import math
 import re
 from pathlib import Path
 
-from loclin.c4_decide import paired, seeds_to_decide, threshold_verdict
+from loclin.claims.c4 import paired, seeds_to_decide, threshold_verdict
 from loclin.geometry.intervals import t_interval
 from loclin.tables import fmt
 

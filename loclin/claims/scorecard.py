@@ -1,5 +1,5 @@
 """The scorecard at the top of docs/results.md: one row per claim and system, each verdict word
-computed from interval bounds by a tested rule (loclin.c4_decide), never typed.
+computed from interval bounds by a tested rule (loclin.claims.c4), never typed.
 
 Rows come from the published map records (``docs/results/maps/<name>/cells.json``). A claim
 that has no rule over its records yet gets its row all the same, saying so, so the table never
@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 
-from loclin.c2_report import c2_rows
-from loclin.c3_report import c3_rows
-from loclin.c4_decide import PAPER_P8, combine, threshold_verdict
-from loclin.c4_deciders import best_cell, decided_lengths, interval_text, reading, values
-from loclin.c5_report import c5_rows
-from loclin.c7_report import c7_rows
+from loclin.claims.c2 import c2_rows
+from loclin.claims.c3 import c3_rows
+from loclin.claims.c4 import PAPER_P8, combine, threshold_verdict
+from loclin.claims.c4_table import best_cell, decided_lengths, interval_text, reading, values
+from loclin.claims.c5 import c5_rows
+from loclin.claims.c7 import c7_rows
 from loclin.geometry.intervals import t_interval
 
 PAPER_COS = 0.58  # arXiv 2606.10929, claim C6: cos(δ, v) of the one-step shift and CAA

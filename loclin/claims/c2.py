@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from loclin.c4_decide import combine, paired
+from loclin.claims.c4 import combine, paired
 from loclin.geometry.intervals import t_interval
 from loclin.tables import fmt
 

@@ -1,5 +1,5 @@
 """The C4 map's deciders: one row per (cell, T) of the numbers that tell a special prefix from a
-short recovery, their verdict words (loclin.c4_decide), the selection of the best cell on some
+short recovery, their verdict words (loclin.claims.c4), the selection of the best cell on some
 seeds and its confirmation on fresh ones, and the figures of those numbers.
 
 A cell is a list of map records (one per parent seed) of ``loclin.map_report``; every key read
@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from loclin.c4_decide import PAPER_P8, describe, needed, paired, seeds_to_decide, threshold_verdict
+from loclin.claims.c4 import PAPER_P8, describe, needed, paired, seeds_to_decide, threshold_verdict
 from loclin.geometry.intervals import t_interval
 from loclin.tables import fmt
 
