@@ -683,6 +683,28 @@ def peak_null(record: dict) -> tuple[float, bool]:
     return metrics.get("steer.shuffled_max_p95", {}).get("value", math.nan), False
 
 
+def peak_against_null(records: list[dict]) -> str:
+    """Which points' maximum over blocks clears the null of a maximum (its lower bound above the p95)."""
+    cleared, compared = [], 0
+    for r in records:
+        entry = r["metrics"].get("steer.cos_delta_caa.max", {})
+        null, of_the_max = peak_null(r)
+        if "interval" not in entry or math.isnan(null):
+            continue
+        compared += 1
+        if entry["interval"][0] > null:
+            cleared.append(
+                f"{r['name']} ({fmt(entry['interval'][0])} > {fmt(null)}{'' if of_the_max else ', older null'})"
+            )
+    if not compared:
+        return "No point has both a bootstrap interval of its peak and a shuffled-label null."
+    listed = f": {'; '.join(cleared)}" if cleared else ""
+    return (
+        f"Held against the shuffled-label null of a maximum over blocks (p95 of each draw's own maximum), the peak's "
+        f"lower bound clears it in {len(cleared)} of {compared} points{listed}."
+    )
+
+
 def peak_null_text(record: dict) -> str:
     value, of_the_max = peak_null(record)
     return fmt(value) if of_the_max else f"{fmt(value)} (largest per-block p95: an older record)"
@@ -722,6 +744,7 @@ def c6_verdict(records: list[dict], target: float = 0.58) -> str:
             f"{c6_entry(best, 'steer.cos_delta_caa.max')}."
         )
     text.append(best_over_reads(records))
+    text.append(peak_against_null(records))
     effects: dict[str, list[float]] = {}
     for i, a in enumerate(records):
         for b in records[i + 1 :]:

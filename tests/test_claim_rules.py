@@ -187,3 +187,19 @@ def test_a_stand_in_system_says_what_it_stands_in_for():
     assert with_stand_in("C6", "smollm2-135m-instruct") == "smollm2-135m-instruct"  # C6 names no model
     assert "stands in for Qwen2.5-0.5B" in with_stand_in("C7", "qwen2.5-coder-0.5b-instruct (bigbench)")
     assert with_stand_in("C3", "synthetic") == "synthetic"
+
+
+def test_c6_peaks_are_held_against_the_null_of_a_maximum_on_their_lower_bounds():
+    from loclin.map_report import peak_against_null, peak_null
+
+    def point(name, low, peak_p95=None, per_block_p95=0.2):
+        metrics = {"steer.cos_delta_caa.max": {"value": low + 0.1, "interval": [low, low + 0.2]}}
+        metrics["steer.shuffled_max_p95"] = {"value": per_block_p95}
+        if peak_p95 is not None:
+            metrics["steer.shuffled_peak_p95"] = {"value": peak_p95}
+        return {"name": name, "metrics": metrics}
+
+    records = [point("a", 0.35, peak_p95=0.3), point("b", 0.25, peak_p95=0.3), point("old", 0.25)]
+    assert peak_null(records[0]) == (0.3, True) and peak_null(records[2]) == (0.2, False)
+    text = peak_against_null(records)
+    assert "in 2 of 3 points" in text and "a (0.35 > 0.3)" in text and "old (0.25 > 0.2, older null)" in text
