@@ -203,6 +203,7 @@ def c3_rows(name: str, records: list[dict]) -> list[list[str]]:
 def c3_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
     """r(L) against L with 95% bands, per system and stream, beside the frozen-θ null."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -222,8 +223,13 @@ def c3_figures(records: list[dict], out: Path) -> list[tuple[str, str]]:
             ax.axhline(1.0, color="grey", lw=0.8, ls=":")
             ax.axhline(DRIFT_THRESHOLD, color="C3", lw=0.8, ls="--", label=f"drift threshold {DRIFT_THRESHOLD}")
             ax.set_xscale("log")
+            measured = ratio_lags(group, stream)
+            ax.set_xticks(measured, [str(lag) for lag in measured], fontsize=7)
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
             ax.set_xlabel("lag L (steps; disjoint windows, L ≥ W)")
             ax.set_title(f"{stream}", fontsize=10)
+            if not ratio_lags(group, stream, "frozen."):
+                ax.text(0.02, 0.04, "no frozen-θ curve: its updates are 0", transform=ax.transAxes, fontsize=7)
             ax.legend(fontsize=7)
         axes[0].set_ylabel("overlap ÷ noise ceiling [95%]")
         fig.suptitle(f"C3 drift, {system}: {len(group)} seeds", fontsize=10)
