@@ -81,11 +81,16 @@ def test_a_run_record_keeps_its_first_phase_and_names_its_frozen_phase_frozen():
             "grad.overlap_ratio_lag40": {"value": 0.6},
             "still.grad.overlap_ratio_lag40": {"value": 0.98},
             "grad.energy_topk": {"value": 0.9},
+            "grad.participation_ratio": {"value": 3.0},  # not a number C1 or C3 reads
         },
     }
     record = c3_record("synthetic_seed3", summary)
     assert record["system"] == "synthetic" and record["seed"] == 3 and record["frozen_phase"] == "still"
-    assert record["metrics"] == {"grad.overlap_ratio_lag40": 0.6, "frozen.grad.overlap_ratio_lag40": 0.98}
+    assert record["metrics"] == {
+        "grad.overlap_ratio_lag40": 0.6,
+        "frozen.grad.overlap_ratio_lag40": 0.98,
+        "grad.energy_topk": 0.9,
+    }
 
 
 def steering(caa, ratio=None, delta=(0.5, 0.2, 0.8), difference=(-0.1, -0.3, 0.1), null=0.05, needed=2400.0):
@@ -203,3 +208,26 @@ def test_c6_peaks_are_held_against_the_null_of_a_maximum_on_their_lower_bounds()
     assert peak_null(records[0]) == (0.3, True) and peak_null(records[2]) == (0.2, False)
     text = peak_against_null(records)
     assert "in 2 of 3 points" in text and "a (0.35 > 0.3)" in text and "old (0.25 > 0.2, older null)" in text
+
+
+def test_c1_needs_held_out_capture_two_orders_above_chance_and_energy_above_k_over_w():
+    from loclin.claims.c1 import c1_rows, c1_word
+
+    def group(captures, energies, chance=2e-5):
+        return [
+            {
+                "system": "toy",
+                "seed": i,
+                "window": 40,
+                "k": 8,
+                "metrics": {"grad.heldout_capture_h1": c, "grad.energy_topk": e, "grad.random_capture": chance},
+            }
+            for i, (c, e) in enumerate(zip(captures, energies))
+        ]
+
+    strong = group([0.13, 0.12, 0.14, 0.13, 0.125], [0.6, 0.61, 0.59, 0.6, 0.62])
+    assert t_bounds([0.13, 0.12, 0.14, 0.13, 0.125])[0] >= 100 * 2e-5 and c1_word(strong) == "supported"
+    assert c1_word(group([1e-4, 2e-4, 1.5e-4], [0.3, 0.3, 0.3])) == "refuted"  # upper bound < 100·k/D = 2e-3
+    flat = group([0.13, 0.12, 0.14], [0.19, 0.2, 0.21])  # energy no higher than k/W = 0.2
+    assert c1_word(flat) == "undecided"
+    assert c1_rows("m", strong)[0][6] == "supported"

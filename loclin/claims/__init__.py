@@ -2,6 +2,7 @@
 turns published records into a verdict word (*supported*, *refuted*, *regime-dependent*,
 *undecided*; docs/science.md 11), and the scorecard that gathers them.
 
+- ``c1``: held-out capture and top-k energy against chance (C3 map records);
 - ``c2``: static bases at θ* against S0 at θ_0 (C4 map records);
 - ``c3``: drift ratio at disjoint lags against 0.5 and the frozen-θ null (C3 map records);
 - ``c4``: P8 against 0.77, a short recovery against a special prefix, the function-space ablations;

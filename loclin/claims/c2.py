@@ -101,7 +101,7 @@ def c2_rows(name: str, system: str, cells: dict[str, list[dict]]) -> list[list[s
             f"best static, all cells: {fmt(min(statics))}–{fmt(max(statics))}",
             f"{len(cells)} cells",
             f"S0 (a basis at θ_0) matches or beats them in {readings.count('S0 matches or beats them')} of "
-            f"{len(cells)} cells",
+            f"{len(cells)} cells" + (f" ({readings.count('–')} with one seed: no interval)" if "–" in readings else ""),
             combine(words),
             f"[map {name}](#map-{name})",
         ]

@@ -29,7 +29,10 @@ DRIFT_THRESHOLD = 0.5  # "substantial drift": the ratio to the ceiling below one
 NULL_FLOOR = 0.8  # a frozen stream's ratio must reach this on its lower bound (or 1 within its interval)
 HORIZON = 100  # "within 100 steps"
 STREAMS = ("grad", "update")
-KEPT = re.compile(r"^(grad|update)\.(overlap_ratio_lag\d+|noise_ceiling|half_life_ratio|plateau_ratio|overlap_lag\d+)$")
+KEPT = re.compile(
+    r"^(grad|update)\.(overlap_ratio_lag\d+|noise_ceiling|half_life_ratio|plateau_ratio|overlap_lag\d+"
+    r"|energy_topk|heldout_capture_h1)$"
+)  # the drift numbers, and the spectrum's and held-out capture's that C1 reads (loclin.claims.c1)
 
 
 def c3_record(name: str, summary: dict) -> dict:
@@ -44,12 +47,16 @@ def c3_record(name: str, summary: dict) -> dict:
             metrics[key] = value
         elif frozen and key.startswith(f"{frozen}.") and KEPT.match(key[len(frozen) + 1 :]):
             metrics[f"frozen.{key[len(frozen) + 1 :]}"] = value
+    heldout = summary["metrics"].get("grad.heldout_capture_h1", {})
+    if "baseline" in heldout:
+        metrics["grad.random_capture"] = heldout["baseline"]  # k/D, a random k-subspace's capture
     return {
         "map": "c3",
         "name": name,
         "system": re.sub(r"_seed\d+$", "", name),
         "seed": summary.get("seed"),
         "window": summary.get("geometry", {}).get("window"),
+        "k": summary.get("geometry", {}).get("k"),
         "frozen_phase": frozen,
         "metrics": metrics,
     }

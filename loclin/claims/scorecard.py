@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from loclin.claims.c1 import c1_rows
 from loclin.claims.c2 import c2_rows
 from loclin.claims.c3 import c3_rows
 from loclin.claims.c4 import PAPER_P8, combine, threshold_verdict
@@ -144,7 +145,7 @@ def scorecard(maps: dict[str, list[dict]], runs: dict[str, dict] | None = None) 
         c6 = [r for r in records if r["map"] == "c6"]
         c3 = [r for r in records if r["map"] == "c3"]
         if c3:
-            rows += c3_rows(name, c3)
+            rows += c1_rows(name, c3) + c3_rows(name, c3)
         if c4:  # a cell whose recovery failed says nothing of how a recovery is explained, as in the verdict
             cells = {label: group for label, group in c4_cells(c4).items() if recovered(group)}
             rows += c2_rows(name, system_of(c4, name), cells) + c4_rows(name, cells, capture_lengths(c4))
