@@ -109,12 +109,10 @@ def steering(caa, ratio=None, delta=(0.5, 0.2, 0.8), difference=(-0.1, -0.3, 0.1
 
 
 def test_c7_needs_caa_to_steer_first_then_a_ratio_within_a_factor_of_two():
-    assert (
-        c7_word(steering((0.1, -0.2, 0.4)), "at_peak.") == "undecided (v̂ does not steer; n ≈ 2400 items would show it)"
-    )
-    assert c7_word(steering((0.04, 0.01, 0.07), ratio=(1.0, 0.8, 1.2)), "at_peak.").startswith(
-        "undecided"
-    )  # in the band
+    covers = c7_word(steering((0.1, -0.2, 0.4)), "at_peak.")
+    assert covers == "undecided (v̂'s slope interval covers 0; n ≈ 2400 items would exclude 0)"
+    in_band = c7_word(steering((0.04, 0.01, 0.07), ratio=(1.0, 0.8, 1.2)), "at_peak.")  # |0.04| < null p95 0.05
+    assert in_band == "undecided (v̂ steers no more than the random and shuffled-label directions)"
     assert c7_word(steering((0.6, 0.4, 0.8), ratio=(1.0, 0.7, 1.5)), "at_peak.") == "supported"
     assert c7_word(steering((0.6, 0.4, 0.8), ratio=(0.2, 0.1, 0.3)), "at_peak.") == "refuted"
     assert c7_word(steering((0.6, 0.4, 0.8), ratio=(0.8, 0.3, 1.2)), "at_peak.") == "undecided"

@@ -6,7 +6,7 @@ The rule, on bootstrap intervals over held-out items:
 - v̂ must steer first: its slope interval excludes 0 and |slope(v̂)| exceeds the null band (the 95th
   percentile of |slope| over the random and the shuffled-label directions). Where it does not, C7
   cannot be read at that block: *undecided*, with the items at which v̂'s measured slope would be
-  detected (80% power).
+  detected (80% power); where v̂'s slope excludes 0 but not the null band, more items cannot help.
 - Then *supported* when the interval of slope(δ̂) / slope(v̂) lies within RATIO_BAND ("about as
   well": within a factor of 2), *refuted* when it lies wholly outside it (or δ̂'s slope interval
   covers 0 while the paired slope(δ̂) − slope(v̂) is below 0), else *undecided*.
@@ -50,10 +50,12 @@ def c7_word(record: dict, tag: str) -> str:
     if not entry(record, tag, "caa"):
         return "not measured"
     if not caa_steers(record, tag):
+        low, high = bounds(entry(record, tag, "caa"))
+        if low > 0 or high < 0:
+            return "undecided (v̂ steers no more than the random and shuffled-label directions)"
         needed = entry(record, tag, "caa_items_needed").get("value", math.nan)
-        return (
-            f"undecided (v̂ does not steer; n ≈ {int(needed)} items would show it)" if needed == needed else "undecided"
-        )
+        shown = f"; n ≈ {int(needed)} items would exclude 0" if needed == needed else ""
+        return f"undecided (v̂'s slope interval covers 0{shown})"
     ratio = record["metrics"].get(f"steer.{tag}slope_ratio_delta_caa", {})
     low, high = bounds(ratio)
     if not math.isnan(low):
