@@ -32,11 +32,14 @@ def shell_lines() -> list[str]:
 
 
 COMMANDS = shell_lines()
+TEST_COMMAND = "python -m pytest -q -n 2 --dist loadfile"
 
 
 def test_the_readme_has_the_commands_this_test_reads():
     assert any(c.startswith("python train.py --config") for c in COMMANDS)
-    assert any(c.startswith("bash docs/maps/") for c in COMMANDS) and "python -m pytest -q" in COMMANDS
+    assert any(c.startswith("bash docs/maps/") for c in COMMANDS) and TEST_COMMAND in COMMANDS
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()
+    assert ci[-1] == TEST_COMMAND  # CI runs exactly the README's test command
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c.startswith("python train.py --config")])
