@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 from loclin.claims.c4 import combine, paired
+from loclin.claims.c4_table import interval_text
 from loclin.geometry.intervals import t_interval
 from loclin.tables import fmt
 
@@ -37,13 +38,6 @@ def capture(record: dict, name: str) -> float:
 def best_static(record: dict) -> float:
     values = [capture(record, name) for name in STATIC if not math.isnan(capture(record, name))]
     return max(values) if values else math.nan
-
-
-def interval_text(numbers: list[float]) -> str:
-    mean, low, high = t_interval(numbers)
-    if math.isnan(mean):
-        return "–"
-    return f"{fmt(mean)} (one seed)" if math.isnan(low) else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
 def c2_word(group: list[dict]) -> str:

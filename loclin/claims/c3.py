@@ -22,8 +22,8 @@ import re
 from pathlib import Path
 
 from loclin.claims.c4 import paired, seeds_to_decide, threshold_verdict
+from loclin.claims.c4_table import interval_text
 from loclin.geometry.intervals import t_interval
-from loclin.tables import fmt
 
 DRIFT_THRESHOLD = 0.5  # "substantial drift": the ratio to the ceiling below one half
 NULL_FLOOR = 0.8  # a frozen stream's ratio must reach this on its lower bound (or 1 within its interval)
@@ -80,13 +80,6 @@ def ratio_lags(group: list[dict], stream: str, prefix: str = "") -> list[int]:
 
 def series(group: list[dict], key: str) -> list[float]:
     return [float(r["metrics"].get(key, math.nan)) for r in group]
-
-
-def interval_text(numbers: list[float]) -> str:
-    mean, low, high = t_interval(numbers)
-    if math.isnan(mean):
-        return "–"
-    return f"{fmt(mean)} (one seed)" if math.isnan(low) else f"{fmt(mean)} [{fmt(low)}, {fmt(high)}]"
 
 
 def headline_lag(group: list[dict], stream: str) -> int | None:
