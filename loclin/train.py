@@ -15,9 +15,10 @@ import argparse
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
 from loclin.config import ConfigError, load_config, packaged_configs
 from loclin.fork import fork_config, populate_fork
@@ -63,13 +64,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def check_model_sources(cfg) -> None:
-    """The protocol's models and tokenizers must be loadable before a run directory is made."""
-    for source, marker in protocol_for(cfg).sources(cfg):
-        resolve_model_source(source, marker)
+@dataclass(frozen=True)
+class RunPlan:
+    """What ``train`` will run, resolved once before anything is written: the validated config and
+    where it came from (``new``: a YAML and its overrides; ``resume``: a killed run's own config and
+    directory; ``fork``: the parent's config with the overrides, and the parent to copy from)."""
+
+    cfg: DictConfig
+    kind: str
+    resume_dir: Path | None = None
+    parent: Path | None = None
+
+    @property
+    def fresh(self) -> bool:
+        """This process makes the run directory (rank 0 of a new run or fork)."""
+        return self.kind != "resume" and global_rank() == 0
 
 
-def resolved_config(args: argparse.Namespace):
+def resolved_config(args: argparse.Namespace) -> DictConfig:
     """The run's config: a resumed run's own, a fork's (the parent's with the overrides), or the
     YAML with the overrides, validated (ConfigError otherwise)."""
     if args.resume is not None:
@@ -90,52 +102,58 @@ def resolved_config(args: argparse.Namespace):
     return load_config(args.config, args.overrides)
 
 
-def prepare_run_dir(args: argparse.Namespace, cfg) -> Path:
-    """The run directory: a resumed run's, or a new one (a fork's filled with its parent's phases)
-    that data-parallel ranks launched later find in the environment."""
-    if args.resume is not None:
-        return args.resume
-    launched = launched_run_dir()
-    run_dir = launched or create_run_dir(cfg.output_root, cfg.experiment)
-    if args.fork is not None and not launched:
-        populate_fork(args.fork, Path(run_dir), cfg)
-    os.environ[RUN_DIR_ENV] = str(run_dir)  # data-parallel ranks launched later write nothing, read it
-    return run_dir
+def plan_run(args: argparse.Namespace) -> RunPlan:
+    """Step 1: the config, resume or fork parent and overrides resolved and checked (ConfigError or
+    RunDirError otherwise); the models are checked next, unless only the config is printed."""
+    cfg = resolved_config(args)
+    kind = "resume" if args.resume is not None else "fork" if args.fork is not None else "new"
+    return RunPlan(cfg, kind, args.resume, args.fork)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        cfg = resolved_config(args)
-        if args.print_config:
-            print(OmegaConf.to_yaml(cfg), end="")
-            return 0
-        check_model_sources(cfg)
-        run_dir = prepare_run_dir(args, cfg)
-        lock_run_dir(run_dir)  # a second live process on this run directory stops here
-    except (ConfigError, RunDirError, ModelSourceError) as error:
-        print(f"loclin: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    if cfg.trainer.cpu_threads:
+def check_model_sources(cfg: DictConfig) -> None:
+    """The protocol's models and tokenizers must be loadable before a run directory is made."""
+    for source, marker in protocol_for(cfg).sources(cfg):
+        resolve_model_source(source, marker)
+
+
+def open_run_dir(plan: RunPlan) -> Path:
+    """Step 2: the run directory, made (a fork's filled with its parent's phases) or taken over for a
+    resume, and locked: a second live process on it stops here. Data-parallel ranks launched later
+    find it in the environment."""
+    if plan.resume_dir is not None:
+        run_dir = plan.resume_dir
+    else:
+        launched = launched_run_dir()
+        run_dir = Path(launched or create_run_dir(plan.cfg.output_root, plan.cfg.experiment))
+        if plan.parent is not None and not launched:
+            populate_fork(plan.parent, run_dir, plan.cfg)
+        os.environ[RUN_DIR_ENV] = str(run_dir)  # data-parallel ranks launched later write nothing, read it
+    lock_run_dir(run_dir)
+    return Path(run_dir)
+
+
+def execute(plan: RunPlan, run_dir: Path) -> tuple[int, dict | None]:
+    """Step 3: the protocol runs (heavy imports only now; a fork's reused phases count as done).
+    Returns the exit code and the summary; a mistake found only once the data is tokenized removes
+    what a fresh run wrote."""
+    if plan.cfg.trainer.cpu_threads:
         # read by torch when it is imported below, by every data-parallel rank launched later,
         # and by Lightning, which otherwise gives each CPU rank cores / devices threads
-        os.environ["OMP_NUM_THREADS"] = str(cfg.trainer.cpu_threads)
-
-    fresh = args.resume is None and global_rank() == 0  # this process made the run directory
-    try:  # heavy imports only now that the config is valid; a fork's reused phases count as done
-        summary = protocol_for(cfg).run(cfg, Path(run_dir), resume=args.resume is not None)
+        os.environ["OMP_NUM_THREADS"] = str(plan.cfg.trainer.cpu_threads)
+    try:
+        summary = protocol_for(plan.cfg).run(plan.cfg, run_dir, resume=plan.kind == "resume")
     except ConfigError as error:  # found only once the data is tokenized (a steering template): nothing kept
-        if fresh:
+        if plan.fresh:
             shutil.rmtree(run_dir, ignore_errors=True)
         print(f"loclin: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
+        return EXIT_USAGE, None
     except (KeyboardInterrupt, SystemExit) as error:  # Lightning turns Ctrl-C in fit into sys.exit(1)
         if not (isinstance(error, KeyboardInterrupt) or isinstance(error.__context__, KeyboardInterrupt)):
             raise
         print(
             f"loclin: error: interrupted; what was written is kept: {commands()[0]} --resume {run_dir}", file=sys.stderr
         )
-        return EXIT_INTERRUPTED
+        return EXIT_INTERRUPTED, None
     except OSError as error:  # a full disk, a vanished file system: a fault, not a mistake in the command
         if os.environ.get("LOCLIN_TRACEBACK"):
             raise
@@ -145,20 +163,37 @@ def main(argv: list[str] | None = None) -> int:
             f"{commands()[0]} --resume {run_dir} (LOCLIN_TRACEBACK=1 shows the traceback)",
             file=sys.stderr,
         )
-        return EXIT_FAULT
+        return EXIT_FAULT, None
     diverged = (summary or {}).get("diverged")
     if diverged:
         if global_rank() == 0:
             print(
                 f"loclin: error: {diverged['message']} (phase '{diverged['phase']}', stopped at run step "
                 f"{diverged.get('stopped_at', diverged['step'])}); "
-                f"{Path(run_dir) / 'summary.json'} marks the run as diverged",
+                f"{run_dir / 'summary.json'} marks the run as diverged",
                 file=sys.stderr,
             )
-        return EXIT_FAULT
-    if global_rank() == 0:
-        print_ending(Path(run_dir), summary)
-    return 0
+        return EXIT_FAULT, summary
+    return 0, summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Plan, open the run directory, run the protocol, print the ending: each once, in that order."""
+    args = parse_args(argv)
+    try:
+        plan = plan_run(args)
+        if args.print_config:
+            print(OmegaConf.to_yaml(plan.cfg), end="")
+            return 0
+        check_model_sources(plan.cfg)
+        run_dir = open_run_dir(plan)
+    except (ConfigError, RunDirError, ModelSourceError) as error:
+        print(f"loclin: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    code, summary = execute(plan, run_dir)
+    if code == 0 and global_rank() == 0:
+        print_ending(run_dir, summary)
+    return code
 
 
 def commands() -> tuple[str, str]:
