@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     out = None
     try:
-        from loclin.map_report import build_map_report, is_map
+        from loclin.map_report import build_map_report
+        from loclin.maps.records import is_map
 
         a_map = len(args.runs) == 1 and is_map(Path(args.runs[0]))
         if args.separate and not args.merge:

@@ -3,7 +3,7 @@
     python -m loclin.publish [MAPS=runs/maps] [--root docs/results] [--separate] [--replace NAME ...]
 
 For each map folder ``MAPS/<name>/`` (a folder of sweeps or steering runs), its records are merged
-into the published ``<root>/maps/<name>/cells.json`` (loclin.map_report ``merge_records``: a point
+into the published ``<root>/maps/<name>/cells.json`` (loclin.maps.records ``merge_records``: a point
 is replaced only by one of the same digest, so a sweep of another model, parent or config in the
 folder is refused with one line naming the difference, or kept as its own cell with
 ``--separate``). Every map is merged before any file is written: one refusal leaves every
@@ -20,7 +20,8 @@ import json
 import sys
 from pathlib import Path
 
-from loclin.map_report import CELLS_FILE, collect, merge_records, read_records, verdict_changes
+from loclin.map_report import verdict_changes
+from loclin.maps.records import CELLS_FILE, collect, merge_records, read_records
 from loclin.rundir import RunDirError, atomic_write_text
 
 EXIT_USAGE = 2

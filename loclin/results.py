@@ -73,7 +73,8 @@ def run_section(folder: Path, page_dir: Path) -> list[str]:
 def map_parts(root: Path, page_dir: Path) -> list[str]:
     """The regime maps first: ``<root>/maps/<name>/cells.json`` (written by analyze.py MAP_DIR)
     and ``command.txt``; the figures are redrawn from the records into that folder."""
-    from loclin.map_report import CELLS_FILE, map_sections, read_records
+    from loclin.map_report import map_sections
+    from loclin.maps.records import CELLS_FILE, read_records
 
     parts = []
     for folder in sorted(p.parent for p in (root / "maps").glob(f"*/{CELLS_FILE}")):
@@ -88,7 +89,7 @@ def page_parts(root: Path, page_dir: Path, folders: list[Path]) -> list[str]:
     """The page above its Performance section: the maps, then every run (RunDirError on a record
     that cannot be read)."""
     from loclin.claims.scorecard import scorecard
-    from loclin.map_report import CELLS_FILE, read_records
+    from loclin.maps.records import CELLS_FILE, read_records
 
     summaries = [read_summary(folder) for folder in folders]
     maps = {p.parent.name: read_records(p, "results") for p in sorted((root / "maps").glob(f"*/{CELLS_FILE}"))}

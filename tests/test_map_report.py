@@ -4,7 +4,10 @@ computation, and its verdicts on maps where the answer is known."""
 import json
 
 import analyze
-from loclin.map_report import c4_table, c4_verdict, c6_verdict, collect, map_sections, merge_records
+from loclin.map_report import map_sections
+from loclin.maps.c4 import c4_table, c4_verdict
+from loclin.maps.c6 import c6_verdict
+from loclin.maps.records import collect, merge_records
 
 P8 = "recovery.capture.P8_updates"
 
@@ -346,7 +349,9 @@ def test_no_map_figure_clips_its_title(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
     from loclin.claims.c4_table import decider_figures
-    from loclin.map_report import c4_cells, c4_figures, c6_figures
+    from loclin.maps.c4 import c4_cells
+    from loclin.maps.c4_figures import c4_figures
+    from loclin.maps.c6 import c6_figures
 
     checked = []
     save = Figure.savefig

@@ -1,5 +1,5 @@
 """C2 decided: do the static bases taken at θ* miss the recovery direction, and does a basis taken at
-θ_0 do better? Read from the C4 map's records (loclin.map_report), per cell over its seeds.
+θ_0 do better? Read from the C4 map's records (loclin.maps.records), per cell over its seeds.
 
 Every static basis S1–S5 (docs/science.md 6) is built at θ*, where the degraded task's gradient is
 about 0; S0 is the top-k of the first recovery steps' preconditioned gradients at θ_0 (11). At

@@ -2,7 +2,7 @@
 short recovery, their verdict words (loclin.claims.c4), the selection of the best cell on some
 seeds and its confirmation on fresh ones, and the figures of those numbers.
 
-A cell is a list of map records (one per parent seed) of ``loclin.map_report``; every key read
+A cell is a list of map records (one per parent seed) of ``loclin.maps.records``; every key read
 here is a summary metric ``recovery.capture_at_T{T}.*`` of the recover phase, its re-runs and its
 replica (callbacks.recovery).
 """
