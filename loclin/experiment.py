@@ -442,7 +442,7 @@ def prune_checkpoints(cfg: DictConfig, run_dir: Path) -> None:
 
 def write_tensorboard_end(logger: PhaseLogger, cfg: DictConfig, summary: dict) -> None:
     """The HParams row (the config against the headline numbers) and the verdict text panel."""
-    from loclin.report import headline_numbers, run_verdict
+    from loclin.readings import headline_numbers, run_verdict
 
     write_run_end(logger, hparams_of(cfg), headline_numbers(summary), run_verdict(summary), summary["steps"])
 

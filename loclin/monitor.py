@@ -177,7 +177,7 @@ class GeometryMonitor(Callback):
         write_json(self.summary_path, summary)
         tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if tensorboard:  # the HParams row (the geometry settings against the headlines) and the verdict
-            from loclin.report import headline_numbers, run_verdict
+            from loclin.readings import headline_numbers, run_verdict
 
             settings = {
                 f"geometry/{key}": hparam_value(value)

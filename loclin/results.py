@@ -19,14 +19,11 @@ from pathlib import Path
 
 from loclin.performance import README_BEGIN, README_END, performance_sections, replace_block
 from loclin.protocols import protocol_of_summary
-from loclin.report import (
-    DRIFT_READING,
-    build_report,
-    drift_and_recovery_sections,
-    headline_table,
-    render_markdown,
-)
+from loclin.readings import DRIFT_READING
+from loclin.report import build_report, drift_and_recovery_sections
+from loclin.run_tables import headline_table
 from loclin.rundir import RunDirError, atomic_write_text, read_summary
+from loclin.tables import render_markdown
 
 HEADER = """# Results
 

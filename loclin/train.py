@@ -211,10 +211,11 @@ def commands() -> tuple[str, str]:
 
 def print_ending(run_dir: Path, summary: dict | None) -> None:
     """The run's headline numbers (analyze.py's table, when the protocol has one) and their reading
-    (report.run_verdict), then where to look next: the summary, TensorBoard and analyze.py."""
+    (readings.run_verdict), then where to look next: the summary, TensorBoard and analyze.py."""
     if summary and summary.get("metrics"):
-        from loclin.report import headline_table, render_markdown, run_verdict
-        from loclin.tables import bound_reading
+        from loclin.readings import run_verdict
+        from loclin.run_tables import headline_table
+        from loclin.tables import bound_reading, render_markdown
 
         try:
             table = headline_table([summary])

@@ -158,7 +158,6 @@ LONG_FILE = 400  # lines: a module longer than this does more than one job, unle
 NOT_YET_SPLIT = {  # each file's length when this ratchet was set; it may shrink, never grow (issue 32)
     "loclin/config.py": 967,
     "callbacks/recovery.py": 758,
-    "loclin/report.py": 712,
     "loclin/assets.py": 599,
     "loclin/experiment.py": 537,
     "loclin/sweep.py": 459,

@@ -18,8 +18,8 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from loclin.config import ConfigError, load_config
 from loclin.experiment import run_experiment
+from loclin.readings import headline_numbers, run_verdict
 from loclin.recovery import degrade
-from loclin.report import headline_numbers, run_verdict
 from loclin.rundir import create_run_dir
 from loclin.tensorboard import HPARAM_PREFIX, hparams_of
 from tests.test_tensorboard import read_runs

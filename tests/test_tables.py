@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from loclin.report import seed_cell
+from loclin.run_tables import seed_cell
 from loclin.tables import fmt_value
 
 

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from loclin import GeometryMonitor
-from loclin.report import run_verdict
+from loclin.readings import run_verdict
 from loclin.tensorboard import drift_layout
 from tests.test_monitor import UserRegressor, loader
 
