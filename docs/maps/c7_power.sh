@@ -6,7 +6,8 @@
 # Resumable: a point with a summary is skipped.
 #   bash docs/maps/c7_power.sh [OUT=runs/maps/c7_power] [qwen]
 # Fetch once: python -m loclin.assets fetch smollm2-135m-instruct bigbench-yes-no
-# (qwen: also qwen2.5-coder-0.5b-instruct). About 30 min for SmolLM2 on 2 CPU cores, 2 h for the 0.5B.
+# (qwen: also qwen2.5-coder-0.5b-instruct). On 2 quiet CPU cores: ~12 min for SmolLM2 (0.34 s an item and
+# block), ~35 min for the 0.5B (1.2 s an item and block).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${1:-runs/maps/c7_power}
