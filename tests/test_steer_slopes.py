@@ -107,3 +107,20 @@ def test_a_null_direction_has_the_slope_it_has_when_steered_over_every_alpha(tin
     as_direction = np.array(made["item_slopes"]["caa"])
     np.testing.assert_allclose(as_null, as_direction, rtol=1e-4, atol=1e-6 * np.abs(as_direction).max())
     assert not np.allclose(made["null_item_slopes"]["random"][0], as_direction)
+
+
+def test_bigbench_rows_become_contrast_items_with_the_gold_answer_first(tmp_path):
+    import json
+
+    from loclin.datamodules.contrast import ContrastItem, load_items
+
+    rows = [
+        {"id": "strategyqa/0", "task": "strategyqa", "question": "Can fish fly?", "answer": "no"},
+        {"id": "navigate/3", "task": "navigate", "question": "Take 1 step. Turn around.", "answer": "yes"},
+    ]
+    (tmp_path / "yes_no.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    items = load_items("bigbench", tmp_path, "{question}\nAnswer:", " Yes", " No")
+    assert items == [
+        ContrastItem("Can fish fly?\nAnswer:", " No", " Yes"),
+        ContrastItem("Take 1 step. Turn around.\nAnswer:", " Yes", " No"),
+    ]
