@@ -155,6 +155,7 @@ def scorecard(maps: dict[str, list[dict]], runs: dict[str, dict] | None = None) 
         rows += c5_rows(name, summary)
     for row in rows[1:]:
         row[1] = with_stand_in(row[0].split(":")[0], row[1])
+    rows[1:] = sorted(rows[1:], key=lambda row: row[0].split(":")[0])  # by claim, C1 … C7; maps in name order
     decided = {row[0].split(":")[0] for row in rows[1:]}
     for claim, statement in NOT_YET.items():
         if claim in decided:
