@@ -1,5 +1,6 @@
 """Activation-space directions (docs/science.md measurement 9): CAA vectors, one-step shifts,
-their cosines per layer, and the random-direction baseline. Tensors are L×…×d (layer first).
+their cosines per layer, the random-direction baseline, and the steering slope at α = 0. Tensors
+are L×…×d (layer first).
 
     v_ℓ = mean_i [h_ℓ(x_i ⊕ a_i⁺) − h_ℓ(x_i ⊕ a_i⁻)]          (CAA, at the answer position)
     δ_ℓ = mean_i [h_ℓ(x_i ⊕ a_i⁺; θ') − h_ℓ(x_i ⊕ a_i⁺; θ)]    (θ' = θ − η ∇L: one step)
@@ -12,6 +13,7 @@ exactly 1/sqrt(d) (0.042 at d = 576, 0.036 at 768, 0.033 at 896).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -65,3 +67,12 @@ def shuffled_label_cosines(differences: torch.Tensor, shift: torch.Tensor, draws
     signs = torch.randint(0, 2, (draws, n), generator=generator, dtype=torch.float64) * 2 - 1
     shuffled = sign_flipped_contrast(differences.double(), signs)  # draws × L × d
     return torch.stack([cosine_per_layer(shift, v) for v in shuffled])
+
+
+def slope_at_zero(alphas: Sequence[float], values: torch.Tensor) -> torch.Tensor:
+    """The least-squares slope of ``values`` (… × A × N) against the A values of α, for every … and N:
+    Σ_a (α_a − ᾱ)(y_a − ȳ) / Σ_a (α_a − ᾱ)²."""
+    xs = torch.tensor(list(alphas), dtype=torch.float64)
+    xs = xs - xs.mean()
+    ys = values.double()
+    return torch.einsum("a,...an->...n", xs, ys - ys.mean(-2, keepdim=True)) / xs.pow(2).sum()

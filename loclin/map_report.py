@@ -24,100 +24,80 @@ from loclin.maps.records import CELLS_FILE, collect, merge_records, read_records
 from loclin.tables import render_markdown, render_text
 
 
+def section(
+    title: str,
+    table: list[list[str]],
+    intro: str = "",
+    verdict: str = "",
+    figures: list[tuple[str, str]] = (),
+    link: str = "",
+) -> list[str]:
+    """One claim's Markdown: its title, an optional sentence, the table, the verdict and the figures."""
+    parts = [title, ""] + ([intro, ""] if intro else []) + [render_markdown(table), ""]
+    parts += [f"**Verdict.** {verdict}", ""] if verdict else []
+    return parts + [item for name, caption in figures for item in (f"![{caption}]({link}{name})", "")]
+
+
+C2_INTRO = (
+    "Per recovered cell over its seeds [95% t-interval]: the best of S1–S5 (built at θ*, taken per seed), S0 (the "
+    "first recovery steps' preconditioned gradients at θ_0), their paired difference, P8 and a random basis, all at "
+    "equal k (loclin.claims.c2)."
+)
+C4_DECIDED_INTRO = (
+    "Per cell and recovery length T (mean over seeds, [95% t-interval] where there are two or more; differences are "
+    "paired within runs). Readings and words come from the rules of loclin.claims.c4 (docs/c4_decided.md)."
+)
+C7_INTRO = (
+    "Slopes d margin / dα at α = 0 over the held-out items [95% bootstrap], the null band of 20 random and 20 "
+    "shuffled-label directions, the paired difference, the smallest slope the items detect at 80% power, and the "
+    "ratio only where v̂'s own slope interval excludes 0 (loclin.claims.c7)."
+)
+C3_INTRO = (
+    "r(L): overlap of half-window bases L steps apart ÷ the noise ceiling (mean over seeds [95% t-interval]); frozen "
+    "θ: the same run's phase at lr 0 on fresh batches, which cannot drift (loclin.claims.c3)."
+)
+
+
 def map_sections(records: list[dict], out: Path, heading: str = "##", link: str = "") -> tuple[list[str], str]:
     """Markdown parts (tables, verdict, figures written into ``out`` and linked as ``link`` +
     name) and the plain-text tables."""
     out.mkdir(parents=True, exist_ok=True)
-    parts = []
-    c4 = [r for r in records if r["map"] == "c4"]
-    c6 = [r for r in records if r["map"] == "c6"]
-    text = []
+    parts, tables = [], []
+    c4, c6, c3 = ([r for r in records if r["map"] == kind] for kind in ("c4", "c6", "c3"))
     if c4:
-        table = c4_table(c4)
-        parts += [
+        tables.append(c4_table(c4))
+        parts += section(
             f"{heading} C4: prefix capture of the recovery displacement",
-            "",
-            render_markdown(table),
-            "",
-            f"**Verdict.** {c4_verdict(c4)}",
-            "",
-        ]
-        parts += [item for name, caption in c4_figures(c4, out) for item in (f"![{caption}]({link}{name})", "")]
-        text.append(render_text(table))
+            tables[-1],
+            verdict=c4_verdict(c4),
+            figures=c4_figures(c4, out),
+            link=link,
+        )
         cells, lengths = c4_cells(c4), capture_lengths(c4)
         static = c2_table({label: group for label, group in cells.items() if recovered(group)})
         if len(static) > 1:
-            parts += [
-                f"{heading}# C2: static bases at θ* against a basis at θ_0",
-                "",
-                "Per recovered cell over its seeds [95% t-interval]: the best of S1–S5 (built at θ*, taken per "
-                "seed), S0 (the first recovery steps' preconditioned gradients at θ_0), their paired difference, "
-                "P8 and a random basis, all at equal k (loclin.claims.c2).",
-                "",
-                render_markdown(static),
-                "",
-            ]
-            text.append(render_text(static))
+            tables.append(static)
+            parts += section(f"{heading}# C2: static bases at θ* against a basis at θ_0", static, C2_INTRO)
         deciders = decider_table(cells, lengths)
         if len(deciders) > 1:
-            parts += [
-                f"{heading}# C4 decided: a special prefix or a short recovery",
-                "",
-                "Per cell and recovery length T (mean over seeds, [95% t-interval] where there are two or more; "
-                "differences are paired within runs). Readings and words come from the rules of loclin.claims.c4 "
-                "(docs/c4_decided.md).",
-                "",
-                render_markdown(deciders),
-                "",
-            ]
-            parts += [
-                item
-                for name, caption in decider_figures(cells, lengths, out)
-                for item in (f"![{caption}]({link}{name})", "")
-            ]
-            text.append(render_text(deciders))
+            tables.append(deciders)
+            figures = decider_figures(cells, lengths, out)
+            title = f"{heading}# C4 decided: a special prefix or a short recovery"
+            parts += section(title, deciders, C4_DECIDED_INTRO, figures=figures, link=link)
     if c6:
-        table = c6_table(c6)
-        parts += [
-            f"{heading} C6: the one-step activation shift against CAA",
-            "",
-            render_markdown(table),
-            "",
-            f"**Verdict.** {c6_verdict(c6)}",
-            "",
-        ]
-        parts += [item for name, caption in c6_figures(c6, out) for item in (f"![{caption}]({link}{name})", "")]
-        text.append(render_text(table))
+        tables.append(c6_table(c6))
+        title = f"{heading} C6: the one-step activation shift against CAA"
+        parts += section(title, tables[-1], verdict=c6_verdict(c6), figures=c6_figures(c6, out), link=link)
     if c6 and has_power_records(c6):
-        table = c7_table(c6)
-        parts += [
-            f"{heading} C7: does δ̂ steer as well as v̂? Slopes with their nulls and power",
-            "",
-            "Slopes d margin / dα at α = 0 over the held-out items [95% bootstrap], the null band of 20 random and "
-            "20 shuffled-label directions, the paired difference, the smallest slope the items detect at 80% power, "
-            "and the ratio only where v̂'s own slope interval excludes 0 (loclin.claims.c7).",
-            "",
-            render_markdown(table),
-            "",
-        ]
-        text.append(render_text(table))
-    c3 = [r for r in records if r["map"] == "c3"]
+        tables.append(c7_table(c6))
+        parts += section(
+            f"{heading} C7: does δ̂ steer as well as v̂? Slopes with their nulls and power", tables[-1], C7_INTRO
+        )
     if c3:
-        table = c3_table(c3)
-        parts += [
-            f"{heading} C3: drift of the useful basis against the noise ceiling",
-            "",
-            "r(L): overlap of half-window bases L steps apart ÷ the noise ceiling (mean over seeds [95% t-interval]); "
-            "frozen θ: the same run's phase at lr 0 on fresh batches, which cannot drift (loclin.claims.c3).",
-            "",
-            render_markdown(table),
-            "",
-            f"**Verdict.** {c3_verdict(c3)}",
-            "",
-        ]
-        parts += [item for name, caption in c3_figures(c3, out) for item in (f"![{caption}]({link}{name})", "")]
-        text.append(render_text(table))
-    return parts, "\n\n".join(text)
+        tables.append(c3_table(c3))
+        title = f"{heading} C3: drift of the useful basis against the noise ceiling"
+        parts += section(title, tables[-1], C3_INTRO, c3_verdict(c3), c3_figures(c3, out), link)
+    return parts, "\n\n".join(render_text(table) for table in tables)
 
 
 def map_verdicts(records: list[dict]) -> dict[str, str]:

@@ -4,7 +4,8 @@ paired difference slope(δ̂) − slope(v̂) and the power the items give.
 
 For item i and unit direction ŵ, m_i(α) = z(a⁺) − z(a⁻) with h_ℓ += α ν ŵ from position t − 1 on
 (ν the mean residual norm there). slope_i(ŵ) is the least-squares slope of m_i over the α with
-|α| ≤ SLOPE_RADIUS; slope(ŵ) = mean_i slope_i(ŵ), with a percentile bootstrap over items.
+|α| ≤ SLOPE_RADIUS (geometry.steering.slope_at_zero); slope(ŵ) = mean_i slope_i(ŵ), with a percentile
+bootstrap over items.
 - **Null band:** slope of ``null_directions`` random Gaussian directions and as many shuffled-label
   CAA vectors v^π (each pair's sign flipped at random), fitted on α ∈ {−r, 0, r}: its 95th
   percentile of |slope| and its range.
@@ -28,7 +29,7 @@ from loclin.callbacks.base import metric
 from loclin.config import SLOPE_RADIUS
 from loclin.datamodules.contrast import contrast_chunks
 from loclin.geometry.intervals import bootstrap_interval, detectable_effect, items_to_detect
-from loclin.geometry.steering import sign_flipped_contrast
+from loclin.geometry.steering import sign_flipped_contrast, slope_at_zero
 from loclin.lightning_modules.activations import answer_residuals, steered_last_logits
 
 DIRECTIONS = ("caa", "delta", "s", "random", "shuffled")
@@ -39,15 +40,6 @@ def slope_alphas(alphas: list[float]) -> list[float]:
     """The α a slope is fitted over: |α| ≤ SLOPE_RADIUS (larger steps leave the linear regime: α = 1
     adds a vector as long as the residual itself)."""
     return [a for a in alphas if abs(a) <= SLOPE_RADIUS + 1e-9]
-
-
-def slope_at_zero(alphas: list[float], values: list[float]) -> float:
-    """Least-squares slope of values against α over :func:`slope_alphas`."""
-    points = [(a, v) for a, v in zip(alphas, values) if abs(a) <= SLOPE_RADIUS + 1e-9]
-    xs = torch.tensor([a for a, _ in points], dtype=torch.float64)
-    ys = torch.tensor([v for _, v in points], dtype=torch.float64)
-    xs_centered = xs - xs.mean()
-    return float((xs_centered * (ys - ys.mean())).sum() / xs_centered.pow(2).sum())
 
 
 def steering_directions(found: dict, delta: torch.Tensor, layer: int, seed: int) -> dict[str, torch.Tensor]:
@@ -143,9 +135,9 @@ def steering_curves(
             "p_positive": torch.sigmoid(per_alpha).mean(1).tolist(),
             "acc": (per_alpha > 0).double().mean(1).tolist(),
         }
-        curves["item_slopes"][name] = [
-            slope_at_zero(list(alphas), per_alpha[:, i].tolist()) for i in range(per_alpha.shape[1])
-        ]
+    fitted = [i for i, a in enumerate(alphas) if a in slope_alphas(alphas)]
+    for name, slopes in zip(directions, slope_at_zero([alphas[i] for i in fitted], main[:, fitted])):
+        curves["item_slopes"][name] = slopes.tolist()
     if nulls:
         unsteered = main[0, alphas.index(0.0)] if 0.0 in alphas else None
         steered = margin[len(vectors) :].reshape(len(null_units), len(near), -1)  # null × α × item
@@ -157,15 +149,8 @@ def steering_curves(
             xs, ys = near, part
             if unsteered is not None:
                 xs, ys = [0.0, *near], torch.cat([unsteered.expand(len(rows), 1, -1), part], 1)
-            curves["null_item_slopes"][kind] = least_squares_slopes(xs, ys).tolist()  # null × item
+            curves["null_item_slopes"][kind] = slope_at_zero(xs, ys).tolist()  # null × item
     return curves
-
-
-def least_squares_slopes(alphas: list[float], values: torch.Tensor) -> torch.Tensor:
-    """The least-squares slope of ``values`` (… × A × N) against the A values of α, for every … and N."""
-    xs = torch.tensor(alphas, dtype=torch.float64)
-    xs = xs - xs.mean()
-    return torch.einsum("a,...an->...n", xs, values - values.mean(-2, keepdim=True)) / xs.pow(2).sum()
 
 
 def slope_metrics(curves: dict, layer: int, tag: str, draws: int, seed: int) -> dict:

@@ -7,16 +7,17 @@ import numpy as np
 import pytest
 import torch
 from loclin.geometry.intervals import detectable_effect, items_to_detect
+from loclin.geometry.steering import slope_at_zero
 from scipy import stats
 
-from loclin.steer_slopes import DIRECTIONS, least_squares_slopes, null_directions, slope_metrics
+from loclin.steer_slopes import DIRECTIONS, null_directions, slope_metrics
 
 
-def test_least_squares_slopes_are_numpys_polyfit_for_every_row_and_item():
+def test_the_slope_at_zero_is_numpys_polyfit_for_every_row_and_item():
     rng = np.random.default_rng(0)
     alphas = [-0.25, -0.1, 0.0, 0.1, 0.25]
     values = rng.normal(size=(3, len(alphas), 7))
-    got = least_squares_slopes(alphas, torch.tensor(values)).numpy()
+    got = slope_at_zero(alphas, torch.tensor(values)).numpy()
     for r in range(3):
         for i in range(7):
             assert got[r, i] == pytest.approx(np.polyfit(alphas, values[r, :, i], 1)[0], rel=1e-12)

@@ -90,32 +90,14 @@ def collect(folder: Path) -> list[dict]:
         # "rank+parent" joins "rank": one axis whose points were launched two ways (full runs, forks)
         sweep = manifest_file.parent.name.split("+")[0]
         for point, summary in point_summaries(manifest_file.parent, json.loads(manifest_file.read_text())):
-            if summary is not None and summary.get("diverged"):
-                records.append(
-                    {
-                        "map": "c4",
-                        "sweep": sweep,
-                        "cell": point["cell"],
-                        "seed": point["seed"],
-                        "missing": True,
-                        "diverged": summary["diverged"],
-                        "metrics": {},
-                        **identity_of(summary.get("run_dir")),
-                    }
-                )
-            elif summary is not None:
+            if summary is not None and not summary.get("diverged"):
                 records.append(c4_record(sweep, point, summary))
-            else:  # failed (e.g. diverged) or not run yet: named in the verdict, never averaged
-                records.append(
-                    {
-                        "map": "c4",
-                        "sweep": sweep,
-                        "cell": point["cell"],
-                        "seed": point["seed"],
-                        "missing": True,
-                        "metrics": {},
-                    }
-                )
+                continue
+            # diverged, failed or not run yet: named in the verdict, never averaged
+            record = {"map": "c4", "sweep": sweep, "cell": point["cell"], "seed": point["seed"], "missing": True}
+            if summary is not None:
+                record.update(diverged=summary["diverged"], **identity_of(summary.get("run_dir")))
+            records.append({**record, "metrics": {}})
     for summary_file in sorted(folder.glob("*/*/version_*/summary.json")):
         summary = json.loads(summary_file.read_text())
         if protocol_of_summary(summary) == "steer":
