@@ -3,7 +3,8 @@
 # then 100-400), read against the noise ceiling, on several seeds, each run followed by a phase at
 # lr 0 on fresh batches (θ frozen: a gradient stream that cannot drift, whose ratio must be ≈ 1).
 # Resumable: a seed with a summary is skipped, a killed one resumed.
-#   bash docs/maps/c3_drift.sh [OUT=runs/maps/c3_drift] [SYSTEM=synthetic|lora] [SEEDS=0,1,2,3,4]
+#   bash docs/maps/c3_drift.sh [OUT=runs/maps/c3_drift] [SYSTEM=synthetic|lora] [SEEDS=0,1,2,3,4] [OVERRIDE ...]
+# Overrides after the seeds go to every run (e.g. trainer.cpu_threads=1 to run two seeds side by side).
 # synthetic: about 8 min a seed at one thread; lora (SmolLM2 LoRA, seeds 0,1,2): about 75 min a seed
 # at two threads (python -m loclin.assets fetch smollm2-135m-instruct brown-corpus).
 set -euo pipefail
@@ -25,6 +26,6 @@ for seed in ${SEEDS//,/ }; do
   killed=$(compgen -G "$OUT/$name/*/version_*" | tail -1 || true)
   if [ -n "$killed" ]; then echo "[c3] $name: resumed"; python train.py --resume "$killed"; continue; fi
   echo "[c3] $name"
-  python train.py --config "$CONFIG" "output_root=$OUT/$name" "seed=$seed" trainer.progress_bar=false "$PHASES"
+  python train.py --config "$CONFIG" "output_root=$OUT/$name" "seed=$seed" trainer.progress_bar=false "$PHASES" "${@:4}"
 done
 python analyze.py "$OUT" --out "$OUT/report"
