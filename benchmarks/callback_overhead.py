@@ -17,7 +17,7 @@ are the overhead without the noise between separate runs, which ``off-again`` (t
 repeated last) shows: ±6% here. The hook time is then broken down by callback. The
 refresh against the machine's floor and the SVDs is benchmarks/refresh_floor.py. Memory is
 the bounded state the callbacks hold (exact bytes). ``--json`` also writes the times as a record
-that ``python -m loclin.results`` renders into the README's Performance section (loclin.performance).
+that ``python -m loclin results`` renders into the README's Performance section (loclin.reports.performance).
 """
 
 from __future__ import annotations
@@ -35,12 +35,10 @@ import lightning as L  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from loclin.config import (
-    load_config,  # noqa: E402
-    phase_plan,  # noqa: E402
-)
-from loclin.experiment import build_geometry_callbacks, build_module_and_data  # noqa: E402
-from loclin.performance import breakdown_lines, overhead_table, write_record  # noqa: E402
+from loclin.config import load_config
+from loclin.protocols.train.build import build_geometry_callbacks, build_module_and_data  # noqa: E402
+from loclin.protocols.train.config import phase_plan
+from loclin.reports.performance import breakdown_lines, overhead_table, write_record  # noqa: E402
 
 
 class StepClock:
@@ -165,7 +163,7 @@ def main() -> None:
         "--steps", type=int, default=1000, help="steps per variant (>= per-task stride to include a probe)"
     )
     parser.add_argument("--warmup", type=int, default=50)
-    parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin.results)")
+    parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin results)")
     parser.add_argument(
         "--variants",
         nargs="+",

@@ -15,8 +15,8 @@ D = 124,439,808) trains on random tokens with AdamW, from one seed, once per var
 
 Every step is timed from one ``on_train_batch_start`` to the next, after ``--skip`` steps (the
 window filling), with the device synchronised, and reported as a ratio to ``off``'s median and mean
-step of this run. ``--json`` writes the record that ``python -m loclin.results`` renders
-(loclin.performance).
+step of this run. ``--json`` writes the record that ``python -m loclin results`` renders
+(loclin.reports.performance).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ import lightning as L
 import torch
 
 from loclin import GeometryMonitor
-from loclin.performance import write_record
+from loclin.reports.performance import write_record
 
 
 class RandomTokens(torch.utils.data.Dataset):
@@ -115,7 +115,7 @@ def main() -> None:
     parser.add_argument("--sketch-dim", type=int, default=2**20)
     parser.add_argument("--precision", default="32-true", help="Lightning's precision, e.g. bf16-mixed on a GPU")
     parser.add_argument("--variants", nargs="+", default=["exact", "sketched"], choices=["exact", "sketched"])
-    parser.add_argument("--json", type=Path, help="also write the record here (rendered by python -m loclin.results)")
+    parser.add_argument("--json", type=Path, help="also write the record here (rendered by python -m loclin results)")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("gpt2_step: error: --device cuda, but torch sees no GPU here (--device cpu for a dry run)")

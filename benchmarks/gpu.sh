@@ -5,7 +5,7 @@
 #      as ratios to the plain step of the same run (bf16-mixed and 32-true);
 #   2. benchmarks/refresh_floor.py: a refresh against one read of the window on that machine's CPU,
 #      at the default D = 404,736 and 4.6M (the windows live in host memory).
-# Each writes a JSON record under OUT (default docs/results/performance/gpu); `python -m loclin.results`
+# Each writes a JSON record under OUT (default docs/results/performance/gpu); `python -m loclin results`
 # renders them in docs/performance.md under "On a GPU". Nothing is downloaded: GPT-2 is built from its config.
 #   bash benchmarks/gpu.sh [OUT]
 #   bash benchmarks/gpu.sh --dry-run [OUT]    # the same steps on the CPU with a tiny model (seconds), for the tests

@@ -22,7 +22,7 @@ from torch import nn
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from loclin.hf import GeometryTrainerCallback
-from loclin.performance import write_record
+from loclin.reports.performance import write_record
 
 
 class Regressor(nn.Module):

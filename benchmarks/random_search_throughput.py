@@ -25,8 +25,9 @@ import torch  # noqa: E402
 from loclin.callbacks.parameter_vector import ParameterVector  # noqa: E402
 from loclin.geometry.perturbed_loss import PerturbedLoss  # noqa: E402
 
-from loclin.config import FAMILIES, load_config  # noqa: E402
-from loclin.experiment import build_module_and_data  # noqa: E402
+from loclin.config import load_config
+from loclin.protocols.train.build import build_module_and_data  # noqa: E402
+from loclin.protocols.train.config import FAMILIES
 
 
 def naive(module, vector: ParameterVector, batches, deltas: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,8 @@ floor, measured in the same run on one thread:
   from the coefficients (what a drift snapshot reads, every ``--drift-stride`` steps); and the
   two per step at that drift stride, in window reads.
 
-``--json`` also writes the times as a record that ``python -m loclin.results`` renders into the
-README's Performance section (loclin.performance).
+``--json`` also writes the times as a record that ``python -m loclin results`` renders into the
+README's Performance section (loclin.reports.performance).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from loclin.geometry.rolling import RollingBasis  # noqa: E402
 from loclin.geometry.subspace import basis_coefficients, basis_from_rows, column_gram, reorthonormalize  # noqa: E402
 from loclin.geometry.window import StreamingWindow, VectorWindow  # noqa: E402
 
-from loclin.performance import write_record  # noqa: E402
+from loclin.reports.performance import write_record  # noqa: E402
 
 
 def median_ms(function, repeats: int) -> float:
@@ -161,7 +161,7 @@ def main() -> None:
     parser.add_argument("--stride", type=int, default=10, help="new vectors per refresh (geometry.basis_stride)")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--drift-stride", type=int, default=10, help="steps between drift snapshots (stride 1 rows)")
-    parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin.results)")
+    parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin results)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []

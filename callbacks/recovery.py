@@ -2,7 +2,7 @@
 
 The recovery protocol can also re-run the recovery from θ_0 inside θ_0 + span(P_m) ("can the
 prefix basis alone recover the task?"): a phase of its own with a projection step,
-:class:`ConstrainedRecovery`, whose basis is this callback's ``prefix_updates_basis``.
+:class:`ConstrainedRecovery` (callbacks.recovery_reruns), whose basis is this callback's ``prefix_updates_basis``.
 
 During the recover phase this callback keeps θ_0 and the first M updates u_0 … u_{M−1} and
 gradients g_0 … g_{M−1} (M = max(prefix_ms); 2·M·D·4 bytes). At the end it forms the prefix
@@ -26,11 +26,14 @@ T = the whole recovery the random positions are the end-of-recovery control's ow
 For a LoRA adapter (``effective_layers`` given) the prefix capture is also measured in
 effective weight space: the moves e_t = W(θ_{t+1}) − W(θ_t) of W = (α/r) B A against
 W(θ_R) − W(θ_0), from an R factor accumulated layer by layer (geometry.lora.effective_step_r).
+
+The module is one definition, RecoveryCallback, and reads better whole: its state (θ_0, the
+prefix updates, the control positions), its hooks and its summary share every field. Its re-runs
+live in callbacks.recovery_reruns and the helpers both use in callbacks.recovery_shared.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Sequence
 
@@ -39,6 +42,14 @@ import torch
 from loclin.callbacks.base import MeasurementCallback, metric
 from loclin.callbacks.keys import RECOVERY_PREFIX, RECOVERY_TABLE
 from loclin.callbacks.parameter_vector import ParameterVector
+from loclin.callbacks.recovery_shared import (
+    control_positions,
+    heldout_on_device,
+    heldout_scores,
+    length_metrics,
+    length_scalars,
+    no_sync,
+)
 from loclin.geometry.capture import capture, random_capture_baseline
 from loclin.geometry.lora import LoraFactors, effective_step_r
 from loclin.geometry.prefix import (
@@ -54,12 +65,13 @@ from loclin.geometry.recovery_progress import (
     offset_block_starts,
     path_share,
     steps_to_recover,
-    upper_percentile,
 )
 from loclin.geometry.static_bases import go_back_direction, project
 from loclin.geometry.subspace import topk_basis
 
 THETA0_KEY = 10**6 + 2  # probe keys of the fresh batches at θ_0, disjoint from the static bases' (10**6, i)
+
+
 RECOVERED_FRACTIONS = (0.5, 0.9)  # steps_to_recover: the first step with this share of the final gain
 
 
@@ -516,243 +528,3 @@ class RecoveryCallback(MeasurementCallback):
         self.update_norms = list(state_dict.get("update_norms", []))
         self.deltas = dict(state_dict.get("deltas", {}))
         self.theta0_updates = state_dict.get("theta0_updates")
-
-
-class ConstrainedRecovery(MeasurementCallback):
-    """The recovery re-run from θ_0 with every step kept inside θ_0 + span(B), B = P_m of the
-    recovery (orthonormal columns), or with span(B) projected out of every step (``outside``):
-
-        inside:   θ ← θ_0 + B Bᵀ (θ − θ_0)          outside:  θ ← θ − B Bᵀ (θ − θ_0)
-
-    after every optimizer step, θ_0 the phase's start (the function-space ablations of C4: a
-    subspace the updates align with need not be one that training needs). Task T's held-out
-    numbers at each step of ``at_steps`` and at the end, and cap(B, θ − θ_0) (1 inside, 0 outside
-    up to round-off: a check on the projection), as the recovery table's row ``name``."""
-
-    module_needs = ("evaluate_batch",)
-    data_needs = ("heldout_batch",)
-
-    def __init__(
-        self,
-        vector: ParameterVector,
-        basis: torch.Tensor,
-        target: str,
-        name: str,
-        outside: bool = False,
-        at_steps: Sequence[int] = (),
-    ):
-        self.vector, self.basis, self.target, self.name, self.outside = vector, basis, target, name, outside
-        self.at_steps = set(at_steps)
-        self.theta_zero: torch.Tensor | None = None
-        self.row: dict | None = None
-        self.by_length: dict[int, dict] = {}  # T → held-out loss and accuracy after T steps
-
-    @property
-    def state_key(self) -> str:
-        return "ConstrainedRecovery"
-
-    def memory_bytes(self) -> int:
-        return (self.basis.numel() + self.vector.dim) * 4
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.theta_zero is None:
-            self.theta_zero = self.vector.values()
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
-    ) -> None:
-        moved = self.vector.values() - self.theta_zero
-        inside = project(self.basis, moved)
-        self.vector.load_values(self.theta_zero + (moved - inside if self.outside else inside))
-        if trainer.global_step in self.at_steps:
-            self.by_length[trainer.global_step] = self.evaluate(trainer, pl_module)
-
-    def evaluate(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
-        return heldout_scores(trainer, pl_module, self.target)
-
-    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.row = {
-            "capture_of_own_displacement": capture(self.basis, self.vector.values() - self.theta_zero),
-            "k": int(self.basis.shape[1]),
-            **self.evaluate(trainer, pl_module),
-        }
-
-    def summary(self) -> dict:
-        if self.row is None:
-            return {}
-        basis = self.name.split("_", 1)[1]
-        where = f"with span({basis}) projected out of every step" if self.outside else f"inside θ_0 + span({basis})"
-        rerun = f"after re-running the recovery {where}"
-        metrics = {
-            f"recovery.{self.name}.acc": metric(self.row["acc"], f"task-{self.target} held-out accuracy {rerun}"),
-            f"recovery.{self.name}.loss": metric(self.row["loss"], f"task-{self.target} held-out loss {rerun}"),
-        }
-        for steps, scores in sorted(self.by_length.items()):
-            metrics[f"recovery.capture_at_T{steps}.{self.name}_acc"] = metric(
-                scores["acc"], f"task-{self.target} held-out accuracy {rerun}, after T = {steps} steps"
-            )
-        row = {**self.row, "by_length": {str(t): v for t, v in sorted(self.by_length.items())}}
-        return {"metrics": metrics, "curves": {RECOVERY_TABLE: {self.name: row}}}
-
-    def state_dict(self) -> dict:
-        return {"theta_zero": self.theta_zero, "by_length": self.by_length}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.theta_zero = state_dict["theta_zero"]
-        self.by_length = dict(state_dict.get("by_length", {}))
-
-
-class ReplicaPrefix(MeasurementCallback):
-    """The replica null of C4: a second recovery from the same θ_0 in another data order, whose
-    first M updates give its own prefix bases P_m(replica). Against the recovery's displacements
-    Δ_T (``deltas``, T → θ_T − θ_0): cap(P_m(replica), Δ_T) for every m <= M. The replica shares
-    no update with Δ_T, so no capture is built in."""
-
-    def __init__(self, vector: ParameterVector, prefix_ms: Sequence[int], deltas: dict[int, torch.Tensor]):
-        self.vector, self.prefix_ms, self.deltas = vector, sorted(prefix_ms), deltas
-        self.updates: list[torch.Tensor] = []
-        self._theta_before: torch.Tensor | None = None
-        self.captures: dict[int, list[float]] = {}  # T → cap(P_m(replica), Δ_T) for m in ms
-
-    @property
-    def state_key(self) -> str:
-        return "ReplicaPrefix"
-
-    def memory_bytes(self) -> int:
-        return (self.prefix_ms[-1] + 1 + len(self.deltas)) * self.vector.dim * 4
-
-    def on_before_optimizer_step(self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer) -> None:
-        self._theta_before = self.vector.values()
-
-    def on_train_batch_end(
-        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
-    ) -> None:
-        if self._theta_before is not None:
-            self.updates.append(self.vector.values() - self._theta_before)
-            self._theta_before = None
-
-    def end_of_phase(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        ms = [m for m in self.prefix_ms if m <= len(self.updates)]
-        if not ms:
-            return
-        vectors = torch.stack(self.updates[: ms[-1]])
-        self.captures = {
-            t: list(prefix_capture_curve(vectors, delta, ms).values()) for t, delta in sorted(self.deltas.items())
-        }
-        self.ms = ms
-
-    def summary(self) -> dict:
-        if not self.captures:
-            return {}
-        metrics = {}
-        for steps, captures in self.captures.items():
-            for m, value in zip(self.ms, captures):
-                if m == 8:
-                    metrics[f"recovery.capture_at_T{steps}.P8_replica"] = metric(
-                        value,
-                        f"null: cap(P_8(replica), Δ_T), the first 8 updates of a recovery from θ_0 in another data "
-                        f"order, T = {steps}",
-                        random_capture_baseline(8, self.vector.dim),
-                    )
-        return {"metrics": metrics, "curves": {"recovery.replica": {"m": self.ms, "by_T": self.captures}}}
-
-    def state_dict(self) -> dict:
-        return {"updates": self.updates, "theta_before": self._theta_before}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.updates = list(state_dict["updates"])
-        self._theta_before = state_dict.get("theta_before")
-
-
-def heldout_on_device(trainer: L.Trainer, pl_module: L.LightningModule, target: str) -> dict:
-    """Task ``target``'s held-out batch, on the module's device."""
-    return {key: value.to(pl_module.device) for key, value in trainer.datamodule.heldout_batch(target).items()}
-
-
-def heldout_scores(trainer: L.Trainer, pl_module: L.LightningModule, target: str) -> dict:
-    """Task ``target``'s held-out loss and accuracy at the current θ."""
-    with torch.no_grad():
-        return pl_module.evaluate_batch(heldout_on_device(trainer, pl_module, target))
-
-
-def no_sync(trainer: L.Trainer):
-    """DDP's ``no_sync`` of the wrapped module (its reducer stays out of a backward pass made
-    outside its forward), or a plain context in one process."""
-    wrapped = getattr(trainer.strategy, "model", None)
-    return wrapped.no_sync() if hasattr(wrapped, "no_sync") else contextlib.nullcontext()
-
-
-def control_positions(steps: int, m: int, draws: int, seed: int, salt: int = 0) -> list[list[int]]:
-    """``draws`` seeded sets of m distinct recovery positions in [0, steps), each in draw order
-    (its first j positions are the j-update control); ``salt`` gives another length its own draws."""
-    generator = torch.Generator().manual_seed(seed * 1000 + 29 + 100_003 * salt)
-    return [torch.randperm(steps, generator=generator)[:m].tolist() for _ in range(draws)] if steps >= m else []
-
-
-def length_metrics(row: dict, target: str, dim: int) -> dict:
-    """The C4 deciders at one recovery length T (a row of ``capture_at_length``), for m = 8: the
-    offset-block null, S0, the shares, the capture after the prefix, the function-space pair and
-    steps_to_recover, as summary metrics ``recovery.capture_at_T{T}.*`` (nothing for an absent part)."""
-    at, metrics, prefix = f"after T = {row['T']} recovery steps", {}, f"recovery.capture_at_T{row['T']}"
-    if 8 not in row["m"]:
-        return metrics
-    i = row["m"].index(8)
-    metrics[f"{prefix}.P8_after_prefix"] = metric(
-        row["after_prefix"][i],
-        f"cap(P_8, θ_T − θ_8): the displacement made after the prefix, {at}",
-        random_capture_baseline(8, dim),
-    )
-    metrics[f"{prefix}.path_share_P8"] = metric(row["path_share"][i], f"Σ_(t<8) ‖u_t‖ / Σ_(t<T) ‖u_t‖, {at}")
-    metrics[f"{prefix}.displacement_share_P8"] = metric(row["displacement_share"][i], f"‖θ_8 − θ_0‖ / ‖Δ_T‖, {at}")
-    metrics[f"{prefix}.delta_norm"] = metric(row["delta_norm"], f"‖Δ_T‖ = ‖θ_T − θ_0‖, {at}")
-    offset = row.get("offset")
-    if offset and offset["m"] == 8 and offset["captures"]:
-        captures = offset["captures"]
-        metrics[f"{prefix}.P8_offset_mean"] = metric(
-            sum(captures) / len(captures),
-            f"null: cap of Δ_T by 8 consecutive updates at {len(captures)} offsets in [8, T − 8), mean, {at}",
-            random_capture_baseline(8, dim),
-        )
-        metrics[f"{prefix}.P8_offset_p95"] = metric(
-            upper_percentile(captures), f"null: the 95th percentile of those {len(captures)} offset blocks, {at}"
-        )
-    if "S0_theta0_updates" in row:
-        metrics[f"{prefix}.S0_theta0_updates"] = metric(
-            row["S0_theta0_updates"],
-            f"null: cap of Δ_T by the optimizer's step-0 updates at θ_0 on fresh batches (S0), {at}",
-        )
-    if row.get("projected", {}).get("m") == 8:
-        metrics[f"{prefix}.projected_acc_P8"] = metric(
-            row["projected"]["acc"], f"task-{target} held-out accuracy at θ_0 + P_8 P_8ᵀ Δ_T, {at}"
-        )
-    for fraction, step in row.get("steps_to_recover", {}).items():
-        if step is not None:
-            metrics[f"{prefix}.steps_to_{round(float(fraction) * 100)}pct"] = metric(
-                step, f"the first evaluated step with {float(fraction):.0%} of the accuracy gain made by T, {at}"
-            )
-    return metrics
-
-
-def length_scalars(row: dict) -> dict[str, float]:
-    """TensorBoard lines at step T (``recovery_by_T/…``): P_8 and its nulls, and the shares."""
-    metrics = length_metrics(row, "", 1)
-    names = (
-        "P8_after_prefix",
-        "P8_offset_mean",
-        "P8_offset_p95",
-        "S0_theta0_updates",
-        "path_share_P8",
-        "displacement_share_P8",
-    )
-    scalars = {
-        f"recovery_by_T/{name}": metrics[f"recovery.capture_at_T{row['T']}.{name}"]["value"]
-        for name in names
-        if f"recovery.capture_at_T{row['T']}.{name}" in metrics
-    }
-    if 8 in row["m"]:
-        i = row["m"].index(8)
-        scalars["recovery_by_T/P8_updates"] = row["prefix"][i]
-        scalars["recovery_by_T/L8_last_updates"] = row["last"][i]
-        if row["random"][i]:
-            scalars["recovery_by_T/R8_random_positions"] = sum(row["random"][i]) / len(row["random"][i])
-    return scalars

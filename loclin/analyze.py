@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from loclin.rundir import RunDirError
+from loclin.runs.rundir import RunDirError
 
 EXIT_USAGE = 2
 
@@ -29,16 +29,16 @@ def main(argv: list[str] | None = None) -> int:
         "--separate", action="store_true", help="with --merge: keep a point made by another run as its own cell"
     )
     args = parser.parse_args(argv)
-    from loclin.report import build_report, find_runs
-    from loclin.sweep import MANIFEST
+    from loclin.reports.report import build_report, find_runs
+    from loclin.runs.grid import MANIFEST
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         print(f"loclin: error: --out '{args.out}' is a file; give a folder (made if missing)", file=sys.stderr)
         return EXIT_USAGE
     out = None
     try:
-        from loclin.map_report import build_map_report
-        from loclin.maps.records import is_map
+        from loclin.reports.map_report import build_map_report
+        from loclin.reports.maps.records import is_map
 
         a_map = len(args.runs) == 1 and is_map(Path(args.runs[0]))
         if args.separate and not args.merge:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             out = args.out or Path(args.runs[0]) / "report"
             table = build_map_report(Path(args.runs[0]), out, args.merge, args.separate)
         elif len(args.runs) == 1 and (Path(args.runs[0]) / MANIFEST).is_file():
-            from loclin.sweep_report import build_sweep_report
+            from loclin.reports.sweep_report import build_sweep_report
 
             out = args.out or Path(args.runs[0]) / "analysis"
             table = build_sweep_report(Path(args.runs[0]), out, args.key)

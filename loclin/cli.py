@@ -21,8 +21,8 @@ COMMANDS = {  # command: (the module whose main() runs it, one line of help)
     "fork": ("loclin.train", "a run reusing a parent's phases: RUN_DIR --after PHASE [key=value …]"),
     "analyze": ("loclin.analyze", "tables and figures over finished runs"),
     "sweep": ("loclin.sweep", "a grid of runs or forks, resumable"),
-    "publish": ("loclin.publish", "merge map records into the published results"),
-    "results": ("loclin.results", "regenerate the results page from the published records"),
+    "publish": ("loclin.reports.publish", "merge map records into the published results"),
+    "results": ("loclin.reports.results", "regenerate the results page from the published records"),
     "assets": ("loclin.assets", "list or fetch the offline models and data"),
 }
 

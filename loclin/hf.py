@@ -43,9 +43,9 @@ from transformers import TrainerCallback
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from loclin.callbacks.gradient_window import gradient_stream
-from loclin.config import GeometryConfig
 from loclin.monitor import GeometryMonitor
-from loclin.rundir import atomic_torch_save
+from loclin.runs.rundir import atomic_torch_save
+from loclin.schema import GeometryConfig
 
 STATE_FILE = "loclin_geometry.pt"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from loclin.assets import asset_path
-from loclin.config import ASSET_PREFIX
+from loclin.schema import ASSET_PREFIX
 
 
 class ModelSourceError(ValueError):

@@ -7,7 +7,7 @@
     trainer.fit(model, datamodule)
     monitor.summary_path                                          # <log_dir>/summary.json, as train.py writes
 
-The monitor owns what ``train.py`` builds for a run's geometry (loclin.experiment
+The monitor owns what ``train.py`` builds for a run's geometry (loclin.protocols.train.runner
 ``build_geometry_callbacks``): the gradient stream, the windows of g_t and u_t, the rolling top-k
 bases with their spectra and held-out capture, and drift with its noise ceiling. It calls them in
 their one right order, so a user lists one callback and no order can matter. Parameter groups come
@@ -33,10 +33,12 @@ from omegaconf import OmegaConf
 
 from loclin.callbacks.base import LiveFigures, MeasurementCallback, close_lag_runs
 from loclin.callbacks.parameter_vector import GroupSpec
-from loclin.config import ConfigError, GeometryConfig, validate_geometry
-from loclin.experiment import build_geometry_callbacks, merge_part, phase_summary
-from loclin.rundir import SUMMARY_FILE, write_json
-from loclin.tensorboard import drift_layout, hparam_value, write_run_end
+from loclin.config import ConfigError
+from loclin.protocols.train.build import build_geometry_callbacks
+from loclin.protocols.train.runner import merge_part, phase_summary
+from loclin.runs.rundir import SUMMARY_FILE, write_json
+from loclin.runs.tensorboard import drift_layout, hparam_value, write_run_end
+from loclin.schema import GeometryConfig, validate_geometry
 
 
 class GeometryMonitor(Callback):
@@ -177,7 +179,7 @@ class GeometryMonitor(Callback):
         write_json(self.summary_path, summary)
         tensorboard = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
         if tensorboard:  # the HParams row (the geometry settings against the headlines) and the verdict
-            from loclin.readings import headline_numbers, run_verdict
+            from loclin.reports.readings import headline_numbers, run_verdict
 
             settings = {
                 f"geometry/{key}": hparam_value(value)

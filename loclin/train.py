@@ -21,10 +21,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from loclin.config import ConfigError, load_config, packaged_configs
-from loclin.fork import fork_config, populate_fork
 from loclin.model_source import ModelSourceError, resolve_model_source
-from loclin.protocols import protocol_for
-from loclin.rundir import (
+from loclin.protocols.registry import protocol_for
+from loclin.runs.fork import fork_config, populate_fork
+from loclin.runs.rundir import (
     RUN_DIR_ENV,
     RunDirError,
     check_resumable,
@@ -213,9 +213,9 @@ def print_ending(run_dir: Path, summary: dict | None) -> None:
     """The run's headline numbers (analyze.py's table, when the protocol has one) and their reading
     (readings.run_verdict), then where to look next: the summary, TensorBoard and analyze.py."""
     if summary and summary.get("metrics"):
-        from loclin.readings import run_verdict
-        from loclin.run_tables import headline_table
-        from loclin.tables import bound_reading, render_markdown
+        from loclin.reports.readings import run_verdict
+        from loclin.reports.run_tables import headline_table
+        from loclin.reports.tables import bound_reading, render_markdown
 
         try:
             table = headline_table([summary])

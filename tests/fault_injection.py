@@ -17,7 +17,7 @@ write fail as a full disk does (ENOSPC):
 - ``{"enospc": S}``: a Lightning checkpoint write to a path ending in S fails with ENOSPC after
   half its bytes.
 
-The phase is the one whose Trainer was built last (``loclin.experiment.build_trainer``'s
+The phase is the one whose Trainer was built last (``loclin.protocols.train.runner.build_trainer``'s
 phase directory), so an instant is keyed on the phase's name.
 """
 
@@ -50,7 +50,7 @@ def install(fault: dict) -> None:
     import lightning.fabric.plugins.io.torch_io as torch_io
     import torch
 
-    import loclin.experiment as experiment
+    import loclin.protocols.train.runner as experiment
 
     state = {"phase": None}
     build_trainer = experiment.build_trainer

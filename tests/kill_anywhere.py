@@ -32,12 +32,17 @@ KILLS = [
     {"kill": "step", "phase": "train", "step": 7},  # before the first checkpoint
     {"kill": "save", "path": "train/last.ckpt.tmp"},  # half a checkpoint on disk
     {"kill": "step", "phase": "train", "step": 50},
-    {"kill": "call", "target": "loclin.recovery:freeze_static_bases", "phase": "train"},
+    {"kill": "call", "target": "loclin.protocols.recovery.hooks:freeze_static_bases", "phase": "train"},
     {"kill": "replace", "path": "phases/train.json", "when": "before"},
     {"kill": "replace", "path": "train/end.ckpt", "when": "after"},
     {"kill": "step", "phase": "degrade", "step": 15},
     {"kill": "step", "phase": "degrade", "step": 10, "signal": "SIGINT"},  # Ctrl-C: exit 130, one line
-    {"kill": "call", "target": "loclin.recovery:freeze_static_bases", "phase": "train", "signal": "SIGINT"},
+    {
+        "kill": "call",
+        "target": "loclin.protocols.recovery.hooks:freeze_static_bases",
+        "phase": "train",
+        "signal": "SIGINT",
+    },
     {"kill": "step", "phase": "recover", "step": 30},
     {"kill": "replace", "path": "recovery/prefix_basis.pt", "when": "after"},
     {"kill": "replace", "path": "phases/recover.json", "when": "before"},

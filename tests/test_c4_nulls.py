@@ -12,8 +12,8 @@ from loclin.callbacks.parameter_vector import ParameterVector
 from loclin.callbacks.recovery import THETA0_KEY
 
 from loclin.config import load_config
-from loclin.experiment import run_experiment
-from loclin.rundir import create_run_dir
+from loclin.protocols.train.runner import run_experiment
+from loclin.runs.rundir import create_run_dir
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
 

@@ -193,7 +193,7 @@ def test_a_stand_in_system_says_what_it_stands_in_for():
 
 
 def test_c6_peaks_are_held_against_the_null_of_a_maximum_on_their_lower_bounds():
-    from loclin.maps.c6 import peak_against_null, peak_null
+    from loclin.reports.maps.c6 import peak_against_null, peak_null
 
     def point(name, low, peak_p95=None, per_block_p95=0.2):
         metrics = {"steer.cos_delta_caa.max": {"value": low + 0.1, "interval": [low, low + 0.2]}}

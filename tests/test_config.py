@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from loclin import config as config_module
+from loclin import schema
 from loclin.config import ConfigError, load_config
-from loclin.protocols import PROTOCOLS
+from loclin.protocols.registry import PROTOCOLS
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "conf" / "tiny_synthetic.yaml"
@@ -57,7 +57,7 @@ def test_missing_file():
 
 def test_every_shipped_config_is_valid(tiny_gpt2, text_assets, contrast_assets, monkeypatch, tmp_path):
     # assets are checked when they exist; stand-ins for the big ones CI does not fetch
-    real = config_module.asset_path
+    real = schema.asset_path
     stand_ins = {
         "smollm2-135m-instruct": tiny_gpt2,
         "tiny-gpt2": tiny_gpt2,
@@ -65,7 +65,7 @@ def test_every_shipped_config_is_valid(tiny_gpt2, text_assets, contrast_assets, 
         "qwen2.5-coder-0.5b-instruct": tiny_gpt2,
         "bigbench-coqa-yes-no": tmp_path,
     }
-    monkeypatch.setattr(config_module, "asset_path", lambda name: stand_ins.get(name) or real(name))
+    monkeypatch.setattr(schema, "asset_path", lambda name: stand_ins.get(name) or real(name))
     for path in sorted((REPO / "conf").glob("*.yaml")):
         assert load_config(path).protocol in PROTOCOLS, path
 
@@ -96,7 +96,7 @@ def test_cli_error_is_one_line_exit_2_and_writes_nothing(tmp_path, args):
 
 
 def test_resume_takes_a_run_without_checkpoint_and_refuses_a_finished_or_corrupt_one(tmp_path):
-    from loclin.rundir import RunDirError, check_resumable
+    from loclin.runs.rundir import RunDirError, check_resumable
 
     run = tmp_path / "exp" / "version_0"
     (run / "checkpoints" / "train").mkdir(parents=True)
@@ -250,7 +250,7 @@ def test_config_files_that_are_not_configs_are_one_line(tmp_path):
 
 def started_run(root: Path, *overrides: str) -> Path:
     """A run directory as train.py leaves it at its start: config.yaml and its digest, no checkpoint."""
-    from loclin.rundir import write_config
+    from loclin.runs.rundir import write_config
 
     cfg = load_config(TINY, [f"output_root={root}", *overrides])
     run = root / cfg.experiment / "version_0"
@@ -284,7 +284,7 @@ def test_a_live_run_directory_is_refused_and_a_stale_lock_is_not(tmp_path):
     import os
     import stat
 
-    from loclin.rundir import lock_run_dir, release_run_dir
+    from loclin.runs.rundir import lock_run_dir, release_run_dir
 
     run = started_run(tmp_path / "runs", "phases=[{name: train, steps: 60}]", "geometry.drift_lags=[10,20]")
     lock_run_dir(run)

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 
 from loclin.callbacks.figures import drift_curve_figure  # noqa: E402
 
-from loclin.report import build_report  # noqa: E402
+from loclin.reports.report import build_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -103,7 +103,7 @@ def load_target(text: str) -> str:
 
 def test_lightnings_startup_lines_are_printed_once_a_run_not_once_a_phase(parent, tmp_path):
     """A fork after `train` runs two phases (degrade, recover) in a process of its own: each of
-    Lightning's tips and its model summary is printed once (loclin.experiment.OncePerProcess)."""
+    Lightning's tips and its model summary is printed once (loclin.protocols.train.build.OncePerProcess)."""
     import subprocess
     import sys
 

@@ -1,5 +1,5 @@
 """benchmarks/gpu.sh, the script prepared for the first GPU machine lent, run as its CPU dry run: it
-writes the records it promises, and loclin.results renders them in the "On a GPU" section with
+writes the records it promises, and loclin.reports.results renders them in the "On a GPU" section with
 each variant's step as a ratio to the plain step of the same run."""
 
 import json
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loclin.performance import GPU_FOLDER, performance_sections
+from loclin.reports.performance import GPU_FOLDER, performance_sections
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.slow  # four tiny GPT-2 trainings and a refresh benchmark

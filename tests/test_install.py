@@ -53,7 +53,7 @@ def installed(tmp_path_factory) -> tuple[Path, dict]:
 def test_the_wheel_holds_one_namespace_and_a_users_callbacks_py_shadows_nothing(installed):
     venv, env = installed
     code = (
-        "import loclin, loclin.experiment, loclin.callbacks.base as base, loclin.geometry.window as window;"
+        "import loclin, loclin.protocols.train.runner, loclin.callbacks.base as base, loclin.geometry.window as window;"
         "from loclin import GeometryMonitor; from loclin.hf import GeometryTrainerCallback;"
         "from loclin.config import packaged_configs;"
         "import sys; print(base.__file__); print(sorted(packaged_configs())[:3]);"

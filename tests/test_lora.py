@@ -16,10 +16,11 @@ from loclin.datamodules.text import TextTasksDataModule, encode_examples
 
 import train
 from loclin.config import ConfigError, load_config
-from loclin.experiment import build_lora_module, run_experiment
 from loclin.model_source import ModelSourceError, resolve_model_source
-from loclin.rundir import create_run_dir
-from loclin.tensorboard import drift_layout
+from loclin.protocols.train.build import build_lora_module
+from loclin.protocols.train.runner import run_experiment
+from loclin.runs.rundir import create_run_dir
+from loclin.runs.tensorboard import drift_layout
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
 

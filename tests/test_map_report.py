@@ -1,13 +1,13 @@
-"""The regime-map report (loclin.map_report) on hand-made records: its intervals against a hand
+"""The regime-map report (loclin.reports.map_report) on hand-made records: its intervals against a hand
 computation, and its verdicts on maps where the answer is known."""
 
 import json
 
 import analyze
-from loclin.map_report import map_sections
-from loclin.maps.c4 import c4_table, c4_verdict
-from loclin.maps.c6 import c6_verdict
-from loclin.maps.records import collect, merge_records
+from loclin.reports.map_report import map_sections
+from loclin.reports.maps.c4 import c4_table, c4_verdict
+from loclin.reports.maps.c6 import c6_verdict
+from loclin.reports.maps.records import collect, merge_records
 
 P8 = "recovery.capture.P8_updates"
 
@@ -262,7 +262,7 @@ def test_an_axis_launched_as_full_runs_and_as_forks_is_one_sweep(tmp_path):
 
 def fake_sweep(maps, name, config_overrides, p8):
     """A map folder holding one sweep of one finished point whose run directory has a real
-    config.yaml (tiny_recovery with ``config_overrides``): what loclin.identity reads."""
+    config.yaml (tiny_recovery with ``config_overrides``): what loclin.runs.identity reads."""
     from pathlib import Path
 
     from omegaconf import OmegaConf
@@ -281,7 +281,7 @@ def fake_sweep(maps, name, config_overrides, p8):
 
 
 def test_a_map_published_twice_with_a_foreign_sweep_leaves_the_results_unchanged(tmp_path, capsys):
-    from loclin import publish
+    from loclin.reports import publish
 
     root, page = tmp_path / "docs" / "results", tmp_path / "docs" / "results.md"
     fake_sweep(tmp_path / "maps", "c4_x", [], 0.8)
@@ -324,7 +324,7 @@ def test_records_of_one_run_under_two_names_are_one_cell():
 
 
 def test_merge_and_results_over_broken_records_are_one_line(tmp_path, capsys):
-    from loclin import results
+    from loclin.reports import results
 
     folder = tmp_path / "map"
     folder.mkdir()
@@ -349,9 +349,9 @@ def test_no_map_figure_clips_its_title(tmp_path, monkeypatch):
     from matplotlib.figure import Figure
 
     from loclin.claims.c4_table import decider_figures
-    from loclin.maps.c4 import c4_cells
-    from loclin.maps.c4_figures import c4_figures
-    from loclin.maps.c6 import c6_figures
+    from loclin.reports.maps.c4 import c4_cells
+    from loclin.reports.maps.c4_figures import c4_figures
+    from loclin.reports.maps.c6 import c6_figures
 
     checked = []
     save = Figure.savefig

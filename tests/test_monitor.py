@@ -141,7 +141,8 @@ def test_mistakes_are_one_line_naming_the_setting_or_prefix(tmp_path):
 )
 def test_the_monitor_runs_train_pys_cross_key_checks(settings, fragment):
     """The checks are config.validate_geometry's, the same function train.py runs: one line each."""
-    from loclin.config import ConfigError, GeometryConfig, validate_geometry
+    from loclin.config import ConfigError
+    from loclin.schema import GeometryConfig, validate_geometry
 
     merged = {"window": WINDOW, "k": K, "basis_stride": STRIDE, "drift_stride": STRIDE, **settings}
     with pytest.raises(ValueError, match=re.escape(fragment)) as caught:
@@ -166,7 +167,7 @@ def test_a_lag_the_run_cannot_fit_is_one_warning_and_overlapping_groups_are_name
 def test_the_parts_listed_in_any_order_give_the_monitors_numbers(tmp_path):
     """The monitor's parts share one gradient stream: listed by hand in reverse (drift, bases,
     window), they give every number the monitor gives."""
-    from loclin.experiment import phase_summary
+    from loclin.protocols.train.runner import phase_summary
 
     settings = dict(window=WINDOW, k=K, basis_stride=STRIDE, drift_stride=STRIDE, drift_lags=[5, 10, 20])
     monitor = GeometryMonitor(**settings)

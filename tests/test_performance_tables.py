@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from loclin.performance import (
+from loclin.reports.performance import (
     OVERHEAD_FILE,
     README_BEGIN,
     README_END,
@@ -84,11 +84,11 @@ def test_the_readme_block_is_replaced_and_the_rest_kept():
 
 
 def test_results_fills_the_readme_block_and_leaves_a_readme_without_one_alone(tmp_path, capsys):
-    """``python -m loclin.results`` writes the Performance section between the README's markers and
+    """``python -m loclin results`` writes the Performance section between the README's markers and
     into the page; a README without the markers is left byte for byte, with one line saying so."""
     import shutil
 
-    from loclin.results import main
+    from loclin.reports.results import main
 
     root = tmp_path / "results"
     shutil.copytree(Path(__file__).resolve().parents[1] / "docs" / "results" / "quadratic", root / "quadratic")

@@ -6,7 +6,7 @@ import lightning as L
 import pytest
 import torch
 
-from loclin.progress import PhaseBar, PhaseLines, phase_progress
+from loclin.runs.progress import PhaseBar, PhaseLines, phase_progress
 
 
 def drive(callback, steps: int, rank_zero: bool = True) -> None:

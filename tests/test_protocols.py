@@ -9,8 +9,9 @@ import pytest
 from omegaconf import OmegaConf
 
 import train
-from loclin import protocols
 from loclin.config import ExperimentConfig, load_config
+from loclin.protocols import registry as protocols
+from loclin.protocols.train.config import validate_phased
 
 REPO = Path(__file__).resolve().parents[1]
 EXPECTED = {  # what each file is for (its name and header comment)
@@ -104,8 +105,8 @@ def run_toy(cfg, run_dir, resume=False) -> dict:
 
 
 def test_a_new_protocol_is_one_runner_and_one_registry_line(tmp_path, monkeypatch, capsys):
-    toy = protocols.Protocol("toy", f"{__name__}:run_toy", "loclin.config:validate_phased")
-    monkeypatch.setattr(protocols, "PROTOCOLS", {"toy": toy, **protocols.PROTOCOLS})
+    toy = protocols.Protocol("toy", f"{__name__}:run_toy", validate_phased)
+    monkeypatch.setitem(protocols.PROTOCOLS, "toy", toy)  # what register(toy) does, undone after the test
     tiny = str(REPO / "conf" / "tiny_synthetic.yaml")
     assert train.main(["--config", tiny, "protocol=toy", "experiment=toy", f"output_root={tmp_path}"]) == 0
     summary = json.loads((tmp_path / "toy" / "version_0" / "summary.json").read_text())

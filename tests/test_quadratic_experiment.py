@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from loclin.config import load_config
-from loclin.quadratic_experiment import run_quadratic
-from loclin.report import build_report
-from loclin.rundir import create_run_dir
+from loclin.protocols.quadratic.runner import run_quadratic
+from loclin.reports.report import build_report
+from loclin.runs.rundir import create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 

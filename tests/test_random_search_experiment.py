@@ -14,7 +14,7 @@ from loclin.geometry.random_search import hutchinson
 import analyze
 import train
 from loclin.config import ConfigError, load_config
-from loclin.experiment import build_module_and_data
+from loclin.protocols.train.build import build_module_and_data
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
 
@@ -165,8 +165,8 @@ def test_random_search_on_a_lora_adapter(tiny_gpt2, text_assets, tmp_path):
 
 
 def test_killed_random_search_run_resumes_to_the_same_points(tmp_path):
-    from loclin.experiment import run_experiment
-    from loclin.rundir import create_run_dir
+    from loclin.protocols.train.runner import run_experiment
+    from loclin.runs.rundir import create_run_dir
     from tests.test_train import Crash
 
     overrides = [*FAST, "random_search.widths=[]"]
@@ -186,7 +186,7 @@ def test_killed_random_search_run_resumes_to_the_same_points(tmp_path):
 
 
 def test_width_sweep_killed_in_the_main_run_resumes_with_its_widths(tmp_path, monkeypatch):
-    import loclin.random_search_experiment as sweep
+    import loclin.protocols.random_search.probe as sweep
 
     args = [
         "--config",

@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from loclin.callbacks.parameter_vector import ParameterVector
-from loclin.callbacks.recovery import control_positions
+from loclin.callbacks.recovery_shared import control_positions
 from loclin.datamodules.sections import DataConfig
 from loclin.datamodules.synthetic import SyntheticTasksDataModule
 from loclin.lightning_modules.sections import DecoderConfig
@@ -17,11 +17,11 @@ from omegaconf import OmegaConf
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 from loclin.config import ConfigError, load_config
-from loclin.experiment import run_experiment
-from loclin.readings import headline_numbers, run_verdict
-from loclin.recovery import degrade
-from loclin.rundir import create_run_dir
-from loclin.tensorboard import HPARAM_PREFIX, hparams_of
+from loclin.protocols.recovery.hooks import degrade
+from loclin.protocols.train.runner import run_experiment
+from loclin.reports.readings import headline_numbers, run_verdict
+from loclin.runs.rundir import create_run_dir
+from loclin.runs.tensorboard import HPARAM_PREFIX, hparams_of
 from tests.test_tensorboard import read_runs
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one

@@ -1,7 +1,7 @@
 """The scorecard's words (loclin.claims.scorecard) on constructed records whose intervals are known."""
 
 from loclin.claims.scorecard import c4_rows, c6_rows, combine, scorecard
-from loclin.maps.c4 import c4_cells
+from loclin.reports.maps.c4 import c4_cells
 
 
 def test_combined_words_need_every_cell_to_agree():

@@ -157,7 +157,7 @@ def test_caa_vectors_equal_a_plain_mean_difference_on_a_bos_prepending_tokenizer
     from omegaconf import OmegaConf
     from transformers import AutoModelForCausalLM
 
-    from loclin.steer_experiment import measure_directions
+    from loclin.protocols.steer.runner import measure_directions
     from loclin.tiny_models import save_tiny_gpt2
 
     folder = save_tiny_gpt2(tmp_path / "tiny3", text_assets["tokenizer"], n_layer=3)

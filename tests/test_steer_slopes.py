@@ -1,4 +1,4 @@
-"""Steering slopes, their null band, the paired difference and the power (loclin.steer_slopes),
+"""Steering slopes, their null band, the paired difference and the power (loclin.protocols.steer.slopes),
 against numpy's least squares, scipy's normal law and a hand-built sign flip."""
 
 import math
@@ -10,7 +10,7 @@ from loclin.geometry.intervals import detectable_effect, items_to_detect
 from loclin.geometry.steering import slope_at_zero
 from scipy import stats
 
-from loclin.steer_slopes import DIRECTIONS, null_directions, slope_metrics
+from loclin.protocols.steer.slopes import DIRECTIONS, null_directions, slope_metrics
 
 
 def test_the_slope_at_zero_is_numpys_polyfit_for_every_row_and_item():
@@ -94,7 +94,7 @@ def test_a_null_direction_has_the_slope_it_has_when_steered_over_every_alpha(tin
     from loclin.datamodules.contrast import ContrastItem, encode_contrasts
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from loclin.steer_slopes import steering_curves
+    from loclin.protocols.steer.slopes import steering_curves
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_gpt2)
     model = AutoModelForCausalLM.from_pretrained(tiny_gpt2).eval()

@@ -10,7 +10,8 @@ import pytest
 
 import analyze
 from loclin import sweep
-from loclin.sweep_report import build_sweep_report
+from loclin.reports.sweep_report import build_sweep_report
+from loclin.runs import grid
 
 pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick one
 
@@ -20,9 +21,9 @@ SHORT = ["trainer.max_steps=40", "geometry.enabled=false", "trainer.eval_every=2
 
 
 def test_grid_expansion_names_every_point_and_keeps_value_types():
-    grid = sweep.parse_grid(["phases.2.optim.name=[sgd,adam]", "phases.2.lr=[0.01,0.1]"])
-    assert grid == {"phases.2.optim.name": ["sgd", "adam"], "phases.2.lr": [0.01, 0.1]}
-    points = sweep.expand(grid, [0, 1], [])
+    parsed = grid.parse_grid(["phases.2.optim.name=[sgd,adam]", "phases.2.lr=[0.01,0.1]"])
+    assert parsed == {"phases.2.optim.name": ["sgd", "adam"], "phases.2.lr": [0.01, 0.1]}
+    points = grid.expand(parsed, [0, 1], [])
     assert len(points) == 8 and len({p["name"] for p in points}) == 8
     assert points[0]["name"] == "p2.optim.name=sgd_p2.lr=0.01__seed0"
     assert points[0]["overrides"] == ["phases.2.optim.name=sgd", "phases.2.lr=0.01", "seed=0"]
@@ -71,7 +72,7 @@ def test_a_killed_sweep_resumes_without_redoing_finished_points_and_tabulates_in
     half = 4.302652729911275 * sd / math.sqrt(3)
     text = build_sweep_report(out, tmp_path / "report", [key])
     row = next(line for line in text.splitlines() if line.startswith("0.003"))
-    from loclin.tables import fmt
+    from loclin.reports.tables import fmt
 
     assert f"{fmt(mean)} [{fmt(mean - half)}, {fmt(mean + half)}]" in row
     assert analyze.main([str(out), "--key", key, "--out", str(tmp_path / "a")]) == 0
@@ -118,7 +119,7 @@ def test_an_out_that_is_a_file_a_corrupt_manifest_and_a_second_live_sweep_are_on
     import time
 
     holder = subprocess.Popen(  # another process plays the first, live sweep
-        [sys.executable, "-c", f"from loclin.rundir import lock_run_dir; lock_run_dir({str(out)!r}); import time; "
+        [sys.executable, "-c", f"from loclin.runs.rundir import lock_run_dir; lock_run_dir({str(out)!r}); import time; "
          "print('locked', flush=True); time.sleep(60)"],
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -300,7 +301,7 @@ def test_a_sweep_grows_by_seeds_but_refuses_any_other_change(tmp_path, capsys):
     )
     out = tmp_path / "s"
     out.mkdir()
-    (out / sweep.MANIFEST).write_text(json.dumps(one_seed))
+    (out / grid.MANIFEST).write_text(json.dumps(one_seed))
     assert sweep.main(["--config", TINY, "--grid", "optim.lr=[0.003]", "--out", str(out), *SHORT]) == 2
     assert f"'{out}' holds a different sweep" in capsys.readouterr().err
 

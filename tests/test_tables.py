@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from loclin.run_tables import seed_cell
-from loclin.tables import fmt_value
+from loclin.reports.run_tables import seed_cell
+from loclin.reports.tables import fmt_value
 
 
 def run(value: float, bound: str = "") -> dict:
@@ -35,7 +35,7 @@ def test_every_seed_a_bound_is_counted(bound):
 
 
 def test_a_bound_in_a_table_comes_with_its_reading():
-    from loclin.tables import BOUND_READING, bound_reading, fmt_value
+    from loclin.reports.tables import BOUND_READING, bound_reading, fmt_value
 
     summary = {"metrics": {"grad.half_life": {"value": 10.0, "bound": "at_most"}, "x": {"value": 0.5}}}
     rows = [["run", "half-life", "x"], ["a", fmt_value(summary, "grad.half_life"), fmt_value(summary, "x")]]

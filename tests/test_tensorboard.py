@@ -14,8 +14,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 
 from loclin import GeometryMonitor
-from loclin.readings import run_verdict
-from loclin.tensorboard import drift_layout
+from loclin.reports.readings import run_verdict
+from loclin.runs.tensorboard import drift_layout
 from tests.test_monitor import UserRegressor, loader
 
 LAGS = [5, 10, 20]

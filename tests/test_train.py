@@ -10,8 +10,8 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from loclin.config import load_config
-from loclin.experiment import run_experiment
-from loclin.rundir import create_run_dir
+from loclin.protocols.train.runner import run_experiment
+from loclin.runs.rundir import create_run_dir
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "conf" / "tiny_synthetic.yaml"
@@ -164,7 +164,7 @@ def test_nonfinite_gradients_are_counted_skipped_and_never_poison_a_basis(tmp_pa
 def test_a_checkpoint_killed_while_saving_leaves_the_previous_one(tmp_path):
     import torch
 
-    from loclin.experiment import AtomicCheckpoint
+    from loclin.protocols.train.build import AtomicCheckpoint
 
     target = tmp_path / "last.ckpt"
     torch.save({"step": 1}, target)
@@ -225,7 +225,7 @@ def test_a_diverging_run_stops_with_one_line_and_its_summary_says_so(tmp_path):
 def test_the_geometry_callbacks_give_the_same_numbers_in_any_order(reference_run, tmp_path, monkeypatch):
     """Drift reads the rolling basis, which reads the window: listed backwards (drift first, as a
     user might), every number is still the one of the builder's order, drift included."""
-    import loclin.experiment as experiment
+    import loclin.protocols.train.runner as experiment
 
     build = experiment.build_geometry_callbacks
     monkeypatch.setattr(experiment, "build_geometry_callbacks", lambda *a, **k: build(*a, **k)[::-1])

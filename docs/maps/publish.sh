@@ -7,4 +7,4 @@
 #   bash docs/maps/publish.sh [MAPS=runs/maps] [--separate]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-python -m loclin.publish "${1:-runs/maps}" "${@:2}"
+python -m loclin publish "${1:-runs/maps}" "${@:2}"

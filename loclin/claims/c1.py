@@ -16,7 +16,7 @@ import math
 
 from loclin.claims.c3 import c3_systems, interval_text, series
 from loclin.geometry.intervals import t_interval
-from loclin.tables import fmt
+from loclin.reports.tables import fmt
 
 STRONG = 100  # "strong": two orders of magnitude above a random k-subspace
 

@@ -1,5 +1,5 @@
 """C2 decided: do the static bases taken at θ* miss the recovery direction, and does a basis taken at
-θ_0 do better? Read from the C4 map's records (loclin.maps.records), per cell over its seeds.
+θ_0 do better? Read from the C4 map's records (loclin.reports.maps.records), per cell over its seeds.
 
 Every static basis S1–S5 (docs/science.md 6) is built at θ*, where the degraded task's gradient is
 about 0; S0 is the top-k of the first recovery steps' preconditioned gradients at θ_0 (11). At
@@ -18,7 +18,7 @@ import math
 from loclin.claims.c4 import combine, paired
 from loclin.claims.c4_table import interval_text
 from loclin.geometry.intervals import t_interval
-from loclin.tables import fmt
+from loclin.reports.tables import fmt
 
 MISS = 0.5  # a basis that captures less than half of ‖Δ‖² misses the recovery direction
 STATIC = (

@@ -2,7 +2,7 @@
 short recovery, their verdict words (loclin.claims.c4), the selection of the best cell on some
 seeds and its confirmation on fresh ones, and the figures of those numbers.
 
-A cell is a list of map records (one per parent seed) of ``loclin.maps.records``; every key read
+A cell is a list of map records (one per parent seed) of ``loclin.reports.maps.records``; every key read
 here is a summary metric ``recovery.capture_at_T{T}.*`` of the recover phase, its re-runs and its
 replica (callbacks.recovery).
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from loclin.claims.c4 import PAPER_P8, describe, needed, paired, seeds_to_decide, threshold_verdict
 from loclin.geometry.intervals import t_interval
-from loclin.tables import fmt
+from loclin.reports.tables import fmt
 
 CHOOSE_SEEDS = (0, 1, 2)  # the best cell is chosen on these seeds …
 CONFIRM_SEEDS = (3, 4)  # … and confirmed on these fresh ones

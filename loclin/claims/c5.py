@@ -16,7 +16,7 @@ import math
 
 from scipy import stats
 
-from loclin.tables import fmt
+from loclin.reports.tables import fmt
 
 IMPROVE_FLOOR = 0.4  # "works": a random direction still improves the loss this often at the largest D
 WIDTHS = "random_search.widths"

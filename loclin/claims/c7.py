@@ -1,5 +1,5 @@
 """C7 decided: does the one-step shift δ̂ steer about as well as CAA's v̂? Read from steering runs'
-records (loclin.maps.records ``c6`` records, which carry the slopes of loclin.steer_slopes) at the
+records (loclin.reports.maps.records ``c6`` records, which carry the slopes of loclin.protocols.steer.slopes) at the
 middle block (``steer.slope.…``) and at the block where cos(δ, v) peaks (``steer.at_peak.slope.…``).
 
 The rule, on bootstrap intervals over held-out items:
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from loclin.tables import fmt
+from loclin.reports.tables import fmt
 
 RATIO_BAND = (0.5, 2.0)
 BLOCKS = (("", "middle"), ("at_peak.", "peak"))

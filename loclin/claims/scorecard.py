@@ -100,7 +100,7 @@ def c4_rows(name: str, cells: dict[str, list[dict]], lengths: list[int]) -> list
 def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
     """One row per model: the maximum over blocks of cos(δ, v) with its bootstrap interval, held
     against 0.58 and against the maximum over blocks of the shuffled-label null."""
-    from loclin.maps.c6 import peak_null
+    from loclin.reports.maps.c6 import peak_null
 
     rows = []
     for model in sorted({r["model"] for r in records}):
@@ -137,7 +137,7 @@ def c6_rows(name: str, records: list[dict]) -> list[list[str]]:
 def scorecard(maps: dict[str, list[dict]], runs: dict[str, dict] | None = None) -> list[list[str]]:
     """The table: the C4 rows of every map (``name`` → records; cells that recovered), its C6 rows,
     then a row for each claim that has no rule over its records yet."""
-    from loclin.maps.c4 import c4_cells, capture_lengths, recovered
+    from loclin.reports.maps.c4 import c4_cells, capture_lengths, recovered
 
     rows = [COLUMNS]
     for name, records in sorted(maps.items()):

@@ -121,7 +121,7 @@ def test_the_tensorboard_drift_charts_find_the_ceiling_tags_the_callback_logs():
 
     from loclin.callbacks.lag_runs import split_by_lag
 
-    from loclin.tensorboard import drift_layout
+    from loclin.runs.tensorboard import drift_layout
 
     driver, _ = drift_driver()
     logged: set[str] = set()

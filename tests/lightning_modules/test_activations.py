@@ -8,7 +8,7 @@ from loclin.lightning_modules.activations import decoder_blocks, residual_at, re
 from loclin.lightning_modules.optim import OptimizerSpec
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from loclin.steering import first_order_shift, loss_gradient, one_step_shift, step_direction
+from loclin.protocols.steer.step_shift import first_order_shift, loss_gradient, one_step_shift, step_direction
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from loclin.geometry.quadratic import gradient_descent, power_law_spectrum
 from loclin.lightning_modules.optim import OptimizerSpec, build_optimizer, schedule_factor
 from torch import nn
 
-from loclin.config import ConfigError, load_config, phase_optimizer
+from loclin.config import ConfigError, load_config
+from loclin.protocols.train.config import phase_optimizer
 
 
 def test_plain_sgd_on_the_quadratic_is_gradient_descent_and_gives_its_krylov_capture():
