@@ -1,5 +1,5 @@
 """The data section of the configuration, as the datamodules take it whole (torch-free, so the
-config schema in loclin/config.py is built from it and validation stays light)."""
+config schema in loclin/schema.py is built from it and validation stays light)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The model sections of the configuration, as the modules take them whole (torch-free, so the
-config schema in loclin/config.py is built from them and validation stays light)."""
+config schema in loclin/schema.py is built from them and validation stays light)."""
 
 from __future__ import annotations
 
