@@ -211,3 +211,21 @@ def test_loclin_is_in_rooms_by_role_and_none_imports_from_a_room_above_its_own()
     assert upward == []
     assert room_of("loclin.protocols.recovery.config") == 0 and room_of("loclin.protocols.recovery.hooks") == 3
     assert room_of("loclin.protocols.steer") == 0 and room_of("loclin.reports.maps.c4") == 4  # the patterns bite
+
+
+def test_no_source_file_is_hidden_by_the_ignore_rules():
+    """A clean clone has every module: none under the package folders is matched by .gitignore
+    (``runs/``, the run outputs, once hid loclin/runs/)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (REPO / ".git").exists():
+        return  # an installed wheel or an export: nothing to compare
+    files = [file.relative_to(REPO).as_posix() for package in LAYER for file in (REPO / package).rglob("*.py")]
+
+    def ignored(paths: list[str]) -> list[str]:
+        command = ["git", "check-ignore", "--no-index", *paths]
+        return subprocess.run(command, cwd=REPO, capture_output=True, text=True).stdout.split()
+
+    assert len(files) > 80 and ignored(files) == []
+    assert ignored(["runs/x.py", "loclin/runs/grid.py"]) == ["runs/x.py"]  # run outputs stay ignored
