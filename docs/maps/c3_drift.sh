@@ -5,6 +5,7 @@
 # Resumable: a seed with a summary is skipped, a killed one resumed.
 #   bash docs/maps/c3_drift.sh [OUT=runs/maps/c3_drift] [SYSTEM=synthetic|lora] [SEEDS=0,1,2,3,4] [OVERRIDE ...]
 # Overrides after the seeds go to every run (e.g. trainer.cpu_threads=1 to run two seeds side by side).
+# The frozen phase is long enough for the largest lag: steps_needed(100, W = 16) = 201 for lora.
 # synthetic: about 8 min a seed at one thread; lora (SmolLM2 LoRA, seeds 0,1,2): about 75 min a seed
 # at two threads (python -m loclin.assets fetch smollm2-135m-instruct brown-corpus).
 set -euo pipefail
@@ -14,7 +15,7 @@ SYSTEM=${2:-synthetic}
 if [ "$SYSTEM" = lora ]; then
   SEEDS=${3:-0,1,2}
   CONFIG=conf/lora_smollm2.yaml
-  PHASES='phases=[{name: train, steps: 300}, {name: degrade, steps: 100, lr: 5.0e-3}, {name: recover, steps: 200}, {name: frozen, steps: 120, lr: 0, starts_from: recover}]'
+  PHASES='phases=[{name: train, steps: 300}, {name: degrade, steps: 100, lr: 5.0e-3}, {name: recover, steps: 200}, {name: frozen, steps: 210, lr: 0, starts_from: recover}]'
 else
   SEEDS=${3:-0,1,2,3,4}
   CONFIG=conf/synthetic.yaml
