@@ -39,6 +39,7 @@ from loclin.config import load_config
 from loclin.protocols.train.build import build_geometry_callbacks, build_module_and_data  # noqa: E402
 from loclin.protocols.train.config import phase_plan
 from loclin.reports.performance import breakdown_lines, overhead_table, write_record  # noqa: E402
+from loclin.runs.allocator import reuse_freed_pages  # noqa: E402
 
 
 class StepClock:
@@ -165,6 +166,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin results)")
     parser.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="leave glibc's malloc as it is (fresh pages for every large block), not as train.py sets it",
+    )
+    parser.add_argument(
         "--variants",
         nargs="+",
         choices=list(VARIANTS),
@@ -172,6 +178,8 @@ def main() -> None:
         help="which variants to time, in order ('off' always runs first)",
     )
     args = parser.parse_args()
+    allocator = "reuse freed pages" if not args.glibc_default and reuse_freed_pages() else "glibc default"
+    print(f"malloc: {allocator}")
     chosen = ["off", *(v for v in args.variants if v != "off")]
     with tempfile.TemporaryDirectory() as log_dir:
         results = {
@@ -179,7 +187,13 @@ def main() -> None:
         }
     dims = [r["dim"] for r in results.values() if r["dim"]]
     print(f"\n{args.config}: {args.steps} steps per variant, D = {dims[0] if dims else 0:,}")
-    record = {"config": args.config, "steps": args.steps, "dim": dims[0] if dims else 0, "variants": results}
+    record = {
+        "allocator": allocator,
+        "config": args.config,
+        "steps": args.steps,
+        "dim": dims[0] if dims else 0,
+        "variants": results,
+    }
     print("\n".join(overhead_table(record)))
     print("\nwhere the time in hooks goes (ms per step, share of the variant's hook time):")
     for line in breakdown_lines(record):

@@ -44,6 +44,7 @@ from loclin.geometry.subspace import basis_coefficients, basis_from_rows, column
 from loclin.geometry.window import StreamingWindow, VectorWindow  # noqa: E402
 
 from loclin.reports.performance import write_record  # noqa: E402
+from loclin.runs.allocator import reuse_freed_pages  # noqa: E402
 
 
 def median_ms(function, repeats: int) -> float:
@@ -162,7 +163,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--drift-stride", type=int, default=10, help="steps between drift snapshots (stride 1 rows)")
     parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin results)")
+    parser.add_argument(
+        "--glibc-default",
+        action="store_true",
+        help="leave glibc's malloc as it is (fresh pages for every large block), not as train.py sets it",
+    )
     args = parser.parse_args()
+    allocator = "reuse freed pages" if not args.glibc_default and reuse_freed_pages() else "glibc default"
+    print(f"malloc: {allocator}")
     torch.set_num_threads(1)
     rows = []
     for dim in args.dims:
@@ -197,7 +205,13 @@ def main() -> None:
             }
         )
     if args.json:
-        settings = {"window": args.window, "k": args.k, "stride": args.stride, "drift_stride": args.drift_stride}
+        settings = {
+            "allocator": allocator,
+            "window": args.window,
+            "k": args.k,
+            "stride": args.stride,
+            "drift_stride": args.drift_stride,
+        }
         write_record(args.json, "refresh_floor", {**settings, "dims": rows})
 
 
