@@ -31,15 +31,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from loclin.runs.allocator import use_huge_pages  # noqa: E402  (before torch: it reads the switch)
+
+PAGES = use_huge_pages(enable="--small-pages" not in sys.argv)
+
 import lightning as L  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
-from loclin.config import load_config
+from loclin.config import load_config  # noqa: E402
 from loclin.protocols.train.build import build_geometry_callbacks, build_module_and_data  # noqa: E402
-from loclin.protocols.train.config import phase_plan
+from loclin.protocols.train.config import phase_plan  # noqa: E402
 from loclin.reports.performance import breakdown_lines, overhead_table, write_record  # noqa: E402
-from loclin.runs.allocator import reuse_freed_pages  # noqa: E402
 
 
 class StepClock:
@@ -166,9 +169,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin results)")
     parser.add_argument(
-        "--glibc-default",
+        "--small-pages",
         action="store_true",
-        help="leave glibc's malloc as it is (fresh pages for every large block), not as train.py sets it",
+        help="large tensors on 4 KiB pages, not on the 2 MiB pages train.py asks for (loclin.runs.allocator)",
     )
     parser.add_argument(
         "--variants",
@@ -178,8 +181,7 @@ def main() -> None:
         help="which variants to time, in order ('off' always runs first)",
     )
     args = parser.parse_args()
-    allocator = "reuse freed pages" if not args.glibc_default and reuse_freed_pages() else "glibc default"
-    print(f"malloc: {allocator}")
+    print(f"large tensors on {PAGES} pages")
     chosen = ["off", *(v for v in args.variants if v != "off")]
     with tempfile.TemporaryDirectory() as log_dir:
         results = {
@@ -188,7 +190,7 @@ def main() -> None:
     dims = [r["dim"] for r in results.values() if r["dim"]]
     print(f"\n{args.config}: {args.steps} steps per variant, D = {dims[0] if dims else 0:,}")
     record = {
-        "allocator": allocator,
+        "pages": PAGES,
         "config": args.config,
         "steps": args.steps,
         "dim": dims[0] if dims else 0,

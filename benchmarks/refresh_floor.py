@@ -38,13 +38,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from loclin.runs.allocator import use_huge_pages  # noqa: E402  (before torch: it reads the switch)
+
+PAGES = use_huge_pages(enable="--small-pages" not in sys.argv)
+
 import torch  # noqa: E402
 from loclin.geometry.rolling import RollingBasis  # noqa: E402
 from loclin.geometry.subspace import basis_coefficients, basis_from_rows, column_gram, reorthonormalize  # noqa: E402
 from loclin.geometry.window import StreamingWindow, VectorWindow  # noqa: E402
 
 from loclin.reports.performance import write_record  # noqa: E402
-from loclin.runs.allocator import reuse_freed_pages  # noqa: E402
 
 
 def median_ms(function, repeats: int) -> float:
@@ -164,13 +167,12 @@ def main() -> None:
     parser.add_argument("--drift-stride", type=int, default=10, help="steps between drift snapshots (stride 1 rows)")
     parser.add_argument("--json", type=Path, help="also write the times here (rendered by python -m loclin results)")
     parser.add_argument(
-        "--glibc-default",
+        "--small-pages",
         action="store_true",
-        help="leave glibc's malloc as it is (fresh pages for every large block), not as train.py sets it",
+        help="large tensors on 4 KiB pages, not on the 2 MiB pages train.py asks for (loclin.runs.allocator)",
     )
     args = parser.parse_args()
-    allocator = "reuse freed pages" if not args.glibc_default and reuse_freed_pages() else "glibc default"
-    print(f"malloc: {allocator}")
+    print(f"large tensors on {PAGES} pages")
     torch.set_num_threads(1)
     rows = []
     for dim in args.dims:
@@ -206,7 +208,7 @@ def main() -> None:
         )
     if args.json:
         settings = {
-            "allocator": allocator,
+            "pages": PAGES,
             "window": args.window,
             "k": args.k,
             "stride": args.stride,

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from loclin.config import ConfigError, load_config, packaged_configs
 from loclin.model_source import ModelSourceError, resolve_model_source
 from loclin.protocols.registry import protocol_for
-from loclin.runs.allocator import reuse_freed_pages
+from loclin.runs.allocator import use_huge_pages
 from loclin.runs.fork import fork_config, populate_fork
 from loclin.runs.rundir import (
     RUN_DIR_ENV,
@@ -141,7 +141,7 @@ def execute(plan: RunPlan, run_dir: Path) -> tuple[int, dict | None]:
         # read by torch when it is imported below, by every data-parallel rank launched later,
         # and by Lightning, which otherwise gives each CPU rank cores / devices threads
         os.environ["OMP_NUM_THREADS"] = str(plan.cfg.trainer.cpu_threads)
-    reuse_freed_pages()  # a refresh's D×k basis reuses freed pages instead of faulting in fresh ones
+    use_huge_pages()  # before torch is imported: a refresh's D×k basis on 2 MiB pages (loclin.runs.allocator)
     try:
         summary = protocol_for(plan.cfg).run(plan.cfg, run_dir, resume=plan.kind == "resume")
     except ConfigError as error:  # found only once the data is tokenized (a steering template): nothing kept

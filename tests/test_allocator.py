@@ -1,39 +1,46 @@
-"""loclin.runs.allocator: with glibc's thresholds raised, a freed large block's pages are reused (no
-new page faults when the next block of its size is filled); left as glibc has them, every page of
-the next block is faulted in again. Counted by the kernel (getrusage minor faults), each in a fresh
-interpreter so the test process keeps its own malloc settings."""
+"""loclin.runs.allocator: with torch's huge-page switch set as train.py sets it, filling a fresh
+64 MiB tensor takes a few page faults per 2 MiB instead of one per 4 KiB page; with the switch off,
+one per page. Counted by the kernel (getrusage minor faults), each in a fresh interpreter, since
+torch reads the switch before its first allocation. A value the user set wins."""
 
 import subprocess
 import sys
 
 import pytest
 
-FILL_AGAIN = """
-import resource, sys, torch
-from loclin.runs.allocator import reuse_freed_pages
-took = reuse_freed_pages() if sys.argv[1] == "reuse" else None
-n = 16 * 2**20  # floats: 64 MiB, twice glibc's largest default mmap threshold
-block = torch.empty(n).fill_(1.0)
-del block
+from loclin.runs.allocator import TORCH_SWITCH, kernel_allows_huge_pages
+
+FILL = """
+import resource, sys
+from loclin.runs.allocator import use_huge_pages
+pages = use_huge_pages(enable=sys.argv[1] == "on")
+import torch
+n = 16 * 2**20  # floats: 64 MiB
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-torch.empty(n).fill_(2.0)
-print(took, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+torch.empty(n).fill_(1.0)
+print(pages, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
-PAGES = 64 * 2**20 // 4096
+SMALL_PAGES = 64 * 2**20 // 4096
 
 
-def faults_filling_again(mode: str) -> tuple[str, int]:
-    done = subprocess.run([sys.executable, "-c", FILL_AGAIN, mode], capture_output=True, text=True, timeout=120)
+def faults_filling(switch: str, env: dict | None = None) -> tuple[str, int]:
+    done = subprocess.run([sys.executable, "-c", FILL, switch], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
-    took, faults = done.stdout.split()
-    return took, int(faults)
+    pages, faults = done.stdout.rsplit(maxsplit=1)
+    return pages, int(faults)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
-def test_a_freed_large_block_is_reused_without_page_faults_only_once_the_thresholds_are_raised():
-    took, reused = faults_filling_again("reuse")
-    if took != "True":
-        pytest.skip("this libc has no mallopt thresholds (not glibc)")
-    _, fresh = faults_filling_again("default")
-    assert fresh > 0.9 * PAGES  # glibc's default: fresh pages from mmap, each faulted in on first touch
-    assert reused < 0.05 * PAGES
+@pytest.mark.skipif(not kernel_allows_huge_pages(), reason="transparent huge pages are off in this kernel")
+def test_a_large_tensor_takes_a_fraction_of_the_page_faults_on_huge_pages():
+    pages, huge = faults_filling("on")
+    assert pages == "2 MiB" and huge < 0.1 * SMALL_PAGES
+    pages, small = faults_filling("off")
+    assert pages == "4 KiB" and small > 0.9 * SMALL_PAGES  # one fault per 4 KiB page
+
+
+def test_a_switch_the_user_set_wins(monkeypatch):
+    import os
+
+    monkeypatch.setenv(TORCH_SWITCH, "0")
+    pages, _ = faults_filling("on", env=dict(os.environ))
+    assert pages == "4 KiB"

@@ -1,37 +1,40 @@
-"""Large tensors on pages already mapped: glibc's malloc tuned for a run that allocates the same
-large blocks again and again.
+"""Large tensors on huge pages: torch's own switch, set for a config run before torch is imported.
 
-glibc serves an allocation above its mmap threshold (at most 32 MiB by default) with fresh pages
-from ``mmap``, and gives them back with ``munmap`` when the tensor is freed; the kernel then faults
-in and zeroes every page on first touch. A rolling-basis refresh allocates its D×k basis each time
-(147 MB at D = 4.6M, k = 8): on this machine those page faults cost about as much as the product
-that fills it (``benchmarks/refresh_floor.py``: ``torch.empty(k, D).fill_(1)`` 68 ms fresh against
-9 ms on mapped pages). ``reuse_freed_pages`` raises the mmap threshold and the trim threshold
-(``mallopt``), so a freed block stays in the heap and the next one of its size reuses its pages.
+A freshly allocated tensor of many MiB comes from new pages, and the kernel faults in and zeroes
+each one on first touch. A rolling-basis refresh allocates its D×k basis each time (147 MB at
+D = 4.6M, k = 8): with 4 KiB pages that is 36k page faults, which on this machine cost about as
+much as the product that fills the basis (``benchmarks/refresh_floor.py``). With
+``THP_MEM_ALLOC_ENABLE=1`` torch aligns every allocation of 2 MiB or more to 2 MiB and asks the
+kernel for transparent huge pages there (``madvise(MADV_HUGEPAGE)``), so the same basis takes about
+70 faults.
 
-The cost: memory the run frees stays with its process until it ends (resident at its peak), which a
-training process holds anyway. It changes no number. ``train.py`` calls it for a config run; the
-drop-in callbacks (``GeometryMonitor``, the Hugging Face callback) leave the user's process as it
-is. Elsewhere than glibc (macOS, musl) it does nothing and says so by returning False.
+The cost: up to 2 MiB more per large tensor, and a kernel that may compact memory to find huge
+pages. It changes no number. ``train.py`` asks for it in a config run unless the variable is
+already set (``THP_MEM_ALLOC_ENABLE=0`` keeps 4 KiB pages); the drop-in callbacks
+(``GeometryMonitor``, the Hugging Face callback) leave the user's process as it is. Where the
+kernel has transparent huge pages off (``never``), the switch does nothing.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import os
+from pathlib import Path
 
-M_TRIM_THRESHOLD = -1  # glibc's mallopt parameters (malloc.h)
-M_MMAP_THRESHOLD = -3
-KEPT_BYTES = 1 << 30  # blocks up to 1 GiB come from the heap and stay there when freed
+TORCH_SWITCH = "THP_MEM_ALLOC_ENABLE"  # read by torch's CPU allocator (c10/core/alloc_cpu.cpp)
+KERNEL_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
 
 
-def reuse_freed_pages(limit: int = KEPT_BYTES) -> bool:
-    """Set glibc's mmap and trim thresholds to ``limit`` bytes; True if glibc took both."""
-    name = ctypes.util.find_library("c")
+def kernel_allows_huge_pages() -> bool:
+    """The kernel's transparent-huge-page mode is ``always`` or ``madvise`` (the one torch uses)."""
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mode = KERNEL_SETTING.read_text()
+    except OSError:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, limit)) and bool(mallopt(M_TRIM_THRESHOLD, limit))
+    return "[never]" not in mode
+
+
+def use_huge_pages(enable: bool = True) -> str:
+    """Set torch's switch (before torch allocates; a value already set wins) and say which pages
+    large tensors get: ``"2 MiB"`` or ``"4 KiB"``."""
+    os.environ.setdefault(TORCH_SWITCH, "1" if enable else "0")
+    return "2 MiB" if os.environ[TORCH_SWITCH] == "1" and kernel_allows_huge_pages() else "4 KiB"
