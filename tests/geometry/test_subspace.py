@@ -3,7 +3,17 @@
 import numpy as np
 import pytest
 import torch
-from loclin.geometry.subspace import orthonormalize, topk_basis
+from loclin.geometry.subspace import (
+    GRAM_BLOCK_COLUMNS,
+    GRAM_BLOCK_ROWS,
+    basis_coefficients,
+    basis_from_coefficients,
+    blocked_products,
+    column_gram,
+    orthonormalize,
+    reorthonormalize,
+    topk_basis,
+)
 from loclin.geometry.window import VectorWindow
 from scipy.linalg import subspace_angles
 
@@ -204,3 +214,20 @@ def test_blocked_products_in_float64_blocks_match_numpy_and_float64_inputs_stay_
     wrapped = [4, 5, 0, 1]
     selected = blocked_products(wide, wide, GRAM_BLOCK_COLUMNS, select=torch.tensor(wrapped)).numpy()
     assert np.abs(selected - reference[wrapped]).max() / np.abs(reference).max() < 1e-6
+
+
+@pytest.mark.parametrize("dim,k", [(3 * GRAM_BLOCK_ROWS + 123, 8), (GRAM_BLOCK_ROWS // 2, 3), (2 * GRAM_BLOCK_ROWS, 5)])
+def test_the_basis_formed_in_blocks_is_the_product_at_once_bit_for_bit_and_checked_on_its_own_gram(dim, k):
+    """B = Xᵀ C formed in column_gram's blocks, its BᵀB taken on the way, is the same bits as the
+    product at once followed by column_gram; and it is orthonormal against numpy's float64 product."""
+    torch.manual_seed(dim)
+    rows = torch.randn(16, dim)
+    coefficients, _ = basis_coefficients(blocked_products(rows, rows, GRAM_BLOCK_COLUMNS, torch.float64), k)
+    formed = basis_from_coefficients(rows, coefficients)
+    at_once = (coefficients.T.to(rows.dtype) @ rows).T
+    if (column_gram(at_once) - torch.eye(k, dtype=torch.float64)).abs().max() <= 1e-5:  # kept as is
+        assert torch.equal(formed, at_once)
+    else:
+        assert torch.equal(formed, reorthonormalize(at_once))
+    b = formed.double().numpy()
+    np.testing.assert_allclose(b.T @ b, np.eye(k), atol=1e-5)
