@@ -59,13 +59,18 @@ def ratio(ms: float, floor_ms: float) -> str:
 
 
 def refresh_table(record: dict) -> list[str]:
-    """One row per D: the floor, then each part of a refresh and each SVD as a multiple of it."""
-    head = "| D | floor ms (one read) | " + " | ".join(h for _, h in REFRESH_COLUMNS) + " |"
-    lines = [head, "|" + "---|" * (2 + len(REFRESH_COLUMNS))]
+    """One row per D: the floor, then each part of a refresh and each SVD as a multiple of it, and
+    the refresh as a multiple of its two products alone (the CPU target: at most 1.5×). A record
+    that names its pages (loclin.runs.allocator) says so under the table."""
+    head = "| D | floor ms (one read) | " + " | ".join(h for _, h in REFRESH_COLUMNS) + " | refresh ÷ two products |"
+    lines = [head, "|" + "---|" * (3 + len(REFRESH_COLUMNS))]
     for row in record["dims"]:
-        floor = row["floor_ms"]
-        cells = [ratio(row["ms"][key], floor) for key, _ in REFRESH_COLUMNS]
+        floor, ms = row["floor_ms"], row["ms"]
+        cells = [ratio(ms[key], floor) for key, _ in REFRESH_COLUMNS]
+        cells.append(f"{ms['refresh'] / ms['two products alone']:.2f}×")
         lines.append(f"| {row['dim']:,} | {floor:.2f} ({row['gb_per_s']:.1f} GB/s) | " + " | ".join(cells) + " |")
+    if "pages" in record:
+        lines += ["", f"Large tensors on {record['pages']} pages (`loclin.runs.allocator`, as `train.py` runs)."]
     return lines
 
 
