@@ -3,6 +3,7 @@
 one per page. Counted by the kernel (getrusage minor faults), each in a fresh interpreter, since
 torch reads the switch before its first allocation. A value the user set wins."""
 
+import os
 import subprocess
 import sys
 
@@ -24,6 +25,10 @@ SMALL_PAGES = 64 * 2**20 // 4096
 
 
 def faults_filling(switch: str, env: dict | None = None) -> tuple[str, int]:
+    """Pages and faults in a fresh interpreter; without ``env``, this one's environment less the
+    switch (a run in this process, train.main, sets it)."""
+    if env is None:
+        env = {key: value for key, value in os.environ.items() if key != TORCH_SWITCH}
     done = subprocess.run([sys.executable, "-c", FILL, switch], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     pages, faults = done.stdout.rsplit(maxsplit=1)
@@ -39,8 +44,6 @@ def test_a_large_tensor_takes_a_fraction_of_the_page_faults_on_huge_pages():
 
 
 def test_a_switch_the_user_set_wins(monkeypatch):
-    import os
-
     monkeypatch.setenv(TORCH_SWITCH, "0")
     pages, _ = faults_filling("on", env=dict(os.environ))
     assert pages == "4 KiB"

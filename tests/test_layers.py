@@ -6,6 +6,8 @@ import inside a function counts as well."""
 import ast
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 LAYER = {"geometry": 0, "datamodules": 1, "lightning_modules": 1, "callbacks": 2, "loclin": 3}
 FOLDERS = tuple(package for package in LAYER if package != "loclin")  # loclin.<folder> when installed
@@ -229,3 +231,12 @@ def test_no_source_file_is_hidden_by_the_ignore_rules():
 
     assert len(files) > 80 and ignored(files) == []
     assert ignored(["runs/x.py", "loclin/runs/grid.py"]) == ["runs/x.py"]  # run outputs stay ignored
+
+
+def test_the_wheel_lists_every_package_under_loclin():
+    """pyproject's ``packages`` names every folder of loclin/ that has an ``__init__.py`` (a folder
+    missing there is missing from the wheel; tests/test_install.py builds one)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    folders = {".".join(init.parent.relative_to(REPO).parts) for init in (REPO / "loclin").rglob("__init__.py")}
+    assert len(folders) > 8 and folders <= listed, sorted(folders - listed)
