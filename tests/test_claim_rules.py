@@ -183,6 +183,27 @@ def test_c5_reads_p_improve_at_the_largest_d_on_its_clopper_pearson_interval():
     assert card[6] == "supported" and "D 2,000 → 400,000 (2.3 orders)" in card[1]
 
 
+def test_c5_of_a_run_at_one_d_reads_its_last_probe_point_at_the_smallest_sigma():
+    """A LoRA adapter has one D: the rule is the same, on the last probe point's smallest σ,
+    counted over the es.n perturbations (380 of 1,000 improve: [0.350, 0.411] by the beta law)."""
+    from scipy import stats as st
+
+    from loclin.claims.c5 import c5_rows
+
+    def point(step, p_improve):
+        fixed = [{"p_improve": p_improve, "pred_p_improve": 0.498}, {"p_improve": 0.1, "pred_p_improve": 0.2}]
+        return {"dim": 460_800, "step": step, "fixed": fixed, "es": {"n": 1000, "cos": 0.05, "pred_cos": 0.046}}
+
+    summary = {"family": "lora", "curves": {"random_search.points": [point(100, 0.38), point(40, 0.9)]}}
+    card = c5_rows("rs_lora", summary)[0]
+    low, high = st.beta.ppf(0.025, 380, 621), st.beta.ppf(0.975, 381, 620)
+    assert card[6] == "undecided" and low < 0.4 < high  # the interval straddles the floor
+    assert f"0.38 [{low:.3g}, {high:.3g}]" in card[3] and "one D = 460,800" in card[1] and "step 100" in card[4]
+    summary["curves"]["random_search.points"][0] = point(100, 0.47)
+    assert c5_rows("rs_lora", summary)[0][6] == "supported"
+    assert c5_rows("none", {"curves": {}}) == []
+
+
 def test_a_stand_in_system_says_what_it_stands_in_for():
     from loclin.claims.scorecard import with_stand_in
 

@@ -1,5 +1,6 @@
 """C5 decided: does random search keep working as the dimension grows? Read from a random-search
-run's dimension sweep (``random_search.widths``: one row per trained width, at its last probe point).
+run's dimension sweep (``random_search.widths``: one row per trained width, at its last probe point),
+or, for a run at one D (a LoRA adapter), from its last probe point (``random_search.points``).
 
 Theorem A (docs/science.md 8): for σ well below σ_lin, ΔL(σε) is N(0, σ²‖g‖²) to first order, so
 P(ΔL < 0) → ½ whatever D. At the smallest σ of the grid, each width's P(improve) is a count over
@@ -20,6 +21,7 @@ from loclin.reports.tables import fmt
 
 IMPROVE_FLOOR = 0.4  # "works": a random direction still improves the loss this often at the largest D
 WIDTHS = "random_search.widths"
+POINTS = "random_search.points"
 
 
 def improve_interval(row: dict) -> tuple[float, float]:
@@ -38,11 +40,47 @@ def c5_word(rows: list[dict]) -> str:
     return "refuted" if high < IMPROVE_FLOOR else "undecided"
 
 
+def point_row(point: dict) -> dict:
+    """A probe point as a width row: P(improve) at its smallest σ, over the ``es.n`` (= samples)
+    perturbations both are drawn from, and its ES cosine."""
+    smallest = point["fixed"][0]
+    return {
+        "dim": point["dim"],
+        "p_improve": smallest["p_improve"],
+        "pred_p_improve": smallest["pred_p_improve"],
+        "samples": point["es"]["n"],
+        "es_cos": point["es"]["cos"],
+        "pred_es_cos": point["es"]["pred_cos"],
+    }
+
+
+def one_dim_rows(name: str, summary: dict) -> list[list[str]]:
+    """The C5 row of a run at one D: the rule of the sweep (c5_word) on its last probe point."""
+    points = summary.get("curves", {}).get(POINTS) or []
+    if not points:
+        return []
+    row = point_row(max(points, key=lambda p: p["step"]))
+    low, high = improve_interval(row)
+    return [
+        [
+            f"C5: random search works in high dimension (P(ΔL < 0) ≥ {IMPROVE_FLOOR} at the largest D)",
+            f"{summary.get('family', '?')}, one D = {row['dim']:,}",
+            "P(improve) → ½, any D",
+            f"P(improve) at D = {row['dim']:,}: {fmt(row['p_improve'])} [{fmt(low)}, {fmt(high)}] "
+            f"(theory {fmt(row['pred_p_improve'])})",
+            f"{row['samples']} perturbations, one probe point (step {max(p['step'] for p in points)})",
+            f"ES cosine {fmt(row['es_cos'])} (theory {fmt(row['pred_es_cos'])})",
+            c5_word([row]),
+            f"[{name}](#{name})",
+        ]
+    ]
+
+
 def c5_rows(name: str, summary: dict) -> list[list[str]]:
-    """The scorecard's C5 row of one published random-search run with a dimension sweep."""
+    """The scorecard's C5 row of one published random-search run: its dimension sweep, or its one D."""
     rows = sorted(summary.get("curves", {}).get(WIDTHS) or [], key=lambda r: r["dim"])
     if len(rows) < 2:
-        return []
+        return one_dim_rows(name, summary)
     largest = rows[-1]
     shown = fmt(largest["p_improve"])
     if "samples" in largest:
