@@ -69,7 +69,7 @@ def named(reference: str) -> Callable:
 
 PHASED = "loclin.protocols.train.runner:run_experiment"  # the phased runner: train, recovery, random_search
 PROTOCOLS: dict[str, Protocol] = {}  # by name, in the order the packages register
-RECOGNISED_IN_ORDER = ("quadratic", "steer", "random_search", "recovery")  # a summary without "protocol"
+RECOGNISED_IN_ORDER = ("quadratic", "steer", "random_search", "recovery")  # checked first, then any other registered
 
 
 def register(protocol: Protocol) -> Protocol:
@@ -90,4 +90,5 @@ def protocol_of_summary(summary: dict) -> str:
     written before that key existed, what it holds (the phased runner's plain train otherwise)."""
     if summary.get("protocol") in PROTOCOLS:
         return summary["protocol"]
-    return next((name for name in RECOGNISED_IN_ORDER if PROTOCOLS[name].wrote(summary)), "train")
+    order = [*RECOGNISED_IN_ORDER, *(name for name in PROTOCOLS if name not in RECOGNISED_IN_ORDER)]
+    return next((name for name in order if name in PROTOCOLS and PROTOCOLS[name].wrote(summary)), "train")
