@@ -63,8 +63,10 @@ class MeasurementCallback(Callback):
     def log_scalars(self, trainer: L.Trainer, metrics: dict[str, float], step: int) -> None:
         log_measurements(trainer, metrics, step)
 
+    draw_figures = True  # trainer.figures: false turns them off (the runner sets it)
+
     def log_figures(self, trainer: L.Trainer, step: int) -> None:
-        if trainer.logger is None or not trainer.is_global_zero:
+        if not self.draw_figures or trainer.logger is None or not trainer.is_global_zero:
             return
         writer = getattr(trainer.logger, "experiment", None)
         if writer is None or not hasattr(writer, "add_figure"):

@@ -22,6 +22,14 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 
 
+def answer_positions(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, columns) of the answer tokens of a B×T target. The cross-entropy is taken on those
+    rows of the logits alone: a vocabulary-wide log-softmax at every position (50k classes on a
+    language model) cost more than the model's forward pass. The index is computed from the
+    target, never from the logits, so vmap over parameters and forward-mode AD see a fixed gather."""
+    return (target != IGNORE_INDEX).nonzero(as_tuple=True)
+
+
 class AnswerTokenModule(L.LightningModule):
     def __init__(self, task_names: Sequence[str], task_registry: Sequence[str], optim: OptimizerSpec | None = None):
         """``task_names``: tasks validated (one dataloader each, in order); ``task_registry``:
@@ -51,12 +59,15 @@ class AnswerTokenModule(L.LightningModule):
     @staticmethod
     def answer_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy over answer tokens (targets != IGNORE_INDEX)."""
-        return F.cross_entropy(logits.transpose(1, 2), target, ignore_index=IGNORE_INDEX)
+        rows, cols = answer_positions(target)
+        return F.cross_entropy(logits[rows, cols], target[rows, cols])
 
     def per_token_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        logits = self.logits(batch)
-        losses = F.cross_entropy(logits.transpose(1, 2), batch["target"], ignore_index=IGNORE_INDEX, reduction="none")
-        return logits, losses
+        """The logits and the B×T cross-entropy, 0 where the target is IGNORE_INDEX."""
+        logits, target = self.logits(batch), batch["target"]
+        rows, cols = answer_positions(target)
+        answer_losses = F.cross_entropy(logits[rows, cols], target[rows, cols], reduction="none")
+        return logits, logits.new_zeros(target.shape).index_put((rows, cols), answer_losses)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Mean cross-entropy over the batch's answer tokens."""

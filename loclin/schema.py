@@ -122,6 +122,9 @@ class TrainerConfig:
     # redraw the figures (drift against lag, spectra) in TensorBoard at a checkpoint when this many
     # seconds have passed since the last redraw: 0 = at every checkpoint, null = only at a phase's end
     live_figures_seconds: float | None = 60.0
+    # false: no figures in TensorBoard at all (the scalars and summary.json are the same, and
+    # analyze.py still draws its plots); drawing them is about a third of a tiny run's time
+    figures: bool = True
 
 
 @dataclass

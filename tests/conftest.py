@@ -20,6 +20,14 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(config, items):
+    """Files with an end-to-end run (marked slow) first, in their order. Under the README's
+    ``--dist loadfile --no-loadscope-reorder`` a worker takes whole files in this order, so no long
+    file starts last while the other worker idles, and the quick files fill the end."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
+
+
 @pytest.fixture(scope="session")
 def text_assets() -> dict[str, Path]:
     return {"tokenizer": fetch("gpt2-tokenizer"), "corpus": fetch("brown-corpus") / "brown.txt"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DDP = ["trainer.strategy=ddp", "trainer.devices=2", "trainer.accelerator=cpu"]
-SAME_THREADS = ["trainer.cpu_threads=1", "trainer.progress_bar=false"]
+SAME_THREADS = ["trainer.cpu_threads=1", "trainer.progress_bar=false", "trainer.figures=false"]  # numbers only
 SHARDED = ["geometry.shard_windows=true", "geometry.per_task.enabled=false"]
 
 

@@ -7,7 +7,8 @@ Instants are keyed on the phase's name (tests/fault_injection.py): mid-step, bef
 checkpoint (the run starts again), half-way through writing a checkpoint, inside the static
 bases' computation at the end of ``train``, around the renames that publish a phase's part
 summary, end checkpoint and the prefix basis, in the constrained re-run, and just before
-summary.json. Two runs go at a time, one CPU thread each (the reference uses one too)."""
+summary.json. Two runs go at a time, one CPU thread each (the reference uses one too). The killed
+runs draw no figures and the reference does: numbers never depend on them."""
 
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ KILLS = [
     {"kill": "replace", "path": "recover_constrained/end.ckpt", "when": "before"},
     {"kill": "replace", "path": "summary.json", "when": "before"},
 ]
+# The killed runs draw no TensorBoard figures (a third of a tiny run's time); the reference draws them,
+# so the comparison also shows that figures never change a number
+NO_FIGURES = "trainer.figures=false"
 NOT_NUMBERS_OF_THE_RUN = ("wall_seconds", "run_dir")  # the process's clock and the folder differ by design
 
 
@@ -83,6 +87,7 @@ def same(a: float, b: float) -> bool:
 def killed_and_resumed(root: Path, fault: dict) -> dict:
     root.mkdir()
     config = ["--config", str(REPO / "conf" / "tiny_recovery.yaml"), f"output_root={root / 'runs'}", *OVERRIDES]
+    config.append(NO_FIGURES)
     killed = train(root, *config, fault=fault)
     expected = 130 if fault.get("signal") == "SIGINT" else -9
     assert killed.returncode == expected, f"{fault}: not the fault's exit ({killed.returncode}) {killed.stderr[-800:]}"
@@ -104,6 +109,16 @@ def killed_and_resumed(root: Path, fault: dict) -> dict:
     return json.loads((run_dir / "summary.json").read_text())
 
 
+def image_tags(run_dir: Path) -> set[str]:
+    """The image tags of a run's TensorBoard events (its phases' figures)."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    runs = EventMultiplexer(size_guidance={"images": 1})
+    runs.AddRunsFromDirectory(str(run_dir))
+    runs.Reload()
+    return {tag for run in runs.Runs() for tag in runs.GetAccumulator(run).Tags()["images"]}
+
+
 def check_kills(tmp_path: Path, kills: list[dict]) -> None:
     """Every kill of ``kills`` resumed to the uninterrupted reference run's summary, number for number."""
     with ThreadPoolExecutor(2) as pool:
@@ -119,6 +134,7 @@ def check_kills(tmp_path: Path, kills: list[dict]) -> None:
         assert reference_job.result().returncode == 0, reference_job.result().stderr[-1500:]
         resumed = [job.result() for job in jobs]
     reference = tmp_path / "reference" / "tiny_recovery" / "version_0" / "summary.json"
+    assert image_tags(reference.parent) and not image_tags(tmp_path / "kill_0" / "runs" / "tiny_recovery" / "version_0")
     expected = numbers(json.loads(reference.read_text()))
     assert len(expected) > 500 and any("constrained" in key for key in expected)
     compared = 0

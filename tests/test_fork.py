@@ -12,6 +12,7 @@ pytestmark = pytest.mark.slow  # end-to-end runs: the full suite, not the quick 
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = str(REPO / "conf" / "tiny_recovery.yaml")
+QUIET = ["trainer.progress_bar=false", "trainer.figures=false"]  # numbers only: no bar, no TensorBoard figures
 CHANGE = ["phases.2.optim.name=sgd", "phases.2.lr=0.05", "recovery.prefix_ms=[1,2,4,8]", "recovery.constrained_m=4"]
 
 
@@ -22,14 +23,12 @@ def summary_of(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("parent")
-    assert train.main(["--config", TINY, f"output_root={root}", "trainer.progress_bar=false"]) == 0
+    assert train.main(["--config", TINY, f"output_root={root}", *QUIET]) == 0
     return root / "tiny_recovery" / "version_0"
 
 
 def test_a_forked_recovery_equals_the_full_run_with_the_same_settings(parent, tmp_path):
-    assert (
-        train.main(["--config", TINY, f"output_root={tmp_path / 'full'}", "trainer.progress_bar=false", *CHANGE]) == 0
-    )
+    assert train.main(["--config", TINY, f"output_root={tmp_path / 'full'}", *QUIET, *CHANGE]) == 0
     full = summary_of(tmp_path / "full" / "tiny_recovery" / "version_0")
     assert train.main(["--fork", str(parent), "--after", "degrade", f"output_root={tmp_path / 'fork'}", *CHANGE]) == 0
     fork_dir = tmp_path / "fork" / "tiny_recovery" / "version_0"
@@ -107,7 +106,7 @@ def test_lightnings_startup_lines_are_printed_once_a_run_not_once_a_phase(parent
     import subprocess
     import sys
 
-    args = ["--fork", str(parent), "--after", "train", f"output_root={tmp_path}", "trainer.progress_bar=false"]
+    args = ["--fork", str(parent), "--after", "train", f"output_root={tmp_path}", *QUIET]
     result = subprocess.run(
         [sys.executable, str(REPO / "train.py"), *args], capture_output=True, text=True, timeout=300, cwd=REPO
     )

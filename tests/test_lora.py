@@ -29,7 +29,7 @@ TINY = REPO / "conf" / "tiny_lora.yaml"
 
 
 def tiny_config(root: Path, model_dir: Path, *overrides: str):
-    return load_config(TINY, [f"output_root={root}", f"lm.model={model_dir}", *overrides])
+    return load_config(TINY, [f"output_root={root}", f"lm.model={model_dir}", "trainer.figures=false", *overrides])
 
 
 @pytest.fixture(scope="module")

@@ -84,6 +84,7 @@ def test_gradient_hvp_and_hutchinson_against_the_dense_hessian(tiny):
 
 
 FAST = [
+    "trainer.figures=false",
     "random_search.samples=120",
     "random_search.best_of=[2,10,100]",
     "random_search.subspace_samples=30",
@@ -154,6 +155,7 @@ def test_random_search_on_a_lora_adapter(tiny_gpt2, text_assets, tmp_path):
         "random_search.subspace_samples=10",
         "random_search.hutchinson_samples=4",
         "random_search.batch_size=8",
+        "trainer.figures=false",
     ]
     assert train.main(["--config", "conf/tiny_lora.yaml", *overrides]) == 0
     summary = json.loads((tmp_path / "tiny_lora" / "version_0" / "summary.json").read_text())

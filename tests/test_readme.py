@@ -32,7 +32,7 @@ def shell_lines() -> list[str]:
 
 
 COMMANDS = shell_lines()
-TEST_COMMAND = "python -m pytest -q -n 2 --dist loadfile"
+TEST_COMMAND = "python -m pytest -q -n 2 --dist loadfile --no-loadscope-reorder"
 
 
 def test_the_readme_has_the_commands_this_test_reads():

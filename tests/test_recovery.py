@@ -39,7 +39,7 @@ class CrashInPhase(Callback):
             raise RuntimeError("simulated kill")
 
 
-def run(root: Path, extra=None, resume_dir=None, overrides=()):
+def run(root: Path, extra=None, resume_dir=None, overrides=("trainer.figures=false",)):
     cfg = load_config(TINY, [f"output_root={root}", *overrides])
     if resume_dir is not None:
         return run_experiment(cfg, resume_dir, resume=True)
@@ -192,9 +192,9 @@ def test_killed_after_the_last_step_checkpoint_resumes_to_every_number(tmp_path)
     """eval_every = the recover phase's 60 steps: its last.ckpt is written at its final step, and
     Lightning skips on_train_end for a phase resumed there; the recovery results must still come."""
     root = tmp_path / "whole"
-    cfg = load_config(TINY, [f"output_root={root}", "trainer.eval_every=60"])
+    cfg = load_config(TINY, ["trainer.figures=false", f"output_root={root}", "trainer.eval_every=60"])
     whole = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
-    cfg = load_config(TINY, [f"output_root={tmp_path / 'killed'}", "trainer.eval_every=60"])
+    cfg = load_config(TINY, ["trainer.figures=false", f"output_root={tmp_path / 'killed'}", "trainer.eval_every=60"])
     run_dir = create_run_dir(cfg.output_root, cfg.experiment)
     with pytest.raises(RuntimeError, match="simulated kill"):
         run_experiment(cfg, run_dir, extra_callbacks=[CrashAtPhaseEnd()])
@@ -235,7 +235,7 @@ def test_a_plain_sgd_recovery_has_updates_parallel_to_its_gradients(tmp_path):
         "phases.2.lr=0.5",
         "recovery.constrained_m=0",
     ]
-    cfg = load_config(TINY, overrides)
+    cfg = load_config(TINY, [*overrides, "trainer.figures=false"])
     summary = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
     assert [p["optim"]["name"] for p in summary["phases"]] == ["adamw", "adamw", "sgd"]
     curve = summary["curves"]["recovery.prefix"]
@@ -300,7 +300,10 @@ def test_a_replay_from_the_same_start_with_the_same_optimizer_is_the_phase_again
     """`starts_from` + `replays` re-run a phase: the same θ at its end, so every held-out number is equal."""
     again = "{name: again, steps: 60, tasks: [copy], starts_from: degrade, replays: recover}"
     plan = f"phases=[{{name: train, steps: 200}}, {{name: degrade, steps: 40}}, {{name: recover, steps: 60}}, {again}]"
-    cfg = load_config(TINY, [f"output_root={tmp_path}", "protocol=train", plan, "geometry.per_task.enabled=false"])
+    cfg = load_config(
+        TINY,
+        ["trainer.figures=false", f"output_root={tmp_path}", "protocol=train", plan, "geometry.per_task.enabled=false"],
+    )
     summary = run_experiment(cfg, create_run_dir(cfg.output_root, cfg.experiment))
     recover = {n[len("recover.") :]: m["value"] for n, m in summary["metrics"].items() if n.startswith("recover.task.")}
     replay = {n[len("again.") :]: m["value"] for n, m in summary["metrics"].items() if n.startswith("again.task.")}

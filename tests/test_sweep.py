@@ -255,7 +255,14 @@ def test_a_forked_sweep_applies_its_fixed_overrides_to_every_point(tmp_path, cap
     import train
 
     recovery = str(REPO / "conf" / "tiny_recovery.yaml")
-    assert train.main(["--config", recovery, f"output_root={tmp_path / 'parent'}", "trainer.progress_bar=false"]) == 0
+    parent_run = [
+        "--config",
+        recovery,
+        f"output_root={tmp_path / 'parent'}",
+        "trainer.progress_bar=false",
+        "trainer.figures=false",
+    ]
+    assert train.main(parent_run) == 0
     parent = tmp_path / "parent" / "tiny_recovery" / "version_0"
     out = tmp_path / "sweep"
     fixed = ["phases.2.optim.name=sgd", "phases.2.optim.weight_decay=0", "recovery.constrained_m=0"]

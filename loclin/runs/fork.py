@@ -43,6 +43,7 @@ ALWAYS_FREE = (
     "trainer.grad_shards",
     "trainer.cpu_threads",
     "trainer.keep_checkpoints",
+    "trainer.figures",
 )
 RECOVER_MEASUREMENT = (
     "prefix_ms",

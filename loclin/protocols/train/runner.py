@@ -122,8 +122,10 @@ def run_experiment(
         if cfg.activation_shift.enabled and phase.steps >= cfg.activation_shift.stride and not phase.replays:
             measurements.append(build_activation_shift(cfg, module))
         phase_callbacks: list[MeasurementCallback] = [*measurements, *hooks.before_phase(phase, index, measurements)]
+        for callback in phase_callbacks:
+            callback.draw_figures = cfg.trainer.figures
         reports = [MemoryReport(phase_callbacks)] if phase_callbacks else []
-        if measurements:
+        if measurements and cfg.trainer.figures:
             reports.append(LiveFigures(measurements, cfg.trainer.live_figures_seconds))
         trainer = build_trainer(
             cfg,
