@@ -80,12 +80,18 @@ def blocked_products(
     writes 3× the bytes. ``select`` is gathered one block at a time too: a gathered n×D copy is a
     fresh allocation whose first writes fault in new pages (twice the product's own time at
     D = 4.6e6). Up to ``block`` coordinates (or for float64 inputs) it is one product,
-    ``(a[select].to(precision) @ b.to(precision)ᵀ).double()``; float64 inputs stay float64."""
+    ``(a[select].to(precision) @ b.to(precision)ᵀ).double()``; float64 inputs stay float64.
+    Row-major float32 rows (a window's, whole or a run of them) take every block in one batched
+    product (:func:`batched_block_products`), the loop's numbers bit for bit at a third less time."""
     if a.dtype == torch.float64:
         precision = torch.float64
     if a.dtype == torch.float64 or a.shape[1] <= block:
         a_part = a if select is None else a[select]
         return (a_part.to(precision) @ b.to(precision).T).double()
+    rows = a if select is None else contiguous_rows(a, select)
+    row_major = rows is not None and rows.stride(1) == 1 and b.stride(1) == 1  # a window, not a basis's Bᵀ
+    if precision == torch.float32 and a.dtype == torch.float32 and b.dtype == torch.float32 and row_major:
+        return batched_block_products(rows, b, block, gathered=select is not None)
     total = torch.zeros(a.shape[0] if select is None else len(select), b.shape[0], dtype=torch.float64)
     for start in range(0, a.shape[1], block):
         stop = start + block
@@ -94,6 +100,39 @@ def blocked_products(
         b_block = a_block if b is a and select is None else b[:, start:stop].to(precision)
         total += (a_block @ b_block.T).double()
     return total
+
+
+def contiguous_rows(a: torch.Tensor, select: torch.Tensor) -> torch.Tensor | None:
+    """a[select] as a view, when ``select`` is a run of consecutive rows (a window's newest rows
+    usually are) starting on 64 bytes with a row length of a multiple of 16 floats; else None.
+    The loop gathers each block of those rows into a fresh (64-byte aligned) copy, and the CPU's
+    BLAS rounds an unaligned block differently (measured: D = 100,003 differs in the last bits, D =
+    404,736 does not), so only aligned views give the loop's bits."""
+    if len(select) == 0 or a.stride(1) != 1 or a.stride(0) % 16:
+        return None
+    first = int(select[0])
+    if not torch.equal(select.cpu(), torch.arange(first, first + len(select))):
+        return None
+    rows = a[first : first + len(select)]
+    return rows if rows.data_ptr() % 64 == 0 else None
+
+
+def batched_block_products(a: torch.Tensor, b: torch.Tensor, block: int, gathered: bool = False) -> torch.Tensor:
+    """The float32 path of :func:`blocked_products` in one batched product: the whole blocks of a
+    and b are strided views (no copy), ``bmm`` takes every block's float32 a bᵀ at once, and a
+    float64 cumulative sum over the blocks adds them in the loop's order, from zero. The last,
+    partial block is laid out as the loop lays it (``gathered``: a's rows were gathered, so its
+    block is a contiguous copy), so the result is the loop's bit for bit. One call instead of three
+    per block: at D = 4.6e6 that is 1,124 blocks."""
+    whole = a.shape[1] // block * block
+    a_blocks = a[:, :whole].view(a.shape[0], -1, block).transpose(0, 1)
+    b_blocks = b[:, :whole].view(b.shape[0], -1, block).transpose(0, 1)
+    parts = torch.bmm(a_blocks, b_blocks.transpose(1, 2)).double()
+    if whole < a.shape[1]:
+        a_last = a[:, whole:].contiguous() if gathered else a[:, whole:]
+        b_last = a_last if b is a and not gathered else b[:, whole:]
+        parts = torch.cat([parts, (a_last @ b_last.T).double()[None]])
+    return parts.cumsum(0)[-1]
 
 
 # Coordinates per block of a basis's BᵀB (k×D by D×k). Measured on an orthonormal basis at D = 2e6

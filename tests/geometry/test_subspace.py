@@ -231,3 +231,28 @@ def test_the_basis_formed_in_blocks_is_the_product_at_once_bit_for_bit_and_check
         assert torch.equal(formed, reorthonormalize(at_once))
     b = formed.double().numpy()
     np.testing.assert_allclose(b.T @ b, np.eye(k), atol=1e-5)
+
+
+def per_block_loop(a: torch.Tensor, b: torch.Tensor, select: torch.Tensor | None, block: int = 4096) -> torch.Tensor:
+    """The blocked products as the docstring states them: each block of a's (selected) rows and of b
+    taken as its own float32 product, the products added one after another in float64 from zero."""
+    total = torch.zeros(a.shape[0] if select is None else len(select), b.shape[0], dtype=torch.float64)
+    for start in range(0, a.shape[1], block):
+        a_block = a[:, start : start + block] if select is None else a[select, start : start + block]
+        b_block = a_block if b is a and select is None else b[:, start : start + block]
+        total += (a_block @ b_block.T).double()
+    return total
+
+
+@pytest.mark.parametrize("dim", [3 * 4096, 4608, 100_003, 100_016, 404_736])
+def test_the_batched_blocked_products_are_the_per_block_loop_bit_for_bit(dim):
+    from loclin.geometry.subspace import blocked_products, contiguous_rows
+
+    generator = torch.Generator().manual_seed(dim)
+    window, other = torch.randn(12, dim, generator=generator), torch.randn(5, dim, generator=generator)
+    for select in (None, torch.arange(2, 8), torch.arange(12), torch.tensor([11, 0, 1])):
+        for b in (window, other):
+            assert torch.equal(blocked_products(window, b, 4096, select=select), per_block_loop(window, b, select))
+    aligned = dim % 16 == 0
+    assert (contiguous_rows(window, torch.arange(2, 8)) is not None) == aligned  # the batched path is taken
+    assert contiguous_rows(window, torch.tensor([11, 0, 1])) is None
