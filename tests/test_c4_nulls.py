@@ -132,8 +132,9 @@ def test_the_projected_out_rerun_stays_orthogonal_to_the_prefix(recorded):
     q, _ = np.linalg.qr(np.stack(updates, 1))
     assert np.array_equal(outside[0], recover[0])
     step = np.linalg.norm(updates[0])
-    # its first step replays u_0 from θ_0, which lies in span(P_8): nothing is left of it but round-off
-    assert np.linalg.norm(outside[1] - outside[0]) <= 1e-6 * step
+    # its first step replays u_0 from θ_0, which lies in span(P_8): nothing is left of it but round-off,
+    # a few float32 spacings of θ's coordinates (1.2e-6 of the step measured; the step itself if u_0 stayed)
+    assert np.linalg.norm(outside[1] - outside[0]) <= 1e-5 * step
     for theta in outside[2:]:
         moved = theta - outside[0]
         assert np.linalg.norm(moved) > 1e-3 * step
