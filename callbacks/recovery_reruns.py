@@ -16,7 +16,7 @@ from loclin.callbacks.recovery_shared import (
 )
 from loclin.geometry.capture import capture, random_capture_baseline
 from loclin.geometry.prefix import (
-    prefix_capture_curve,
+    prefix_capture_curves,
 )
 from loclin.geometry.static_bases import project
 
@@ -138,10 +138,9 @@ class ReplicaPrefix(MeasurementCallback):
         ms = [m for m in self.prefix_ms if m <= len(self.updates)]
         if not ms:
             return
-        vectors = torch.stack(self.updates[: ms[-1]])
-        self.captures = {
-            t: list(prefix_capture_curve(vectors, delta, ms).values()) for t, delta in sorted(self.deltas.items())
-        }
+        lengths = sorted(self.deltas)
+        curves = prefix_capture_curves(torch.stack(self.updates[: ms[-1]]), [self.deltas[t] for t in lengths], ms)
+        self.captures = {t: list(curve.values()) for t, curve in zip(lengths, curves)}
         self.ms = ms
 
     def summary(self) -> dict:

@@ -76,12 +76,25 @@ def prefix_capture_and_pivots(
 ) -> tuple[dict[int, float], dict[int, float]]:
     """cap(P_m, Δ) and the smallest relative pivot min_{i<m} r_i, for each m in ``ms``."""
     basis, pivots = nested_prefix(vectors[: max(ms)])
-    delta = displacement.reshape(-1).to(torch.float64)
-    contributions = (basis.T @ delta).pow(2)
-    cumulative = torch.cumsum(contributions, 0) / delta.pow(2).sum()
     smallest = torch.cummin(pivots, 0).values
-    kept = [m for m in ms if 1 <= m <= cumulative.numel()]
-    return {m: float(cumulative[m - 1]) for m in kept}, {m: float(smallest[m - 1]) for m in kept}
+    captures = captures_by_m(basis, displacement, ms)
+    return captures, {m: float(smallest[m - 1]) for m in captures}
+
+
+def prefix_capture_curves(
+    vectors: torch.Tensor, displacements: Sequence[torch.Tensor], ms: Sequence[int]
+) -> list[dict[int, float]]:
+    """:func:`prefix_capture_curve` of each displacement, from one nested basis of ``vectors``
+    (the basis does not depend on Δ, and forming it is the cost: float64 Gram–Schmidt over D)."""
+    basis = nested_prefix(vectors[: max(ms)])[0]
+    return [captures_by_m(basis, displacement, ms) for displacement in displacements]
+
+
+def captures_by_m(basis: torch.Tensor, displacement: torch.Tensor, ms: Sequence[int]) -> dict[int, float]:
+    """cap(P_m, Δ) = Σ_{i<m} (q_iᵀΔ)² / ‖Δ‖² for each m in ``ms`` up to the basis's columns."""
+    delta = displacement.reshape(-1).to(torch.float64)
+    cumulative = torch.cumsum((basis.T @ delta).pow(2), 0) / delta.pow(2).sum()
+    return {m: float(cumulative[m - 1]) for m in ms if 1 <= m <= cumulative.numel()}
 
 
 def smallest_pivots(vectors: torch.Tensor) -> torch.Tensor:

@@ -27,7 +27,8 @@ THREADS=${THREADS:-1}
 CAPTURE_AT="[10,25,50,$STEPS]"
 # every cell: STEPS recovery steps on `arith`, constant rate, no warm-up, the re-runs and the replica
 FIXED=(phases.2.steps=$STEPS phases.2.optim.warmup_steps=0 recovery.constrained_m=8 recovery.outside_m=8
-  recovery.replica=true "recovery.capture_at_steps=$CAPTURE_AT" "trainer.cpu_threads=$THREADS" trainer.keep_checkpoints=false)
+  recovery.replica=true "recovery.capture_at_steps=$CAPTURE_AT" "trainer.cpu_threads=$THREADS" trainer.keep_checkpoints=false
+  trainer.figures=false)  # a map reads numbers: no TensorBoard figures (changes none)
 PARENTS=()
 make_parent() {  # seed: make (or resume) that seed's parent
   local parent="$OUT/parents/seed_$1/lora_smollm2/version_0"

@@ -8,6 +8,7 @@ from loclin.geometry.prefix import (
     PREFIX_DETERMINED_PIVOT,
     prefix_capture_and_pivots,
     prefix_capture_curve,
+    prefix_capture_curves,
     prefix_capture_from_gram,
     prefix_capture_from_r,
     stacked_r,
@@ -178,3 +179,18 @@ def test_exact_krylov_capture_matches_the_update_prefix_where_that_is_determined
         )
         assert exact == pytest.approx(curve[m], abs=1e-8)
     assert pivots[16] < PREFIX_DETERMINED_PIVOT and pivots[32] < PREFIX_DETERMINED_PIVOT
+
+
+def test_one_basis_for_many_displacements_gives_each_curve_and_numpys_projection():
+    generator = torch.Generator().manual_seed(3)
+    vectors = torch.randn(6, 500, generator=generator)
+    displacements = [torch.randn(500, generator=generator), vectors[:2].sum(0), vectors[5] - vectors[4]]
+    ms = [1, 2, 4, 6]
+    curves = prefix_capture_curves(vectors, displacements, ms)
+    assert curves == [prefix_capture_curve(vectors, d, ms) for d in displacements]  # bit for bit
+    for d, curve in zip(displacements, curves):
+        for m in ms:
+            q, _ = np.linalg.qr(vectors[:m].double().numpy().T)
+            dn = d.double().numpy()
+            assert curve[m] == pytest.approx(np.sum((q.T @ dn) ** 2) / np.sum(dn**2), abs=1e-12)
+    assert curves[1][2] == pytest.approx(1.0)  # Δ = u_0 + u_1 lies in P_2
