@@ -178,7 +178,7 @@ def test_c5_reads_p_improve_at_the_largest_d_on_its_clopper_pearson_interval():
     small = {**row, "dim": 2_000, "es_cos": 0.5}
     assert c5_word([small, row]) == "supported"
     assert c5_word([small, {**row, "p_improve": 0.3}]) == "refuted"
-    assert c5_word([small, {**row, "p_improve": 0.41, "samples": 100}]) == "undecided"
+    assert c5_word([small, {**row, "p_improve": 0.41, "samples": 100}]).startswith("undecided (n ≈ ")
     card = c5_rows("rs", {"curves": {"random_search.widths": [row, small]}})[0]
     assert card[6] == "supported" and "D 2,000 → 400,000 (2.3 orders)" in card[1]
 
@@ -197,11 +197,29 @@ def test_c5_of_a_run_at_one_d_reads_its_last_probe_point_at_the_smallest_sigma()
     summary = {"family": "lora", "curves": {"random_search.points": [point(100, 0.38), point(40, 0.9)]}}
     card = c5_rows("rs_lora", summary)[0]
     low, high = st.beta.ppf(0.025, 380, 621), st.beta.ppf(0.975, 381, 620)
-    assert card[6] == "undecided" and low < 0.4 < high  # the interval straddles the floor
+    assert card[6].startswith("undecided") and low < 0.4 < high  # the interval straddles the floor
     assert f"0.38 [{low:.3g}, {high:.3g}]" in card[3] and "one D = 460,800" in card[1] and "step 100" in card[4]
     summary["curves"]["random_search.points"][0] = point(100, 0.47)
     assert c5_rows("rs_lora", summary)[0][6] == "supported"
     assert c5_rows("none", {"curves": {}}) == []
+
+
+def test_an_undecided_c5_names_the_perturbations_that_would_decide_it():
+    """At P(improve) = 0.43 the normal approximation n = z² p(1 − p) / (p − 0.4)² gives 1,046; the exact
+    (Clopper–Pearson) count is the first n whose interval clears 0.4, a little above it."""
+    from scipy import stats as st
+
+    from loclin.claims.c5 import c5_word, improve_interval, samples_to_decide
+
+    n = samples_to_decide(0.43)
+    normal = st.norm.ppf(0.975) ** 2 * 0.43 * 0.57 / 0.03**2
+    assert 0.95 * normal < n < 1.2 * normal
+    assert improve_interval({"p_improve": 0.43, "samples": n})[0] >= 0.4
+    assert improve_interval({"p_improve": 0.43, "samples": n - 50})[0] < 0.4
+    assert improve_interval({"p_improve": 0.37, "samples": samples_to_decide(0.37)})[1] < 0.4  # below: refuted
+    assert samples_to_decide(0.4) is None
+    row = {"dim": 460_800, "p_improve": 0.43, "samples": 200}
+    assert c5_word([row]) == f"undecided (n ≈ {n:,} perturbations would decide)"
 
 
 def test_a_stand_in_system_says_what_it_stands_in_for():

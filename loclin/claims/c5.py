@@ -7,7 +7,7 @@ P(ΔL < 0) → ½ whatever D. At the smallest σ of the grid, each width's P(imp
 ``samples`` perturbations, with its Clopper–Pearson 95% interval (scipy.stats.binomtest):
 - *supported* when the interval at the largest D has its lower bound ≥ IMPROVE_FLOOR;
 - *refuted* when its upper bound is < IMPROVE_FLOOR;
-- else *undecided*.
+- else *undecided*, with the perturbations that would decide it at the measured P(improve).
 The ES gradient estimate, whose cosine to g falls as sqrt(N / (N + D + 1)), is the contrast shown beside it.
 """
 
@@ -31,13 +31,34 @@ def improve_interval(row: dict) -> tuple[float, float]:
     return float(interval.low), float(interval.high)
 
 
+def samples_to_decide(p_improve: float, floor: float = IMPROVE_FLOOR, most: int = 10**6) -> int | None:
+    """The fewest perturbations whose Clopper–Pearson 95% interval, at the measured P(improve),
+    lies wholly on one side of ``floor`` (None at P(improve) = floor, or past ``most``)."""
+
+    def decides(n: int) -> bool:
+        low, high = improve_interval({"p_improve": p_improve, "samples": n})
+        return low >= floor or high < floor
+
+    if p_improve == floor or not decides(most):
+        return None
+    low, high = 1, most  # decides(high); bisect to the first n that does
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if decides(middle) else (middle + 1, high)
+    return high
+
+
 def c5_word(rows: list[dict]) -> str:
     if not rows or "samples" not in rows[-1]:
         return "undecided"
-    low, high = improve_interval(max(rows, key=lambda r: r["dim"]))
+    largest = max(rows, key=lambda r: r["dim"])
+    low, high = improve_interval(largest)
     if low >= IMPROVE_FLOOR:
         return "supported"
-    return "refuted" if high < IMPROVE_FLOOR else "undecided"
+    if high < IMPROVE_FLOOR:
+        return "refuted"
+    n = samples_to_decide(largest["p_improve"])
+    return f"undecided (n ≈ {n:,} perturbations would decide)" if n else "undecided"
 
 
 def point_row(point: dict) -> dict:

@@ -223,6 +223,20 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+NON_FINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+
+
+def _from_json_safe(value: Any) -> Any:
+    """The inverse of :func:`_json_safe`: the strings "nan", "inf" and "-inf" are numbers again."""
+    if isinstance(value, str):
+        return NON_FINITE.get(value, value)
+    if isinstance(value, dict):
+        return {k: _from_json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_from_json_safe(v) for v in value]
+    return value
+
+
 def atomic_torch_save(obj, path: str | Path) -> None:
     import torch
 
@@ -243,11 +257,12 @@ def write_json(path: str | Path, data: dict) -> None:
 
 
 def read_summary(run_dir: str | Path) -> dict:
+    """A run's summary.json, with non-finite numbers (written as strings) as floats again."""
     path = Path(run_dir) / SUMMARY_FILE
     if not path.is_file():
         raise RunDirError(f"'{run_dir}' has no {SUMMARY_FILE} (did the run finish?)")
     try:
-        summary = json.loads(path.read_text())
+        summary = _from_json_safe(json.loads(path.read_text()))
     except json.JSONDecodeError as error:
         raise RunDirError(f"{path}: not valid JSON ({error.msg})") from None
     if (
