@@ -27,6 +27,7 @@ for seed in ${SEEDS//,/ }; do
   killed=$(compgen -G "$OUT/$name/*/version_*" | tail -1 || true)
   if [ -n "$killed" ]; then echo "[c3] $name: resumed"; python train.py --resume "$killed"; continue; fi
   echo "[c3] $name"
-  python train.py --config "$CONFIG" "output_root=$OUT/$name" "seed=$seed" trainer.progress_bar=false "$PHASES" "${@:4}"
+  python train.py --config "$CONFIG" "output_root=$OUT/$name" "seed=$seed" trainer.progress_bar=false trainer.figures=false \
+    "$PHASES" "${@:4}"
 done
 python analyze.py "$OUT" --out "$OUT/report"
