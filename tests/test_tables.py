@@ -5,7 +5,7 @@ import pytest
 from scipy import stats
 
 from loclin.reports.run_tables import seed_cell
-from loclin.reports.tables import fmt, fmt_value
+from loclin.reports.tables import fmt_value
 
 
 def run(value: float, bound: str = "") -> dict:
@@ -42,12 +42,6 @@ def test_a_bound_in_a_table_comes_with_its_reading():
     assert rows[1][1] == "≤ 10" and bound_reading(rows) == BOUND_READING
     assert "is a bound, not a fast drift" in BOUND_READING
     assert bound_reading([rows[0], ["a", "12.5", "0.5"]]) == ""
-
-
-def test_the_json_strings_of_non_finite_numbers_print_as_numbers_do():
-    """summary.json writes nan and ±inf as strings (JSON has no such numbers); a table reads them back."""
-    assert [fmt(v) for v in ("nan", "inf", "-inf")] == [fmt(v) for v in (float("nan"), float("inf"), float("-inf"))]
-    assert [fmt("nan"), fmt("inf"), fmt(0.0257573)] == ["–", "inf", "0.0258"]
 
 
 def test_a_summary_reads_back_its_non_finite_numbers_as_floats(tmp_path):

@@ -44,9 +44,7 @@ def bound_count(summaries: list[dict], name: str) -> int:
     return sum(bool(s["metrics"].get(name, {}).get("bound")) for s in summaries)
 
 
-def fmt(x: float | str) -> str:
-    """A number for a table; summary.json's strings "nan", "inf" and "-inf" count as numbers."""
-    x = float(x)
+def fmt(x: float) -> str:
     if math.isnan(x):
         return "–"
     if math.isinf(x):
