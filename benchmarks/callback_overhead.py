@@ -11,7 +11,9 @@ includes forward, backward, optimizer and every measurement done at that step. M
 mean per step are printed as ratios against the "off" baseline of this run: the median is
 the typical step, the mean includes the strided work (basis refreshes, drift snapshots,
 per-task probes) amortised. "In hooks" is the time spent inside the measurement callbacks'
-per-step hooks, timed in the same run: its median over steps against off's median step (a
+per-step hooks, timed in the same run (on the training thread: with trainer.background_measurements, the
+default, the windows and what reads them run on a second thread, which "on, measured in line" does not
+use): its median over steps against off's median step (a
 typical step) and its mean (strided work included) against off's mean step, 1 + hooks / off. These
 are the overhead without the noise between separate runs, which ``off-again`` (the baseline
 repeated last) shows: ±6% here. The hook time is then broken down by callback. The
@@ -36,6 +38,7 @@ from loclin.runs.allocator import use_huge_pages  # noqa: E402  (before torch: i
 PAGES = use_huge_pages(enable="--small-pages" not in sys.argv)
 
 import lightning as L  # noqa: E402
+import torch  # noqa: E402
 from lightning.pytorch.callbacks import Callback  # noqa: E402
 from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
 
@@ -97,6 +100,12 @@ def time_hooks(callbacks: list[Callback], clock: StepClock) -> dict[str, float]:
     return totals
 
 
+def background_seconds(measurements: list[Callback]) -> float:
+    """Time the measurement thread spent on this run's steps (0 when measured in line)."""
+    stream = measurements[0].stream if measurements else None
+    return stream.worker.busy_seconds if stream is not None and stream.worker is not None else 0.0
+
+
 def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_dir: str) -> dict:
     # the first phase of the config alone (no recovery), for exactly ``steps`` steps
     cfg = load_config(
@@ -109,6 +118,8 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
             *overrides,
         ],
     )
+    if cfg.trainer.cpu_threads:  # as a config run takes it (protocols.train.runner)
+        torch.set_num_threads(cfg.trainer.cpu_threads)
     L.seed_everything(cfg.seed, verbose=False)
     module, datamodule = build_module_and_data(cfg)
     datamodule.set_phase(0, list(cfg.data.train_tasks or cfg.data.tasks))
@@ -128,14 +139,17 @@ def run_variant(config: str, overrides: list[str], steps: int, warmup: int, log_
         num_sanity_val_steps=0,
         use_distributed_sampler=False,
     )
-    trainer.fit(module, datamodule=datamodule)
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)  # with the measurement thread's last steps, waited for at the end
     return {
+        "fit_s": time.perf_counter() - started,
         "median_ms": 1e3 * statistics.median(clock.durations),
         "mean_ms": 1e3 * statistics.fmean(clock.durations),
         "hooks_ms": 1e3 * sum(in_hooks.values()) / steps,
         "hooks_median_ms": 1e3 * statistics.median(clock.hook_durations),
         "by_callback_ms": {name: 1e3 * total / steps for name, total in in_hooks.items()},
         "memory_mib": sum(cb.memory_bytes() for cb in measurements) / 2**20,
+        "thread_ms": 1e3 * background_seconds(measurements) / steps,
         "dim": measurements[0].stream.input_dim if measurements else None,
     }
 
@@ -144,6 +158,7 @@ VARIANTS = {
     "off": ("off", ["geometry.enabled=false"]),
     "off-again": ("off, again (run-to-run noise)", ["geometry.enabled=false"]),
     "default": ("on (default)", []),
+    "inline": ("on, measured in line", ["trainer.background_measurements=false"]),
     "no-probe": ("on, no per-task probe", ["geometry.per_task.enabled=false"]),
     "w64": ("on, W=64", ["geometry.window=64"]),
     "strides": (

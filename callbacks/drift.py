@@ -64,6 +64,7 @@ class DriftCallback(MeasurementCallback):
         self.last_snapshot = -1
         self.averages = Averages()
         self.heatmap: list[tuple[int, int, float]] = []
+        stream.add_consumer(self.measure)
 
     @property
     def state_key(self) -> str:
@@ -90,11 +91,16 @@ class DriftCallback(MeasurementCallback):
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        self.stream.advance(trainer)  # the window and the basis first, whatever the callback order
+        self.stream.advance(trainer)  # which runs measure() once the basis has taken the step in
+
+    def measure(self) -> tuple[dict[str, float], int] | None:
+        """At a snapshot step, compare B_t with the kept snapshots (a consumer of the stream: it runs
+        after the bases took the step in, on the measurement thread in background mode); returns the
+        scalars and their step, or None between snapshots."""
         step = self.basis.current_step
         fresh = step == self.stream.latest_step[self.source]
         if not fresh or step % self.stride or step == self.last_snapshot:
-            return
+            return None
         self.last_snapshot = step
         basis = self.basis.current_basis
         vector = self.stream.latest(self.source)
@@ -130,7 +136,7 @@ class DriftCallback(MeasurementCallback):
         if still_needed(step, step, self.logged_lags):
             even = self._half_basis(window, "even") if any(step % lag == 0 for lag in self.disjoint_lags) else None
             self.ring.append((step, basis, even, ceiling))
-        self.log_scalars(trainer, logs, step)
+        return logs, step
 
     def _ceiling_band(self) -> dict[str, float]:
         """Running mean ± std of the noise ceiling, for TensorBoard's margin chart."""
@@ -139,6 +145,7 @@ class DriftCallback(MeasurementCallback):
         return {f"{prefix}_mean": mean, f"{prefix}_lower": mean - std, f"{prefix}_upper": mean + std}
 
     def curve(self) -> dict[str, list[float]]:
+        self.stream.wait()
         lags = [lag for lag in self.logged_lags if self.averages.count(f"overlap_lag{lag}")]
         return {
             "lags": [0] + lags,
@@ -273,6 +280,7 @@ class DriftCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
+        self.stream.wait()
         whole = self.stream.shard.gather
         ring = [
             (step, whole(basis, 0), None if even is None else whole(even, 0), ceiling)

@@ -11,6 +11,13 @@ drift, per-task and random-search callbacks). Whichever of them reaches the end 
 ``advance``; it commits u_t and moves every rolling basis on, once per step, so the order of the
 callback list cannot change a number, and no callback reads another callback.
 
+With ``background`` (trainer.background_measurements) the windows and everything that reads them move to
+a second thread (callbacks.measurement_worker): the training thread only copies g_t and θ_t into one of
+``STAGED_STEPS`` staging rows per source and forms u_t there; the thread commits them, moves the bases
+on and runs the consumers (the drift snapshots), in the order the steps came, with the same bits.
+Scalars are logged from the training thread at its next step. Anything that reads a window or a basis
+from the training thread calls :meth:`GradientStream.wait` first.
+
 With ``shard_windows`` under data parallelism each rank keeps only its share of the coordinates
 (``ParameterVector.split``): window memory per rank W·D/n instead of W·D, and the geometry reduces
 W×W Grams and k-sized projections across ranks (geometry.sharded). Checkpoints hold whole vectors,
@@ -19,18 +26,30 @@ gathered from the ranks, so a checkpoint does not depend on how the windows were
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import queue
+from collections.abc import Callable, Sequence
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from loclin.callbacks.base import log_measurements
+from loclin.callbacks.measurement_worker import MeasurementWorker
 from loclin.callbacks.parameter_vector import GroupSpec, ParameterVector, SketchedParameterVector, parameter_groups
 from loclin.geometry.rolling import RollingBasis
+from loclin.geometry.sharded import no_reduce
 from loclin.geometry.subspace import all_finite
 from loclin.geometry.window import StreamingWindow, VectorWindow
 
 SOURCES = ("grad", "update")
+# staging rows per source in background mode: how many steps training may run ahead of the measurements
+STAGED_STEPS = 8
+
+
+def free_core(trainer: L.Trainer) -> bool:
+    """Whether a core is left beside training's threads, in a process alone (one rank)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return trainer.world_size == 1 and torch.get_num_threads() < cores
 
 
 class GradientStream:
@@ -43,6 +62,7 @@ class GradientStream:
         seed: int = 0,
         shard_windows: bool = False,
         group_spec: GroupSpec = None,
+        background: bool = False,
     ):
         unknown = set(sources) - set(SOURCES)
         if unknown:
@@ -60,6 +80,17 @@ class GradientStream:
         self.latest_step: dict[str, int] = {s: -1 for s in self.sources}
         self._pending_state: dict | None = None
         self._advanced: tuple[int, int] | None = None  # (trainer, step) of the last advance
+        self.consumers: list[Callable[[], tuple[dict[str, float], int] | None]] = []
+        self.background = background
+        self.worker: MeasurementWorker | None = None
+        self._free: dict[str, queue.Queue] = {}  # background: staging rows not in use
+        self._staged: tuple[int, dict[str, torch.Tensor]] | None = None  # (step, staging row by source)
+        self._outbox: list[tuple[dict[str, float], int]] = []  # scalars measured, not yet logged
+
+    def add_consumer(self, consumer: Callable[[], tuple[dict[str, float], int] | None]) -> None:
+        """``consumer()`` runs after every step the bases took in (on the measurement thread in
+        background mode) and returns the scalars it measured and their step, or None."""
+        self.consumers.append(consumer)
 
     def add_basis(self, source: str, k: int, stride: int, heldout_lags: tuple[int, ...]) -> RollingBasis:
         """The rolling basis of ``source``'s window, kept up to date by ``advance``."""
@@ -94,7 +125,8 @@ class GradientStream:
         return window.rows[(window.count - 1) % window.capacity]
 
     def memory_bytes(self) -> int:
-        return sum(w.nbytes for w in self.windows.values()) + getattr(self.vector, "nbytes", 0)
+        staging = STAGED_STEPS * len(self._free) * self.local_dim * 4 if self._free else 0
+        return sum(w.nbytes for w in self.windows.values()) + getattr(self.vector, "nbytes", 0) + staging
 
     def attach(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Build the parameter vector and the windows once, for the module's trainable parameters."""
@@ -109,6 +141,13 @@ class GradientStream:
             self.vector = self.vector.split(trainer.global_rank, trainer.world_size)
             detail = f", sharded over {trainer.world_size} ranks (rank 0 holds {self.vector.dim:,})"
         self.windows = {s: self._window(s) for s in self.sources}
+        if self.background and free_core(trainer) and self.shard.reduce is no_reduce:  # a collective: in line
+            self.worker = MeasurementWorker()
+            self._free = {s: queue.Queue() for s in self.sources}
+            for rows in self._free.values():
+                for _ in range(STAGED_STEPS):
+                    rows.put(torch.empty(self.vector.dim))
+            detail += ", measured on a background thread"
         for source, basis in self.bases.items():
             basis.window = self.windows[source]
         if self._pending_state is not None:
@@ -143,8 +182,19 @@ class GradientStream:
     def before_optimizer_step(self, trainer: L.Trainer, grads_in_slot: bool = False) -> None:
         """g_t into the gradient window; θ_t into the update slot, which ``advance`` turns into u_t.
         ``grads_in_slot``: g_t is already in the gradient window's next slot, copied there as backward
-        made it (``ParameterVector.copy_grads_as_accumulated``, the Hugging Face path)."""
+        made it (``ParameterVector.copy_grads_as_accumulated``, the Hugging Face path, never in background).
+        In background mode both go into staging rows instead (waiting while all are taken)."""
         step = trainer.global_step
+        if self.worker is not None:
+            if grads_in_slot:
+                raise ValueError("[loclin] a stream measured in the background takes g_t from .grad, not from its slot")
+            staged = {source: self._free[source].get() for source in self.windows}
+            if "grad" in staged:
+                self.vector.write_grads(staged["grad"])
+            if "update" in staged:
+                self.vector.write_values(staged["update"])
+            self._staged = (step, staged)
+            return
         if "grad" in self.windows:
             if not grads_in_slot:
                 self.vector.write_grads(self.windows["grad"].next_slot())
@@ -158,15 +208,64 @@ class GradientStream:
         if self._advanced == (id(trainer), trainer.global_step):
             return
         self._advanced = (id(trainer), trainer.global_step)
+        if self.worker is not None:
+            if self._staged is not None:
+                step, staged = self._staged
+                self._staged = None
+                if "update" in staged:
+                    self.vector.subtract_from_values(staged["update"])
+                self.worker.submit(lambda: self._take_in(step, staged))
+            self._flush(trainer)
+            return
         if "update" in self.windows:
             self.vector.subtract_from_values(self.windows["update"].next_slot())
             self._commit("update", trainer.global_step - 1)
+        self._observe()
+        self._flush(trainer)
+
+    def _take_in(self, step: int, staged: dict[str, torch.Tensor]) -> None:
+        """Background mode, on the measurement thread: commit step's staged vectors (g_t first, as
+        in line), give their rows back, and move the bases and consumers on."""
+        for source in ("grad", "update"):
+            if source in staged:
+                self.windows[source].next_slot().copy_(staged[source])
+                self._free[source].put(staged[source])
+                self._commit(source, step)
+        self._observe()
+
+    def _observe(self) -> None:
+        """Every rolling basis takes in its window's newest vector, then every consumer runs."""
         for source, basis in self.bases.items():
             step = self.latest_step[source]
-            log_measurements(trainer, basis.observe(self.windows[source], step), step)
+            self._outbox.append((basis.observe(self.windows[source], step), step))
+        for consumer in self.consumers:
+            measured = consumer()
+            if measured is not None:
+                self._outbox.append(measured)
+
+    def _flush(self, trainer: L.Trainer) -> None:
+        """Log what was measured so far (from the training thread: loggers are not shared with it)."""
+        while self._outbox:
+            metrics, step = self._outbox.pop(0)
+            log_measurements(trainer, metrics, step)
+
+    def wait(self, trainer: L.Trainer | None = None) -> None:
+        """Background mode: let the measurement thread finish every step handed to it (and log its
+        scalars when ``trainer`` is given). In line, nothing to wait for."""
+        if self.worker is not None:
+            self.worker.wait()
+            if trainer is not None:
+                self._flush(trainer)
+
+    def close(self, trainer: L.Trainer | None = None) -> None:
+        """End the measurement thread after its last step (at the end of a fit)."""
+        if self.worker is not None:
+            self.wait(trainer)
+            self.worker.close()
 
     def state_dict(self) -> dict:
         """The windows (whole vectors) and counters; each rolling basis is saved by its own callback."""
+        self.wait()
         windows = {s: w.state_dict() for s, w in self.windows.items()}
         for state in windows.values():
             for key in ("rows", "retired"):

@@ -35,8 +35,13 @@ class GradientWindowCallback(MeasurementCallback):
     ) -> None:
         self.stream.advance(trainer)
 
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self.stream.close(trainer)
+        super().teardown(trainer, pl_module, stage)
+
     def summary(self) -> dict:
         stream = self.stream
+        stream.wait()
         result = {"metrics": {}, "counts": {f"nonfinite_{s}": n for s, n in stream.nonfinite.items()}}
         result["dim"] = stream.input_dim
         if stream.sketch_dim:

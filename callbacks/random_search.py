@@ -58,6 +58,8 @@ class RandomSearchCallback(MeasurementCallback):
         if self.stream is not None:
             self.stream.advance(trainer)  # the window and the basis first, whatever the callback order
         step = trainer.global_step
+        if self.stream is not None and (step in self.at_steps or any(step >= s + self.delay for s in self.pending)):
+            self.stream.wait(trainer)  # it reads the basis and the update window
         if step in self.at_steps and step not in self.pending and all(p["step"] != step for p in self.points):
             vector = self._vector(pl_module)
             rolling = self.rolling.current_basis if self.rolling is not None else None

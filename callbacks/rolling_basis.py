@@ -59,6 +59,7 @@ class RollingBasisCallback(MeasurementCallback):
         return figures
 
     def summary(self) -> dict:
+        self.stream.wait()
         basis, averages = self.basis, self.basis.averages
         if basis.refreshes == 0:
             return {}
@@ -103,6 +104,7 @@ class RollingBasisCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
+        self.stream.wait()
         return self.basis.state_dict(self.stream.shard.gather)
 
     def load_state_dict(self, state_dict: dict) -> None:

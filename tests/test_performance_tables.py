@@ -33,8 +33,9 @@ def refresh_record() -> dict:
 
 
 def overhead_record() -> dict:
-    def variant(median, mean, hooks_median, hooks):
+    def variant(median, mean, hooks_median, hooks, fit_s):
         return {
+            "fit_s": fit_s,
             "median_ms": median,
             "mean_ms": mean,
             "hooks_median_ms": hooks_median,
@@ -43,7 +44,7 @@ def overhead_record() -> dict:
             "memory_mib": 100.0 if hooks else 0.0,
         }
 
-    variants = {"off": variant(20.0, 25.0, 0.0, 0.0), "on (default)": variant(21.0, 30.0, 0.4, 5.0)}
+    variants = {"off": variant(20.0, 25.0, 0.0, 0.0, 40.0), "on (default)": variant(21.0, 30.0, 0.4, 5.0, 50.0)}
     return {"config": "conf/synthetic.yaml", "steps": 1000, "dim": 404736, "variants": variants}
 
 
@@ -65,8 +66,8 @@ def test_tables_give_each_time_as_a_ratio_to_the_floor_or_baseline_of_its_own_ru
     # one step 3.0 / 2.0; form B 6.0 / 2.0; per step (3.0 + 6.0 / 10) / 2.0
     assert streaming == "| 404,736 | 1.50× | 3.00× | 1.80× |"
     on = table_row(lines, "on (default)")
-    # 21/20, 30/25, 1 + 0.4/20 (median hooks against off's median), 1 + 5/25 (mean against mean)
-    assert on[1:] == ["21.00", "1.050", "30.00", "1.200", "0.40", "1.020", "5.00", "1.200", "100.0"]
+    # 21/20, 30/25, 1 + 0.4/20 (median hooks against off's median), 1 + 5/25 (mean against mean), fit 50/40
+    assert on[1:] == ["21.00", "1.050", "30.00", "1.200", "0.40", "1.020", "5.00", "1.200", "1.250", "100.0"]
     assert "- on (default): GradientWindow 3.75 (75%), Drift 1.25 (25%)" in lines
     record = json.loads((tmp_path / REFRESH_FILE).read_text())
     assert record["benchmark"] == "refresh_floor" and record["command"].startswith("python ")

@@ -361,3 +361,18 @@ def test_a_phase_at_lr_0_holds_theta_and_measures_its_gradients_only(tmp_path):
     assert "frozen.grad.noise_ceiling" in metrics and "frozen.grad.overlap_ratio_lag10" in metrics
     assert not [key for key in metrics if key.startswith("frozen.update.")]
     assert "update.noise_ceiling" in metrics  # the train phase still measures both streams
+
+
+def test_the_measurements_on_a_background_thread_are_bit_for_bit_those_measured_in_line(reference_run, tmp_path):
+    """The reference measured on the second thread (the default, with a core free beside one training
+    thread); this run in line. Every metric and curve is equal, to the last bit."""
+    from loclin.callbacks.gradient_stream import STAGED_STEPS
+
+    _, reference = reference_run
+    inline = run_tiny(tmp_path, "trainer.background_measurements=false", "trainer.figures=false")
+    window = "GradientWindow[grad,update]"
+    staged = reference["memory_bytes"][window] - inline["memory_bytes"][window]
+    if staged == 0:
+        pytest.skip("no core was free beside training's threads: the reference was measured in line too")
+    assert staged == STAGED_STEPS * 2 * reference["geometry"]["dim"] * 4  # its staging rows: it ran in the background
+    assert inline["metrics"] == reference["metrics"] and inline["curves"] == reference["curves"]

@@ -44,6 +44,7 @@ ALWAYS_FREE = (
     "trainer.cpu_threads",
     "trainer.keep_checkpoints",
     "trainer.figures",
+    "trainer.background_measurements",
 )
 RECOVER_MEASUREMENT = (
     "prefix_ms",

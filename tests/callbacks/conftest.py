@@ -31,7 +31,13 @@ class StepDriver:
         self.callbacks = callbacks
         self.lr = lr
         self.trainer = SimpleNamespace(
-            global_step=0, logger=None, loggers=[], callback_metrics={}, is_global_zero=True, datamodule=None
+            global_step=0,
+            logger=None,
+            loggers=[],
+            callback_metrics={},
+            is_global_zero=True,
+            datamodule=None,
+            world_size=1,
         )
         self.params = [p for group in module.parameter_groups().values() for _, p in group]
         for cb in callbacks:

@@ -232,6 +232,8 @@ class Recovery(PhaseHooks):
         if phase.name != self.star_phase:
             return
         stream = gradient_stream(measurements)
+        if stream is not None:
+            stream.wait()
         rolling = stream.bases.get("grad") if stream is not None else None
         rolling_basis = rolling.current_basis if rolling is not None else None
         bases = freeze_static_bases(

@@ -130,6 +130,7 @@ def build_geometry_callbacks(
         seed=cfg.seed,
         shard_windows=g.shard_windows,
         group_spec=group_spec,
+        background=bool(OmegaConf.select(cfg, "trainer.background_measurements", default=False)),  # not on the HF path
     )
     window = GradientWindowCallback(stream)
     rolling = {

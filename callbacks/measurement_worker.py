@@ -1,0 +1,71 @@
+"""One background thread that runs the gradient stream's measurements in the order they were submitted.
+
+Training needs nothing back from the geometry: a refresh, a drift snapshot or a held-out capture
+only reads the window and writes its own running state. So the stream hands each step's work to
+this thread and training goes on with the next batch while the measurement runs on a free core.
+The work is the same calls on the same tensors in the same order, with the thread count training
+has (a new thread inherits it), so every number is bit for bit the one measured in line
+(tests/callbacks/test_measurement_worker.py). Whoever reads the measured state from the training
+thread calls :meth:`wait` first; an error raised in the thread is raised again there.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable
+
+
+class MeasurementWorker:
+    def __init__(self, name: str = "loclin-measurements"):
+        self.name = name
+        self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.busy_seconds = 0.0  # time spent running tasks (what training no longer waits for)
+
+    def _run(self) -> None:
+        while True:
+            task = self._tasks.get()
+            try:
+                if task is None:
+                    return
+                if self._error is None:  # after a failure the rest is skipped: its inputs may be half-made
+                    started = time.perf_counter()
+                    task()
+                    self.busy_seconds += time.perf_counter() - started
+            except BaseException as error:  # noqa: BLE001 - raised again on the training thread
+                self._error = error
+            finally:
+                self._tasks.task_done()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def submit(self, task: Callable[[], None]) -> None:
+        """Queue ``task`` (starting the thread if none runs: after :meth:`close`, the next fit starts
+        another); first raise any error an earlier task raised."""
+        self._raise()
+        if not self.alive:
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+            self._thread.start()
+        self._tasks.put(task)
+
+    def wait(self) -> None:
+        """Block until every submitted task has run; raise the first error one of them raised."""
+        self._tasks.join()
+        self._raise()
+
+    def close(self) -> None:
+        """Run what is queued, then end the thread (idempotent)."""
+        if self.alive:
+            self._tasks.put(None)
+            self._thread.join()
+        self._raise()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error

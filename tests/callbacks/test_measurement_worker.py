@@ -1,0 +1,123 @@
+"""The measurement thread: its tasks run in order, its errors reach the training thread, and a stream
+measured on it gives the numbers and scalars measured in line, bit for bit."""
+
+import os
+import threading
+
+import pytest
+import torch
+from loclin.callbacks.drift import DriftCallback
+from loclin.callbacks.gradient_stream import STAGED_STEPS, GradientStream
+from loclin.callbacks.gradient_window import GradientWindowCallback
+from loclin.callbacks.measurement_worker import MeasurementWorker
+from loclin.callbacks.rolling_basis import RollingBasisCallback
+
+from tests.callbacks.conftest import StepDriver, ToyModule
+
+
+def test_tasks_run_in_the_order_submitted_on_one_other_thread():
+    worker, seen = MeasurementWorker(), []
+    for i in range(50):
+        worker.submit(lambda i=i: seen.append((i, threading.get_ident())))
+    worker.wait()
+    assert [i for i, _ in seen] == list(range(50))
+    assert {ident for _, ident in seen} != {threading.get_ident()} and len({ident for _, ident in seen}) == 1
+    worker.close()
+
+
+def test_an_error_is_raised_on_the_training_thread_and_the_tasks_after_it_are_skipped():
+    worker, seen = MeasurementWorker(), []
+    worker.submit(lambda: seen.append(1))
+    worker.submit(lambda: 1 / 0)
+    worker.submit(lambda: seen.append(3))
+    with pytest.raises(ZeroDivisionError):
+        worker.wait()
+    assert seen == [1]
+    worker.submit(lambda: seen.append(4))  # raised once: the worker goes on
+    worker.wait()
+    assert seen == [1, 4]
+    worker.close()
+
+
+def test_a_closed_worker_starts_a_new_thread_for_the_next_fit():
+    worker, seen = MeasurementWorker(), []
+    worker.submit(lambda: seen.append(1))
+    worker.close()
+    assert not worker.alive and seen == [1]
+    worker.submit(lambda: seen.append(2))
+    worker.wait()
+    assert worker.alive and seen == [1, 2]
+    worker.close()
+
+
+D_IN, D_OUT = 40, 10
+D = D_IN * D_OUT + D_OUT + 1
+
+
+@pytest.fixture
+def one_thread():
+    """Training on one thread, as the configs run, so a second core is free for the measurements."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the measurements stay in line")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def measured(background: bool, steps: int = 130):
+    """Window, bases and drift of grad and update on a toy module under SGD (so u_t is −lr·g_t, and
+    the update window is measured too), fed one fixed stream of gradients; returns the callbacks,
+    every scalar logged as (step, tag, value), and the stream."""
+    torch.manual_seed(0)
+    module = ToyModule(D_IN, D_OUT)
+    stream = GradientStream(window=16, sources=["grad", "update"], background=background)
+    rolling = [RollingBasisCallback(stream, s, k=3, stride=4, heldout_lags=(1, 2, 4)) for s in ("grad", "update")]
+    drift = [DriftCallback(stream, r.basis, stride=4, lags=(8, 16, 32)) for r in rolling]
+    callbacks = [GradientWindowCallback(stream), *rolling, *drift]
+    driver = StepDriver(module, callbacks, lr=0.05)
+    logged = []
+    driver.trainer.loggers = [
+        type(
+            "L",
+            (),
+            {"log_metrics": lambda self, m, step: logged.extend((step, tag, value) for tag, value in m.items())},
+        )()
+    ]
+    g = torch.Generator().manual_seed(1)
+    directions = torch.randn(D, 3, generator=g)
+    for _ in range(steps):
+        driver.step(directions @ torch.randn(3, generator=g) + 0.1 * torch.randn(D, generator=g))
+    summaries = [cb.summary() for cb in callbacks]
+    states = [cb.state_dict() for cb in callbacks]
+    stream.close(driver.trainer)
+    return summaries, states, sorted(logged), stream
+
+
+def test_the_background_thread_measures_the_numbers_measured_in_line_bit_for_bit(one_thread):
+    inline_summaries, inline_states, inline_logged, inline = measured(background=False)
+    summaries, states, logged, stream = measured(background=True)
+    assert inline.worker is None and stream.worker is not None  # one training thread: a core is free
+    assert summaries == inline_summaries
+    assert logged == inline_logged and len(logged) > 500
+    for state, expected in zip(states, inline_states):
+        torch.testing.assert_close(state, expected, rtol=0, atol=0)
+
+
+def test_training_runs_ahead_of_the_measurements_by_at_most_the_staging_rows(one_thread):
+    stream = GradientStream(window=4, sources=["grad"], background=True)
+    driver = StepDriver(ToyModule(), [GradientWindowCallback(stream)], lr=0.0)
+    release = threading.Event()
+    stream.worker.submit(release.wait)  # hold the measurement thread
+    for _ in range(STAGED_STEPS):
+        driver.step(torch.randn(sum(p.numel() for p in driver.params)))
+    blocked = threading.Thread(target=driver.step, args=(torch.randn(sum(p.numel() for p in driver.params)),))
+    blocked.start()
+    blocked.join(timeout=0.5)
+    assert blocked.is_alive()  # every staging row holds a step not yet measured: training waits
+    release.set()
+    blocked.join(timeout=10)
+    assert not blocked.is_alive()
+    stream.wait()
+    assert stream.windows["grad"].count == STAGED_STEPS + 1
+    stream.close()
