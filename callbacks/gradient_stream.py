@@ -243,6 +243,21 @@ class GradientStream:
             if measured is not None:
                 self._outbox.append(measured)
 
+    def submit(
+        self, measure: Callable[[], tuple[dict[str, float], int] | None], trainer: L.Trainer, idle: bool = False
+    ) -> None:
+        """Background mode: run ``measure`` on the measurement thread after the steps handed to it so
+        far (``idle``: while no step waits, for work that reads nothing the steps write); the scalars
+        it returns are logged like the stream's own."""
+
+        def task() -> None:
+            measured = measure()
+            if measured is not None:
+                self._outbox.append(measured)
+
+        self.worker.submit(task, idle)
+        self._flush(trainer)
+
     def _flush(self, trainer: L.Trainer) -> None:
         """Log what was measured so far (from the training thread: loggers are not shared with it)."""
         while self._outbox:

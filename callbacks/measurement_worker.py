@@ -7,30 +7,43 @@ The work is the same calls on the same tensors in the same order, with the threa
 has (a new thread inherits it), so every number is bit for bit the one measured in line
 (tests/callbacks/test_measurement_worker.py). Whoever reads the measured state from the training
 thread calls :meth:`wait` first; an error raised in the thread is raised again there.
+
+Two queues: the steps' own work, and ``idle`` work that reads nothing the steps write (a per-task
+probe's gradients on a replica of the module), which runs only while no step waits. Each queue keeps
+its order. A long probe then never holds the steps back while training waits for staging rows.
 """
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 
 class MeasurementWorker:
     def __init__(self, name: str = "loclin-measurements"):
         self.name = name
-        self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._steps: deque[Callable[[], None]] = deque()
+        self._idle: deque[Callable[[], None]] = deque()
+        self._changed = threading.Condition()
+        self._pending = 0  # submitted and not yet finished
+        self._closing = False
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self.busy_seconds = 0.0  # time spent running tasks (what training no longer waits for)
 
+    def _next(self) -> Callable[[], None] | None:
+        with self._changed:
+            while not (self._steps or self._idle or self._closing):
+                self._changed.wait()
+            if self._steps:
+                return self._steps.popleft()
+            return self._idle.popleft() if self._idle else None  # None: closing, nothing left
+
     def _run(self) -> None:
-        while True:
-            task = self._tasks.get()
+        while (task := self._next()) is not None:
             try:
-                if task is None:
-                    return
                 if self._error is None:  # after a failure the rest is skipped: its inputs may be half-made
                     started = time.perf_counter()
                     task()
@@ -38,31 +51,42 @@ class MeasurementWorker:
             except BaseException as error:  # noqa: BLE001 - raised again on the training thread
                 self._error = error
             finally:
-                self._tasks.task_done()
+                with self._changed:
+                    self._pending -= 1
+                    self._changed.notify_all()
 
     @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def submit(self, task: Callable[[], None]) -> None:
-        """Queue ``task`` (starting the thread if none runs: after :meth:`close`, the next fit starts
-        another); first raise any error an earlier task raised."""
+    def submit(self, task: Callable[[], None], idle: bool = False) -> None:
+        """Queue ``task`` (``idle``: behind every step's work, see the module's docstring), starting the
+        thread if none runs (after :meth:`close`, the next fit starts another); first raise any error
+        an earlier task raised."""
         self._raise()
         if not self.alive:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
-        self._tasks.put(task)
+        with self._changed:
+            (self._idle if idle else self._steps).append(task)
+            self._pending += 1
+            self._changed.notify_all()
 
     def wait(self) -> None:
         """Block until every submitted task has run; raise the first error one of them raised."""
-        self._tasks.join()
+        with self._changed:
+            while self._pending:
+                self._changed.wait()
         self._raise()
 
     def close(self) -> None:
         """Run what is queued, then end the thread (idempotent)."""
         if self.alive:
-            self._tasks.put(None)
+            with self._changed:
+                self._closing = True
+                self._changed.notify_all()
             self._thread.join()
+            self._closing = False
         self._raise()
 
     def _raise(self) -> None:

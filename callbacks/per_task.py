@@ -10,11 +10,15 @@ held-out gradient by last probe's basis.
 
 Gradients come from ``torch.autograd.grad`` on ``pl_module.loss(batch)``, so the training
 gradients in ``.grad`` are never touched. Cost per probe: (n_batches + n_heldout)·K
-forward/backward passes.
+forward/backward passes. When the stream measures on its background thread (callbacks.measurement_worker)
+and the module draws no random numbers in its loss (no active dropout), the probe runs there too, on a
+replica of the module taken at θ_step: the trainable parameters copied, the frozen ones shared. The
+same calls on the same values give the in-line probe's numbers bit for bit.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 import lightning as L
@@ -27,15 +31,45 @@ from loclin.geometry.angles import compare_subspaces
 from loclin.geometry.capture import capture, random_capture_baseline
 from loclin.geometry.spectrum import spectrum_summary
 from loclin.geometry.subspace import finite_rows, topk_basis
+from torch import nn
 
 
-def task_gradient(module: L.LightningModule, vector: ParameterVector, batch: dict) -> torch.Tensor:
-    """Flat gradient of ``module.loss(batch)`` w.r.t. the measured parameters (.grad untouched)."""
+def task_gradient(
+    module: L.LightningModule, vector: ParameterVector, batch: dict, params: Sequence[nn.Parameter] | None = None
+) -> torch.Tensor:
+    """Flat gradient of ``module.loss(batch)`` w.r.t. the measured parameters (.grad untouched):
+    ``vector.params``, or their counterparts ``params`` in a replica of the module."""
     batch = {key: value.to(module.device) for key, value in batch.items()}
     with torch.enable_grad():
         loss = module.loss(batch)
-        grads = torch.autograd.grad(loss, vector.params, allow_unused=True)
+        grads = torch.autograd.grad(loss, vector.params if params is None else params, allow_unused=True)
     return vector.flatten(grads)
+
+
+def draws_random_numbers(module: nn.Module) -> bool:
+    """Whether the module's forward in its current mode draws random numbers (active dropout): then
+    a probe on another thread would interleave its draws with training's, and it stays in line."""
+    for sub in module.modules():
+        if not sub.training:
+            continue
+        rate = sub.p if isinstance(sub, nn.modules.dropout._DropoutNd) else getattr(sub, "dropout", 0.0)
+        if isinstance(rate, float) and rate > 0:
+            return True
+    return False
+
+
+def replica(module: L.LightningModule, measured: Sequence[nn.Parameter]) -> tuple[nn.Module, list[nn.Parameter]]:
+    """A copy of ``module`` at its current values, for a probe on another thread while training goes
+    on: every trainable parameter and buffer copied, the frozen parameters shared (a LoRA base model
+    is not copied); with the copy's counterparts of ``measured``, in their order."""
+    memo = {id(p): p for p in module.parameters() if not p.requires_grad}
+    trainer = getattr(module, "_trainer", None)
+    memo[id(trainer)] = trainer
+    with torch.no_grad():
+        copied = copy.deepcopy(module, memo)
+    name_of = {id(p): name for name, p in module.named_parameters()}
+    copied_by_name = dict(copied.named_parameters())
+    return copied, [copied_by_name[name_of[id(p)]] for p in measured]
 
 
 class PerTaskGradientCallback(MeasurementCallback):
@@ -85,26 +119,46 @@ class PerTaskGradientCallback(MeasurementCallback):
         self.probe(trainer, pl_module, step)
 
     def probe(self, trainer: L.Trainer, pl_module: L.LightningModule, step: int) -> None:
-        """One probe at θ_step; skipped (counted, and warned) when a task has fewer than k finite
-        window gradients or no finite held-out one: a basis of NaNs measures nothing."""
-        datamodule = trainer.datamodule
+        """One probe at θ_step: on the stream's background thread when it has one and the loss draws
+        no random numbers, otherwise here."""
+        batches = {
+            task: [trainer.datamodule.probe_batch(task, (step, i)) for i in range(self.n_batches + self.n_heldout)]
+            for task in self.tasks
+        }
+        vector = self.stream.vector
+        if self.stream.worker is None or draws_random_numbers(pl_module):
+            grads = {task: [task_gradient(pl_module, vector, batch) for batch in batches[task]] for task in self.tasks}
+            measured = self.measure(grads, step)
+            if measured is not None:
+                self.log_scalars(trainer, *measured)
+            return
+        module, params = replica(pl_module, vector.params)
+        grads = {task: [] for task in self.tasks}
+        for task in self.tasks:  # one gradient per task of the thread's idle work: the steps go first
+            for batch in batches[task]:
+                self.stream.submit(
+                    lambda task=task, batch=batch: grads[task].append(task_gradient(module, vector, batch, params)),
+                    trainer,
+                    idle=True,
+                )
+        self.stream.submit(lambda: self.measure(grads, step), trainer, idle=True)
+
+    def measure(self, grads: dict[str, list[torch.Tensor]], step: int) -> tuple[dict[str, float], int] | None:
+        """The probe's numbers from each task's gradients (n_batches, then n_heldout); the scalars and
+        their step, or None when skipped (counted, and warned): a task with fewer than k finite window
+        gradients or no finite held-out one, since a basis of NaNs measures nothing."""
         bases, heldout, logs, windows = {}, {}, {}, {}
         for task in self.tasks:
-            grads = torch.stack(
-                [
-                    task_gradient(pl_module, self.stream.vector, datamodule.probe_batch(task, (step, i)))
-                    for i in range(self.n_batches + self.n_heldout)
-                ]
-            )
-            windows[task] = finite_rows(grads[: self.n_batches])
-            heldout[task] = finite_rows(grads[self.n_batches :])
+            grads_of_task = torch.stack(grads[task])
+            windows[task] = finite_rows(grads_of_task[: self.n_batches])
+            heldout[task] = finite_rows(grads_of_task[self.n_batches :])
             if len(windows[task]) < self.k or (self.n_heldout and not len(heldout[task])):
                 self.skipped_probes += 1
                 rank_zero_warn(
                     f"[loclin] per-task probe at step {step} skipped: task '{task}' has non-finite gradients "
                     f"({self.skipped_probes} skipped so far)"
                 )
-                return
+                return None
         for task in self.tasks:
             held = heldout[task]
             basis, singular_values = topk_basis(windows[task], self.k)
@@ -136,9 +190,10 @@ class PerTaskGradientCallback(MeasurementCallback):
         self.cross_capture_sum = cross if self.cross_capture_sum is None else self.cross_capture_sum + cross
         self.bases, self.probe_step = bases, step
         self.probes += 1
-        self.log_scalars(trainer, logs, step)
+        return logs, step
 
     def summary(self) -> dict:
+        self.stream.wait()
         skipped = {"counts": {"pertask_skipped_probes": self.skipped_probes}} if self.skipped_probes else {}
         if not self.probes:
             return skipped
@@ -195,6 +250,7 @@ class PerTaskGradientCallback(MeasurementCallback):
     def figures(self) -> dict:
         from loclin.callbacks.figures import matrix_figure
 
+        self.stream.wait()
         if not self.probes:
             return {}
         return {
@@ -207,6 +263,7 @@ class PerTaskGradientCallback(MeasurementCallback):
         }
 
     def state_dict(self) -> dict:
+        self.stream.wait()
         return {
             "bases": dict(self.bases),
             "probe_step": self.probe_step,

@@ -25,6 +25,17 @@ def test_tasks_run_in_the_order_submitted_on_one_other_thread():
     worker.close()
 
 
+def test_idle_work_runs_only_while_no_step_waits_each_queue_in_its_order():
+    worker, seen, release = MeasurementWorker(), [], threading.Event()
+    worker.submit(release.wait)  # hold the thread while both queues fill
+    for name, idle in (("probe 1", True), ("step 1", False), ("probe 2", True), ("step 2", False)):
+        worker.submit(lambda name=name: seen.append(name), idle=idle)
+    release.set()
+    worker.wait()
+    assert seen == ["step 1", "step 2", "probe 1", "probe 2"]
+    worker.close()
+
+
 def test_an_error_is_raised_on_the_training_thread_and_the_tasks_after_it_are_skipped():
     worker, seen = MeasurementWorker(), []
     worker.submit(lambda: seen.append(1))
@@ -121,3 +132,27 @@ def test_training_runs_ahead_of_the_measurements_by_at_most_the_staging_rows(one
     stream.wait()
     assert stream.windows["grad"].count == STAGED_STEPS + 1
     stream.close()
+
+
+def test_a_probe_replica_copies_what_training_changes_and_shares_the_frozen_weights():
+    from loclin.callbacks.per_task import replica
+
+    module = ToyModule(6, 4)
+    module.second.bias.requires_grad_(False)
+    copied, params = replica(module, [module.first.weight, module.second.weight])
+    assert copied.second.bias is module.second.bias  # frozen: shared, not copied
+    assert params == [copied.first.weight, copied.second.weight]
+    assert all(p is not q and torch.equal(p, q) for p, q in zip(params, [module.first.weight, module.second.weight]))
+    with torch.no_grad():
+        module.first.weight.add_(1.0)  # training moves on: the replica keeps θ_step
+    assert not torch.equal(copied.first.weight, module.first.weight)
+
+
+def test_a_module_with_active_dropout_is_probed_in_line():
+    from loclin.callbacks.per_task import draws_random_numbers
+    from loclin.lightning_modules.transformer import TinyDecoder
+
+    assert not draws_random_numbers(ToyModule())
+    model = TinyDecoder(20, 8, 1, 16, 2, 32, dropout=0.1)
+    assert draws_random_numbers(model.train()) and not draws_random_numbers(model.eval())
+    assert not draws_random_numbers(TinyDecoder(20, 8, 1, 16, 2, 32, dropout=0.0).train())
