@@ -125,7 +125,7 @@ class TrainerConfig:
     # false: no figures in TensorBoard at all (the scalars and summary.json are the same, and
     # analyze.py still draws its plots); drawing them is about a third of a tiny run's time
     figures: bool = True
-    # true: the geometry (window commits, basis refreshes, drift snapshots) runs on a second thread
+    # true: the geometry (window commits, basis refreshes, drift snapshots, per-task probes) runs on a second thread
     # while training goes on, when a core is free beside training's threads and the process is alone
     # (one rank, windows not sharded); the numbers are bit for bit those measured in line (false)
     background_measurements: bool = True
