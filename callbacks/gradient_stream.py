@@ -34,7 +34,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from loclin.callbacks.base import log_measurements
-from loclin.callbacks.measurement_worker import MeasurementWorker
+from loclin.callbacks.measurement_worker import CORES_ENV, MeasurementWorker
 from loclin.callbacks.parameter_vector import GroupSpec, ParameterVector, SketchedParameterVector, parameter_groups
 from loclin.geometry.rolling import RollingBasis
 from loclin.geometry.sharded import no_reduce
@@ -47,8 +47,10 @@ STAGED_STEPS = 8
 
 
 def free_core(trainer: L.Trainer) -> bool:
-    """Whether a core is left beside training's threads, in a process alone (one rank)."""
+    """Whether a core is left beside training's threads, in a process alone (one rank): the cores are
+    $LOCLIN_CORES where a sweep set it for its points, or those the process may run on."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = int(os.environ.get(CORES_ENV, cores))
     return trainer.world_size == 1 and torch.get_num_threads() < cores
 
 

@@ -20,6 +20,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+CORES_ENV = "LOCLIN_CORES"  # the cores a process may use where it shares the machine (a sweep's points)
+
 
 class MeasurementWorker:
     def __init__(self, name: str = "loclin-measurements"):

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
+from loclin.callbacks.measurement_worker import CORES_ENV
 from loclin.config import ConfigError
 from loclin.runs.rundir import RunDirError, live_holder
 
@@ -69,15 +70,21 @@ STOPPING = threading.Event()  # set by a signal: no new point starts
 STOP_GRACE_SECONDS = 10
 
 
-def run_command(command: list[str], log: str) -> int:
+def run_command(command: list[str], log: str, cores: int | None = None) -> int:
     """One point in a subprocess, its output in the point's log (a module-level function, so
-    submitit and Ray can ship it to their workers)."""
+    submitit and Ray can ship it to their workers). ``cores``: its share of the machine, which it
+    reads to decide whether a core is free for its measurement thread (callbacks.gradient_stream)."""
     if STOPPING.is_set():
         return 128 + signal.SIGTERM
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     with open(log, "a") as handle:
+        env = None if cores is None else {**os.environ, CORES_ENV: str(cores)}
         child = subprocess.Popen(
-            command, stdout=handle, stderr=subprocess.STDOUT, preexec_fn=partial(die_with_parent, os.getpid())
+            command,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            preexec_fn=partial(die_with_parent, os.getpid()),
+            env=env,
         )
         LIVE_POINTS.add(child)
         if STOPPING.is_set():  # the signal came between the check above and the start
@@ -107,8 +114,9 @@ def stop_points(signum: int, frame) -> None:
 def launch_local(jobs: list[tuple[list[str], str]], workers: int) -> list[int]:
     previous = {sig: signal.signal(sig, stop_points) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
+        cores = max(1, len(os.sched_getaffinity(0)) // workers)  # each point's share of this machine
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(lambda job: run_command(*job), jobs))
+            return list(pool.map(lambda job: run_command(*job, cores), jobs))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -129,7 +137,7 @@ def launch_ray(jobs: list[tuple[list[str], str]], workers: int) -> list[int]:
     if not ray.is_initialized():
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
     remote = ray.remote(num_cpus=1)(run_command)
-    return ray.get([remote.remote(command, log) for command, log in jobs])
+    return ray.get([remote.remote(command, log, 1) for command, log in jobs])
 
 
 def launcher(name: str, workers: int, folder: Path, cluster: str | None) -> Callable[[list], list[int]]:

@@ -156,3 +156,30 @@ def test_a_module_with_active_dropout_is_probed_in_line():
     model = TinyDecoder(20, 8, 1, 16, 2, 32, dropout=0.1)
     assert draws_random_numbers(model.train()) and not draws_random_numbers(model.eval())
     assert not draws_random_numbers(TinyDecoder(20, 8, 1, 16, 2, 32, dropout=0.0).train())
+
+
+def test_a_core_is_free_only_beside_training_threads_in_a_process_alone(one_thread, monkeypatch):
+    from types import SimpleNamespace
+
+    from loclin.callbacks.gradient_stream import free_core
+    from loclin.callbacks.measurement_worker import CORES_ENV
+
+    alone, ranked = SimpleNamespace(world_size=1), SimpleNamespace(world_size=2)
+    monkeypatch.setenv(CORES_ENV, "2")
+    assert free_core(alone) and not free_core(ranked)  # DDP ranks share the cores: in line
+    monkeypatch.setenv(CORES_ENV, "1")  # a sweep point's share of the machine: one core, training's
+    assert not free_core(alone)
+
+
+def test_a_sweep_tells_each_point_its_share_of_the_cores(tmp_path):
+    import sys
+
+    from loclin.runs.launchers import launch_local
+
+    jobs = [
+        ([sys.executable, "-c", "import os; print(os.environ['LOCLIN_CORES'])"], str(tmp_path / f"{i}.log"))
+        for i in range(2)
+    ]
+    assert launch_local(jobs, workers=2) == [0, 0]
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert [(tmp_path / f"{i}.log").read_text().strip() for i in range(2)] == [str(share)] * 2
