@@ -190,7 +190,7 @@ class GradientStream:
         if self.worker is not None:
             if grads_in_slot:
                 raise ValueError("[loclin] a stream measured in the background takes g_t from .grad, not from its slot")
-            staged = {source: self._free[source].get() for source in self.windows}
+            staged = {source: self._staging_row(source) for source in self.windows}
             if "grad" in staged:
                 self.vector.write_grads(staged["grad"])
             if "update" in staged:
@@ -203,6 +203,15 @@ class GradientStream:
             self._commit("grad", step)
         if "update" in self.windows:
             self.vector.write_values(self.windows["update"].next_slot())
+
+    def _staging_row(self, source: str) -> torch.Tensor:
+        """A free staging row, waiting while the thread catches up; its error, if it failed (the rows
+        of the steps it skipped after the failure never come back)."""
+        while True:
+            try:
+                return self._free[source].get(timeout=0.5)
+            except queue.Empty:
+                self.worker.check()
 
     def advance(self, trainer: L.Trainer) -> None:
         """After the optimizer step, once per step: u_t = θ_{t+1} − θ_t into the update window, then

@@ -65,7 +65,7 @@ class MeasurementWorker:
         """Queue ``task`` (``idle``: behind every step's work, see the module's docstring), starting the
         thread if none runs (after :meth:`close`, the next fit starts another); first raise any error
         an earlier task raised."""
-        self._raise()
+        self.check()
         if not self.alive:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
@@ -79,7 +79,7 @@ class MeasurementWorker:
         with self._changed:
             while self._pending:
                 self._changed.wait()
-        self._raise()
+        self.check()
 
     def close(self) -> None:
         """Run what is queued, then end the thread (idempotent)."""
@@ -89,9 +89,10 @@ class MeasurementWorker:
                 self._changed.notify_all()
             self._thread.join()
             self._closing = False
-        self._raise()
+        self.check()
 
-    def _raise(self) -> None:
+    def check(self) -> None:
+        """Raise the error a task raised, once."""
         if self._error is not None:
             error, self._error = self._error, None
             raise error

@@ -183,3 +183,33 @@ def test_a_sweep_tells_each_point_its_share_of_the_cores(tmp_path):
     assert launch_local(jobs, workers=2) == [0, 0]
     share = max(1, len(os.sched_getaffinity(0)) // 2)
     assert [(tmp_path / f"{i}.log").read_text().strip() for i in range(2)] == [str(share)] * 2
+
+
+def test_a_failed_measurement_stops_training_with_its_error_instead_of_a_hang(one_thread):
+    """Training waits for a staging row while the thread fails: the rows of the steps it then skips never
+    come back, so the wait must end in the thread's error."""
+    stream = GradientStream(window=4, sources=["grad", "update"], background=True)
+    driver = StepDriver(ToyModule(), [GradientWindowCallback(stream)], lr=0.1)
+    fail = threading.Event()
+
+    def failing():
+        fail.wait()
+        raise ZeroDivisionError
+
+    stream.worker.submit(failing)
+    outcome = []
+
+    def train():
+        try:
+            for _ in range(STAGED_STEPS + 1):  # the last step waits for a row
+                driver.step(torch.randn(sum(p.numel() for p in driver.params)))
+        except ZeroDivisionError:
+            outcome.append("raised")
+
+    thread = threading.Thread(target=train, daemon=True)
+    thread.start()
+    thread.join(timeout=1.0)
+    assert thread.is_alive() and not outcome  # every row holds a step the thread has not taken in
+    fail.set()
+    thread.join(timeout=30)
+    assert outcome == ["raised"]
