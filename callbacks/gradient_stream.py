@@ -50,7 +50,8 @@ def free_core(trainer: L.Trainer) -> bool:
     """Whether a core is left beside training's threads, in a process alone (one rank): the cores are
     $LOCLIN_CORES where a sweep set it for its points, or those the process may run on."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    cores = int(os.environ.get(CORES_ENV, cores))
+    share = os.environ.get(CORES_ENV, "")
+    cores = int(share) if share.isdigit() else cores
     return trainer.world_size == 1 and torch.get_num_threads() < cores
 
 
