@@ -284,11 +284,14 @@ class GradientStream:
             if trainer is not None:
                 self._flush(trainer)
 
-    def close(self, trainer: L.Trainer | None = None) -> None:
-        """End the measurement thread after its last step (at the end of a fit)."""
-        if self.worker is not None:
+    def close(self, trainer: L.Trainer | None = None, raise_error: bool = True) -> None:
+        """End the measurement thread after its last step (at the end of a fit; ``raise_error`` false
+        when the fit failed: its own error is the one to report)."""
+        if self.worker is None:
+            return
+        if raise_error:
             self.wait(trainer)
-            self.worker.close()
+        self.worker.close(raise_error)
 
     def state_dict(self) -> dict:
         """The windows (whole vectors) and counters; each rolling basis is saved by its own callback."""

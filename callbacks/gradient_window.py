@@ -39,6 +39,10 @@ class GradientWindowCallback(MeasurementCallback):
         self.stream.close(trainer)
         super().teardown(trainer, pl_module, stage)
 
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """A failed fit calls no teardown: end the measurement thread here, keeping the fit's error."""
+        self.stream.close(raise_error=False)
+
     def summary(self) -> dict:
         stream = self.stream
         stream.wait()

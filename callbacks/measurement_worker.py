@@ -15,12 +15,26 @@ its order. A long probe then never holds the steps back while training waits for
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 
 CORES_ENV = "LOCLIN_CORES"  # the cores a process may use where it shares the machine (a sweep's points)
+
+
+LIVE: weakref.WeakSet[MeasurementWorker] = weakref.WeakSet()
+
+
+@atexit.register
+def close_all() -> None:
+    """At the interpreter's exit, let every thread finish its task and end: a thread still inside a
+    torch call while the process tears down aborts it ("terminate called without an active
+    exception"). A fit that raised (Lightning calls no callback's teardown then) ends up here."""
+    for worker in list(LIVE):
+        worker.close(raise_error=False)
 
 
 class MeasurementWorker:
@@ -69,6 +83,7 @@ class MeasurementWorker:
         if not self.alive:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
+            LIVE.add(self)
         with self._changed:
             (self._idle if idle else self._steps).append(task)
             self._pending += 1
@@ -81,15 +96,19 @@ class MeasurementWorker:
                 self._changed.wait()
         self.check()
 
-    def close(self) -> None:
-        """Run what is queued, then end the thread (idempotent)."""
+    def close(self, raise_error: bool = True) -> None:
+        """Run what is queued, then end the thread (idempotent); with ``raise_error`` false, a task's
+        error is dropped (training has already failed with its own)."""
         if self.alive:
             with self._changed:
                 self._closing = True
                 self._changed.notify_all()
             self._thread.join()
             self._closing = False
-        self.check()
+        LIVE.discard(self)
+        if raise_error:
+            self.check()
+        self._error = None
 
     def check(self) -> None:
         """Raise the error a task raised, once."""

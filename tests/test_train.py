@@ -376,3 +376,13 @@ def test_the_measurements_on_a_background_thread_are_bit_for_bit_those_measured_
         pytest.skip("no core was free beside training's threads: the reference was measured in line too")
     assert staged == STAGED_STEPS * 2 * reference["geometry"]["dim"] * 4  # its staging rows: it ran in the background
     assert inline["metrics"] == reference["metrics"] and inline["curves"] == reference["curves"]
+
+
+def test_a_fit_that_raises_ends_its_measurement_thread_and_keeps_its_own_error(tmp_path):
+    """Lightning calls no teardown after an exception: the thread is ended in on_exception, so none is
+    left running into the process's exit (a thread inside a torch call then aborts the process)."""
+    import threading
+
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        run_tiny(tmp_path, "trainer.figures=false", extra_callbacks=[Crash(at=30)])
+    assert not [t for t in threading.enumerate() if t.name == "loclin-measurements" and t.is_alive()]
