@@ -17,6 +17,7 @@ def pytest_configure(config):
         import torch
 
         os.environ["OMP_NUM_THREADS"] = "1"  # the runs a test starts in a subprocess, too
+        os.environ["LOCLIN_CORES"] = "1"  # two workers share two cores, as a sweep's points do: measured in line
         torch.set_num_threads(1)
 
 
