@@ -34,7 +34,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from loclin.callbacks.base import log_measurements
-from loclin.callbacks.measurement_worker import CORES_ENV, MeasurementWorker
+from loclin.callbacks.measurement_worker import CORES_ENV, MeasurementWorker, machine_cores
 from loclin.callbacks.parameter_vector import GroupSpec, ParameterVector, SketchedParameterVector, parameter_groups
 from loclin.geometry.rolling import RollingBasis
 from loclin.geometry.sharded import no_reduce
@@ -49,9 +49,8 @@ STAGED_STEPS = 8
 def free_core(trainer: L.Trainer) -> bool:
     """Whether a core is left beside training's threads, in a process alone (one rank): the cores are
     $LOCLIN_CORES where a sweep set it for its points, or those the process may run on."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     share = os.environ.get(CORES_ENV, "")
-    cores = int(share) if share.isdigit() else cores
+    cores = int(share) if share.isdigit() else machine_cores()
     return trainer.world_size == 1 and torch.get_num_threads() < cores
 
 

@@ -16,6 +16,7 @@ its order. A long probe then never holds the steps back while training waits for
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -23,6 +24,11 @@ from collections import deque
 from collections.abc import Callable
 
 CORES_ENV = "LOCLIN_CORES"  # the cores a process may use where it shares the machine (a sweep's points)
+
+
+def machine_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the platform has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 LIVE: weakref.WeakSet[MeasurementWorker] = weakref.WeakSet()

@@ -47,13 +47,15 @@ def task_gradient(
 
 
 def draws_random_numbers(module: nn.Module) -> bool:
-    """Whether the module's forward in its current mode draws random numbers (active dropout): then
+    """Whether the module's forward in its current mode draws random numbers (active dropout: a dropout
+    layer, or a float attribute named ``*dropout`` such as attention's ``dropout_p`` rate, above 0): then
     a probe on another thread would interleave its draws with training's, and it stays in line."""
     for sub in module.modules():
         if not sub.training:
             continue
-        rate = sub.p if isinstance(sub, nn.modules.dropout._DropoutNd) else getattr(sub, "dropout", 0.0)
-        if isinstance(rate, float) and rate > 0:
+        rates = [sub.p] if isinstance(sub, nn.modules.dropout._DropoutNd) else []
+        rates += [value for name, value in vars(sub).items() if name.endswith("dropout") and isinstance(value, float)]
+        if any(rate > 0 for rate in rates):
             return True
     return False
 

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 
-from loclin.callbacks.measurement_worker import CORES_ENV
+from loclin.callbacks.measurement_worker import CORES_ENV, machine_cores
 from loclin.config import ConfigError
 from loclin.runs.rundir import RunDirError, live_holder
 
@@ -114,7 +114,7 @@ def stop_points(signum: int, frame) -> None:
 def launch_local(jobs: list[tuple[list[str], str]], workers: int) -> list[int]:
     previous = {sig: signal.signal(sig, stop_points) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        cores = max(1, len(os.sched_getaffinity(0)) // workers)  # each point's share of this machine
+        cores = max(1, machine_cores() // workers)  # each point's share of this machine
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(lambda job: run_command(*job, cores), jobs))
     finally:

@@ -11,6 +11,7 @@ from loclin.callbacks.gradient_stream import STAGED_STEPS, GradientStream
 from loclin.callbacks.gradient_window import GradientWindowCallback
 from loclin.callbacks.measurement_worker import MeasurementWorker
 from loclin.callbacks.rolling_basis import RollingBasisCallback
+from torch import nn
 
 from tests.callbacks.conftest import StepDriver, ToyModule
 
@@ -158,6 +159,17 @@ def test_a_module_with_active_dropout_is_probed_in_line():
     model = TinyDecoder(20, 8, 1, 16, 2, 32, dropout=0.1)
     assert draws_random_numbers(model.train()) and not draws_random_numbers(model.eval())
     assert not draws_random_numbers(TinyDecoder(20, 8, 1, 16, 2, 32, dropout=0.0).train())
+    attention = nn.Module()
+    attention.attention_dropout = 0.1  # a rate read inside forward, as Hugging Face attention keeps it
+    assert draws_random_numbers(attention.train()) and not draws_random_numbers(attention.eval())
+
+
+def test_a_background_stream_refuses_gradients_written_into_its_slot(one_thread):
+    stream = GradientStream(window=4, sources=["grad"], background=True)
+    driver = StepDriver(ToyModule(), [GradientWindowCallback(stream)], lr=0.0)
+    with pytest.raises(ValueError, match="takes g_t from .grad"):
+        stream.before_optimizer_step(driver.trainer, grads_in_slot=True)
+    stream.close()
 
 
 def test_a_core_is_free_only_beside_training_threads_in_a_process_alone(one_thread, monkeypatch):
